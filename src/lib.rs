@@ -1,0 +1,2 @@
+//! corestream: a thread-per-core realtime server speaking the deepstream protocol.
+pub mod protocol;
