@@ -1,0 +1,293 @@
+//! Listening, per topic, on the shard that owns the names: patterns with their listeners, and for
+//! every name that has subscribers, its provider or the listener currently being asked.
+
+use super::ids::ConnId;
+use ahash::AHashMap;
+use bytes::Bytes;
+use regex::Regex;
+use std::sync::Arc;
+
+/// What the owner shard must send because of a listen event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenEffect {
+    /// SUBSCRIPTION_FOR_PATTERN_FOUND to a listener.
+    Offer { to: ConnId, pattern: Bytes, name: Bytes },
+    /// SUBSCRIPTION_FOR_PATTERN_REMOVED to a provider.
+    Removed { to: ConnId, pattern: Bytes, name: Bytes },
+    /// Subscribers learn that the name now has (or no longer has) a provider.
+    HasProvider { name: Bytes, has: bool },
+}
+
+struct Pattern {
+    source: Bytes,
+    regex: Arc<Regex>,
+    listeners: Vec<ConnId>,
+}
+
+#[derive(Default)]
+struct NameState {
+    provider: Option<(ConnId, Bytes)>,
+    offer: Option<(ConnId, Bytes, u64)>,
+    tried: Vec<(ConnId, Bytes)>,
+}
+
+pub struct Listening {
+    patterns: Vec<Pattern>,
+    /// Only names that currently have subscribers.
+    names: AHashMap<Bytes, NameState>,
+    shuffle: bool,
+    response_timeout_ms: u64,
+}
+
+impl Listening {
+    pub fn new(shuffle: bool, response_timeout_ms: u64) -> Self {
+        Listening { patterns: Vec::new(), names: AHashMap::new(), shuffle, response_timeout_ms }
+    }
+
+    /// A listener registers; names with subscribers and no provider are offered to it.
+    pub fn add_listener<'a>(
+        &mut self,
+        pattern: Bytes,
+        regex: Arc<Regex>,
+        conn: ConnId,
+        interested: impl Iterator<Item = &'a Bytes>,
+        now: u64,
+        out: &mut Vec<ListenEffect>,
+    ) {
+        match self.patterns.iter_mut().find(|p| p.source == pattern) {
+            Some(p) if p.listeners.contains(&conn) => return,
+            Some(p) => p.listeners.push(conn),
+            None => self.patterns.push(Pattern { source: pattern.clone(), regex: regex.clone(), listeners: vec![conn] }),
+        }
+        let candidates: Vec<Bytes> = interested
+            .filter(|name| std::str::from_utf8(name).is_ok_and(|n| regex.is_match(n)))
+            .cloned()
+            .collect();
+        for name in candidates {
+            let state = self.names.entry(name.clone()).or_default();
+            if state.provider.is_none() && state.offer.is_none() {
+                self.offer_next(&name, now, out);
+            }
+        }
+    }
+
+    pub fn remove_listener(&mut self, pattern: &[u8], conn: ConnId, now: u64, out: &mut Vec<ListenEffect>) {
+        if let Some(at) = self.patterns.iter().position(|p| p.source == pattern) {
+            self.patterns[at].listeners.retain(|c| *c != conn);
+            if self.patterns[at].listeners.is_empty() {
+                self.patterns.swap_remove(at);
+            }
+        }
+        self.drop_listener(|c, p| c == conn && p == pattern, now, out);
+    }
+
+    /// The listener is gone entirely (disconnect).
+    pub fn conn_closed(&mut self, conn: ConnId, now: u64, out: &mut Vec<ListenEffect>) {
+        for p in &mut self.patterns {
+            p.listeners.retain(|c| *c != conn);
+        }
+        self.patterns.retain(|p| !p.listeners.is_empty());
+        self.drop_listener(|c, _| c == conn, now, out);
+    }
+
+    /// Names provided or offered to a departing listener are rematched.
+    fn drop_listener(&mut self, gone: impl Fn(ConnId, &[u8]) -> bool, now: u64, out: &mut Vec<ListenEffect>) {
+        let mut rematch = Vec::new();
+        for (name, state) in &mut self.names {
+            if state.provider.as_ref().is_some_and(|(c, p)| gone(*c, p)) {
+                state.provider = None;
+                out.push(ListenEffect::HasProvider { name: name.clone(), has: false });
+                rematch.push(name.clone());
+            }
+            if state.offer.as_ref().is_some_and(|(c, p, _)| gone(*c, p)) {
+                state.offer = None;
+                rematch.push(name.clone());
+            }
+        }
+        for name in rematch {
+            self.offer_next(&name, now, out);
+        }
+    }
+
+    /// A name gained its first subscriber anywhere.
+    pub fn interest_started(&mut self, name: &Bytes, now: u64, out: &mut Vec<ListenEffect>) {
+        if self.patterns.is_empty() {
+            return;
+        }
+        self.names.entry(name.clone()).or_default();
+        self.offer_next(name, now, out);
+    }
+
+    /// A name lost its last subscriber: its provider is told to stop.
+    pub fn interest_ended(&mut self, name: &[u8], out: &mut Vec<ListenEffect>) {
+        if let Some(state) = self.names.remove(name) {
+            if let Some((to, pattern)) = state.provider {
+                out.push(ListenEffect::Removed { to, pattern, name: Bytes::copy_from_slice(name) });
+            }
+        }
+    }
+
+    pub fn accept(&mut self, conn: ConnId, pattern: &Bytes, name: &Bytes, out: &mut Vec<ListenEffect>) {
+        let Some(state) = self.names.get_mut(name.as_ref()) else {
+            // Interest ended while the offer was out: tell the would-be provider to stop.
+            out.push(ListenEffect::Removed { to: conn, pattern: pattern.clone(), name: name.clone() });
+            return;
+        };
+        let offered = state.offer.as_ref().is_some_and(|(c, p, _)| *c == conn && p == pattern);
+        if !offered || state.provider.is_some() {
+            return;
+        }
+        state.offer = None;
+        state.tried.clear();
+        state.provider = Some((conn, pattern.clone()));
+        out.push(ListenEffect::HasProvider { name: name.clone(), has: true });
+    }
+
+    pub fn reject(&mut self, conn: ConnId, pattern: &Bytes, name: &Bytes, now: u64, out: &mut Vec<ListenEffect>) {
+        let Some(state) = self.names.get_mut(name.as_ref()) else { return };
+        if state.offer.as_ref().is_some_and(|(c, p, _)| *c == conn && p == pattern) {
+            state.offer = None;
+            self.offer_next(name, now, out);
+        }
+    }
+
+    /// Offers past their response timeout count as rejections.
+    pub fn tick(&mut self, now: u64, out: &mut Vec<ListenEffect>) {
+        let expired: Vec<Bytes> = self
+            .names
+            .iter_mut()
+            .filter_map(|(name, state)| match state.offer {
+                Some((_, _, deadline)) if deadline <= now => {
+                    state.offer = None;
+                    Some(name.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        for name in expired {
+            self.offer_next(&name, now, out);
+        }
+    }
+
+    /// Names with subscribers but no provider get a fresh round of offers.
+    pub fn rematch(&mut self, now: u64, out: &mut Vec<ListenEffect>) {
+        let idle: Vec<Bytes> = self
+            .names
+            .iter_mut()
+            .filter(|(_, s)| s.provider.is_none() && s.offer.is_none())
+            .map(|(name, s)| {
+                s.tried.clear();
+                name.clone()
+            })
+            .collect();
+        for name in idle {
+            self.offer_next(&name, now, out);
+        }
+    }
+
+    fn offer_next(&mut self, name: &Bytes, now: u64, out: &mut Vec<ListenEffect>) {
+        let Some(state) = self.names.get_mut(name.as_ref()) else { return };
+        if state.provider.is_some() || state.offer.is_some() {
+            return;
+        }
+        let Ok(text) = std::str::from_utf8(name) else { return };
+        let candidates: Vec<(ConnId, &Bytes)> = self
+            .patterns
+            .iter()
+            .filter(|p| p.regex.is_match(text))
+            .flat_map(|p| p.listeners.iter().map(move |c| (*c, &p.source)))
+            .filter(|(c, p)| !state.tried.iter().any(|(tc, tp)| tc == c && tp == *p))
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let pick = if self.shuffle { fastrand::usize(..candidates.len()) } else { 0 };
+        let (to, pattern) = (candidates[pick].0, candidates[pick].1.clone());
+        state.tried.push((to, pattern.clone()));
+        state.offer = Some((to, pattern.clone(), now + self.response_timeout_ms));
+        out.push(ListenEffect::Offer { to, pattern, name: name.clone() });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: ConnId = ConnId { shard: 0, local: 1 };
+    const B: ConnId = ConnId { shard: 1, local: 2 };
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn setup() -> Listening {
+        let mut l = Listening::new(false, 1000);
+        let mut out = Vec::new();
+        let regex = Arc::new(Regex::new("news/.*").unwrap());
+        l.add_listener(b("news/.*"), regex.clone(), A, std::iter::empty(), 0, &mut out);
+        l.add_listener(b("news/.*"), regex, B, std::iter::empty(), 0, &mut out);
+        assert!(out.is_empty());
+        l
+    }
+
+    #[test]
+    fn offer_accept_and_stop() {
+        let mut l = setup();
+        let mut out = Vec::new();
+        l.interest_started(&b("news/a"), 0, &mut out);
+        assert_eq!(out, vec![ListenEffect::Offer { to: A, pattern: b("news/.*"), name: b("news/a") }]);
+        out.clear();
+        l.accept(A, &b("news/.*"), &b("news/a"), &mut out);
+        assert_eq!(out, vec![ListenEffect::HasProvider { name: b("news/a"), has: true }]);
+        out.clear();
+        l.interest_ended(b"news/a", &mut out);
+        assert_eq!(out, vec![ListenEffect::Removed { to: A, pattern: b("news/.*"), name: b("news/a") }]);
+    }
+
+    #[test]
+    fn reject_and_timeout_move_to_the_next_listener() {
+        let mut l = setup();
+        let mut out = Vec::new();
+        l.interest_started(&b("news/a"), 0, &mut out);
+        l.reject(A, &b("news/.*"), &b("news/a"), 5, &mut out);
+        assert_eq!(out[1], ListenEffect::Offer { to: B, pattern: b("news/.*"), name: b("news/a") });
+        out.clear();
+        l.tick(900, &mut out);
+        assert!(out.is_empty());
+        l.tick(1005, &mut out);
+        assert!(out.is_empty(), "both tried, nobody left: {out:?}");
+        l.rematch(2000, &mut out);
+        assert_eq!(out, vec![ListenEffect::Offer { to: A, pattern: b("news/.*"), name: b("news/a") }]);
+    }
+
+    #[test]
+    fn provider_disconnect_rematches_and_late_accept_is_stopped() {
+        let mut l = setup();
+        let mut out = Vec::new();
+        l.interest_started(&b("news/a"), 0, &mut out);
+        l.accept(A, &b("news/.*"), &b("news/a"), &mut out);
+        out.clear();
+        l.conn_closed(A, 10, &mut out);
+        assert_eq!(
+            out,
+            vec![
+                ListenEffect::HasProvider { name: b("news/a"), has: false },
+                ListenEffect::Offer { to: B, pattern: b("news/.*"), name: b("news/a") }
+            ]
+        );
+        out.clear();
+        l.interest_ended(b"news/a", &mut out);
+        assert!(out.is_empty());
+        l.accept(B, &b("news/.*"), &b("news/a"), &mut out);
+        assert_eq!(out, vec![ListenEffect::Removed { to: B, pattern: b("news/.*"), name: b("news/a") }]);
+    }
+
+    #[test]
+    fn a_new_listener_gets_existing_names() {
+        let mut l = Listening::new(false, 1000);
+        let mut out = Vec::new();
+        let names = [b("x/1"), b("y/1")];
+        l.add_listener(b("x/.*"), Arc::new(Regex::new("x/.*").unwrap()), A, names.iter(), 0, &mut out);
+        assert_eq!(out, vec![ListenEffect::Offer { to: A, pattern: b("x/.*"), name: b("x/1") }]);
+    }
+}

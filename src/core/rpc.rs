@@ -1,0 +1,276 @@
+//! RPC routing on the shard that owns the RPC name: providers, calls in flight, rerouting on
+//! reject, and the accept and response deadlines.
+
+use super::ids::ConnId;
+use crate::protocol::message::{rpc_action, topic, Message};
+use ahash::AHashMap;
+use bytes::Bytes;
+
+pub struct RpcRouter {
+    providers: AHashMap<Bytes, Vec<ConnId>>,
+    /// Calls in flight by correlation id (client-made unique ids).
+    calls: AHashMap<Bytes, Call>,
+    ack_timeout_ms: u64,
+    response_timeout_ms: u64,
+}
+
+struct Call {
+    caller: ConnId,
+    provider: ConnId,
+    tried: Vec<ConnId>,
+    request: Message,
+    accepted: bool,
+    deadline: u64,
+}
+
+/// A message the owner shard must send to a connection.
+pub type Send = (ConnId, Message);
+
+fn reply(request: &Message, action: i32) -> Message {
+    Message {
+        name: request.name.clone(),
+        correlation_id: request.correlation_id.clone(),
+        ..Message::new(topic::RPC, action)
+    }
+}
+
+impl RpcRouter {
+    pub fn new(ack_timeout_ms: u64, response_timeout_ms: u64) -> Self {
+        RpcRouter { providers: AHashMap::new(), calls: AHashMap::new(), ack_timeout_ms, response_timeout_ms }
+    }
+
+    /// Returns false if `conn` already provided `name`.
+    pub fn provide(&mut self, name: &Bytes, conn: ConnId) -> bool {
+        let list = self.providers.entry(name.clone()).or_default();
+        if list.contains(&conn) {
+            return false;
+        }
+        list.push(conn);
+        true
+    }
+
+    /// Returns false if `conn` did not provide `name`.
+    pub fn unprovide(&mut self, name: &[u8], conn: ConnId) -> bool {
+        let Some(list) = self.providers.get_mut(name) else { return false };
+        let before = list.len();
+        list.retain(|c| *c != conn);
+        let removed = list.len() != before;
+        if list.is_empty() {
+            self.providers.remove(name);
+        }
+        removed
+    }
+
+    pub fn request(&mut self, request: Message, caller: ConnId, now: u64, out: &mut Vec<Send>) {
+        let (Some(name), Some(cid)) = (request.name.clone(), request.correlation_id.clone()) else {
+            out.push((caller, reply(&request, rpc_action::INVALID_MESSAGE_DATA)));
+            return;
+        };
+        if self.calls.contains_key(&cid) {
+            out.push((caller, reply(&request, rpc_action::INVALID_RPC_CORRELATION_ID)));
+            return;
+        }
+        let Some(provider) = self.pick(&name, caller, &[]) else {
+            out.push((caller, reply(&request, rpc_action::NO_RPC_PROVIDER)));
+            return;
+        };
+        out.push((provider, request.clone()));
+        let deadline = now + self.ack_timeout_ms;
+        self.calls.insert(cid, Call { caller, provider, tried: vec![provider], request, accepted: false, deadline });
+    }
+
+    fn pick(&self, name: &[u8], caller: ConnId, tried: &[ConnId]) -> Option<ConnId> {
+        let candidates: Vec<ConnId> = self
+            .providers
+            .get(name)?
+            .iter()
+            .copied()
+            .filter(|p| *p != caller && !tried.contains(p))
+            .collect();
+        (!candidates.is_empty()).then(|| candidates[fastrand::usize(..candidates.len())])
+    }
+
+    /// ACCEPT, RESPONSE, REQUEST_ERROR or REJECT from a provider.
+    pub fn from_provider(&mut self, msg: Message, provider: ConnId, now: u64, out: &mut Vec<Send>) {
+        let Some(cid) = msg.correlation_id.clone() else { return };
+        let Some(call) = self.calls.get_mut(&cid) else {
+            out.push((provider, reply(&msg, rpc_action::INVALID_RPC_CORRELATION_ID)));
+            return;
+        };
+        if call.provider != provider {
+            out.push((provider, reply(&msg, rpc_action::INVALID_RPC_CORRELATION_ID)));
+            return;
+        }
+        match msg.action {
+            rpc_action::ACCEPT => {
+                if call.accepted {
+                    out.push((provider, reply(&msg, rpc_action::MULTIPLE_ACCEPT)));
+                    return;
+                }
+                call.accepted = true;
+                call.deadline = now + self.response_timeout_ms;
+                out.push((call.caller, msg));
+            }
+            rpc_action::RESPONSE | rpc_action::REQUEST_ERROR => {
+                let caller = call.caller;
+                self.calls.remove(&cid);
+                out.push((caller, msg));
+            }
+            rpc_action::REJECT => self.reroute(&cid, now, out),
+            _ => {}
+        }
+    }
+
+    /// Sends the call to a provider not yet tried, or fails it with NO_RPC_PROVIDER.
+    fn reroute(&mut self, cid: &Bytes, now: u64, out: &mut Vec<Send>) {
+        let Some(call) = self.calls.get(cid) else { return };
+        let name = call.request.name.clone().unwrap_or_default();
+        match self.pick(&name, call.caller, &call.tried) {
+            Some(next) => {
+                let deadline = now + self.ack_timeout_ms;
+                let Some(call) = self.calls.get_mut(cid) else { return };
+                call.provider = next;
+                call.tried.push(next);
+                call.accepted = false;
+                call.deadline = deadline;
+                out.push((next, call.request.clone()));
+            }
+            None => {
+                if let Some(call) = self.calls.remove(cid) {
+                    out.push((call.caller, reply(&call.request, rpc_action::NO_RPC_PROVIDER)));
+                }
+            }
+        }
+    }
+
+    /// Calls past their deadline fail with ACCEPT_TIMEOUT or RESPONSE_TIMEOUT.
+    pub fn tick(&mut self, now: u64, out: &mut Vec<Send>) {
+        self.calls.retain(|_, call| {
+            if call.deadline > now {
+                return true;
+            }
+            let action = if call.accepted { rpc_action::RESPONSE_TIMEOUT } else { rpc_action::ACCEPT_TIMEOUT };
+            out.push((call.caller, reply(&call.request, action)));
+            false
+        });
+    }
+
+    /// A connection went away: it provides nothing more; its calls are dropped; calls it was
+    /// serving are rerouted (not yet accepted) or failed at once (accepted).
+    pub fn conn_closed(&mut self, conn: ConnId, now: u64, out: &mut Vec<Send>) {
+        self.providers.retain(|_, list| {
+            list.retain(|c| *c != conn);
+            !list.is_empty()
+        });
+        self.calls.retain(|_, call| call.caller != conn);
+        let serving: Vec<(Bytes, bool)> = self
+            .calls
+            .iter()
+            .filter(|(_, call)| call.provider == conn)
+            .map(|(cid, call)| (cid.clone(), call.accepted))
+            .collect();
+        for (cid, accepted) in serving {
+            if !accepted {
+                self.reroute(&cid, now, out);
+            } else if let Some(call) = self.calls.remove(&cid) {
+                let mut error = reply(&call.request, rpc_action::REQUEST_ERROR);
+                error.data = Some(Bytes::from_static(b"\"RPC provider disconnected\""));
+                out.push((call.caller, error));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CALLER: ConnId = ConnId { shard: 0, local: 1 };
+    const P1: ConnId = ConnId { shard: 0, local: 2 };
+    const P2: ConnId = ConnId { shard: 1, local: 3 };
+
+    fn request(cid: &str) -> Message {
+        Message {
+            name: Some(Bytes::from_static(b"add")),
+            correlation_id: Some(Bytes::copy_from_slice(cid.as_bytes())),
+            data: Some(Bytes::from_static(b"1")),
+            ..Message::new(topic::RPC, rpc_action::REQUEST)
+        }
+    }
+
+    fn answer(cid: &str, action: i32) -> Message {
+        Message { action, ..request(cid) }
+    }
+
+    fn actions(out: &[Send]) -> Vec<(ConnId, i32)> {
+        out.iter().map(|(c, m)| (*c, m.action)).collect()
+    }
+
+    #[test]
+    fn request_accept_response() {
+        let mut rpc = RpcRouter::new(100, 1000);
+        rpc.provide(&Bytes::from_static(b"add"), P1);
+        let mut out = Vec::new();
+        rpc.request(request("c1"), CALLER, 0, &mut out);
+        rpc.from_provider(answer("c1", rpc_action::ACCEPT), P1, 10, &mut out);
+        rpc.from_provider(answer("c1", rpc_action::RESPONSE), P1, 20, &mut out);
+        assert_eq!(actions(&out), vec![(P1, rpc_action::REQUEST), (CALLER, rpc_action::ACCEPT), (CALLER, rpc_action::RESPONSE)]);
+        out.clear();
+        rpc.tick(5000, &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn reject_reroutes_then_no_provider() {
+        let mut rpc = RpcRouter::new(100, 1000);
+        rpc.provide(&Bytes::from_static(b"add"), P1);
+        rpc.provide(&Bytes::from_static(b"add"), P2);
+        let mut out = Vec::new();
+        rpc.request(request("c1"), CALLER, 0, &mut out);
+        let first = out[0].0;
+        rpc.from_provider(answer("c1", rpc_action::REJECT), first, 1, &mut out);
+        let second = out[1].0;
+        assert_ne!(first, second);
+        rpc.from_provider(answer("c1", rpc_action::REJECT), second, 2, &mut out);
+        assert_eq!(out[2], (CALLER, reply(&request("c1"), rpc_action::NO_RPC_PROVIDER)));
+    }
+
+    #[test]
+    fn requester_is_never_its_own_provider_and_timeouts_fire() {
+        let mut rpc = RpcRouter::new(100, 1000);
+        rpc.provide(&Bytes::from_static(b"add"), CALLER);
+        let mut out = Vec::new();
+        rpc.request(request("c1"), CALLER, 0, &mut out);
+        assert_eq!(actions(&out), vec![(CALLER, rpc_action::NO_RPC_PROVIDER)]);
+        rpc.provide(&Bytes::from_static(b"add"), P1);
+        out.clear();
+        rpc.request(request("c2"), CALLER, 0, &mut out);
+        rpc.tick(99, &mut out);
+        rpc.tick(100, &mut out);
+        assert_eq!(actions(&out), vec![(P1, rpc_action::REQUEST), (CALLER, rpc_action::ACCEPT_TIMEOUT)]);
+        out.clear();
+        rpc.request(request("c3"), CALLER, 0, &mut out);
+        rpc.from_provider(answer("c3", rpc_action::ACCEPT), P1, 50, &mut out);
+        rpc.tick(1049, &mut out);
+        rpc.tick(1050, &mut out);
+        assert_eq!(actions(&out).last(), Some(&(CALLER, rpc_action::RESPONSE_TIMEOUT)));
+    }
+
+    #[test]
+    fn provider_disconnect_fails_accepted_calls_at_once() {
+        let mut rpc = RpcRouter::new(100, 1000);
+        rpc.provide(&Bytes::from_static(b"add"), P1);
+        let mut out = Vec::new();
+        rpc.request(request("c1"), CALLER, 0, &mut out);
+        rpc.request(request("c2"), CALLER, 0, &mut out);
+        rpc.from_provider(answer("c1", rpc_action::ACCEPT), P1, 1, &mut out);
+        out.clear();
+        rpc.conn_closed(P1, 2, &mut out);
+        let mut got = actions(&out);
+        got.sort_by_key(|(_, a)| *a);
+        assert_eq!(got, vec![(CALLER, rpc_action::REQUEST_ERROR), (CALLER, rpc_action::NO_RPC_PROVIDER)]);
+        out.clear();
+        rpc.request(request("c3"), CALLER, 3, &mut out);
+        assert_eq!(actions(&out), vec![(CALLER, rpc_action::NO_RPC_PROVIDER)]);
+    }
+}
