@@ -1,1 +1,125 @@
-fn main() {}
+//! The corestream command line: `start` runs the server, `check-config` validates config files.
+
+use clap::{Parser, Subcommand};
+use corestream::config::Config;
+use corestream::net::{run, ServerOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "corestream",
+    version,
+    about = "A thread-per-core realtime server speaking the deepstream protocol"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the server.
+    Start {
+        /// deepstream config.yml; without it the embedded defaults are used.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Number of shards, one per core, pinned to cpus 0..N.
+        #[arg(long, conflicts_with = "cpus")]
+        cores: Option<usize>,
+        /// Exact cpus to pin shards to, e.g. 0,2,4.
+        #[arg(long, value_delimiter = ',')]
+        cpus: Option<Vec<usize>>,
+        /// Listen address (default: config's httpServer host, else 0.0.0.0).
+        #[arg(long)]
+        host: Option<String>,
+        /// Listen port; 0 picks a free one (default: config's port, else 6020).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Loads a config file and reports what it would run with.
+    CheckConfig { config: PathBuf },
+}
+
+fn load(config: Option<&PathBuf>) -> Result<Config, String> {
+    match config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string()),
+        None => Ok(Config::default()),
+    }
+}
+
+fn online_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Start {
+            config,
+            cores,
+            cpus,
+            host,
+            port,
+        } => start(config, cores, cpus, host, port),
+        Command::CheckConfig { config } => load(Some(&config)).map(|c| {
+            for warning in &c.warnings {
+                eprintln!("warning: {warning}");
+            }
+            println!(
+                "ok: {} listens on {}:{}{}",
+                c.server_name, c.host, c.port, c.url_path
+            );
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(
+    config: Option<PathBuf>,
+    cores: Option<usize>,
+    cpus: Option<Vec<usize>>,
+    host: Option<String>,
+    port: Option<u16>,
+) -> Result<(), String> {
+    let config = load(config.as_ref())?;
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let available = online_cpus();
+    let cpus = match (cpus, cores) {
+        (Some(cpus), _) => cpus,
+        (None, Some(n)) => (0..n).map(|i| i % available).collect(),
+        (None, None) => (0..available).collect(),
+    };
+    if cpus.is_empty() || cpus.len() > corestream::shard::MAX_SHARDS {
+        return Err(format!(
+            "between 1 and {} shards are supported",
+            corestream::shard::MAX_SHARDS
+        ));
+    }
+    if let Some(bad) = cpus.iter().find(|c| **c >= available) {
+        return Err(format!(
+            "cpu {bad} is not online (this machine has {available})"
+        ));
+    }
+    let options = ServerOptions {
+        cpus,
+        host: host.unwrap_or_else(|| config.host.clone()),
+        port: port.unwrap_or(config.port),
+    };
+    let stopping = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stopping.clone())
+            .map_err(|e| format!("cannot handle signals: {e}"))?;
+    }
+    run(config, options, stopping)
+}

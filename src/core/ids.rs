@@ -1,6 +1,5 @@
 //! Identities that cross cores: connections and the owner shard of a name.
 
-
 /// A connection anywhere in the server: its shard and its number there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId {

@@ -134,7 +134,10 @@ mod tests {
         assert_eq!(interest.set(&name, 3, true), Change::Edge);
         assert_eq!(interest.set(&name, 0, true), Change::Changed);
         assert_eq!(interest.set(&name, 0, true), Change::Unchanged);
-        assert_eq!(each_shard(interest.shards(b"n")).collect::<Vec<_>>(), vec![0, 3]);
+        assert_eq!(
+            each_shard(interest.shards(b"n")).collect::<Vec<_>>(),
+            vec![0, 3]
+        );
         assert_eq!(interest.set(&name, 3, false), Change::Changed);
         assert_eq!(interest.set(&name, 0, false), Change::Edge);
         assert_eq!(interest.set(&name, 0, false), Change::Unchanged);

@@ -68,7 +68,11 @@ pub struct PathTooLarge;
 
 /// Child slot for `token` in `node`, created (as `fill`) when missing. `None` where JavaScript
 /// would write a property that JSON drops (a named key on an array).
-fn child<'a>(node: &'a mut Value, token: &Token, fill: Value) -> Result<Option<&'a mut Value>, PathTooLarge> {
+fn child<'a>(
+    node: &'a mut Value,
+    token: &Token,
+    fill: Value,
+) -> Result<Option<&'a mut Value>, PathTooLarge> {
     match node {
         Value::Object(map) => Ok(Some(map.entry(key_of(token)).or_insert(fill))),
         Value::Array(items) => {
@@ -148,35 +152,71 @@ mod tests {
     fn tokenizes_like_the_reference() {
         use Token::*;
         assert_eq!(tokenize("a.b"), vec![Key("a".into()), Key("b".into())]);
-        assert_eq!(tokenize("a[2].c"), vec![Key("a".into()), Index(2), Key("c".into())]);
-        assert_eq!(tokenize(" a . [1][3]"), vec![Key("a".into()), Key("".into()), Index(1), Index(3)]);
+        assert_eq!(
+            tokenize("a[2].c"),
+            vec![Key("a".into()), Index(2), Key("c".into())]
+        );
+        assert_eq!(
+            tokenize(" a . [1][3]"),
+            vec![Key("a".into()), Key("".into()), Index(1), Index(3)]
+        );
         assert_eq!(tokenize(""), vec![]);
     }
 
     #[test]
     fn sets_nested_values_creating_objects_and_arrays() {
         assert_eq!(set("{}", "a.b", Some("1")), json(r#"{"a":{"b":1}}"#));
-        assert_eq!(set("{}", "a[1].c", Some("\"x\"")), json(r#"{"a":[null,{"c":"x"}]}"#));
-        assert_eq!(set(r#"{"a":{"b":1}}"#, "a.c", Some("2")), json(r#"{"a":{"b":1,"c":2}}"#));
-        assert_eq!(set(r#"{"a":5}"#, "a.b", Some("true")), json(r#"{"a":{"b":true}}"#));
-        assert_eq!(set(r#"{"a":[1,2,3]}"#, "a[1]", Some("9")), json(r#"{"a":[1,9,3]}"#));
-        assert_eq!(set(r#"{"a":[1,2,3]}"#, "a.1", Some("9")), json(r#"{"a":[1,9,3]}"#));
+        assert_eq!(
+            set("{}", "a[1].c", Some("\"x\"")),
+            json(r#"{"a":[null,{"c":"x"}]}"#)
+        );
+        assert_eq!(
+            set(r#"{"a":{"b":1}}"#, "a.c", Some("2")),
+            json(r#"{"a":{"b":1,"c":2}}"#)
+        );
+        assert_eq!(
+            set(r#"{"a":5}"#, "a.b", Some("true")),
+            json(r#"{"a":{"b":true}}"#)
+        );
+        assert_eq!(
+            set(r#"{"a":[1,2,3]}"#, "a[1]", Some("9")),
+            json(r#"{"a":[1,9,3]}"#)
+        );
+        assert_eq!(
+            set(r#"{"a":[1,2,3]}"#, "a.1", Some("9")),
+            json(r#"{"a":[1,9,3]}"#)
+        );
         assert_eq!(set(r#"{"a":[1]}"#, "a.x", Some("9")), json(r#"{"a":[1]}"#));
         assert_eq!(set("null", "k", Some("1")), json(r#"{"k":1}"#));
-        assert_eq!(set(r#"{"a":{}}"#, "a[0]", Some("1")), json(r#"{"a":{"0":1}}"#));
+        assert_eq!(
+            set(r#"{"a":{}}"#, "a[0]", Some("1")),
+            json(r#"{"a":{"0":1}}"#)
+        );
     }
 
     #[test]
     fn erases_keys_and_nulls_array_slots() {
-        assert_eq!(set(r#"{"keep":1,"drop":2}"#, "drop", None), json(r#"{"keep":1}"#));
-        assert_eq!(set(r#"{"a":[1,2]}"#, "a[0]", None), json(r#"{"a":[null,2]}"#));
-        assert_eq!(set(r#"{"a":1}"#, "missing.deep", None), json(r#"{"a":1,"missing":{}}"#));
+        assert_eq!(
+            set(r#"{"keep":1,"drop":2}"#, "drop", None),
+            json(r#"{"keep":1}"#)
+        );
+        assert_eq!(
+            set(r#"{"a":[1,2]}"#, "a[0]", None),
+            json(r#"{"a":[null,2]}"#)
+        );
+        assert_eq!(
+            set(r#"{"a":1}"#, "missing.deep", None),
+            json(r#"{"a":1,"missing":{}}"#)
+        );
     }
 
     #[test]
     fn refuses_huge_indices() {
         let mut root = json("{}");
-        assert_eq!(set_path(&mut root, "a[99999999]", Some(json("1"))), Err(PathTooLarge));
+        assert_eq!(
+            set_path(&mut root, "a[99999999]", Some(json("1"))),
+            Err(PathTooLarge)
+        );
         assert_eq!(root.encode(), r#"{"a":[]}"#);
     }
 }

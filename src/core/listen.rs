@@ -11,9 +11,17 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenEffect {
     /// SUBSCRIPTION_FOR_PATTERN_FOUND to a listener.
-    Offer { to: ConnId, pattern: Bytes, name: Bytes },
+    Offer {
+        to: ConnId,
+        pattern: Bytes,
+        name: Bytes,
+    },
     /// SUBSCRIPTION_FOR_PATTERN_REMOVED to a provider.
-    Removed { to: ConnId, pattern: Bytes, name: Bytes },
+    Removed {
+        to: ConnId,
+        pattern: Bytes,
+        name: Bytes,
+    },
     /// Subscribers learn that the name now has (or no longer has) a provider.
     HasProvider { name: Bytes, has: bool },
 }
@@ -41,7 +49,12 @@ pub struct Listening {
 
 impl Listening {
     pub fn new(shuffle: bool, response_timeout_ms: u64) -> Self {
-        Listening { patterns: Vec::new(), names: AHashMap::new(), shuffle, response_timeout_ms }
+        Listening {
+            patterns: Vec::new(),
+            names: AHashMap::new(),
+            shuffle,
+            response_timeout_ms,
+        }
     }
 
     /// A listener registers; names with subscribers and no provider are offered to it.
@@ -57,7 +70,11 @@ impl Listening {
         match self.patterns.iter_mut().find(|p| p.source == pattern) {
             Some(p) if p.listeners.contains(&conn) => return,
             Some(p) => p.listeners.push(conn),
-            None => self.patterns.push(Pattern { source: pattern.clone(), regex: regex.clone(), listeners: vec![conn] }),
+            None => self.patterns.push(Pattern {
+                source: pattern.clone(),
+                regex: regex.clone(),
+                listeners: vec![conn],
+            }),
         }
         let candidates: Vec<Bytes> = interested
             .filter(|name| std::str::from_utf8(name).is_ok_and(|n| regex.is_match(n)))
@@ -71,7 +88,13 @@ impl Listening {
         }
     }
 
-    pub fn remove_listener(&mut self, pattern: &[u8], conn: ConnId, now: u64, out: &mut Vec<ListenEffect>) {
+    pub fn remove_listener(
+        &mut self,
+        pattern: &[u8],
+        conn: ConnId,
+        now: u64,
+        out: &mut Vec<ListenEffect>,
+    ) {
         if let Some(at) = self.patterns.iter().position(|p| p.source == pattern) {
             self.patterns[at].listeners.retain(|c| *c != conn);
             if self.patterns[at].listeners.is_empty() {
@@ -91,12 +114,20 @@ impl Listening {
     }
 
     /// Names provided or offered to a departing listener are rematched.
-    fn drop_listener(&mut self, gone: impl Fn(ConnId, &[u8]) -> bool, now: u64, out: &mut Vec<ListenEffect>) {
+    fn drop_listener(
+        &mut self,
+        gone: impl Fn(ConnId, &[u8]) -> bool,
+        now: u64,
+        out: &mut Vec<ListenEffect>,
+    ) {
         let mut rematch = Vec::new();
         for (name, state) in &mut self.names {
             if state.provider.as_ref().is_some_and(|(c, p)| gone(*c, p)) {
                 state.provider = None;
-                out.push(ListenEffect::HasProvider { name: name.clone(), has: false });
+                out.push(ListenEffect::HasProvider {
+                    name: name.clone(),
+                    has: false,
+                });
                 rematch.push(name.clone());
             }
             if state.offer.as_ref().is_some_and(|(c, p, _)| gone(*c, p)) {
@@ -122,30 +153,63 @@ impl Listening {
     pub fn interest_ended(&mut self, name: &[u8], out: &mut Vec<ListenEffect>) {
         if let Some(state) = self.names.remove(name) {
             if let Some((to, pattern)) = state.provider {
-                out.push(ListenEffect::Removed { to, pattern, name: Bytes::copy_from_slice(name) });
+                out.push(ListenEffect::Removed {
+                    to,
+                    pattern,
+                    name: Bytes::copy_from_slice(name),
+                });
             }
         }
     }
 
-    pub fn accept(&mut self, conn: ConnId, pattern: &Bytes, name: &Bytes, out: &mut Vec<ListenEffect>) {
+    pub fn accept(
+        &mut self,
+        conn: ConnId,
+        pattern: &Bytes,
+        name: &Bytes,
+        out: &mut Vec<ListenEffect>,
+    ) {
         let Some(state) = self.names.get_mut(name.as_ref()) else {
             // Interest ended while the offer was out: tell the would-be provider to stop.
-            out.push(ListenEffect::Removed { to: conn, pattern: pattern.clone(), name: name.clone() });
+            out.push(ListenEffect::Removed {
+                to: conn,
+                pattern: pattern.clone(),
+                name: name.clone(),
+            });
             return;
         };
-        let offered = state.offer.as_ref().is_some_and(|(c, p, _)| *c == conn && p == pattern);
+        let offered = state
+            .offer
+            .as_ref()
+            .is_some_and(|(c, p, _)| *c == conn && p == pattern);
         if !offered || state.provider.is_some() {
             return;
         }
         state.offer = None;
         state.tried.clear();
         state.provider = Some((conn, pattern.clone()));
-        out.push(ListenEffect::HasProvider { name: name.clone(), has: true });
+        out.push(ListenEffect::HasProvider {
+            name: name.clone(),
+            has: true,
+        });
     }
 
-    pub fn reject(&mut self, conn: ConnId, pattern: &Bytes, name: &Bytes, now: u64, out: &mut Vec<ListenEffect>) {
-        let Some(state) = self.names.get_mut(name.as_ref()) else { return };
-        if state.offer.as_ref().is_some_and(|(c, p, _)| *c == conn && p == pattern) {
+    pub fn reject(
+        &mut self,
+        conn: ConnId,
+        pattern: &Bytes,
+        name: &Bytes,
+        now: u64,
+        out: &mut Vec<ListenEffect>,
+    ) {
+        let Some(state) = self.names.get_mut(name.as_ref()) else {
+            return;
+        };
+        if state
+            .offer
+            .as_ref()
+            .is_some_and(|(c, p, _)| *c == conn && p == pattern)
+        {
             state.offer = None;
             self.offer_next(name, now, out);
         }
@@ -186,11 +250,15 @@ impl Listening {
     }
 
     fn offer_next(&mut self, name: &Bytes, now: u64, out: &mut Vec<ListenEffect>) {
-        let Some(state) = self.names.get_mut(name.as_ref()) else { return };
+        let Some(state) = self.names.get_mut(name.as_ref()) else {
+            return;
+        };
         if state.provider.is_some() || state.offer.is_some() {
             return;
         }
-        let Ok(text) = std::str::from_utf8(name) else { return };
+        let Ok(text) = std::str::from_utf8(name) else {
+            return;
+        };
         let candidates: Vec<(ConnId, &Bytes)> = self
             .patterns
             .iter()
@@ -201,11 +269,19 @@ impl Listening {
         if candidates.is_empty() {
             return;
         }
-        let pick = if self.shuffle { fastrand::usize(..candidates.len()) } else { 0 };
+        let pick = if self.shuffle {
+            fastrand::usize(..candidates.len())
+        } else {
+            0
+        };
         let (to, pattern) = (candidates[pick].0, candidates[pick].1.clone());
         state.tried.push((to, pattern.clone()));
         state.offer = Some((to, pattern.clone(), now + self.response_timeout_ms));
-        out.push(ListenEffect::Offer { to, pattern, name: name.clone() });
+        out.push(ListenEffect::Offer {
+            to,
+            pattern,
+            name: name.clone(),
+        });
     }
 }
 
@@ -224,7 +300,14 @@ mod tests {
         let mut l = Listening::new(false, 1000);
         let mut out = Vec::new();
         let regex = Arc::new(Regex::new("news/.*").unwrap());
-        l.add_listener(b("news/.*"), regex.clone(), A, std::iter::empty(), 0, &mut out);
+        l.add_listener(
+            b("news/.*"),
+            regex.clone(),
+            A,
+            std::iter::empty(),
+            0,
+            &mut out,
+        );
         l.add_listener(b("news/.*"), regex, B, std::iter::empty(), 0, &mut out);
         assert!(out.is_empty());
         l
@@ -235,13 +318,33 @@ mod tests {
         let mut l = setup();
         let mut out = Vec::new();
         l.interest_started(&b("news/a"), 0, &mut out);
-        assert_eq!(out, vec![ListenEffect::Offer { to: A, pattern: b("news/.*"), name: b("news/a") }]);
+        assert_eq!(
+            out,
+            vec![ListenEffect::Offer {
+                to: A,
+                pattern: b("news/.*"),
+                name: b("news/a")
+            }]
+        );
         out.clear();
         l.accept(A, &b("news/.*"), &b("news/a"), &mut out);
-        assert_eq!(out, vec![ListenEffect::HasProvider { name: b("news/a"), has: true }]);
+        assert_eq!(
+            out,
+            vec![ListenEffect::HasProvider {
+                name: b("news/a"),
+                has: true
+            }]
+        );
         out.clear();
         l.interest_ended(b"news/a", &mut out);
-        assert_eq!(out, vec![ListenEffect::Removed { to: A, pattern: b("news/.*"), name: b("news/a") }]);
+        assert_eq!(
+            out,
+            vec![ListenEffect::Removed {
+                to: A,
+                pattern: b("news/.*"),
+                name: b("news/a")
+            }]
+        );
     }
 
     #[test]
@@ -250,14 +353,28 @@ mod tests {
         let mut out = Vec::new();
         l.interest_started(&b("news/a"), 0, &mut out);
         l.reject(A, &b("news/.*"), &b("news/a"), 5, &mut out);
-        assert_eq!(out[1], ListenEffect::Offer { to: B, pattern: b("news/.*"), name: b("news/a") });
+        assert_eq!(
+            out[1],
+            ListenEffect::Offer {
+                to: B,
+                pattern: b("news/.*"),
+                name: b("news/a")
+            }
+        );
         out.clear();
         l.tick(900, &mut out);
         assert!(out.is_empty());
         l.tick(1005, &mut out);
         assert!(out.is_empty(), "both tried, nobody left: {out:?}");
         l.rematch(2000, &mut out);
-        assert_eq!(out, vec![ListenEffect::Offer { to: A, pattern: b("news/.*"), name: b("news/a") }]);
+        assert_eq!(
+            out,
+            vec![ListenEffect::Offer {
+                to: A,
+                pattern: b("news/.*"),
+                name: b("news/a")
+            }]
+        );
     }
 
     #[test]
@@ -271,15 +388,29 @@ mod tests {
         assert_eq!(
             out,
             vec![
-                ListenEffect::HasProvider { name: b("news/a"), has: false },
-                ListenEffect::Offer { to: B, pattern: b("news/.*"), name: b("news/a") }
+                ListenEffect::HasProvider {
+                    name: b("news/a"),
+                    has: false
+                },
+                ListenEffect::Offer {
+                    to: B,
+                    pattern: b("news/.*"),
+                    name: b("news/a")
+                }
             ]
         );
         out.clear();
         l.interest_ended(b"news/a", &mut out);
         assert!(out.is_empty());
         l.accept(B, &b("news/.*"), &b("news/a"), &mut out);
-        assert_eq!(out, vec![ListenEffect::Removed { to: B, pattern: b("news/.*"), name: b("news/a") }]);
+        assert_eq!(
+            out,
+            vec![ListenEffect::Removed {
+                to: B,
+                pattern: b("news/.*"),
+                name: b("news/a")
+            }]
+        );
     }
 
     #[test]
@@ -287,7 +418,21 @@ mod tests {
         let mut l = Listening::new(false, 1000);
         let mut out = Vec::new();
         let names = [b("x/1"), b("y/1")];
-        l.add_listener(b("x/.*"), Arc::new(Regex::new("x/.*").unwrap()), A, names.iter(), 0, &mut out);
-        assert_eq!(out, vec![ListenEffect::Offer { to: A, pattern: b("x/.*"), name: b("x/1") }]);
+        l.add_listener(
+            b("x/.*"),
+            Arc::new(Regex::new("x/.*").unwrap()),
+            A,
+            names.iter(),
+            0,
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            vec![ListenEffect::Offer {
+                to: A,
+                pattern: b("x/.*"),
+                name: b("x/1")
+            }]
+        );
     }
 }

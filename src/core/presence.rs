@@ -18,7 +18,9 @@ impl PresenceCounts {
             *count += 1;
             return *count == 1;
         }
-        let Some(count) = self.connections.get_mut(user) else { return false };
+        let Some(count) = self.connections.get_mut(user) else {
+            return false;
+        };
         *count -= 1;
         if *count == 0 {
             self.connections.remove(user);

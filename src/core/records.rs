@@ -19,8 +19,13 @@ pub enum Change {
     /// Whole data, forwarded without parsing.
     Replace(Bytes),
     /// JSON `value` at `path`.
-    Set { path: Bytes, value: Bytes },
-    Erase { path: Bytes },
+    Set {
+        path: Bytes,
+        value: Bytes,
+    },
+    Erase {
+        path: Bytes,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +45,11 @@ pub const EMPTY_OBJECT: &[u8] = b"{}";
 /// anything at or below current is VERSION_EXISTS, anything above current + 1 is invalid.
 pub fn apply_write(current: Option<&StoredRecord>, version: i32, change: &Change) -> WriteOutcome {
     let current_version = current.map_or(0, |r| r.version);
-    let next = if version == -1 { current_version.saturating_add(1) } else { version };
+    let next = if version == -1 {
+        current_version.saturating_add(1)
+    } else {
+        version
+    };
     if version != -1 {
         if version <= current_version {
             let record = current.cloned().unwrap_or_else(|| StoredRecord {
@@ -64,10 +73,17 @@ pub fn apply_write(current: Option<&StoredRecord>, version: i32, change: &Change
             Err(reason) => return WriteOutcome::InvalidData(reason),
         },
     };
-    WriteOutcome::Applied(StoredRecord { version: next, data })
+    WriteOutcome::Applied(StoredRecord {
+        version: next,
+        data,
+    })
 }
 
-fn patch(current: Option<&StoredRecord>, path: &[u8], value: Option<&Bytes>) -> Result<Bytes, &'static str> {
+fn patch(
+    current: Option<&StoredRecord>,
+    path: &[u8],
+    value: Option<&Bytes>,
+) -> Result<Bytes, &'static str> {
     let path = std::str::from_utf8(path).map_err(|_| "path is not UTF-8")?;
     let mut text = current.map_or_else(|| EMPTY_OBJECT.to_vec(), |r| r.data.to_vec());
     let mut root = simd_json::to_owned_value(&mut text).map_err(|_| "stored record is not JSON")?;
@@ -119,7 +135,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn rec(version: i32, data: &str) -> StoredRecord {
-        StoredRecord { version, data: Bytes::copy_from_slice(data.as_bytes()) }
+        StoredRecord {
+            version,
+            data: Bytes::copy_from_slice(data.as_bytes()),
+        }
     }
 
     fn replace(data: &str) -> Change {
@@ -127,30 +146,68 @@ mod tests {
     }
 
     fn set(path: &str, value: &str) -> Change {
-        Change::Set { path: Bytes::copy_from_slice(path.as_bytes()), value: Bytes::copy_from_slice(value.as_bytes()) }
+        Change::Set {
+            path: Bytes::copy_from_slice(path.as_bytes()),
+            value: Bytes::copy_from_slice(value.as_bytes()),
+        }
     }
 
     #[test]
     fn version_rules() {
         let current = rec(3, r#"{"a":1}"#);
-        assert_eq!(apply_write(Some(&current), 4, &replace("{}")), WriteOutcome::Applied(rec(4, "{}")));
-        assert_eq!(apply_write(Some(&current), -1, &replace("{}")), WriteOutcome::Applied(rec(4, "{}")));
-        assert_eq!(apply_write(Some(&current), 3, &replace("{}")), WriteOutcome::VersionExists(current.clone()));
-        assert_eq!(apply_write(Some(&current), 1, &replace("{}")), WriteOutcome::VersionExists(current.clone()));
-        assert_eq!(apply_write(Some(&current), 6, &replace("{}")), WriteOutcome::InvalidVersion(3));
-        assert_eq!(apply_write(None, -1, &replace("[]")), WriteOutcome::Applied(rec(1, "[]")));
-        assert_eq!(apply_write(None, 1, &replace("[]")), WriteOutcome::Applied(rec(1, "[]")));
+        assert_eq!(
+            apply_write(Some(&current), 4, &replace("{}")),
+            WriteOutcome::Applied(rec(4, "{}"))
+        );
+        assert_eq!(
+            apply_write(Some(&current), -1, &replace("{}")),
+            WriteOutcome::Applied(rec(4, "{}"))
+        );
+        assert_eq!(
+            apply_write(Some(&current), 3, &replace("{}")),
+            WriteOutcome::VersionExists(current.clone())
+        );
+        assert_eq!(
+            apply_write(Some(&current), 1, &replace("{}")),
+            WriteOutcome::VersionExists(current.clone())
+        );
+        assert_eq!(
+            apply_write(Some(&current), 6, &replace("{}")),
+            WriteOutcome::InvalidVersion(3)
+        );
+        assert_eq!(
+            apply_write(None, -1, &replace("[]")),
+            WriteOutcome::Applied(rec(1, "[]"))
+        );
+        assert_eq!(
+            apply_write(None, 1, &replace("[]")),
+            WriteOutcome::Applied(rec(1, "[]"))
+        );
     }
 
     #[test]
     fn patches_and_erases() {
         let current = rec(1, r#"{"a":{"b":1}}"#);
-        assert_eq!(apply_write(Some(&current), 2, &set("a.c", "\"x\"")), WriteOutcome::Applied(rec(2, r#"{"a":{"b":1,"c":"x"}}"#)));
-        let erase = Change::Erase { path: Bytes::from_static(b"a") };
-        assert_eq!(apply_write(Some(&current), 2, &erase), WriteOutcome::Applied(rec(2, "{}")));
-        assert_eq!(apply_write(Some(&current), 2, &set("a", "{bad")), WriteOutcome::InvalidData("patch value is not JSON"));
+        assert_eq!(
+            apply_write(Some(&current), 2, &set("a.c", "\"x\"")),
+            WriteOutcome::Applied(rec(2, r#"{"a":{"b":1,"c":"x"}}"#))
+        );
+        let erase = Change::Erase {
+            path: Bytes::from_static(b"a"),
+        };
+        assert_eq!(
+            apply_write(Some(&current), 2, &erase),
+            WriteOutcome::Applied(rec(2, "{}"))
+        );
+        assert_eq!(
+            apply_write(Some(&current), 2, &set("a", "{bad")),
+            WriteOutcome::InvalidData("patch value is not JSON")
+        );
         let garbage = rec(1, "not json");
-        assert_eq!(apply_write(Some(&garbage), 2, &set("a", "1")), WriteOutcome::InvalidData("stored record is not JSON"));
+        assert_eq!(
+            apply_write(Some(&garbage), 2, &set("a", "1")),
+            WriteOutcome::InvalidData("stored record is not JSON")
+        );
     }
 
     /// A write sequence against a simple model: the model counts versions and keeps a map of

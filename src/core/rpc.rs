@@ -36,7 +36,12 @@ fn reply(request: &Message, action: i32) -> Message {
 
 impl RpcRouter {
     pub fn new(ack_timeout_ms: u64, response_timeout_ms: u64) -> Self {
-        RpcRouter { providers: AHashMap::new(), calls: AHashMap::new(), ack_timeout_ms, response_timeout_ms }
+        RpcRouter {
+            providers: AHashMap::new(),
+            calls: AHashMap::new(),
+            ack_timeout_ms,
+            response_timeout_ms,
+        }
     }
 
     /// Returns false if `conn` already provided `name`.
@@ -51,7 +56,9 @@ impl RpcRouter {
 
     /// Returns false if `conn` did not provide `name`.
     pub fn unprovide(&mut self, name: &[u8], conn: ConnId) -> bool {
-        let Some(list) = self.providers.get_mut(name) else { return false };
+        let Some(list) = self.providers.get_mut(name) else {
+            return false;
+        };
         let before = list.len();
         list.retain(|c| *c != conn);
         let removed = list.len() != before;
@@ -67,7 +74,10 @@ impl RpcRouter {
             return;
         };
         if self.calls.contains_key(&cid) {
-            out.push((caller, reply(&request, rpc_action::INVALID_RPC_CORRELATION_ID)));
+            out.push((
+                caller,
+                reply(&request, rpc_action::INVALID_RPC_CORRELATION_ID),
+            ));
             return;
         }
         let Some(provider) = self.pick(&name, caller, &[]) else {
@@ -76,7 +86,17 @@ impl RpcRouter {
         };
         out.push((provider, request.clone()));
         let deadline = now + self.ack_timeout_ms;
-        self.calls.insert(cid, Call { caller, provider, tried: vec![provider], request, accepted: false, deadline });
+        self.calls.insert(
+            cid,
+            Call {
+                caller,
+                provider,
+                tried: vec![provider],
+                request,
+                accepted: false,
+                deadline,
+            },
+        );
     }
 
     fn pick(&self, name: &[u8], caller: ConnId, tried: &[ConnId]) -> Option<ConnId> {
@@ -92,13 +112,21 @@ impl RpcRouter {
 
     /// ACCEPT, RESPONSE, REQUEST_ERROR or REJECT from a provider.
     pub fn from_provider(&mut self, msg: Message, provider: ConnId, now: u64, out: &mut Vec<Send>) {
-        let Some(cid) = msg.correlation_id.clone() else { return };
+        let Some(cid) = msg.correlation_id.clone() else {
+            return;
+        };
         let Some(call) = self.calls.get_mut(&cid) else {
-            out.push((provider, reply(&msg, rpc_action::INVALID_RPC_CORRELATION_ID)));
+            out.push((
+                provider,
+                reply(&msg, rpc_action::INVALID_RPC_CORRELATION_ID),
+            ));
             return;
         };
         if call.provider != provider {
-            out.push((provider, reply(&msg, rpc_action::INVALID_RPC_CORRELATION_ID)));
+            out.push((
+                provider,
+                reply(&msg, rpc_action::INVALID_RPC_CORRELATION_ID),
+            ));
             return;
         }
         match msg.action {
@@ -123,12 +151,16 @@ impl RpcRouter {
 
     /// Sends the call to a provider not yet tried, or fails it with NO_RPC_PROVIDER.
     fn reroute(&mut self, cid: &Bytes, now: u64, out: &mut Vec<Send>) {
-        let Some(call) = self.calls.get(cid) else { return };
+        let Some(call) = self.calls.get(cid) else {
+            return;
+        };
         let name = call.request.name.clone().unwrap_or_default();
         match self.pick(&name, call.caller, &call.tried) {
             Some(next) => {
                 let deadline = now + self.ack_timeout_ms;
-                let Some(call) = self.calls.get_mut(cid) else { return };
+                let Some(call) = self.calls.get_mut(cid) else {
+                    return;
+                };
                 call.provider = next;
                 call.tried.push(next);
                 call.accepted = false;
@@ -137,7 +169,10 @@ impl RpcRouter {
             }
             None => {
                 if let Some(call) = self.calls.remove(cid) {
-                    out.push((call.caller, reply(&call.request, rpc_action::NO_RPC_PROVIDER)));
+                    out.push((
+                        call.caller,
+                        reply(&call.request, rpc_action::NO_RPC_PROVIDER),
+                    ));
                 }
             }
         }
@@ -149,7 +184,11 @@ impl RpcRouter {
             if call.deadline > now {
                 return true;
             }
-            let action = if call.accepted { rpc_action::RESPONSE_TIMEOUT } else { rpc_action::ACCEPT_TIMEOUT };
+            let action = if call.accepted {
+                rpc_action::RESPONSE_TIMEOUT
+            } else {
+                rpc_action::ACCEPT_TIMEOUT
+            };
             out.push((call.caller, reply(&call.request, action)));
             false
         });
@@ -199,7 +238,10 @@ mod tests {
     }
 
     fn answer(cid: &str, action: i32) -> Message {
-        Message { action, ..request(cid) }
+        Message {
+            action,
+            ..request(cid)
+        }
     }
 
     fn actions(out: &[Send]) -> Vec<(ConnId, i32)> {
@@ -214,7 +256,14 @@ mod tests {
         rpc.request(request("c1"), CALLER, 0, &mut out);
         rpc.from_provider(answer("c1", rpc_action::ACCEPT), P1, 10, &mut out);
         rpc.from_provider(answer("c1", rpc_action::RESPONSE), P1, 20, &mut out);
-        assert_eq!(actions(&out), vec![(P1, rpc_action::REQUEST), (CALLER, rpc_action::ACCEPT), (CALLER, rpc_action::RESPONSE)]);
+        assert_eq!(
+            actions(&out),
+            vec![
+                (P1, rpc_action::REQUEST),
+                (CALLER, rpc_action::ACCEPT),
+                (CALLER, rpc_action::RESPONSE)
+            ]
+        );
         out.clear();
         rpc.tick(5000, &mut out);
         assert!(out.is_empty());
@@ -232,7 +281,10 @@ mod tests {
         let second = out[1].0;
         assert_ne!(first, second);
         rpc.from_provider(answer("c1", rpc_action::REJECT), second, 2, &mut out);
-        assert_eq!(out[2], (CALLER, reply(&request("c1"), rpc_action::NO_RPC_PROVIDER)));
+        assert_eq!(
+            out[2],
+            (CALLER, reply(&request("c1"), rpc_action::NO_RPC_PROVIDER))
+        );
     }
 
     #[test]
@@ -247,13 +299,22 @@ mod tests {
         rpc.request(request("c2"), CALLER, 0, &mut out);
         rpc.tick(99, &mut out);
         rpc.tick(100, &mut out);
-        assert_eq!(actions(&out), vec![(P1, rpc_action::REQUEST), (CALLER, rpc_action::ACCEPT_TIMEOUT)]);
+        assert_eq!(
+            actions(&out),
+            vec![
+                (P1, rpc_action::REQUEST),
+                (CALLER, rpc_action::ACCEPT_TIMEOUT)
+            ]
+        );
         out.clear();
         rpc.request(request("c3"), CALLER, 0, &mut out);
         rpc.from_provider(answer("c3", rpc_action::ACCEPT), P1, 50, &mut out);
         rpc.tick(1049, &mut out);
         rpc.tick(1050, &mut out);
-        assert_eq!(actions(&out).last(), Some(&(CALLER, rpc_action::RESPONSE_TIMEOUT)));
+        assert_eq!(
+            actions(&out).last(),
+            Some(&(CALLER, rpc_action::RESPONSE_TIMEOUT))
+        );
     }
 
     #[test]
@@ -268,7 +329,13 @@ mod tests {
         rpc.conn_closed(P1, 2, &mut out);
         let mut got = actions(&out);
         got.sort_by_key(|(_, a)| *a);
-        assert_eq!(got, vec![(CALLER, rpc_action::REQUEST_ERROR), (CALLER, rpc_action::NO_RPC_PROVIDER)]);
+        assert_eq!(
+            got,
+            vec![
+                (CALLER, rpc_action::REQUEST_ERROR),
+                (CALLER, rpc_action::NO_RPC_PROVIDER)
+            ]
+        );
         out.clear();
         rpc.request(request("c3"), CALLER, 3, &mut out);
         assert_eq!(actions(&out), vec![(CALLER, rpc_action::NO_RPC_PROVIDER)]);

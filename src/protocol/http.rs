@@ -26,7 +26,11 @@ pub enum HeadError {
 /// Parses the head if it is complete; returns it with its length in bytes.
 pub fn parse_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
     let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
-        return if buf.len() > MAX_HEAD { Err(HeadError::TooLarge) } else { Ok(None) };
+        return if buf.len() > MAX_HEAD {
+            Err(HeadError::TooLarge)
+        } else {
+            Ok(None)
+        };
     };
     let text = std::str::from_utf8(&buf[..end]).map_err(|_| HeadError::Malformed)?;
     let mut lines = text.split("\r\n");
@@ -51,7 +55,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError>
             "upgrade" => head.upgrade_websocket = value.eq_ignore_ascii_case("websocket"),
             "sec-websocket-key" => head.websocket_key = Some(value.to_string()),
             "sec-websocket-version" => head.websocket_version = Some(value.to_string()),
-            "content-length" => head.content_length = value.parse().map_err(|_| HeadError::Malformed)?,
+            "content-length" => {
+                head.content_length = value.parse().map_err(|_| HeadError::Malformed)?
+            }
             _ => {}
         }
     }
@@ -86,7 +92,10 @@ mod tests {
 
     #[test]
     fn rfc_accept_key() {
-        assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 
     #[test]
@@ -102,8 +111,14 @@ mod tests {
     #[test]
     fn incomplete_oversize_and_malformed() {
         assert_eq!(parse_head(b"GET / HTTP/1.1\r\nHost: a\r\n"), Ok(None));
-        assert_eq!(parse_head(&vec![b'a'; MAX_HEAD + 1]), Err(HeadError::TooLarge));
-        assert_eq!(parse_head(b"GET / HTTP/1.1\r\nno colon\r\n\r\n"), Err(HeadError::Malformed));
+        assert_eq!(
+            parse_head(&vec![b'a'; MAX_HEAD + 1]),
+            Err(HeadError::TooLarge)
+        );
+        assert_eq!(
+            parse_head(b"GET / HTTP/1.1\r\nno colon\r\n\r\n"),
+            Err(HeadError::Malformed)
+        );
         assert_eq!(parse_head(b"\xff\xfe\r\n\r\n"), Err(HeadError::Malformed));
     }
 }

@@ -261,7 +261,12 @@ fn layout(topic: i32) -> Option<&'static [(u32, Field)]> {
             (8, Name),
             (9, Names),
         ],
-        topic::PARSER => &[(1, Action), (2, Data), (8, OriginalTopic), (9, OriginalAction)],
+        topic::PARSER => &[
+            (1, Action),
+            (2, Data),
+            (8, OriginalTopic),
+            (9, OriginalAction),
+        ],
         topic::MONITORING => &[
             (1, Action),
             (2, Data),
@@ -361,7 +366,8 @@ impl Message {
             let Some(&(_, kind)) = fields.iter().find(|(n, _)| *n == number) else {
                 continue;
             };
-            msg.set(kind, value).map_err(|()| ParseError::BadField(number))?;
+            msg.set(kind, value)
+                .map_err(|()| ParseError::BadField(number))?;
         }
         Ok(msg)
     }
@@ -472,7 +478,9 @@ impl Message {
 
     /// Size of the envelope `Message{topic, message}` without its length prefix.
     fn envelope_len(&self, inner: usize) -> usize {
-        pb::tag_len(2) + pb::varint_len(pb::int32_as_varint(self.topic)) + pb::len_field_size(3, inner)
+        pb::tag_len(2)
+            + pb::varint_len(pb::int32_as_varint(self.topic))
+            + pb::len_field_size(3, inner)
     }
 
     /// Bytes of one WebSocket payload: length prefix, envelope, topic message.
@@ -513,7 +521,9 @@ enum WireValue<'a> {
 
 impl WireValue<'_> {
     fn map_entry_len(key: &[u8], value: i32) -> usize {
-        pb::len_field_size(1, key.len()) + pb::tag_len(2) + pb::varint_len(pb::int32_as_varint(value))
+        pb::len_field_size(1, key.len())
+            + pb::tag_len(2)
+            + pb::varint_len(pb::int32_as_varint(value))
     }
 
     fn size(&self, number: u32) -> usize {
@@ -576,16 +586,28 @@ mod tests {
     #[test]
     fn parses_captured_client_frames() {
         let challenge = Message::parse(&hex("3f10021a3b08052a1e77733a2f2f3132372e302e302e313a363039392f6465657073747265616d3204302e31613a05372e302e35420a6a617661736372697074")).unwrap();
-        assert_eq!((challenge.topic, challenge.action), (topic::CONNECTION, connection_action::CHALLENGE));
+        assert_eq!(
+            (challenge.topic, challenge.action),
+            (topic::CONNECTION, connection_action::CHALLENGE)
+        );
         assert_eq!(challenge.url, b("ws://127.0.0.1:6099/deepstream"));
         assert_eq!(challenge.protocol_version, b("0.1a"));
         assert_eq!(challenge.sdk_type, b("javascript"));
 
-        let auth = Message::parse(&hex("1a10031a16080212127b22757365726e616d65223a22636170227d")).unwrap();
-        assert_eq!((auth.topic, auth.action), (topic::AUTH, auth_action::REQUEST));
+        let auth = Message::parse(&hex(
+            "1a10031a16080212127b22757365726e616d65223a22636170227d",
+        ))
+        .unwrap();
+        assert_eq!(
+            (auth.topic, auth.action),
+            (topic::AUTH, auth_action::REQUEST)
+        );
         assert_eq!(auth.data, b(r#"{"username":"cap"}"#));
 
-        let patch = Message::parse(&hex("1a10051a1608131201311a013132056361702f7258016201786801")).unwrap();
+        let patch = Message::parse(&hex(
+            "1a10051a1608131201311a013132056361702f7258016201786801",
+        ))
+        .unwrap();
         assert_eq!(patch.action, record_action::PATCH);
         assert_eq!(patch.data, b("1"));
         assert_eq!(patch.correlation_id, b("1"));
@@ -596,7 +618,10 @@ mod tests {
 
         let provide = Message::parse(&hex("1210061a0e08081a013032076361702f727063")).unwrap();
         assert_eq!(provide.names, vec![Bytes::from_static(b"cap/rpc")]);
-        let request = Message::parse(&hex("2910061a250802120234311a146d777478323377752d313964727a6236357233393a076361702f727063")).unwrap();
+        let request = Message::parse(&hex(
+            "2910061a250802120234311a146d777478323377752d313964727a6236357233393a076361702f727063",
+        ))
+        .unwrap();
         assert_eq!(request.name, b("cap/rpc"));
         assert_eq!(request.data, b("41"));
     }
@@ -605,10 +630,20 @@ mod tests {
     #[test]
     fn encodes_like_the_reference_server() {
         let cases: Vec<(Message, &str)> = vec![
-            (Message::new(topic::CONNECTION, connection_action::ACCEPT), "0610021a020804"),
-            (Message::new(topic::AUTH, auth_action::AUTH_SUCCESSFUL), "0610031a020803"),
             (
-                Message { correlation_id: b("0"), is_ack: Some(true), ..Message::new(topic::EVENT, event_action::SUBSCRIBE) },
+                Message::new(topic::CONNECTION, connection_action::ACCEPT),
+                "0610021a020804",
+            ),
+            (
+                Message::new(topic::AUTH, auth_action::AUTH_SUCCESSFUL),
+                "0610031a020803",
+            ),
+            (
+                Message {
+                    correlation_id: b("0"),
+                    is_ack: Some(true),
+                    ..Message::new(topic::EVENT, event_action::SUBSCRIBE)
+                },
                 "0b10041a0708031a01302801",
             ),
             (
@@ -621,7 +656,12 @@ mod tests {
                 "1210051a0e08171a013028013a056361702f72",
             ),
             (
-                Message { data: b("{}"), name: b("cap/r"), version: Some(0), ..Message::new(topic::RECORD, record_action::READ_RESPONSE) },
+                Message {
+                    data: b("{}"),
+                    name: b("cap/r"),
+                    version: Some(0),
+                    ..Message::new(topic::RECORD, record_action::READ_RESPONSE)
+                },
                 "1310051a0f080412027b7d32056361702f726800",
             ),
             (
@@ -642,7 +682,15 @@ mod tests {
 
     #[test]
     fn every_topic_round_trips_with_zero_values_kept() {
-        for t in [topic::CONNECTION, topic::AUTH, topic::EVENT, topic::RECORD, topic::RPC, topic::PRESENCE, topic::PARSER] {
+        for t in [
+            topic::CONNECTION,
+            topic::AUTH,
+            topic::EVENT,
+            topic::RECORD,
+            topic::RPC,
+            topic::PRESENCE,
+            topic::PARSER,
+        ] {
             let mut msg = Message::new(t, 3);
             msg.data = b("");
             msg.is_ack = (t != topic::PARSER).then_some(false);
@@ -651,7 +699,10 @@ mod tests {
                 msg.path = b("a.b");
                 msg.versions = vec![(Bytes::from_static(b"r"), 0)];
             }
-            if matches!(t, topic::EVENT | topic::RECORD | topic::RPC | topic::PRESENCE) {
+            if matches!(
+                t,
+                topic::EVENT | topic::RECORD | topic::RPC | topic::PRESENCE
+            ) {
                 msg.names = vec![Bytes::from_static(b"x"), Bytes::from_static(b"y")];
                 msg.name = b("n");
                 msg.correlation_id = b("c");
@@ -665,14 +716,28 @@ mod tests {
     fn truncated_and_corrupt_input_is_an_error() {
         let good = hex("1a10051a1608131201311a013132056361702f7258016201786801");
         for cut in 0..good.len() {
-            assert!(Message::parse(&good.slice(..cut)).is_err(), "prefix {cut} parsed");
+            assert!(
+                Message::parse(&good.slice(..cut)).is_err(),
+                "prefix {cut} parsed"
+            );
         }
-        assert_eq!(Message::parse(&hex("0410631a00")), Err(ParseError::UnknownTopic(99)));
-        assert_eq!(Message::parse(&hex("021a00")), Err(ParseError::MissingTopic));
+        assert_eq!(
+            Message::parse(&hex("0410631a00")),
+            Err(ParseError::UnknownTopic(99))
+        );
+        assert_eq!(
+            Message::parse(&hex("021a00")),
+            Err(ParseError::MissingTopic)
+        );
         // the record name sent as a varint instead of a string
-        assert_eq!(Message::parse(&hex("0810051a0408013001")), Err(ParseError::BadField(6)));
+        assert_eq!(
+            Message::parse(&hex("0810051a0408013001")),
+            Err(ParseError::BadField(6))
+        );
         for seed in 0u32..2000 {
-            let noise: Vec<u8> = (0..(seed % 40)).map(|i| (seed.wrapping_mul(2654435761).wrapping_add(i * 97) >> 3) as u8).collect();
+            let noise: Vec<u8> = (0..(seed % 40))
+                .map(|i| (seed.wrapping_mul(2654435761).wrapping_add(i * 97) >> 3) as u8)
+                .collect();
             let _ = Message::parse(&Bytes::from(noise));
         }
     }

@@ -172,9 +172,15 @@ mod tests {
     #[test]
     fn truncated_and_overlong_input_is_an_error() {
         let mut pos = 0;
-        assert_eq!(read_varint(&[0x80, 0x80], &mut pos), Err(PbError::Truncated));
+        assert_eq!(
+            read_varint(&[0x80, 0x80], &mut pos),
+            Err(PbError::Truncated)
+        );
         let mut pos = 0;
-        assert_eq!(read_varint(&[0xff; 11], &mut pos), Err(PbError::VarintTooLong));
+        assert_eq!(
+            read_varint(&[0xff; 11], &mut pos),
+            Err(PbError::VarintTooLong)
+        );
         let buf = Bytes::from_static(&[0x12, 0x05, b'a']);
         let mut reader = FieldReader::new(&buf);
         assert_eq!(reader.next_field(), Some(Err(PbError::Truncated)));

@@ -49,7 +49,10 @@ pub struct FrameDecoder {
 
 impl FrameDecoder {
     pub fn new(max_message: usize) -> Self {
-        FrameDecoder { max_message, partial: None }
+        FrameDecoder {
+            max_message,
+            partial: None,
+        }
     }
 
     /// Takes the next complete event out of `buf`, `Ok(None)` if more bytes are needed.
@@ -99,22 +102,38 @@ impl FrameDecoder {
         if buf.len() < header + payload_len {
             return Ok(None);
         }
-        let mask = [buf[header - 4], buf[header - 3], buf[header - 2], buf[header - 1]];
+        let mask = [
+            buf[header - 4],
+            buf[header - 3],
+            buf[header - 2],
+            buf[header - 1],
+        ];
         buf.advance(header);
         let mut payload = buf.split_to(payload_len);
         unmask(&mut payload, mask);
-        Ok(Some(Frame { fin, opcode, payload }))
+        Ok(Some(Frame {
+            fin,
+            opcode,
+            payload,
+        }))
     }
 
     fn assemble(&mut self, frame: Frame) -> Result<Option<WsEvent>, WsError> {
-        let Frame { fin, opcode, payload } = frame;
+        let Frame {
+            fin,
+            opcode,
+            payload,
+        } = frame;
         match opcode {
             OP_PING => Ok(Some(WsEvent::Ping(payload.freeze()))),
             OP_PONG => Ok(Some(WsEvent::Pong(payload.freeze()))),
             OP_CLOSE => Ok(Some(parse_close(payload.freeze())?)),
             OP_TEXT | OP_BINARY => {
                 if self.partial.is_some() {
-                    return Err(violation(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one"));
+                    return Err(violation(
+                        CLOSE_PROTOCOL_ERROR,
+                        "new message inside a fragmented one",
+                    ));
                 }
                 if fin {
                     return Ok(Some(data_event(opcode, payload.freeze())?));
@@ -124,7 +143,10 @@ impl FrameDecoder {
             }
             OP_CONTINUATION => {
                 let Some((first_opcode, mut collected)) = self.partial.take() else {
-                    return Err(violation(CLOSE_PROTOCOL_ERROR, "continuation without a start"));
+                    return Err(violation(
+                        CLOSE_PROTOCOL_ERROR,
+                        "continuation without a start",
+                    ));
                 };
                 collected.extend_from_slice(&payload);
                 if fin {
@@ -266,7 +288,9 @@ mod tests {
 
     #[test]
     fn rfc_example_masked_hello() {
-        let bytes = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        let bytes = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
         let events = decode_all(&mut FrameDecoder::new(1024), &bytes).unwrap();
         assert_eq!(events, vec![WsEvent::Text(Bytes::from_static(b"Hello"))]);
     }
@@ -275,7 +299,11 @@ mod tests {
     fn lengths_of_7_16_and_64_bits() {
         for len in [0, 125, 126, 65535, 65536, 200_000] {
             let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
-            let events = decode_all(&mut FrameDecoder::new(1 << 20), &client_frame(OP_BINARY, true, &payload, MASK)).unwrap();
+            let events = decode_all(
+                &mut FrameDecoder::new(1 << 20),
+                &client_frame(OP_BINARY, true, &payload, MASK),
+            )
+            .unwrap();
             assert_eq!(events, vec![WsEvent::Binary(Bytes::from(payload))]);
         }
     }
@@ -292,7 +320,10 @@ mod tests {
                 events.push(e);
             }
         }
-        assert_eq!(events, vec![WsEvent::Binary(Bytes::from_static(b"split across reads"))]);
+        assert_eq!(
+            events,
+            vec![WsEvent::Binary(Bytes::from_static(b"split across reads"))]
+        );
     }
 
     #[test]
@@ -304,25 +335,49 @@ mod tests {
         let events = decode_all(&mut FrameDecoder::new(1024), &bytes).unwrap();
         assert_eq!(
             events,
-            vec![WsEvent::Ping(Bytes::from_static(b"p")), WsEvent::Binary(Bytes::from_static(b"abcdefg"))]
+            vec![
+                WsEvent::Ping(Bytes::from_static(b"p")),
+                WsEvent::Binary(Bytes::from_static(b"abcdefg"))
+            ]
         );
     }
 
     #[test]
     fn control_frames_and_close_codes() {
         let mut bytes = client_frame(OP_PONG, true, b"", MASK);
-        bytes.extend(client_frame(OP_CLOSE, true, &[0x03, 0xe8, b'b', b'y', b'e'], MASK));
+        bytes.extend(client_frame(
+            OP_CLOSE,
+            true,
+            &[0x03, 0xe8, b'b', b'y', b'e'],
+            MASK,
+        ));
         let events = decode_all(&mut FrameDecoder::new(1024), &bytes).unwrap();
         assert_eq!(
             events,
-            vec![WsEvent::Pong(Bytes::new()), WsEvent::Close(Some(1000), Bytes::from_static(b"bye"))]
+            vec![
+                WsEvent::Pong(Bytes::new()),
+                WsEvent::Close(Some(1000), Bytes::from_static(b"bye"))
+            ]
         );
-        let err = decode_all(&mut FrameDecoder::new(1024), &client_frame(OP_CLOSE, true, &[3], MASK));
+        let err = decode_all(
+            &mut FrameDecoder::new(1024),
+            &client_frame(OP_CLOSE, true, &[3], MASK),
+        );
         assert_eq!(err.unwrap_err().code, CLOSE_PROTOCOL_ERROR);
         let long_ping = client_frame(OP_PING, true, &[0; 126], MASK);
-        assert_eq!(decode_all(&mut FrameDecoder::new(1024), &long_ping).unwrap_err().code, CLOSE_PROTOCOL_ERROR);
+        assert_eq!(
+            decode_all(&mut FrameDecoder::new(1024), &long_ping)
+                .unwrap_err()
+                .code,
+            CLOSE_PROTOCOL_ERROR
+        );
         let fragmented_ping = client_frame(OP_PING, false, b"x", MASK);
-        assert_eq!(decode_all(&mut FrameDecoder::new(1024), &fragmented_ping).unwrap_err().code, CLOSE_PROTOCOL_ERROR);
+        assert_eq!(
+            decode_all(&mut FrameDecoder::new(1024), &fragmented_ping)
+                .unwrap_err()
+                .code,
+            CLOSE_PROTOCOL_ERROR
+        );
     }
 
     #[test]
@@ -334,26 +389,61 @@ mod tests {
         // and across fragments
         let mut bytes = client_frame(OP_BINARY, false, &[0; 600], MASK);
         bytes.extend(client_frame(OP_CONTINUATION, true, &[0; 600], MASK));
-        assert_eq!(decode_all(&mut FrameDecoder::new(1024), &bytes).unwrap_err().code, CLOSE_TOO_BIG);
+        assert_eq!(
+            decode_all(&mut FrameDecoder::new(1024), &bytes)
+                .unwrap_err()
+                .code,
+            CLOSE_TOO_BIG
+        );
     }
 
     #[test]
     fn protocol_violations() {
         let unmasked = [0x82, 0x01, 0x00];
-        assert_eq!(decode_all(&mut FrameDecoder::new(1024), &unmasked).unwrap_err().code, CLOSE_PROTOCOL_ERROR);
+        assert_eq!(
+            decode_all(&mut FrameDecoder::new(1024), &unmasked)
+                .unwrap_err()
+                .code,
+            CLOSE_PROTOCOL_ERROR
+        );
         let mut reserved = client_frame(OP_BINARY, true, b"x", MASK);
         reserved[0] |= 0x40;
-        assert_eq!(decode_all(&mut FrameDecoder::new(1024), &reserved).unwrap_err().code, CLOSE_PROTOCOL_ERROR);
+        assert_eq!(
+            decode_all(&mut FrameDecoder::new(1024), &reserved)
+                .unwrap_err()
+                .code,
+            CLOSE_PROTOCOL_ERROR
+        );
         for opcode in [0x3, 0x7, 0xB, 0xF] {
             let bad = client_frame(opcode, true, b"x", MASK);
-            assert_eq!(decode_all(&mut FrameDecoder::new(1024), &bad).unwrap_err().code, CLOSE_PROTOCOL_ERROR);
+            assert_eq!(
+                decode_all(&mut FrameDecoder::new(1024), &bad)
+                    .unwrap_err()
+                    .code,
+                CLOSE_PROTOCOL_ERROR
+            );
         }
         let orphan = client_frame(OP_CONTINUATION, true, b"x", MASK);
-        assert_eq!(decode_all(&mut FrameDecoder::new(1024), &orphan).unwrap_err().code, CLOSE_PROTOCOL_ERROR);
+        assert_eq!(
+            decode_all(&mut FrameDecoder::new(1024), &orphan)
+                .unwrap_err()
+                .code,
+            CLOSE_PROTOCOL_ERROR
+        );
         let bad_text = client_frame(OP_TEXT, true, &[0xff, 0xfe], MASK);
-        assert_eq!(decode_all(&mut FrameDecoder::new(1024), &bad_text).unwrap_err().code, CLOSE_INVALID_DATA);
+        assert_eq!(
+            decode_all(&mut FrameDecoder::new(1024), &bad_text)
+                .unwrap_err()
+                .code,
+            CLOSE_INVALID_DATA
+        );
         let huge_len = [0x82, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
-        assert_eq!(decode_all(&mut FrameDecoder::new(1024), &huge_len).unwrap_err().code, CLOSE_TOO_BIG);
+        assert_eq!(
+            decode_all(&mut FrameDecoder::new(1024), &huge_len)
+                .unwrap_err()
+                .code,
+            CLOSE_TOO_BIG
+        );
     }
 
     #[test]
@@ -361,6 +451,9 @@ mod tests {
         assert_eq!(&frame(OP_BINARY, b"hi")[..], &[0x82, 2, b'h', b'i']);
         assert_eq!(&frame(OP_BINARY, &[0; 300])[..4], &[0x82, 126, 1, 44]);
         assert_eq!(frame(OP_BINARY, &[0; 70000]).len(), 70010);
-        assert_eq!(&close_frame(1009, "big")[..], &[0x88, 5, 0x03, 0xf1, b'b', b'i', b'g']);
+        assert_eq!(
+            &close_frame(1009, "big")[..],
+            &[0x88, 5, 0x03, 0xf1, b'b', b'i', b'g']
+        );
     }
 }

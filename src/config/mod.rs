@@ -1,0 +1,398 @@
+//! deepstream's `config.yml`: the keys and defaults of the reference's default config that
+//! corestream acts on, plus warnings for keys of features it does not have yet.
+
+use serde::Deserialize;
+use serde_yaml::Value;
+use std::path::{Path, PathBuf};
+
+/// Settings the server runs with, after defaults are applied.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server_name: String,
+    pub host: String,
+    pub port: u16,
+    pub url_path: String,
+    pub health_check_path: String,
+    pub heartbeat_interval_ms: u64,
+    pub unauthenticated_client_timeout_ms: Option<u64>,
+    pub max_auth_attempts: u32,
+    pub max_message_size: usize,
+    /// Outgoing bytes a connection may have queued before it is cut off as too slow.
+    pub max_outgoing_buffer: usize,
+    pub auth: Vec<AuthConfig>,
+    pub rpc_ack_timeout_ms: u64,
+    pub rpc_response_timeout_ms: u64,
+    pub provide_requestor_name: bool,
+    pub provide_requestor_data: bool,
+    pub listen_shuffle_providers: bool,
+    pub listen_response_timeout_ms: u64,
+    pub listen_rematch_interval_ms: u64,
+    /// Things worth saying once at start-up (ignored keys and the like).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthConfig {
+    Open,
+    File { users: Value },
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server_name: "corestream".into(),
+            host: "0.0.0.0".into(),
+            port: 6020,
+            url_path: "/deepstream".into(),
+            health_check_path: "/health-check".into(),
+            heartbeat_interval_ms: 30_000,
+            unauthenticated_client_timeout_ms: Some(180_000),
+            max_auth_attempts: 3,
+            max_message_size: 1024 * 1024,
+            max_outgoing_buffer: 16 * 1024 * 1024,
+            auth: vec![AuthConfig::Open],
+            rpc_ack_timeout_ms: 1000,
+            rpc_response_timeout_ms: 10_000,
+            provide_requestor_name: true,
+            provide_requestor_data: false,
+            listen_shuffle_providers: true,
+            listen_response_timeout_ms: 500,
+            listen_rematch_interval_ms: 30_000,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The file as written; unknown and unbuilt sections are kept as raw values to warn about.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RawConfig {
+    server_name: Option<String>,
+    http_server: Option<Plugin<HttpServerOptions>>,
+    connection_endpoints: Option<Vec<Plugin<Value>>>,
+    auth: Option<AuthSection>,
+    rpc: Option<RpcOptions>,
+    listen: Option<ListenOptions>,
+    #[serde(flatten)]
+    rest: std::collections::BTreeMap<String, Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AuthSection {
+    List(Vec<Plugin<Value>>),
+    One(Plugin<Value>),
+}
+
+#[derive(Deserialize)]
+struct Plugin<T> {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    options: Option<T>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct HttpServerOptions {
+    host: Option<String>,
+    port: Option<u16>,
+    health_check_path: Option<String>,
+    max_message_size: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct WsOptions {
+    url_path: Option<String>,
+    heartbeat_interval: Option<u64>,
+    unauthenticated_client_timeout: Option<Value>,
+    max_auth_attempts: Option<u32>,
+    max_message_size: Option<usize>,
+    max_buffer_byte_size: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RpcOptions {
+    ack_timeout: Option<u64>,
+    response_timeout: Option<u64>,
+    provide_requestor_name: Option<bool>,
+    provide_requestor_data: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct ListenOptions {
+    shuffle_providers: Option<bool>,
+    response_timeout: Option<u64>,
+    rematch_interval: Option<u64>,
+}
+
+/// Top-level keys of the reference's config that name features not built yet.
+const NOT_BUILT: &[&str] = &[
+    "permission",
+    "cache",
+    "storage",
+    "monitoring",
+    "clusterNode",
+    "locks",
+    "plugins",
+    "logger",
+    "telemetry",
+    "record",
+    "presence",
+    "subscriptions",
+    "sslKey",
+    "sslCert",
+    "sslCa",
+    "storageExclusionPrefixes",
+    "storageHotPathPrefixes",
+    "dependencies",
+    "exitOnFatalError",
+];
+/// Keys that only change how the reference prints itself.
+const COSMETIC: &[&str] = &["showLogo", "logLevel", "libDir", "externalUrl"];
+
+/// The line where `needle` first appears in the file, for error messages.
+fn line_of(text: &str, needle: &str) -> String {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map_or_else(String::new, |n| format!(" (line {})", n + 1))
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
+        Config::parse(
+            &text,
+            path.parent().unwrap_or(Path::new(".")),
+            &path.display().to_string(),
+        )
+    }
+
+    /// Parses config text; `dir` resolves relative file references such as users files.
+    pub fn parse(text: &str, dir: &Path, origin: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig =
+            serde_yaml::from_str(text).map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        let mut config = Config::default();
+        if let Some(name) = raw.server_name {
+            config.server_name = name;
+        }
+        if let Some(http) = raw.http_server.and_then(|p| p.options) {
+            config.host = http.host.unwrap_or(config.host);
+            config.port = http.port.unwrap_or(config.port);
+            config.health_check_path = http.health_check_path.unwrap_or(config.health_check_path);
+            config.max_message_size = http.max_message_size.unwrap_or(config.max_message_size);
+        }
+        for endpoint in raw.connection_endpoints.unwrap_or_default() {
+            match endpoint.kind.as_deref() {
+                Some("ws-binary") => {
+                    let options: WsOptions = match endpoint.options {
+                        Some(v) => serde_yaml::from_value(v).map_err(|e| {
+                            ConfigError(format!(
+                                "{origin}: connectionEndpoints ws-binary options{}: {e}",
+                                line_of(text, "ws-binary")
+                            ))
+                        })?,
+                        None => WsOptions::default(),
+                    };
+                    config.apply_ws(options);
+                }
+                Some(other @ ("http" | "ws-text" | "ws-json" | "mqtt")) => config.warnings.push(
+                    format!("connection endpoint '{other}' is not built yet; ignored"),
+                ),
+                Some(other) => {
+                    return Err(ConfigError(format!(
+                        "{origin}: connectionEndpoints: unknown endpoint type '{other}'{}",
+                        line_of(text, other)
+                    )))
+                }
+                None => {
+                    return Err(ConfigError(format!(
+                        "{origin}: connectionEndpoints: an endpoint without a type"
+                    )))
+                }
+            }
+        }
+        if let Some(auth) = raw.auth {
+            let plugins = match auth {
+                AuthSection::List(list) => list,
+                AuthSection::One(one) => vec![one],
+            };
+            config.auth = plugins
+                .into_iter()
+                .map(|p| auth_plugin(p, text, dir, origin))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(rpc) = raw.rpc {
+            config.rpc_ack_timeout_ms = rpc.ack_timeout.unwrap_or(config.rpc_ack_timeout_ms);
+            config.rpc_response_timeout_ms = rpc
+                .response_timeout
+                .unwrap_or(config.rpc_response_timeout_ms);
+            config.provide_requestor_name = rpc
+                .provide_requestor_name
+                .unwrap_or(config.provide_requestor_name);
+            config.provide_requestor_data = rpc
+                .provide_requestor_data
+                .unwrap_or(config.provide_requestor_data);
+        }
+        if let Some(listen) = raw.listen {
+            config.listen_shuffle_providers = listen
+                .shuffle_providers
+                .unwrap_or(config.listen_shuffle_providers);
+            config.listen_response_timeout_ms = listen
+                .response_timeout
+                .unwrap_or(config.listen_response_timeout_ms);
+            config.listen_rematch_interval_ms = listen
+                .rematch_interval
+                .unwrap_or(config.listen_rematch_interval_ms);
+        }
+        let ignored: Vec<&str> = raw
+            .rest
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !COSMETIC.contains(k))
+            .collect();
+        let (unbuilt, unknown): (Vec<&str>, Vec<&str>) =
+            ignored.into_iter().partition(|k| NOT_BUILT.contains(k));
+        if !unbuilt.is_empty() {
+            config.warnings.push(format!(
+                "config keys for features not built yet, ignored: {}",
+                unbuilt.join(", ")
+            ));
+        }
+        if !unknown.is_empty() {
+            config.warnings.push(format!(
+                "unknown config keys, ignored: {}",
+                unknown.join(", ")
+            ));
+        }
+        Ok(config)
+    }
+
+    fn apply_ws(&mut self, options: WsOptions) {
+        self.url_path = options.url_path.unwrap_or(self.url_path.clone());
+        self.heartbeat_interval_ms = options
+            .heartbeat_interval
+            .unwrap_or(self.heartbeat_interval_ms);
+        self.max_auth_attempts = options.max_auth_attempts.unwrap_or(self.max_auth_attempts);
+        self.max_message_size = options.max_message_size.unwrap_or(self.max_message_size);
+        if let Some(limit) = options.max_buffer_byte_size {
+            // deepstream flushes at this size; we cut off far beyond it, never below 1 MiB.
+            self.max_outgoing_buffer = self.max_outgoing_buffer.max(limit.saturating_mul(16));
+        }
+        match options.unauthenticated_client_timeout {
+            Some(Value::Number(n)) => self.unauthenticated_client_timeout_ms = n.as_u64(),
+            Some(Value::Bool(false)) | Some(Value::Null) => {
+                self.unauthenticated_client_timeout_ms = None
+            }
+            _ => {}
+        }
+    }
+}
+
+fn auth_plugin(
+    plugin: Plugin<Value>,
+    text: &str,
+    dir: &Path,
+    origin: &str,
+) -> Result<AuthConfig, ConfigError> {
+    match plugin.kind.as_deref() {
+        Some("none") => Ok(AuthConfig::Open),
+        Some("file") => {
+            let options = plugin.options.unwrap_or(Value::Null);
+            let users = match options.get("users").or_else(|| options.get("path")) {
+                Some(Value::String(reference)) => load_users(reference, dir, origin)?,
+                Some(inline @ Value::Mapping(_)) => inline.clone(),
+                _ => {
+                    return Err(ConfigError(format!(
+                        "{origin}: auth file: options.users (or path) is required{}",
+                        line_of(text, "file")
+                    )))
+                }
+            };
+            Ok(AuthConfig::File { users })
+        }
+        Some(other) => Err(ConfigError(format!(
+            "{origin}: auth: unknown or unsupported auth type '{other}'{}",
+            line_of(text, other)
+        ))),
+        None => Err(ConfigError(format!(
+            "{origin}: auth: a strategy without a type"
+        ))),
+    }
+}
+
+/// `fileLoad(users.yml)` or a plain path, relative to the config file.
+fn load_users(reference: &str, dir: &Path, origin: &str) -> Result<Value, ConfigError> {
+    let file = reference
+        .strip_prefix("fileLoad(")
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or(reference);
+    let path: PathBuf = dir.join(file);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ConfigError(format!(
+            "{origin}: auth file: cannot read {}: {e}",
+            path.display()
+        ))
+    })?;
+    serde_yaml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_reference_peer_config() {
+        let text = include_str!("../../tests/fixtures/reference-config.yml");
+        let config = Config::parse(text, Path::new("."), "reference-config.yml").unwrap();
+        assert_eq!(config.port, 6020);
+        assert_eq!(config.host, "127.0.0.1");
+        assert_eq!(config.url_path, "/deepstream");
+        assert_eq!(config.max_auth_attempts, 3);
+        assert_eq!(config.unauthenticated_client_timeout_ms, Some(180_000));
+        assert_eq!(config.auth, vec![AuthConfig::Open]);
+        assert!(
+            config.warnings.iter().any(|w| w.contains("permission")),
+            "{:?}",
+            config.warnings
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key_and_line() {
+        let err = Config::parse("auth:\n  - type: ldap\n", Path::new("."), "c.yml").unwrap_err();
+        assert!(
+            err.0.contains("'ldap'") && err.0.contains("line 2"),
+            "{err}"
+        );
+        let err = Config::parse("rpc:\n  ackTimeout: soon\n", Path::new("."), "c.yml").unwrap_err();
+        assert!(err.0.contains("line 2"), "{err}");
+        let err = Config::parse(
+            "connectionEndpoints:\n  - type: carrier-pigeon\n",
+            Path::new("."),
+            "c.yml",
+        )
+        .unwrap_err();
+        assert!(err.0.contains("carrier-pigeon"), "{err}");
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = Config::parse("", Path::new("."), "c.yml").unwrap();
+        assert_eq!(config.port, 6020);
+        assert_eq!(config.heartbeat_interval_ms, 30_000);
+    }
+}

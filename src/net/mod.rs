@@ -1,0 +1,203 @@
+//! The runtime: one pinned glommio executor per shard, a full mesh of bounded channels between
+//! them, a listener per shard (SO_REUSEPORT) and a periodic tick.
+
+mod conn;
+mod mesh;
+
+use crate::config::Config;
+use crate::shard::Shard;
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorBuilder, Placement};
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How the server runs: which cpus, where it listens.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub cpus: Vec<usize>,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Shared by all shards: the clock origin and the stop flag.
+#[derive(Clone)]
+pub struct Runtime {
+    pub started: Instant,
+    pub stopping: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+/// Batches of shard messages travel the mesh; one batch per peer per turn of the loop.
+pub type Batch = Vec<crate::shard::msg::ShardMsg>;
+const MESH_CAPACITY: usize = 1024;
+const TICK: Duration = Duration::from_millis(50);
+
+/// Runs the server until `stopping` is set. Prints `listening on HOST:PORT` once every shard
+/// accepts.
+pub fn run(
+    config: Config,
+    options: ServerOptions,
+    stopping: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let shards = options.cpus.len();
+    let runtime = Runtime {
+        started: Instant::now(),
+        stopping,
+    };
+    let config = Arc::new(config);
+    let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(shards, MESH_CAPACITY);
+    let port = resolve_port(&options.host, options.port)?;
+    let ready = Arc::new(std::sync::Barrier::new(shards + 1));
+    let mut handles = Vec::new();
+    for (id, cpu) in options.cpus.iter().copied().enumerate() {
+        let (mesh, config, runtime, host, ready) = (
+            mesh.clone(),
+            config.clone(),
+            runtime.clone(),
+            options.host.clone(),
+            ready.clone(),
+        );
+        let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("shard-{id}"))
+            .io_memory(64 << 10);
+        let handle = builder
+            .spawn(move || async move {
+                let shard = Rc::new(RefCell::new(Shard::new(id, shards, config)));
+                let listener = bind(&host, port, &ready);
+                let result = match listener {
+                    Ok(listener) => shard_main(shard, listener, mesh, runtime).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = &result {
+                    eprintln!("shard {id}: {e}");
+                }
+                result
+            })
+            .map_err(|e| executor_error(&e.to_string()))?;
+        handles.push(handle);
+    }
+    ready.wait();
+    if !runtime.stopping.load(Ordering::SeqCst) {
+        println!("listening on {}:{port}", options.host);
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    }
+    let mut failed = None;
+    for handle in handles {
+        match handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed = Some(e),
+            Err(e) => failed = Some(executor_error(&e.to_string())),
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+fn executor_error(e: &str) -> String {
+    if e.contains("MemLock") || e.to_lowercase().contains("memlock") || e.contains("locked memory")
+    {
+        return format!("cannot start a shard: io_uring needs locked memory ({e}); raise it with `ulimit -l 8192` (or more)");
+    }
+    format!("cannot start a shard: {e}")
+}
+
+/// Binds this shard's listener on the shared port (SO_REUSEPORT), then waits for the others.
+fn bind(
+    host: &str,
+    port: u16,
+    ready: &std::sync::Barrier,
+) -> Result<glommio::net::TcpListener, String> {
+    let result = format!("{host}:{port}")
+        .parse::<SocketAddr>()
+        .map_err(|e| format!("bad listen address {host}:{port}: {e}"))
+        .and_then(|addr| {
+            glommio::net::TcpListener::bind(addr)
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))
+        });
+    ready.wait();
+    result
+}
+
+/// `--port 0`: asks the kernel for a free port once, so every shard binds the same one.
+fn resolve_port(host: &str, port: u16) -> Result<u16, String> {
+    if port != 0 {
+        return Ok(port);
+    }
+    let probe = std::net::TcpListener::bind((host, 0))
+        .map_err(|e| format!("cannot find a free port on {host}: {e}"))?;
+    probe
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
+async fn shard_main(
+    shard: Rc<RefCell<Shard>>,
+    listener: glommio::net::TcpListener,
+    mesh: MeshBuilder<Batch, glommio::channels::channel_mesh::Full>,
+    runtime: Runtime,
+) -> Result<(), String> {
+    let (senders, receivers) = mesh
+        .join()
+        .await
+        .map_err(|_| "cannot join the shard mesh".to_string())?;
+    let pump = mesh::Pump::start(shard.clone(), senders, receivers, runtime.clone());
+    let ticker = {
+        let (shard, pump, runtime) = (shard.clone(), pump.clone(), runtime.clone());
+        glommio::spawn_local(async move {
+            while !runtime.stopping.load(Ordering::Relaxed) {
+                glommio::timer::sleep(TICK).await;
+                shard.borrow_mut().tick(runtime.now_ms());
+                pump.wake();
+            }
+        })
+        .detach()
+    };
+    let live = Rc::new(std::cell::Cell::new(0usize));
+    loop {
+        let accept = async { Some(listener.accept().await) };
+        let stop = async {
+            while !runtime.stopping.load(Ordering::Relaxed) {
+                glommio::timer::sleep(TICK).await;
+            }
+            None
+        };
+        match futures_lite::future::or(accept, stop).await {
+            Some(Ok(stream)) => {
+                let (shard, pump, runtime, live) =
+                    (shard.clone(), pump.clone(), runtime.clone(), live.clone());
+                live.set(live.get() + 1);
+                glommio::spawn_local(async move {
+                    conn::serve(stream, shard, pump, runtime).await;
+                    live.set(live.get() - 1);
+                })
+                .detach();
+            }
+            Some(Err(e)) => {
+                eprintln!("accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            None => break,
+        }
+    }
+    // Shutdown: every connection gets a close frame after what is queued, with a deadline.
+    shard.borrow().close_all(
+        crate::protocol::ws::CLOSE_GOING_AWAY,
+        "server shutting down",
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while live.get() > 0 && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    drop(ticker);
+    Ok(())
+}

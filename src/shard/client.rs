@@ -1,0 +1,571 @@
+//! Client messages by topic and action: what the connection's shard does itself (subscriptions,
+//! acks, presence queries) and what the owner shard of the name does (writes, emits, RPC).
+
+use super::msg::{Kind, ShardMsg};
+use super::{ws_frame, Shard};
+use crate::core::ids::ConnId;
+use crate::core::records::{
+    apply_write, Change, RecordStorage, StoredRecord, WriteOutcome, EMPTY_OBJECT,
+};
+use crate::protocol::message::{
+    event_action as ea, parser_action, presence_action as pa, record_action as ra, rpc_action,
+    topic, Message,
+};
+use bytes::Bytes;
+use regex::Regex;
+use std::sync::Arc;
+
+fn ack(msg: &Message) -> Message {
+    Message {
+        correlation_id: msg.correlation_id.clone(),
+        is_ack: Some(true),
+        ..Message::new(msg.topic, msg.action)
+    }
+}
+
+fn error_reply(msg: &Message, action: i32) -> Message {
+    Message {
+        name: msg.name.clone(),
+        correlation_id: msg.correlation_id.clone(),
+        original_action: Some(msg.action),
+        is_error: Some(true),
+        ..Message::new(msg.topic, action)
+    }
+}
+
+fn invalid_data_action(topic: i32) -> i32 {
+    match topic {
+        topic::EVENT => ea::INVALID_MESSAGE_DATA,
+        topic::RECORD => ra::INVALID_MESSAGE_DATA,
+        _ => rpc_action::INVALID_MESSAGE_DATA,
+    }
+}
+
+impl Shard {
+    pub(super) fn on_client_message(&mut self, local: u32, mut msg: Message, now: u64) {
+        let from = self.conn_id(local);
+        match (msg.topic, msg.action) {
+            (topic::CONNECTION, crate::protocol::message::connection_action::PING) => {
+                self.send_local(
+                    local,
+                    &Message::new(
+                        topic::CONNECTION,
+                        crate::protocol::message::connection_action::PONG,
+                    ),
+                );
+            }
+            (topic::CONNECTION, _) => {}
+            (topic::EVENT, ea::SUBSCRIBE | ea::UNSUBSCRIBE) => {
+                self.bulk_subscribe(Kind::Event, local, &msg)
+            }
+            (topic::RECORD, ra::UNSUBSCRIBE) => self.bulk_subscribe(Kind::Record, local, &msg),
+            (
+                topic::RECORD,
+                ra::SUBSCRIBECREATEANDREAD | ra::SUBSCRIBEANDREAD | ra::SUBSCRIBEANDHEAD,
+            ) => {
+                self.bulk_subscribe(Kind::Record, local, &msg);
+                self.split_by_owner(msg, from);
+            }
+            (topic::EVENT, ea::EMIT) | (topic::RECORD, ra::READ | ra::HEAD | ra::DELETE) => {
+                self.to_owner(msg, from)
+            }
+            (
+                topic::RECORD,
+                ra::UPDATE | ra::PATCH | ra::ERASE | ra::CREATEANDUPDATE | ra::CREATEANDPATCH,
+            ) => self.to_owner(msg, from),
+            (topic::RECORD, ra::HEAD_BULK) => self.split_by_owner(msg, from),
+            (topic::RECORD, ra::NOTIFY) => {
+                // The embedded storage is the cache: nothing outside it can change a record.
+                self.send_local(local, &ack(&msg));
+            }
+            (topic::EVENT, ea::LISTEN | ea::UNLISTEN) => self.listen(Kind::Event, local, &msg),
+            (topic::RECORD, ra::LISTEN | ra::UNLISTEN) => self.listen(Kind::Record, local, &msg),
+            (topic::EVENT, ea::LISTEN_ACCEPT | ea::LISTEN_REJECT)
+            | (topic::RECORD, ra::LISTEN_ACCEPT | ra::LISTEN_REJECT) => {
+                match msg.subscription.clone() {
+                    Some(name) => {
+                        let owner = self.owner(&name);
+                        self.route(owner, ShardMsg::Op { msg, from });
+                    }
+                    None => {
+                        self.send_local(local, &error_reply(&msg, invalid_data_action(msg.topic)))
+                    }
+                }
+            }
+            (topic::RPC, rpc_action::PROVIDE | rpc_action::UNPROVIDE) => {
+                self.send_local(local, &ack(&msg));
+                self.split_by_owner(msg, from);
+            }
+            (topic::RPC, rpc_action::REQUEST) => {
+                let user = self
+                    .conns
+                    .get(&local)
+                    .map(|c| c.user.clone())
+                    .unwrap_or_default();
+                msg.requestor_name = self.config.provide_requestor_name.then_some(user);
+                msg.requestor_data = None;
+                self.to_owner(msg, from);
+            }
+            (
+                topic::RPC,
+                rpc_action::ACCEPT
+                | rpc_action::REJECT
+                | rpc_action::RESPONSE
+                | rpc_action::REQUEST_ERROR,
+            ) => self.to_owner(msg, from),
+            (topic::PRESENCE, _) => self.presence(local, msg),
+            (topic::EVENT | topic::RECORD | topic::RPC, _) => {
+                let reply = Message {
+                    original_topic: Some(msg.topic),
+                    original_action: Some(msg.action),
+                    ..Message::new(topic::PARSER, parser_action::UNKNOWN_ACTION)
+                };
+                self.send_local(local, &reply);
+            }
+            (other, _) => {
+                let reply = Message {
+                    original_topic: Some(other),
+                    ..Message::new(topic::PARSER, parser_action::UNKNOWN_TOPIC)
+                };
+                self.send_local(local, &reply);
+            }
+        }
+        let _ = now;
+    }
+
+    /// A message about one name goes to that name's owner.
+    fn to_owner(&mut self, msg: Message, from: ConnId) {
+        let Some(name) = msg.name.as_ref() else {
+            self.send(from, &error_reply(&msg, invalid_data_action(msg.topic)));
+            return;
+        };
+        let owner = self.owner(name);
+        self.route(owner, ShardMsg::Op { msg, from });
+    }
+
+    /// A bulk message is split into one message per owner shard, each with its own names.
+    fn split_by_owner(&mut self, msg: Message, from: ConnId) {
+        let mut per_shard: Vec<Vec<Bytes>> = vec![Vec::new(); self.shards];
+        for name in &msg.names {
+            per_shard[self.owner(name)].push(name.clone());
+        }
+        for (shard, names) in per_shard.into_iter().enumerate() {
+            if !names.is_empty() {
+                let part = Message {
+                    names,
+                    ..msg.clone()
+                };
+                self.route(shard, ShardMsg::Op { msg: part, from });
+            }
+        }
+    }
+
+    fn bulk_subscribe(&mut self, kind: Kind, local: u32, msg: &Message) {
+        let subscribe = !matches!(
+            (msg.topic, msg.action),
+            (topic::EVENT, ea::UNSUBSCRIBE) | (topic::RECORD, ra::UNSUBSCRIBE)
+        );
+        let mut reply = ack(msg);
+        if kind == Kind::Record {
+            reply.names = msg.names.clone();
+        }
+        self.send_local(local, &reply);
+        for name in &msg.names {
+            let changed = if subscribe {
+                self.subscribe_local(kind, name, local)
+            } else {
+                self.unsubscribe_local(kind, name, local)
+            };
+            if !changed && kind == Kind::Event {
+                let action = if subscribe {
+                    ea::MULTIPLE_SUBSCRIPTIONS
+                } else {
+                    ea::NOT_SUBSCRIBED
+                };
+                let reply = Message {
+                    name: Some(name.clone()),
+                    original_action: Some(msg.action),
+                    is_error: Some(true),
+                    ..Message::new(topic::EVENT, action)
+                };
+                self.send_local(local, &reply);
+            }
+        }
+    }
+
+    fn listen(&mut self, kind: Kind, local: u32, msg: &Message) {
+        let from = self.conn_id(local);
+        let Some(pattern) = msg.name.clone() else {
+            self.send_local(local, &error_reply(msg, invalid_data_action(msg.topic)));
+            return;
+        };
+        let is_listen = matches!(
+            (msg.topic, msg.action),
+            (topic::EVENT, ea::LISTEN) | (topic::RECORD, ra::LISTEN)
+        );
+        if !is_listen {
+            self.send_local(
+                local,
+                &Message {
+                    name: Some(pattern.clone()),
+                    ..ack(msg)
+                },
+            );
+            self.broadcast(ShardMsg::Unlisten {
+                kind,
+                pattern,
+                conn: from,
+            });
+            return;
+        }
+        let regex = std::str::from_utf8(&pattern)
+            .ok()
+            .and_then(|p| Regex::new(p).ok());
+        let Some(regex) = regex else {
+            let action = if kind == Kind::Event {
+                ea::INVALID_LISTEN_REGEX
+            } else {
+                ra::INVALID_LISTEN_REGEX
+            };
+            self.send_local(local, &error_reply(msg, action));
+            return;
+        };
+        self.send_local(
+            local,
+            &Message {
+                name: Some(pattern.clone()),
+                ..ack(msg)
+            },
+        );
+        self.broadcast(ShardMsg::Listen {
+            kind,
+            pattern,
+            regex: Some(Arc::new(regex)),
+            conn: from,
+        });
+    }
+
+    fn presence(&mut self, local: u32, msg: Message) {
+        let Some(me) = self.conns.get(&local).map(|c| c.user.clone()) else {
+            return;
+        };
+        match msg.action {
+            pa::SUBSCRIBE | pa::UNSUBSCRIBE => {
+                for user in &msg.names {
+                    if msg.action == pa::SUBSCRIBE {
+                        self.presence_subscribers.add(user, local);
+                        if let Some(c) = self.conns.get_mut(&local) {
+                            c.presence_users.insert(user.clone());
+                        }
+                    } else {
+                        self.presence_subscribers.remove(user, local);
+                        if let Some(c) = self.conns.get_mut(&local) {
+                            c.presence_users.remove(user);
+                        }
+                    }
+                }
+                self.send_local(local, &ack(&msg));
+            }
+            pa::SUBSCRIBE_ALL | pa::UNSUBSCRIBE_ALL => {
+                let on = msg.action == pa::SUBSCRIBE_ALL;
+                self.presence_all.retain(|c| *c != local);
+                if on {
+                    self.presence_all.push(local);
+                }
+                if let Some(c) = self.conns.get_mut(&local) {
+                    c.presence_all = on;
+                }
+                self.send_local(local, &ack(&msg));
+            }
+            pa::QUERY_ALL => {
+                let names = self.online.all_except(&me).cloned().collect();
+                self.send_local(
+                    local,
+                    &Message {
+                        names,
+                        ..Message::new(topic::PRESENCE, pa::QUERY_ALL_RESPONSE)
+                    },
+                );
+            }
+            pa::QUERY => {
+                let mut json = String::from("{");
+                for (i, user) in msg.names.iter().enumerate() {
+                    let name = String::from_utf8_lossy(user);
+                    let key =
+                        simd_json::to_string(&name.as_ref()).unwrap_or_else(|_| "\"\"".into());
+                    if i > 0 {
+                        json.push(',');
+                    }
+                    json.push_str(&format!("{key}:{}", self.online.contains(user)));
+                }
+                json.push('}');
+                let reply = Message {
+                    correlation_id: msg.correlation_id.clone(),
+                    data: Some(Bytes::from(json)),
+                    ..Message::new(topic::PRESENCE, pa::QUERY_RESPONSE)
+                };
+                self.send_local(local, &reply);
+            }
+            _ => {
+                let reply = Message {
+                    original_topic: Some(topic::PRESENCE),
+                    original_action: Some(msg.action),
+                    ..Message::new(topic::PARSER, parser_action::UNKNOWN_ACTION)
+                };
+                self.send_local(local, &reply);
+            }
+        }
+    }
+
+    /// The owner shard's part of a client message.
+    pub(super) fn on_owner_op(&mut self, msg: Message, from: ConnId, now: u64) {
+        match (msg.topic, msg.action) {
+            (topic::EVENT, ea::EMIT) => {
+                let Some(name) = msg.name.clone() else { return };
+                let out = Message {
+                    name: msg.name.clone(),
+                    data: msg.data.clone(),
+                    ..Message::new(topic::EVENT, ea::EMIT)
+                };
+                self.fan_out(Kind::Event, &name, ws_frame(&out), Some(from));
+            }
+            (topic::EVENT, ea::LISTEN_ACCEPT | ea::LISTEN_REJECT) => {
+                self.listen_response(Kind::Event, msg, from, now)
+            }
+            (topic::RECORD, ra::LISTEN_ACCEPT | ra::LISTEN_REJECT) => {
+                self.listen_response(Kind::Record, msg, from, now)
+            }
+            (
+                topic::RECORD,
+                ra::SUBSCRIBECREATEANDREAD | ra::SUBSCRIBEANDREAD | ra::SUBSCRIBEANDHEAD,
+            ) => {
+                for name in &msg.names {
+                    let reply = self.read_reply(msg.action, name);
+                    self.send(from, &reply);
+                }
+            }
+            (topic::RECORD, ra::READ | ra::HEAD) => {
+                let Some(name) = msg.name.as_ref() else {
+                    return;
+                };
+                let reply = self.read_reply(msg.action, name);
+                self.send(from, &reply);
+            }
+            (topic::RECORD, ra::HEAD_BULK) => {
+                let versions = msg
+                    .names
+                    .iter()
+                    .map(|n| (n.clone(), self.storage.get(n).map_or(-1, |r| r.version)))
+                    .collect();
+                let reply = Message {
+                    correlation_id: msg.correlation_id.clone(),
+                    versions,
+                    ..Message::new(topic::RECORD, ra::HEAD_RESPONSE_BULK)
+                };
+                self.send(from, &reply);
+            }
+            (topic::RECORD, ra::DELETE) => self.delete_record(msg, from),
+            (topic::RECORD, _) => self.write_record(msg, from),
+            (topic::RPC, rpc_action::PROVIDE | rpc_action::UNPROVIDE) => {
+                for name in &msg.names {
+                    let changed = if msg.action == rpc_action::PROVIDE {
+                        self.rpc.provide(name, from)
+                    } else {
+                        self.rpc.unprovide(name, from)
+                    };
+                    if !changed {
+                        let action = if msg.action == rpc_action::PROVIDE {
+                            rpc_action::MULTIPLE_PROVIDERS
+                        } else {
+                            rpc_action::NOT_PROVIDED
+                        };
+                        let reply = Message {
+                            name: Some(name.clone()),
+                            original_action: Some(msg.action),
+                            is_error: Some(true),
+                            ..Message::new(topic::RPC, action)
+                        };
+                        self.send(from, &reply);
+                    }
+                }
+            }
+            (topic::RPC, rpc_action::REQUEST) => {
+                let mut sends = Vec::new();
+                self.rpc.request(msg, from, now, &mut sends);
+                for (to, m) in sends {
+                    self.send(to, &m);
+                }
+            }
+            (topic::RPC, _) => {
+                let mut sends = Vec::new();
+                self.rpc.from_provider(msg, from, now, &mut sends);
+                for (to, m) in sends {
+                    self.send(to, &m);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn listen_response(&mut self, kind: Kind, msg: Message, from: ConnId, now: u64) {
+        let (Some(pattern), Some(name)) = (msg.name.as_ref(), msg.subscription.as_ref()) else {
+            return;
+        };
+        let accept = matches!(
+            (msg.topic, msg.action),
+            (topic::EVENT, ea::LISTEN_ACCEPT) | (topic::RECORD, ra::LISTEN_ACCEPT)
+        );
+        let mut effects = Vec::new();
+        if accept {
+            self.listening[kind as usize].accept(from, pattern, name, &mut effects);
+        } else {
+            self.listening[kind as usize].reject(from, pattern, name, now, &mut effects);
+        }
+        self.apply_listen_effects(kind, effects);
+    }
+
+    /// READ_RESPONSE / HEAD_RESPONSE for one record; subscribe-create makes a missing one.
+    fn read_reply(&mut self, action: i32, name: &Bytes) -> Message {
+        if action == ra::SUBSCRIBECREATEANDREAD && self.storage.get(name).is_none() {
+            let _ = self.storage.set(
+                name.clone(),
+                StoredRecord {
+                    version: 0,
+                    data: Bytes::from_static(EMPTY_OBJECT),
+                },
+            );
+        }
+        let stored = self.storage.get(name).cloned();
+        let head = matches!(action, ra::HEAD | ra::SUBSCRIBEANDHEAD);
+        match (stored, head) {
+            (Some(record), false) => Message {
+                name: Some(name.clone()),
+                data: Some(record.data),
+                version: Some(record.version),
+                ..Message::new(topic::RECORD, ra::READ_RESPONSE)
+            },
+            (record, true) => Message {
+                name: Some(name.clone()),
+                version: Some(record.map_or(-1, |r| r.version)),
+                ..Message::new(topic::RECORD, ra::HEAD_RESPONSE)
+            },
+            (None, false) => Message {
+                name: Some(name.clone()),
+                original_action: Some(action),
+                is_error: Some(true),
+                ..Message::new(topic::RECORD, ra::RECORD_NOT_FOUND)
+            },
+        }
+    }
+
+    fn write_record(&mut self, msg: Message, from: ConnId) {
+        let Some(name) = msg.name.clone() else { return };
+        let change = match (msg.action, msg.path.clone(), msg.data.clone()) {
+            (ra::UPDATE | ra::CREATEANDUPDATE, _, Some(data)) => Change::Replace(data),
+            (ra::PATCH | ra::CREATEANDPATCH, Some(path), Some(value)) => {
+                Change::Set { path, value }
+            }
+            (ra::ERASE, Some(path), _) | (ra::PATCH | ra::CREATEANDPATCH, Some(path), None) => {
+                Change::Erase { path }
+            }
+            _ => {
+                self.send(from, &error_reply(&msg, ra::INVALID_MESSAGE_DATA));
+                return;
+            }
+        };
+        let version = msg.version.unwrap_or(-1);
+        let outcome = apply_write(self.storage.get(&name), version, &change);
+        let write_ack = msg.is_write_ack == Some(true);
+        match outcome {
+            WriteOutcome::Applied(record) => {
+                let version = record.version;
+                if let Err(e) = self.storage.set(name.clone(), record) {
+                    let mut reply = error_reply(&msg, ra::RECORD_UPDATE_ERROR);
+                    reply.data = Some(Bytes::from(format!("{:?}", e.0)));
+                    reply.is_write_ack = msg.is_write_ack;
+                    self.send(from, &reply);
+                    return;
+                }
+                let out = match change {
+                    Change::Replace(data) => Message {
+                        data: Some(data),
+                        ..Message::new(topic::RECORD, ra::UPDATE)
+                    },
+                    Change::Set { path, value } => Message {
+                        path: Some(path),
+                        data: Some(value),
+                        ..Message::new(topic::RECORD, ra::PATCH)
+                    },
+                    Change::Erase { path } => Message {
+                        path: Some(path),
+                        ..Message::new(topic::RECORD, ra::ERASE)
+                    },
+                };
+                let out = Message {
+                    name: Some(name.clone()),
+                    version: Some(version),
+                    ..out
+                };
+                self.fan_out(Kind::Record, &name, ws_frame(&out), Some(from));
+                if write_ack {
+                    let reply = Message {
+                        name: Some(name),
+                        correlation_id: msg.correlation_id.clone(),
+                        is_write_ack: Some(true),
+                        ..Message::new(topic::RECORD, ra::WRITE_ACKNOWLEDGEMENT)
+                    };
+                    self.send(from, &reply);
+                }
+            }
+            WriteOutcome::VersionExists(current) => {
+                let reply = Message {
+                    name: Some(name),
+                    correlation_id: msg.correlation_id.clone(),
+                    version: Some(current.version),
+                    data: Some(current.data),
+                    original_action: Some(msg.action),
+                    is_write_ack: msg.is_write_ack,
+                    is_error: Some(true),
+                    ..Message::new(topic::RECORD, ra::VERSION_EXISTS)
+                };
+                self.send(from, &reply);
+            }
+            WriteOutcome::InvalidVersion(current) => {
+                let mut reply = error_reply(&msg, ra::INVALID_VERSION);
+                reply.version = Some(current);
+                reply.is_write_ack = msg.is_write_ack;
+                self.send(from, &reply);
+            }
+            WriteOutcome::InvalidData(reason) => {
+                let mut reply = error_reply(&msg, ra::INVALID_MESSAGE_DATA);
+                reply.data = Some(Bytes::from(format!("\"{reason}\"")));
+                reply.is_write_ack = msg.is_write_ack;
+                self.send(from, &reply);
+            }
+        }
+    }
+
+    fn delete_record(&mut self, msg: Message, from: ConnId) {
+        let Some(name) = msg.name.clone() else { return };
+        match self.storage.delete(&name) {
+            Ok(_) => {
+                let deleted = ws_frame(&Message {
+                    name: Some(name.clone()),
+                    ..Message::new(topic::RECORD, ra::DELETED)
+                });
+                self.fan_out(Kind::Record, &name, deleted, Some(from));
+                let reply = Message {
+                    name: Some(name),
+                    correlation_id: msg.correlation_id.clone(),
+                    ..Message::new(topic::RECORD, ra::DELETE_SUCCESS)
+                };
+                self.send(from, &reply);
+            }
+            Err(e) => {
+                let mut reply = error_reply(&msg, ra::RECORD_DELETE_ERROR);
+                reply.data = Some(Bytes::from(format!("{:?}", e.0)));
+                self.send(from, &reply);
+            }
+        }
+    }
+}

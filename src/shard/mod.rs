@@ -1,0 +1,501 @@
+//! A shard: everything one core owns, without I/O. Connections feed it frames, other shards feed
+//! it `ShardMsg`s; it fills connection outboxes and per-peer queues that the runtime drains.
+
+mod client;
+pub mod msg;
+pub mod outbox;
+mod session;
+
+use crate::config::Config;
+use crate::core::ids::{owner_of, ConnId};
+use crate::core::interest::{each_shard, Change, LocalSubscribers, ShardInterest};
+use crate::core::listen::{ListenEffect, Listening};
+use crate::core::presence::{OnlineUsers, PresenceCounts};
+use crate::core::records::MemoryStorage;
+use crate::core::rpc::RpcRouter;
+use crate::protocol::message::{event_action, presence_action, record_action, topic, Message};
+use crate::protocol::ws;
+use ahash::{AHashMap, AHashSet};
+use bytes::{Bytes, BytesMut};
+use msg::{Kind, ShardMsg};
+use outbox::Outbox;
+use std::sync::Arc;
+
+/// Most shards a server runs: shard sets are 64-bit masks.
+pub const MAX_SHARDS: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    AwaitChallenge,
+    AwaitAuth,
+    Open,
+    Closed,
+}
+
+struct Conn {
+    outbox: Outbox,
+    phase: Phase,
+    user: Bytes,
+    auth_attempts: u32,
+    opened_at: u64,
+    /// Names this connection subscribed to, per kind, for teardown.
+    subscriptions: [AHashSet<Bytes>; 2],
+    presence_users: AHashSet<Bytes>,
+    presence_all: bool,
+}
+
+pub struct Shard {
+    pub id: usize,
+    pub shards: usize,
+    config: Arc<Config>,
+    conns: AHashMap<u32, Conn>,
+    next_local: u32,
+    local: [LocalSubscribers; 2],
+    interest: [ShardInterest; 2],
+    listening: [Listening; 2],
+    storage: MemoryStorage,
+    rpc: RpcRouter,
+    presence_counts: PresenceCounts,
+    online: OnlineUsers,
+    presence_subscribers: LocalSubscribers,
+    presence_all: Vec<u32>,
+    /// Messages for other shards, by shard, drained by the runtime.
+    pub outgoing: Vec<Vec<ShardMsg>>,
+    last_rematch: u64,
+}
+
+/// One WebSocket binary frame holding `msg`, built in a single buffer.
+pub fn ws_frame(msg: &Message) -> Bytes {
+    let len = msg.encoded_len();
+    let mut out = BytesMut::with_capacity(ws::frame_header_len(len) + len);
+    ws::put_frame_header(&mut out, ws::OP_BINARY, len);
+    msg.encode_into(&mut out);
+    out.freeze()
+}
+
+fn kind_topic(kind: Kind) -> i32 {
+    match kind {
+        Kind::Event => topic::EVENT,
+        Kind::Record => topic::RECORD,
+    }
+}
+
+impl Shard {
+    pub fn new(id: usize, shards: usize, config: Arc<Config>) -> Shard {
+        let listening = || {
+            Listening::new(
+                config.listen_shuffle_providers,
+                config.listen_response_timeout_ms,
+            )
+        };
+        Shard {
+            id,
+            shards,
+            conns: AHashMap::new(),
+            next_local: 0,
+            local: Default::default(),
+            interest: Default::default(),
+            listening: [listening(), listening()],
+            storage: MemoryStorage::default(),
+            rpc: RpcRouter::new(config.rpc_ack_timeout_ms, config.rpc_response_timeout_ms),
+            presence_counts: PresenceCounts::default(),
+            online: OnlineUsers::default(),
+            presence_subscribers: LocalSubscribers::default(),
+            presence_all: Vec::new(),
+            outgoing: (0..shards).map(|_| Vec::new()).collect(),
+            last_rematch: 0,
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn conn_id(&self, local: u32) -> ConnId {
+        ConnId {
+            shard: self.id as u16,
+            local,
+        }
+    }
+
+    /// A new WebSocket connection; returns its local number.
+    pub fn open_conn(&mut self, outbox: Outbox, now: u64) -> u32 {
+        self.next_local = self.next_local.wrapping_add(1);
+        while self.conns.contains_key(&self.next_local) {
+            self.next_local = self.next_local.wrapping_add(1);
+        }
+        let local = self.next_local;
+        self.conns.insert(
+            local,
+            Conn {
+                outbox,
+                phase: Phase::AwaitChallenge,
+                user: Bytes::new(),
+                auth_attempts: 0,
+                opened_at: now,
+                subscriptions: Default::default(),
+                presence_users: AHashSet::new(),
+                presence_all: false,
+            },
+        );
+        local
+    }
+
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Sends `msg` to a connection on any shard.
+    fn send(&mut self, to: ConnId, msg: &Message) {
+        self.send_frame(to, ws_frame(msg));
+    }
+
+    fn send_frame(&mut self, to: ConnId, frame: Bytes) {
+        if usize::from(to.shard) == self.id {
+            if let Some(conn) = self.conns.get(&to.local) {
+                conn.outbox.push(frame);
+            }
+        } else {
+            self.route(usize::from(to.shard), ShardMsg::ToConn { conn: to, frame });
+        }
+    }
+
+    fn send_local(&self, local: u32, msg: &Message) {
+        if let Some(conn) = self.conns.get(&local) {
+            conn.outbox.push(ws_frame(msg));
+        }
+    }
+
+    /// Hands a message to shard `to`: at once if that is this shard, else through the mesh.
+    fn route(&mut self, to: usize, msg: ShardMsg) {
+        if to == self.id {
+            self.on_peer_msg(msg, None);
+        } else if let Some(queue) = self.outgoing.get_mut(to) {
+            queue.push(msg);
+        }
+    }
+
+    fn broadcast(&mut self, msg: ShardMsg) {
+        for shard in 0..self.shards {
+            self.route(shard, msg.clone());
+        }
+    }
+
+    fn owner(&self, name: &[u8]) -> usize {
+        owner_of(name, self.shards)
+    }
+
+    /// Handles a message from another shard (or this one). `now` is needed only by timers.
+    pub fn on_peer_msg(&mut self, msg: ShardMsg, now: Option<u64>) {
+        let now = now.unwrap_or(self.last_rematch);
+        match msg {
+            ShardMsg::Op { msg, from } => self.on_owner_op(msg, from, now),
+            ShardMsg::Interest {
+                kind,
+                name,
+                shard,
+                on,
+            } => {
+                if self.interest[kind as usize].set(&name, usize::from(shard), on) == Change::Edge {
+                    let mut effects = Vec::new();
+                    if on {
+                        self.listening[kind as usize].interest_started(&name, now, &mut effects);
+                    } else {
+                        self.listening[kind as usize].interest_ended(&name, &mut effects);
+                    }
+                    self.apply_listen_effects(kind, effects);
+                }
+            }
+            ShardMsg::Deliver {
+                kind,
+                name,
+                frame,
+                exclude,
+            } => {
+                let skip = exclude
+                    .filter(|c| usize::from(c.shard) == self.id)
+                    .map(|c| c.local);
+                for local in self.local[kind as usize].get(&name) {
+                    if Some(*local) != skip {
+                        if let Some(conn) = self.conns.get(local) {
+                            conn.outbox.push(frame.clone());
+                        }
+                    }
+                }
+            }
+            ShardMsg::ToConn { conn, frame } => {
+                if let Some(c) = self.conns.get(&conn.local) {
+                    c.outbox.push(frame);
+                }
+            }
+            ShardMsg::Listen {
+                kind,
+                pattern,
+                regex,
+                conn,
+            } => {
+                let Some(regex) = regex else { return };
+                let mut effects = Vec::new();
+                let interest = &self.interest[kind as usize];
+                self.listening[kind as usize].add_listener(
+                    pattern,
+                    regex,
+                    conn,
+                    interest.names(),
+                    now,
+                    &mut effects,
+                );
+                self.apply_listen_effects(kind, effects);
+            }
+            ShardMsg::Unlisten {
+                kind,
+                pattern,
+                conn,
+            } => {
+                let mut effects = Vec::new();
+                self.listening[kind as usize].remove_listener(&pattern, conn, now, &mut effects);
+                self.apply_listen_effects(kind, effects);
+            }
+            ShardMsg::PresenceLogin { user, login } => {
+                if self.presence_counts.update(&user, login) {
+                    self.broadcast(ShardMsg::PresenceChanged {
+                        user,
+                        online: login,
+                    });
+                }
+            }
+            ShardMsg::PresenceChanged { user, online } => self.on_presence_changed(user, online),
+            ShardMsg::ConnClosed { conn } => {
+                let mut sends = Vec::new();
+                self.rpc.conn_closed(conn, now, &mut sends);
+                for (to, msg) in sends {
+                    self.send(to, &msg);
+                }
+                for kind in [Kind::Event, Kind::Record] {
+                    let mut effects = Vec::new();
+                    self.listening[kind as usize].conn_closed(conn, now, &mut effects);
+                    self.apply_listen_effects(kind, effects);
+                }
+            }
+        }
+    }
+
+    fn apply_listen_effects(&mut self, kind: Kind, effects: Vec<ListenEffect>) {
+        let topic = kind_topic(kind);
+        let (found, removed) = match kind {
+            Kind::Event => (
+                event_action::SUBSCRIPTION_FOR_PATTERN_FOUND,
+                event_action::SUBSCRIPTION_FOR_PATTERN_REMOVED,
+            ),
+            Kind::Record => (
+                record_action::SUBSCRIPTION_FOR_PATTERN_FOUND,
+                record_action::SUBSCRIPTION_FOR_PATTERN_REMOVED,
+            ),
+        };
+        for effect in effects {
+            match effect {
+                ListenEffect::Offer { to, pattern, name } => {
+                    let msg = Message {
+                        name: Some(pattern),
+                        subscription: Some(name),
+                        ..Message::new(topic, found)
+                    };
+                    self.send(to, &msg);
+                }
+                ListenEffect::Removed { to, pattern, name } => {
+                    let msg = Message {
+                        name: Some(pattern),
+                        subscription: Some(name),
+                        ..Message::new(topic, removed)
+                    };
+                    self.send(to, &msg);
+                }
+                ListenEffect::HasProvider { name, has } => {
+                    if kind != Kind::Record {
+                        continue;
+                    }
+                    let action = if has {
+                        record_action::SUBSCRIPTION_HAS_PROVIDER
+                    } else {
+                        record_action::SUBSCRIPTION_HAS_NO_PROVIDER
+                    };
+                    let frame = ws_frame(&Message {
+                        name: Some(name.clone()),
+                        ..Message::new(topic, action)
+                    });
+                    self.fan_out(kind, &name, frame, None);
+                }
+            }
+        }
+    }
+
+    /// Sends an encoded frame to every shard with subscribers of `name` (owner side).
+    fn fan_out(&mut self, kind: Kind, name: &Bytes, frame: Bytes, exclude: Option<ConnId>) {
+        for shard in each_shard(self.interest[kind as usize].shards(name)) {
+            self.route(
+                shard,
+                ShardMsg::Deliver {
+                    kind,
+                    name: name.clone(),
+                    frame: frame.clone(),
+                    exclude,
+                },
+            );
+        }
+    }
+
+    fn on_presence_changed(&mut self, user: Bytes, online: bool) {
+        self.online.set(user.clone(), online);
+        let (one, all) = if online {
+            (
+                presence_action::PRESENCE_JOIN,
+                presence_action::PRESENCE_JOIN_ALL,
+            )
+        } else {
+            (
+                presence_action::PRESENCE_LEAVE,
+                presence_action::PRESENCE_LEAVE_ALL,
+            )
+        };
+        let frame = ws_frame(&Message {
+            name: Some(user.clone()),
+            ..Message::new(topic::PRESENCE, one)
+        });
+        for local in self.presence_subscribers.get(&user) {
+            if let Some(conn) = self.conns.get(local) {
+                conn.outbox.push(frame.clone());
+            }
+        }
+        let frame = ws_frame(&Message {
+            name: Some(user.clone()),
+            ..Message::new(topic::PRESENCE, all)
+        });
+        for local in &self.presence_all {
+            if let Some(conn) = self.conns.get(local) {
+                if conn.user != user {
+                    conn.outbox.push(frame.clone());
+                }
+            }
+        }
+    }
+
+    /// Periodic work: login and listen deadlines, RPC timeouts, listen rematching.
+    pub fn tick(&mut self, now: u64) {
+        self.expire_unauthenticated(now);
+        let mut sends = Vec::new();
+        self.rpc.tick(now, &mut sends);
+        for (to, msg) in sends {
+            self.send(to, &msg);
+        }
+        let rematch =
+            now.saturating_sub(self.last_rematch) >= self.config.listen_rematch_interval_ms;
+        for kind in [Kind::Event, Kind::Record] {
+            let mut effects = Vec::new();
+            self.listening[kind as usize].tick(now, &mut effects);
+            if rematch {
+                self.listening[kind as usize].rematch(now, &mut effects);
+            }
+            self.apply_listen_effects(kind, effects);
+        }
+        if rematch {
+            self.last_rematch = now;
+        }
+    }
+
+    /// A connection is gone: its subscriptions, presence and everything other shards hold.
+    pub fn close_conn(&mut self, local: u32) {
+        let Some(conn) = self.conns.remove(&local) else {
+            return;
+        };
+        let me = self.conn_id(local);
+        for kind in [Kind::Event, Kind::Record] {
+            for name in &conn.subscriptions[kind as usize] {
+                self.unsubscribe_local(kind, name, local);
+            }
+        }
+        for user in &conn.presence_users {
+            self.presence_subscribers.remove(user, local);
+        }
+        if conn.presence_all {
+            self.presence_all.retain(|c| *c != local);
+        }
+        if conn.phase == Phase::Open || conn.phase == Phase::Closed {
+            if !conn.user.is_empty() && conn.user != crate::auth::OPEN_USER.as_bytes() {
+                let owner = self.owner(&conn.user);
+                self.route(
+                    owner,
+                    ShardMsg::PresenceLogin {
+                        user: conn.user.clone(),
+                        login: false,
+                    },
+                );
+            }
+        }
+        self.broadcast(ShardMsg::ConnClosed { conn: me });
+    }
+
+    fn subscribe_local(&mut self, kind: Kind, name: &Bytes, local: u32) -> bool {
+        match self.local[kind as usize].add(name, local) {
+            Change::Unchanged => return false,
+            Change::Edge => {
+                let owner = self.owner(name);
+                self.route(
+                    owner,
+                    ShardMsg::Interest {
+                        kind,
+                        name: name.clone(),
+                        shard: self.id as u16,
+                        on: true,
+                    },
+                );
+            }
+            Change::Changed => {}
+        }
+        if let Some(conn) = self.conns.get_mut(&local) {
+            conn.subscriptions[kind as usize].insert(name.clone());
+        }
+        true
+    }
+
+    fn unsubscribe_local(&mut self, kind: Kind, name: &Bytes, local: u32) -> bool {
+        match self.local[kind as usize].remove(name, local) {
+            Change::Unchanged => return false,
+            Change::Edge => {
+                let owner = self.owner(name);
+                self.route(
+                    owner,
+                    ShardMsg::Interest {
+                        kind,
+                        name: name.clone(),
+                        shard: self.id as u16,
+                        on: false,
+                    },
+                );
+            }
+            Change::Changed => {}
+        }
+        if let Some(conn) = self.conns.get_mut(&local) {
+            conn.subscriptions[kind as usize].remove(name);
+        }
+        true
+    }
+}
+
+impl Shard {
+    /// Server shutdown: every connection is closed after what is queued for it.
+    pub fn close_all(&self, code: u16, reason: &'static str) {
+        for conn in self.conns.values() {
+            conn.outbox.close(code, reason);
+        }
+    }
+
+    /// The client sent more than maxMessageSize: tell it why before the 1009 close.
+    pub fn on_oversize(&mut self, local: u32) {
+        let reply = Message::new(
+            topic::PARSER,
+            crate::protocol::message::parser_action::MAXIMUM_MESSAGE_SIZE_EXCEEDED,
+        );
+        self.send_local(local, &reply);
+    }
+}

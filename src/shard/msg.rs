@@ -1,0 +1,55 @@
+//! What shards tell each other. Payloads are `Bytes`: reference counted, never copied across.
+
+use crate::core::ids::ConnId;
+use crate::protocol::message::Message;
+use bytes::Bytes;
+use regex::Regex;
+use std::sync::Arc;
+
+/// Which subscription space a name lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Event = 0,
+    Record = 1,
+}
+
+#[derive(Debug, Clone)]
+pub enum ShardMsg {
+    /// A client's message for the owner of its name (emit, record write or read, RPC, listen
+    /// accept/reject); bulk messages carry only the names this owner owns.
+    Op { msg: Message, from: ConnId },
+    /// Shard `shard` gained its first or lost its last local subscriber of `name`.
+    Interest {
+        kind: Kind,
+        name: Bytes,
+        shard: u16,
+        on: bool,
+    },
+    /// An encoded frame for every local subscriber of `name` but `exclude`.
+    Deliver {
+        kind: Kind,
+        name: Bytes,
+        frame: Bytes,
+        exclude: Option<ConnId>,
+    },
+    /// An encoded frame for one connection.
+    ToConn { conn: ConnId, frame: Bytes },
+    /// A listener added or removed on every shard (patterns must be known where names live).
+    Listen {
+        kind: Kind,
+        pattern: Bytes,
+        regex: Option<Arc<Regex>>,
+        conn: ConnId,
+    },
+    Unlisten {
+        kind: Kind,
+        pattern: Bytes,
+        conn: ConnId,
+    },
+    /// To the owner of a user name: one of its connections logged in or closed.
+    PresenceLogin { user: Bytes, login: bool },
+    /// From the owner to every shard: the user went online or offline.
+    PresenceChanged { user: Bytes, online: bool },
+    /// A connection closed: drop whatever this shard holds for it.
+    ConnClosed { conn: ConnId },
+}

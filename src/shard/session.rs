@@ -1,0 +1,179 @@
+//! The connection lifecycle as the reference runs it: challenge, login, then normal messages.
+
+use super::{Phase, Shard, ShardMsg};
+use crate::auth;
+use crate::protocol::message::{
+    auth_action, connection_action, parser_action, topic, Message, ParseError,
+};
+use crate::protocol::ws;
+use bytes::Bytes;
+
+fn parse_error_text(error: &ParseError) -> &'static str {
+    match error {
+        ParseError::Malformed(_) | ParseError::BadLength | ParseError::BadField(_) => {
+            "\"malformed protobuf message\""
+        }
+        ParseError::MissingTopic => "\"message without a topic\"",
+        ParseError::UnknownTopic(_) => "\"unknown topic\"",
+    }
+}
+
+impl Shard {
+    /// One binary WebSocket message from connection `local`.
+    pub fn on_client_frame(&mut self, local: u32, frame: &Bytes, now: u64) {
+        let Some(phase) = self.conns.get(&local).map(|c| c.phase) else {
+            return;
+        };
+        let msg = match Message::parse(frame) {
+            Ok(msg) => msg,
+            Err(error) => {
+                let reply = match error {
+                    ParseError::UnknownTopic(t) => Message {
+                        original_topic: Some(t),
+                        ..Message::new(topic::PARSER, parser_action::UNKNOWN_TOPIC)
+                    },
+                    _ => Message {
+                        data: Some(Bytes::from_static(parse_error_text(&error).as_bytes())),
+                        ..Message::new(topic::PARSER, parser_action::MESSAGE_PARSE_ERROR)
+                    },
+                };
+                self.send_local(local, &reply);
+                return;
+            }
+        };
+        match phase {
+            Phase::AwaitChallenge => self.on_challenge(local, &msg),
+            Phase::AwaitAuth => self.on_auth(local, &msg),
+            Phase::Open => self.on_client_message(local, msg, now),
+            Phase::Closed => {}
+        }
+    }
+
+    /// A text frame: deepstream's binary endpoint cannot read it.
+    pub fn on_client_text(&mut self, local: u32) {
+        let reply = Message {
+            data: Some(Bytes::from_static(
+                b"\"text frames are not supported, use binary\"",
+            )),
+            ..Message::new(topic::PARSER, parser_action::INVALID_MESSAGE)
+        };
+        self.send_local(local, &reply);
+    }
+
+    fn on_challenge(&mut self, local: u32, msg: &Message) {
+        if msg.topic == topic::CONNECTION && msg.action == connection_action::PING {
+            return;
+        }
+        if msg.topic == topic::CONNECTION && msg.action == connection_action::CHALLENGE {
+            if let Some(conn) = self.conns.get_mut(&local) {
+                conn.phase = Phase::AwaitAuth;
+            }
+            self.send_local(
+                local,
+                &Message::new(topic::CONNECTION, connection_action::ACCEPT),
+            );
+            return;
+        }
+        let reply = Message {
+            original_topic: Some(msg.topic),
+            original_action: Some(msg.action),
+            ..Message::new(topic::CONNECTION, connection_action::INVALID_MESSAGE)
+        };
+        self.send_local(local, &reply);
+    }
+
+    fn on_auth(&mut self, local: u32, msg: &Message) {
+        if msg.topic == topic::CONNECTION && msg.action == connection_action::PING {
+            return;
+        }
+        if msg.topic != topic::AUTH {
+            let reply = Message {
+                original_topic: Some(msg.topic),
+                original_action: Some(msg.action),
+                ..Message::new(topic::AUTH, auth_action::INVALID_MESSAGE)
+            };
+            self.send_local(local, &reply);
+            return;
+        }
+        let auth_data = (msg.action == auth_action::REQUEST)
+            .then(|| msg.data.as_ref())
+            .flatten()
+            .and_then(|d| simd_json::to_owned_value(&mut d.to_vec()).ok())
+            .filter(|v| matches!(v, simd_json::OwnedValue::Object(_)));
+        let Some(auth_data) = auth_data else {
+            let reply = Message {
+                original_action: Some(msg.action),
+                ..Message::new(topic::AUTH, auth_action::INVALID_MESSAGE_DATA)
+            };
+            self.send_local(local, &reply);
+            self.close_with(local, ws::CLOSE_POLICY, "invalid auth message");
+            return;
+        };
+        match auth::authenticate(&self.config.auth, &auth_data) {
+            Some(login) => {
+                let user = Bytes::from(login.id);
+                if let Some(conn) = self.conns.get_mut(&local) {
+                    conn.phase = Phase::Open;
+                    conn.user = user.clone();
+                }
+                if user.as_ref() != auth::OPEN_USER.as_bytes() {
+                    let owner = self.owner(&user);
+                    self.route(owner, ShardMsg::PresenceLogin { user, login: true });
+                }
+                let reply = Message {
+                    data: login.client_data.map(Bytes::from),
+                    ..Message::new(topic::AUTH, auth_action::AUTH_SUCCESSFUL)
+                };
+                self.send_local(local, &reply);
+            }
+            None => {
+                self.send_local(
+                    local,
+                    &Message::new(topic::AUTH, auth_action::AUTH_UNSUCCESSFUL),
+                );
+                let max = self.config.max_auth_attempts;
+                let Some(conn) = self.conns.get_mut(&local) else {
+                    return;
+                };
+                conn.auth_attempts += 1;
+                if conn.auth_attempts >= max {
+                    self.send_local(
+                        local,
+                        &Message::new(topic::AUTH, auth_action::TOO_MANY_AUTH_ATTEMPTS),
+                    );
+                    self.close_with(local, ws::CLOSE_POLICY, "too many authentication attempts");
+                }
+            }
+        }
+    }
+
+    /// Stops reading from a connection and closes it after what is queued.
+    pub(super) fn close_with(&mut self, local: u32, code: u16, reason: &'static str) {
+        if let Some(conn) = self.conns.get_mut(&local) {
+            conn.phase = Phase::Closed;
+            conn.outbox.close(code, reason);
+        }
+    }
+
+    pub(super) fn expire_unauthenticated(&mut self, now: u64) {
+        let Some(timeout) = self.config.unauthenticated_client_timeout_ms else {
+            return;
+        };
+        let expired: Vec<u32> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                matches!(c.phase, Phase::AwaitChallenge | Phase::AwaitAuth)
+                    && c.opened_at + timeout <= now
+            })
+            .map(|(local, _)| *local)
+            .collect();
+        for local in expired {
+            self.send_local(
+                local,
+                &Message::new(topic::CONNECTION, connection_action::AUTHENTICATION_TIMEOUT),
+            );
+            self.close_with(local, ws::CLOSE_POLICY, "not authenticated in time");
+        }
+    }
+}
