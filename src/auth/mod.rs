@@ -49,7 +49,7 @@ fn file_login(users: &Yaml, auth_data: &OwnedValue) -> Option<LoginOk> {
     if user.get("password")?.as_str()? != password {
         return None;
     }
-    let json = |key: &str| user.get(key).and_then(|v| serde_yaml_to_json(v));
+    let json = |key: &str| user.get(key).and_then(serde_yaml_to_json);
     Some(LoginOk {
         id: username.to_string(),
         client_data: json("clientData"),

@@ -21,7 +21,11 @@ pub enum Change {
 
 impl LocalSubscribers {
     pub fn add(&mut self, name: &Bytes, conn: u32) -> Change {
-        let list = self.by_name.entry(name.clone()).or_default();
+        let list = {
+            let key = super::map_key(&self.by_name, name);
+            self.by_name.entry(key)
+        }
+        .or_default();
         if list.contains(&conn) {
             return Change::Unchanged;
         }
@@ -65,7 +69,11 @@ impl ShardInterest {
     pub fn set(&mut self, name: &Bytes, shard: usize, on: bool) -> Change {
         let bit = 1u64 << shard;
         if on {
-            let set = self.by_name.entry(name.clone()).or_insert(0);
+            let set = {
+                let key = super::map_key(&self.by_name, name);
+                self.by_name.entry(key)
+            }
+            .or_insert(0);
             let was = *set;
             *set |= bit;
             return match (was, *set == was) {

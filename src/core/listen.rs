@@ -71,7 +71,7 @@ impl Listening {
             Some(p) if p.listeners.contains(&conn) => return,
             Some(p) => p.listeners.push(conn),
             None => self.patterns.push(Pattern {
-                source: pattern.clone(),
+                source: super::detach(&pattern),
                 regex: regex.clone(),
                 listeners: vec![conn],
             }),
@@ -81,7 +81,11 @@ impl Listening {
             .cloned()
             .collect();
         for name in candidates {
-            let state = self.names.entry(name.clone()).or_default();
+            let state = {
+                let key = super::map_key(&self.names, &name);
+                self.names.entry(key)
+            }
+            .or_default();
             if state.provider.is_none() && state.offer.is_none() {
                 self.offer_next(&name, now, out);
             }
@@ -145,7 +149,11 @@ impl Listening {
         if self.patterns.is_empty() {
             return;
         }
-        self.names.entry(name.clone()).or_default();
+        {
+            let key = super::map_key(&self.names, name);
+            self.names.entry(key)
+        }
+        .or_default();
         self.offer_next(name, now, out);
     }
 

@@ -14,7 +14,11 @@ impl PresenceCounts {
     /// went online or offline because of it.
     pub fn update(&mut self, user: &Bytes, login: bool) -> bool {
         if login {
-            let count = self.connections.entry(user.clone()).or_insert(0);
+            let count = {
+                let key = super::map_key(&self.connections, user);
+                self.connections.entry(key)
+            }
+            .or_insert(0);
             *count += 1;
             return *count == 1;
         }
@@ -39,7 +43,7 @@ pub struct OnlineUsers {
 impl OnlineUsers {
     pub fn set(&mut self, user: Bytes, online: bool) {
         if online {
-            self.users.insert(user);
+            self.users.insert(super::detach(&user));
         } else {
             self.users.remove(&user);
         }

@@ -120,7 +120,17 @@ impl RecordStorage for MemoryStorage {
     }
 
     fn set(&mut self, name: Bytes, record: StoredRecord) -> Result<(), StorageError> {
-        self.records.insert(name, record);
+        // Both may be slices of a read buffer: keep only their own bytes.
+        let record = StoredRecord {
+            version: record.version,
+            data: super::detach(&record.data),
+        };
+        match self.records.get_mut(&name) {
+            Some(slot) => *slot = record,
+            None => {
+                self.records.insert(super::detach(&name), record);
+            }
+        }
         Ok(())
     }
 

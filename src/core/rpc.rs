@@ -46,7 +46,11 @@ impl RpcRouter {
 
     /// Returns false if `conn` already provided `name`.
     pub fn provide(&mut self, name: &Bytes, conn: ConnId) -> bool {
-        let list = self.providers.entry(name.clone()).or_default();
+        let list = {
+            let key = super::map_key(&self.providers, name);
+            self.providers.entry(key)
+        }
+        .or_default();
         if list.contains(&conn) {
             return false;
         }

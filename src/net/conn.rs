@@ -152,18 +152,22 @@ pub async fn serve(stream: TcpStream, shard: Rc<RefCell<Shard>>, pump: Pump, run
     shard.borrow_mut().close_conn(local);
     pump.wake();
     outbox.close(ws::CLOSE_NORMAL, "");
-    let finished = futures_lite::future::or(
+    let _ = futures_lite::future::or(
         async {
             writer_task.await;
-            true
         },
-        async {
-            glommio::timer::sleep(CLOSE_TIMEOUT).await;
-            false
-        },
+        glommio::timer::sleep(CLOSE_TIMEOUT),
     )
     .await;
-    let _ = finished;
+    // Keep reading (and discarding) until the client closes too: closing a socket with unread
+    // data resets it, and the client would never see our close frame.
+    let drain = async {
+        let mut sink = BytesMut::new();
+        while let ReadOutcome::Data(_) = read_more(&mut reader, &mut sink, CLOSE_TIMEOUT, None).await {
+            sink.clear();
+        }
+    };
+    futures_lite::future::or(drain, glommio::timer::sleep(CLOSE_TIMEOUT)).await;
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -66,13 +66,18 @@ impl Shard {
                 self.bulk_subscribe(Kind::Record, local, &msg);
                 self.split_by_owner(msg, from);
             }
-            (topic::EVENT, ea::EMIT) | (topic::RECORD, ra::READ | ra::HEAD | ra::DELETE) => {
-                self.to_owner(msg, from)
-            }
+            (topic::EVENT, ea::EMIT) => match msg.name {
+                Some(name) => {
+                    let owner = self.owner(&name);
+                    self.route(owner, ShardMsg::Emit { name, data: msg.data, from });
+                }
+                None => self.send_local(local, &error_reply(&msg, ea::INVALID_MESSAGE_DATA)),
+            },
+            (topic::RECORD, ra::READ | ra::HEAD | ra::DELETE) => self.route_to_owner(msg, from),
             (
                 topic::RECORD,
                 ra::UPDATE | ra::PATCH | ra::ERASE | ra::CREATEANDUPDATE | ra::CREATEANDPATCH,
-            ) => self.to_owner(msg, from),
+            ) => self.route_to_owner(msg, from),
             (topic::RECORD, ra::HEAD_BULK) => self.split_by_owner(msg, from),
             (topic::RECORD, ra::NOTIFY) => {
                 // The embedded storage is the cache: nothing outside it can change a record.
@@ -85,7 +90,7 @@ impl Shard {
                 match msg.subscription.clone() {
                     Some(name) => {
                         let owner = self.owner(&name);
-                        self.route(owner, ShardMsg::Op { msg, from });
+                        self.route(owner, ShardMsg::Op { msg: Box::new(msg), from });
                     }
                     None => {
                         self.send_local(local, &error_reply(&msg, invalid_data_action(msg.topic)))
@@ -104,7 +109,7 @@ impl Shard {
                     .unwrap_or_default();
                 msg.requestor_name = self.config.provide_requestor_name.then_some(user);
                 msg.requestor_data = None;
-                self.to_owner(msg, from);
+                self.route_to_owner(msg, from);
             }
             (
                 topic::RPC,
@@ -112,7 +117,7 @@ impl Shard {
                 | rpc_action::REJECT
                 | rpc_action::RESPONSE
                 | rpc_action::REQUEST_ERROR,
-            ) => self.to_owner(msg, from),
+            ) => self.route_to_owner(msg, from),
             (topic::PRESENCE, _) => self.presence(local, msg),
             (topic::EVENT | topic::RECORD | topic::RPC, _) => {
                 let reply = Message {
@@ -134,13 +139,13 @@ impl Shard {
     }
 
     /// A message about one name goes to that name's owner.
-    fn to_owner(&mut self, msg: Message, from: ConnId) {
+    fn route_to_owner(&mut self, msg: Message, from: ConnId) {
         let Some(name) = msg.name.as_ref() else {
             self.send(from, &error_reply(&msg, invalid_data_action(msg.topic)));
             return;
         };
         let owner = self.owner(name);
-        self.route(owner, ShardMsg::Op { msg, from });
+        self.route(owner, ShardMsg::Op { msg: Box::new(msg), from });
     }
 
     /// A bulk message is split into one message per owner shard, each with its own names.
@@ -155,7 +160,7 @@ impl Shard {
                     names,
                     ..msg.clone()
                 };
-                self.route(shard, ShardMsg::Op { msg: part, from });
+                self.route(shard, ShardMsg::Op { msg: Box::new(part), from });
             }
         }
     }
@@ -255,7 +260,7 @@ impl Shard {
                     if msg.action == pa::SUBSCRIBE {
                         self.presence_subscribers.add(user, local);
                         if let Some(c) = self.conns.get_mut(&local) {
-                            c.presence_users.insert(user.clone());
+                            c.presence_users.insert(crate::core::detach(user));
                         }
                     } else {
                         self.presence_subscribers.remove(user, local);
@@ -320,15 +325,6 @@ impl Shard {
     /// The owner shard's part of a client message.
     pub(super) fn on_owner_op(&mut self, msg: Message, from: ConnId, now: u64) {
         match (msg.topic, msg.action) {
-            (topic::EVENT, ea::EMIT) => {
-                let Some(name) = msg.name.clone() else { return };
-                let out = Message {
-                    name: msg.name.clone(),
-                    data: msg.data.clone(),
-                    ..Message::new(topic::EVENT, ea::EMIT)
-                };
-                self.fan_out(Kind::Event, &name, ws_frame(&out), Some(from));
-            }
             (topic::EVENT, ea::LISTEN_ACCEPT | ea::LISTEN_REJECT) => {
                 self.listen_response(Kind::Event, msg, from, now)
             }

@@ -190,7 +190,11 @@ impl Shard {
     pub fn on_peer_msg(&mut self, msg: ShardMsg, now: Option<u64>) {
         let now = now.unwrap_or(self.last_rematch);
         match msg {
-            ShardMsg::Op { msg, from } => self.on_owner_op(msg, from, now),
+            ShardMsg::Op { msg, from } => self.on_owner_op(*msg, from, now),
+            ShardMsg::Emit { name, data, from } => {
+                let out = Message { name: Some(name.clone()), data, ..Message::new(topic::EVENT, event_action::EMIT) };
+                self.fan_out(Kind::Event, &name, ws_frame(&out), Some(from));
+            }
             ShardMsg::Interest {
                 kind,
                 name,
@@ -420,17 +424,10 @@ impl Shard {
         if conn.presence_all {
             self.presence_all.retain(|c| *c != local);
         }
-        if conn.phase == Phase::Open || conn.phase == Phase::Closed {
-            if !conn.user.is_empty() && conn.user != crate::auth::OPEN_USER.as_bytes() {
-                let owner = self.owner(&conn.user);
-                self.route(
-                    owner,
-                    ShardMsg::PresenceLogin {
-                        user: conn.user.clone(),
-                        login: false,
-                    },
-                );
-            }
+        // Only a logged-in connection has a user; anonymous ones are not in presence.
+        if !conn.user.is_empty() && conn.user != crate::auth::OPEN_USER.as_bytes() {
+            let owner = self.owner(&conn.user);
+            self.route(owner, ShardMsg::PresenceLogin { user: conn.user.clone(), login: false });
         }
         self.broadcast(ShardMsg::ConnClosed { conn: me });
     }
@@ -453,7 +450,7 @@ impl Shard {
             Change::Changed => {}
         }
         if let Some(conn) = self.conns.get_mut(&local) {
-            conn.subscriptions[kind as usize].insert(name.clone());
+            conn.subscriptions[kind as usize].insert(crate::core::detach(name));
         }
         true
     }

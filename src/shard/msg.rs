@@ -17,7 +17,9 @@ pub enum Kind {
 pub enum ShardMsg {
     /// A client's message for the owner of its name (emit, record write or read, RPC, listen
     /// accept/reject); bulk messages carry only the names this owner owns.
-    Op { msg: Message, from: ConnId },
+    Op { msg: Box<Message>, from: ConnId },
+    /// The hot path of events, without a boxed message: emit `data` on `name`.
+    Emit { name: Bytes, data: Option<Bytes>, from: ConnId },
     /// Shard `shard` gained its first or lost its last local subscriber of `name`.
     Interest {
         kind: Kind,

@@ -96,7 +96,7 @@ impl Shard {
             return;
         }
         let auth_data = (msg.action == auth_action::REQUEST)
-            .then(|| msg.data.as_ref())
+            .then_some(msg.data.as_ref())
             .flatten()
             .and_then(|d| simd_json::to_owned_value(&mut d.to_vec()).ok())
             .filter(|v| matches!(v, simd_json::OwnedValue::Object(_)));

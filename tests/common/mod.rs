@@ -1,0 +1,174 @@
+//! Test support: start the real binary on a free port, and a small blocking WebSocket client
+//! that speaks deepstream's protocol byte by byte.
+#![allow(dead_code)]
+
+use bytes::{Bytes, BytesMut};
+use corestream::protocol::message::{auth_action, connection_action, topic, Message};
+use corestream::protocol::ws;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running corestream, stopped (by its PID) when dropped.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+}
+
+impl Server {
+    pub fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_corestream"))
+            .arg("start")
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start corestream");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read listening line");
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        Server { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/deepstream", self.port)
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let status = self.child.wait().expect("wait");
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn shared_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    assert!(dir.join("conformance/run.sh").exists(), "../shared/conformance/run.sh is missing beside the repo");
+    dir
+}
+
+/// A raw deepstream client over a blocking socket.
+pub struct RawClient {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+pub enum Received {
+    Message(Box<Message>),
+    Close(u16),
+    Other(u8),
+}
+
+impl RawClient {
+    pub fn connect(port: u16) -> RawClient {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let request = "GET /deepstream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+        RawClient { stream, buf: BytesMut::new() }
+    }
+
+    /// Connects, challenges and logs in as `user`.
+    pub fn login(port: u16, user: &str) -> RawClient {
+        let mut client = RawClient::connect(port);
+        client.send(&Message::new(topic::CONNECTION, connection_action::CHALLENGE));
+        assert_eq!(client.expect_message().action, connection_action::ACCEPT);
+        client.send(&Message {
+            data: Some(Bytes::from(format!(r#"{{"username":"{user}"}}"#))),
+            ..Message::new(topic::AUTH, auth_action::REQUEST)
+        });
+        assert_eq!(client.expect_message().action, auth_action::AUTH_SUCCESSFUL);
+        client
+    }
+
+    pub fn send(&mut self, msg: &Message) {
+        self.send_raw(ws::OP_BINARY, &msg.encode());
+    }
+
+    pub fn send_raw(&mut self, opcode: u8, payload: &[u8]) {
+        let frame = ws::client_frame(opcode, true, payload, [1, 2, 3, 4]);
+        self.stream.write_all(&frame).unwrap();
+    }
+
+    /// The next frame from the server.
+    pub fn receive(&mut self) -> Received {
+        loop {
+            if self.buf.len() >= 2 {
+                let len = (self.buf[1] & 0x7f) as usize;
+                let (header, len) = match len {
+                    126 => (4, u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize),
+                    127 => (10, u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize),
+                    n => (2, n),
+                };
+                if self.buf.len() >= header + len {
+                    let opcode = self.buf[0] & 0x0f;
+                    let frame = self.buf.split_to(header + len).freeze().slice(header..);
+                    return match opcode {
+                        ws::OP_BINARY => Received::Message(Box::new(Message::parse(&frame).expect("server sent a bad message"))),
+                        ws::OP_CLOSE => Received::Close(u16::from_be_bytes([frame[0], frame[1]])),
+                        other => Received::Other(other),
+                    };
+                }
+            }
+            let mut chunk = [0u8; 65536];
+            let n = self.stream.read(&mut chunk).expect("read from server");
+            assert!(n > 0, "server closed the socket without a close frame");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    pub fn expect_message(&mut self) -> Message {
+        match self.receive() {
+            Received::Message(m) => *m,
+            Received::Close(code) => panic!("closed with {code}"),
+            Received::Other(op) => panic!("unexpected opcode {op}"),
+        }
+    }
+
+    pub fn expect_close(&mut self) -> u16 {
+        loop {
+            match self.receive() {
+                Received::Close(code) => return code,
+                Received::Message(_) | Received::Other(_) => {}
+            }
+        }
+    }
+}
+
+impl RawClient {
+    pub fn send_raw_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Writes a frame the server may refuse half-way (it closes as soon as it sees the size).
+    pub fn send_raw_lenient(&mut self, opcode: u8, payload: &[u8]) {
+        let frame = ws::client_frame(opcode, true, payload, [1, 2, 3, 4]);
+        let _ = self.stream.write_all(&frame);
+    }
+}

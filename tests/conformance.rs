@@ -1,0 +1,32 @@
+//! The shared conformance suite (the real @deepstream/client 7.0.5) against corestream, on one
+//! shard and on two.
+
+mod common;
+
+use common::{shared_dir, Server};
+use std::process::Command;
+
+fn run_suite(cores: &str) {
+    let server = Server::start(&["--cores", cores]);
+    let output = Command::new("bash")
+        .arg(shared_dir().join("conformance/run.sh"))
+        .arg(server.url())
+        .output()
+        .expect("run the conformance suite");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary: Vec<&str> = stdout.lines().filter(|l| l.starts_with("# ") || l.starts_with("not ok")).collect();
+    println!("conformance with --cores {cores}:\n{}", summary.join("\n"));
+    assert!(output.status.success(), "conformance failed with --cores {cores}:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("# fail 0"), "{stdout}");
+    assert!(server.stop().success(), "server did not exit cleanly on SIGTERM");
+}
+
+#[test]
+fn conformance_on_one_shard() {
+    run_suite("1");
+}
+
+#[test]
+fn conformance_on_two_shards() {
+    run_suite("2");
+}
