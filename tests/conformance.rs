@@ -14,11 +14,21 @@ fn run_suite(cores: &str) {
         .output()
         .expect("run the conformance suite");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let summary: Vec<&str> = stdout.lines().filter(|l| l.starts_with("# ") || l.starts_with("not ok")).collect();
+    let summary: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("# ") || l.starts_with("not ok"))
+        .collect();
     println!("conformance with --cores {cores}:\n{}", summary.join("\n"));
-    assert!(output.status.success(), "conformance failed with --cores {cores}:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "conformance failed with --cores {cores}:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("# fail 0"), "{stdout}");
-    assert!(server.stop().success(), "server did not exit cleanly on SIGTERM");
+    assert!(
+        server.stop().success(),
+        "server did not exit cleanly on SIGTERM"
+    );
 }
 
 #[test]

@@ -4,7 +4,9 @@ mod common;
 
 use bytes::Bytes;
 use common::{RawClient, Server};
-use corestream::protocol::message::{auth_action, connection_action, event_action, parser_action, topic, Message};
+use corestream::protocol::message::{
+    auth_action, connection_action, event_action, parser_action, topic, Message,
+};
 use corestream::protocol::ws;
 use std::io::{Read, Write};
 
@@ -41,13 +43,19 @@ fn garbage_text_and_oversize_frames_leave_other_clients_working() {
 
     bad.send_raw(ws::OP_BINARY, &[0xff, 0xff, 0xff, 0x01, 0x02]);
     let reply = bad.expect_message();
-    assert_eq!((reply.topic, reply.action), (topic::PARSER, parser_action::MESSAGE_PARSE_ERROR));
+    assert_eq!(
+        (reply.topic, reply.action),
+        (topic::PARSER, parser_action::MESSAGE_PARSE_ERROR)
+    );
     emit(&mut publisher, "robust/e", "1");
     assert_event(&mut watcher, "1");
 
     bad.send_raw(ws::OP_TEXT, b"E|S|robust/e+");
     let reply = bad.expect_message();
-    assert_eq!((reply.topic, reply.action), (topic::PARSER, parser_action::INVALID_MESSAGE));
+    assert_eq!(
+        (reply.topic, reply.action),
+        (topic::PARSER, parser_action::INVALID_MESSAGE)
+    );
     // still usable after both
     bad.send(&Message::new(topic::CONNECTION, connection_action::PING));
     assert_eq!(bad.expect_message().action, connection_action::PONG);
@@ -68,14 +76,29 @@ fn garbage_text_and_oversize_frames_leave_other_clients_working() {
 fn messages_before_login_are_refused_and_unmasked_frames_close() {
     let server = Server::start(&["--cores", "1"]);
     let mut client = RawClient::connect(server.port);
-    client.send(&Message { names: vec![Bytes::from_static(b"x")], ..Message::new(topic::EVENT, event_action::SUBSCRIBE) });
+    client.send(&Message {
+        names: vec![Bytes::from_static(b"x")],
+        ..Message::new(topic::EVENT, event_action::SUBSCRIBE)
+    });
     let reply = client.expect_message();
-    assert_eq!((reply.topic, reply.action), (topic::CONNECTION, connection_action::INVALID_MESSAGE));
-    client.send(&Message::new(topic::CONNECTION, connection_action::CHALLENGE));
+    assert_eq!(
+        (reply.topic, reply.action),
+        (topic::CONNECTION, connection_action::INVALID_MESSAGE)
+    );
+    client.send(&Message::new(
+        topic::CONNECTION,
+        connection_action::CHALLENGE,
+    ));
     assert_eq!(client.expect_message().action, connection_action::ACCEPT);
-    client.send(&Message { names: vec![Bytes::from_static(b"x")], ..Message::new(topic::EVENT, event_action::SUBSCRIBE) });
+    client.send(&Message {
+        names: vec![Bytes::from_static(b"x")],
+        ..Message::new(topic::EVENT, event_action::SUBSCRIBE)
+    });
     let reply = client.expect_message();
-    assert_eq!((reply.topic, reply.action), (topic::AUTH, auth_action::INVALID_MESSAGE));
+    assert_eq!(
+        (reply.topic, reply.action),
+        (topic::AUTH, auth_action::INVALID_MESSAGE)
+    );
 
     let mut unmasked = RawClient::connect(server.port);
     let payload = Message::new(topic::CONNECTION, connection_action::CHALLENGE).encode();
@@ -89,7 +112,11 @@ fn messages_before_login_are_refused_and_unmasked_frames_close() {
 fn too_many_failed_logins_close_the_connection() {
     let dir = std::env::temp_dir().join(format!("corestream-auth-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("users.yml"), "alice:\n  password: secret\n  clientData:\n    colour: red\n").unwrap();
+    std::fs::write(
+        dir.join("users.yml"),
+        "alice:\n  password: secret\n  clientData:\n    colour: red\n",
+    )
+    .unwrap();
     std::fs::write(
         dir.join("config.yml"),
         "auth:\n  - type: file\n    options:\n      users: fileLoad(users.yml)\nconnectionEndpoints:\n  - type: ws-binary\n    options:\n      maxAuthAttempts: 2\n",
@@ -99,24 +126,41 @@ fn too_many_failed_logins_close_the_connection() {
     let server = Server::start(&["--cores", "1", "-c", config.to_str().unwrap()]);
     let login = |client: &mut RawClient, password: &str| {
         client.send(&Message {
-            data: Some(Bytes::from(format!(r#"{{"username":"alice","password":"{password}"}}"#))),
+            data: Some(Bytes::from(format!(
+                r#"{{"username":"alice","password":"{password}"}}"#
+            ))),
             ..Message::new(topic::AUTH, auth_action::REQUEST)
         });
         client.expect_message()
     };
     let mut good = RawClient::connect(server.port);
-    good.send(&Message::new(topic::CONNECTION, connection_action::CHALLENGE));
+    good.send(&Message::new(
+        topic::CONNECTION,
+        connection_action::CHALLENGE,
+    ));
     good.expect_message();
     let ok = login(&mut good, "secret");
     assert_eq!(ok.action, auth_action::AUTH_SUCCESSFUL);
     assert_eq!(ok.data.as_deref(), Some(&br#"{"colour":"red"}"#[..]));
 
     let mut bad = RawClient::connect(server.port);
-    bad.send(&Message::new(topic::CONNECTION, connection_action::CHALLENGE));
+    bad.send(&Message::new(
+        topic::CONNECTION,
+        connection_action::CHALLENGE,
+    ));
     bad.expect_message();
-    assert_eq!(login(&mut bad, "wrong").action, auth_action::AUTH_UNSUCCESSFUL);
-    assert_eq!(login(&mut bad, "wrong").action, auth_action::AUTH_UNSUCCESSFUL);
-    assert_eq!(bad.expect_message().action, auth_action::TOO_MANY_AUTH_ATTEMPTS);
+    assert_eq!(
+        login(&mut bad, "wrong").action,
+        auth_action::AUTH_UNSUCCESSFUL
+    );
+    assert_eq!(
+        login(&mut bad, "wrong").action,
+        auth_action::AUTH_UNSUCCESSFUL
+    );
+    assert_eq!(
+        bad.expect_message().action,
+        auth_action::TOO_MANY_AUTH_ATTEMPTS
+    );
     assert_eq!(bad.expect_close(), ws::CLOSE_POLICY);
 }
 
@@ -125,7 +169,9 @@ fn health_check_and_unknown_paths() {
     let server = Server::start(&["--cores", "1"]);
     let get = |path: &str| {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-        stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).unwrap();
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         response

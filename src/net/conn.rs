@@ -163,7 +163,9 @@ pub async fn serve(stream: TcpStream, shard: Rc<RefCell<Shard>>, pump: Pump, run
     // data resets it, and the client would never see our close frame.
     let drain = async {
         let mut sink = BytesMut::new();
-        while let ReadOutcome::Data(_) = read_more(&mut reader, &mut sink, CLOSE_TIMEOUT, None).await {
+        while let ReadOutcome::Data(_) =
+            read_more(&mut reader, &mut sink, CLOSE_TIMEOUT, None).await
+        {
             sink.clear();
         }
     };

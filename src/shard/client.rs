@@ -69,7 +69,14 @@ impl Shard {
             (topic::EVENT, ea::EMIT) => match msg.name {
                 Some(name) => {
                     let owner = self.owner(&name);
-                    self.route(owner, ShardMsg::Emit { name, data: msg.data, from });
+                    self.route(
+                        owner,
+                        ShardMsg::Emit {
+                            name,
+                            data: msg.data,
+                            from,
+                        },
+                    );
                 }
                 None => self.send_local(local, &error_reply(&msg, ea::INVALID_MESSAGE_DATA)),
             },
@@ -90,7 +97,13 @@ impl Shard {
                 match msg.subscription.clone() {
                     Some(name) => {
                         let owner = self.owner(&name);
-                        self.route(owner, ShardMsg::Op { msg: Box::new(msg), from });
+                        self.route(
+                            owner,
+                            ShardMsg::Op {
+                                msg: Box::new(msg),
+                                from,
+                            },
+                        );
                     }
                     None => {
                         self.send_local(local, &error_reply(&msg, invalid_data_action(msg.topic)))
@@ -145,7 +158,13 @@ impl Shard {
             return;
         };
         let owner = self.owner(name);
-        self.route(owner, ShardMsg::Op { msg: Box::new(msg), from });
+        self.route(
+            owner,
+            ShardMsg::Op {
+                msg: Box::new(msg),
+                from,
+            },
+        );
     }
 
     /// A bulk message is split into one message per owner shard, each with its own names.
@@ -160,7 +179,13 @@ impl Shard {
                     names,
                     ..msg.clone()
                 };
-                self.route(shard, ShardMsg::Op { msg: Box::new(part), from });
+                self.route(
+                    shard,
+                    ShardMsg::Op {
+                        msg: Box::new(part),
+                        from,
+                    },
+                );
             }
         }
     }

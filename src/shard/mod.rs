@@ -192,7 +192,11 @@ impl Shard {
         match msg {
             ShardMsg::Op { msg, from } => self.on_owner_op(*msg, from, now),
             ShardMsg::Emit { name, data, from } => {
-                let out = Message { name: Some(name.clone()), data, ..Message::new(topic::EVENT, event_action::EMIT) };
+                let out = Message {
+                    name: Some(name.clone()),
+                    data,
+                    ..Message::new(topic::EVENT, event_action::EMIT)
+                };
                 self.fan_out(Kind::Event, &name, ws_frame(&out), Some(from));
             }
             ShardMsg::Interest {
@@ -427,7 +431,13 @@ impl Shard {
         // Only a logged-in connection has a user; anonymous ones are not in presence.
         if !conn.user.is_empty() && conn.user != crate::auth::OPEN_USER.as_bytes() {
             let owner = self.owner(&conn.user);
-            self.route(owner, ShardMsg::PresenceLogin { user: conn.user.clone(), login: false });
+            self.route(
+                owner,
+                ShardMsg::PresenceLogin {
+                    user: conn.user.clone(),
+                    login: false,
+                },
+            );
         }
         self.broadcast(ShardMsg::ConnClosed { conn: me });
     }
@@ -496,3 +506,6 @@ impl Shard {
         self.send_local(local, &reply);
     }
 }
+
+#[cfg(test)]
+mod tests;

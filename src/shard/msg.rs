@@ -19,7 +19,11 @@ pub enum ShardMsg {
     /// accept/reject); bulk messages carry only the names this owner owns.
     Op { msg: Box<Message>, from: ConnId },
     /// The hot path of events, without a boxed message: emit `data` on `name`.
-    Emit { name: Bytes, data: Option<Bytes>, from: ConnId },
+    Emit {
+        name: Bytes,
+        data: Option<Bytes>,
+        from: ConnId,
+    },
     /// Shard `shard` gained its first or lost its last local subscriber of `name`.
     Interest {
         kind: Kind,

@@ -29,7 +29,9 @@ impl Server {
             .expect("start corestream");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read listening line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read listening line");
         let port = line
             .trim()
             .rsplit(':')
@@ -45,7 +47,10 @@ impl Server {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let status = self.child.wait().expect("wait");
         std::mem::forget(self);
         status
@@ -61,7 +66,10 @@ impl Drop for Server {
 
 pub fn shared_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
-    assert!(dir.join("conformance/run.sh").exists(), "../shared/conformance/run.sh is missing beside the repo");
+    assert!(
+        dir.join("conformance/run.sh").exists(),
+        "../shared/conformance/run.sh is missing beside the repo"
+    );
     dir
 }
 
@@ -80,7 +88,9 @@ pub enum Received {
 impl RawClient {
     pub fn connect(port: u16) -> RawClient {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         stream.set_nodelay(true).unwrap();
         let request = "GET /deepstream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
         stream.write_all(request.as_bytes()).unwrap();
@@ -90,14 +100,24 @@ impl RawClient {
             stream.read_exact(&mut byte).unwrap();
             head.push(byte[0]);
         }
-        assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
-        RawClient { stream, buf: BytesMut::new() }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        RawClient {
+            stream,
+            buf: BytesMut::new(),
+        }
     }
 
     /// Connects, challenges and logs in as `user`.
     pub fn login(port: u16, user: &str) -> RawClient {
         let mut client = RawClient::connect(port);
-        client.send(&Message::new(topic::CONNECTION, connection_action::CHALLENGE));
+        client.send(&Message::new(
+            topic::CONNECTION,
+            connection_action::CHALLENGE,
+        ));
         assert_eq!(client.expect_message().action, connection_action::ACCEPT);
         client.send(&Message {
             data: Some(Bytes::from(format!(r#"{{"username":"{user}"}}"#))),
@@ -123,14 +143,19 @@ impl RawClient {
                 let len = (self.buf[1] & 0x7f) as usize;
                 let (header, len) = match len {
                     126 => (4, u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize),
-                    127 => (10, u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize),
+                    127 => (
+                        10,
+                        u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize,
+                    ),
                     n => (2, n),
                 };
                 if self.buf.len() >= header + len {
                     let opcode = self.buf[0] & 0x0f;
                     let frame = self.buf.split_to(header + len).freeze().slice(header..);
                     return match opcode {
-                        ws::OP_BINARY => Received::Message(Box::new(Message::parse(&frame).expect("server sent a bad message"))),
+                        ws::OP_BINARY => Received::Message(Box::new(
+                            Message::parse(&frame).expect("server sent a bad message"),
+                        )),
                         ws::OP_CLOSE => Received::Close(u16::from_be_bytes([frame[0], frame[1]])),
                         other => Received::Other(other),
                     };

@@ -1,0 +1,282 @@
+//! Several shards wired together by hand, without a runtime: messages between them are moved
+//! explicitly, so routing and fan-out can be checked step by step.
+
+use super::*;
+use crate::protocol::message::{auth_action, connection_action, rpc_action};
+
+struct Cluster {
+    shards: Vec<Shard>,
+}
+
+struct Client {
+    shard: usize,
+    local: u32,
+    outbox: Outbox,
+}
+
+/// The message inside a server frame (servers never mask).
+fn frame_payload(frame: &Bytes) -> Bytes {
+    let header = match frame[1] & 0x7f {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    };
+    frame.slice(header..)
+}
+
+impl Cluster {
+    fn new(n: usize) -> Cluster {
+        let config = Arc::new(Config {
+            listen_shuffle_providers: false,
+            ..Config::default()
+        });
+        Cluster {
+            shards: (0..n).map(|id| Shard::new(id, n, config.clone())).collect(),
+        }
+    }
+
+    /// Delivers queued cross-shard messages until none are left; returns how many moved.
+    fn settle(&mut self) -> usize {
+        let mut moved = 0;
+        loop {
+            let mut any = false;
+            for from in 0..self.shards.len() {
+                for to in 0..self.shards.len() {
+                    let batch = std::mem::take(&mut self.shards[from].outgoing[to]);
+                    for msg in batch {
+                        any = true;
+                        moved += 1;
+                        self.shards[to].on_peer_msg(msg, Some(0));
+                    }
+                }
+            }
+            if !any {
+                return moved;
+            }
+        }
+    }
+
+    fn send(&mut self, client: &Client, msg: &Message) {
+        self.shards[client.shard].on_client_frame(client.local, &msg.encode(), 0);
+        self.settle();
+    }
+
+    fn login(&mut self, shard: usize, user: &str) -> Client {
+        let outbox = Outbox::new(1 << 20);
+        let local = self.shards[shard].open_conn(outbox.clone(), 0);
+        let client = Client {
+            shard,
+            local,
+            outbox,
+        };
+        self.send(
+            &client,
+            &Message::new(topic::CONNECTION, connection_action::CHALLENGE),
+        );
+        let auth = Message {
+            data: Some(Bytes::from(format!(r#"{{"username":"{user}"}}"#))),
+            ..Message::new(topic::AUTH, auth_action::REQUEST)
+        };
+        self.send(&client, &auth);
+        let got = received(&client);
+        assert_eq!(
+            got.last().map(|m| m.action),
+            Some(auth_action::AUTH_SUCCESSFUL)
+        );
+        client
+    }
+}
+
+fn received(client: &Client) -> Vec<Message> {
+    client
+        .outbox
+        .take_all()
+        .iter()
+        .map(|f| Message::parse(&frame_payload(f)).expect("valid frame"))
+        .collect()
+}
+
+fn name_owned_by(owner: usize, shards: usize, prefix: &str) -> Bytes {
+    (0..)
+        .map(|i| format!("{prefix}/{i}"))
+        .find(|n| owner_of(n.as_bytes(), shards) == owner)
+        .map(Bytes::from)
+        .unwrap_or_default()
+}
+
+fn names(list: &[&Bytes]) -> Vec<Bytes> {
+    list.iter().map(|b| (*b).clone()).collect()
+}
+
+#[test]
+fn an_emit_on_shard_a_is_handled_on_owner_shard_b_and_crosses_back_once() {
+    let mut cluster = Cluster::new(2);
+    let name = name_owned_by(1, 2, "ev");
+    let subscribers: Vec<Client> = (0..3).map(|i| cluster.login(0, &format!("s{i}"))).collect();
+    let publisher = cluster.login(0, "p");
+    for s in &subscribers {
+        let subscribe = Message {
+            correlation_id: Some(Bytes::from_static(b"1")),
+            names: names(&[&name]),
+            ..Message::new(topic::EVENT, event_action::SUBSCRIBE)
+        };
+        cluster.shards[0].on_client_frame(s.local, &subscribe.encode(), 0);
+    }
+    // Three local subscribers, one interest message to the owner.
+    let interest: Vec<_> = cluster.shards[0].outgoing[1]
+        .iter()
+        .filter(|m| matches!(m, ShardMsg::Interest { .. }))
+        .collect();
+    assert_eq!(interest.len(), 1);
+    cluster.settle();
+    let emit = Message {
+        name: Some(name.clone()),
+        data: Some(Bytes::from_static(b"42")),
+        ..Message::new(topic::EVENT, event_action::EMIT)
+    };
+    cluster.shards[0].on_client_frame(publisher.local, &emit.encode(), 0);
+    assert!(
+        matches!(
+            cluster.shards[0].outgoing[1].as_slice(),
+            [ShardMsg::Emit { .. }]
+        ),
+        "the emit goes to the owner"
+    );
+    // owner → one Deliver back to shard 0 for its three subscribers
+    assert_eq!(cluster.settle(), 2);
+    for s in &subscribers {
+        let got = received(s);
+        assert_eq!(
+            got.last().and_then(|m| m.data.clone()),
+            Some(Bytes::from_static(b"42"))
+        );
+    }
+    assert!(
+        received(&publisher).is_empty(),
+        "the emitter does not hear itself"
+    );
+}
+
+#[test]
+fn record_writes_fan_out_across_shards_and_stale_versions_are_refused() {
+    let mut cluster = Cluster::new(3);
+    let name = name_owned_by(2, 3, "rec");
+    let writer = cluster.login(0, "w");
+    let reader = cluster.login(1, "r");
+    let subscribe = Message {
+        correlation_id: Some(Bytes::from_static(b"1")),
+        names: names(&[&name]),
+        ..Message::new(topic::RECORD, record_action::SUBSCRIBECREATEANDREAD)
+    };
+    cluster.send(&reader, &subscribe);
+    let got = received(&reader);
+    assert_eq!(
+        got.iter().map(|m| m.action).collect::<Vec<_>>(),
+        vec![
+            record_action::SUBSCRIBECREATEANDREAD,
+            record_action::READ_RESPONSE
+        ]
+    );
+    assert_eq!(got[1].version, Some(0));
+    let update = Message {
+        name: Some(name.clone()),
+        version: Some(1),
+        data: Some(Bytes::from_static(br#"{"a":1}"#)),
+        correlation_id: Some(Bytes::from_static(b"9")),
+        is_write_ack: Some(true),
+        ..Message::new(topic::RECORD, record_action::UPDATE)
+    };
+    cluster.send(&writer, &update);
+    assert_eq!(
+        received(&writer)
+            .iter()
+            .map(|m| m.action)
+            .collect::<Vec<_>>(),
+        vec![record_action::WRITE_ACKNOWLEDGEMENT]
+    );
+    let got = received(&reader);
+    assert_eq!(
+        (got[0].action, got[0].version),
+        (record_action::UPDATE, Some(1))
+    );
+    cluster.send(&writer, &update);
+    let got = received(&writer);
+    assert_eq!(
+        (got[0].action, got[0].version),
+        (record_action::VERSION_EXISTS, Some(1))
+    );
+    assert_eq!(got[0].data.as_deref(), Some(&br#"{"a":1}"#[..]));
+    assert!(received(&reader).is_empty());
+}
+
+#[test]
+fn presence_joins_once_for_a_user_with_connections_on_two_shards() {
+    let mut cluster = Cluster::new(2);
+    let watcher = cluster.login(0, "watcher");
+    let subscribe = Message {
+        correlation_id: Some(Bytes::from_static(b"1")),
+        names: vec![Bytes::from_static(b"bob")],
+        ..Message::new(topic::PRESENCE, presence_action::SUBSCRIBE)
+    };
+    cluster.send(&watcher, &subscribe);
+    received(&watcher);
+    let bob1 = cluster.login(0, "bob");
+    let bob2 = cluster.login(1, "bob");
+    let joins = received(&watcher);
+    assert_eq!(
+        joins
+            .iter()
+            .filter(|m| m.action == presence_action::PRESENCE_JOIN)
+            .count(),
+        1
+    );
+    cluster.shards[bob1.shard].close_conn(bob1.local);
+    cluster.settle();
+    assert!(received(&watcher).is_empty());
+    cluster.shards[bob2.shard].close_conn(bob2.local);
+    cluster.settle();
+    assert_eq!(
+        received(&watcher)
+            .iter()
+            .map(|m| m.action)
+            .collect::<Vec<_>>(),
+        vec![presence_action::PRESENCE_LEAVE]
+    );
+}
+
+#[test]
+fn an_rpc_provider_on_another_shard_disconnecting_fails_the_call_at_once() {
+    let mut cluster = Cluster::new(2);
+    let name = name_owned_by(0, 2, "rpc");
+    let provider = cluster.login(1, "p");
+    let caller = cluster.login(0, "c");
+    let provide = Message {
+        correlation_id: Some(Bytes::from_static(b"1")),
+        names: names(&[&name]),
+        ..Message::new(topic::RPC, rpc_action::PROVIDE)
+    };
+    cluster.send(&provider, &provide);
+    received(&provider);
+    let request = Message {
+        name: Some(name.clone()),
+        correlation_id: Some(Bytes::from_static(b"r1")),
+        data: Some(Bytes::from_static(b"1")),
+        ..Message::new(topic::RPC, rpc_action::REQUEST)
+    };
+    cluster.send(&caller, &request);
+    let got = received(&provider);
+    assert_eq!(got[0].action, rpc_action::REQUEST);
+    assert_eq!(got[0].requestor_name.as_deref(), Some(&b"c"[..]));
+    cluster.send(
+        &provider,
+        &Message {
+            action: rpc_action::ACCEPT,
+            data: None,
+            ..request.clone()
+        },
+    );
+    assert_eq!(received(&caller)[0].action, rpc_action::ACCEPT);
+    cluster.shards[1].close_conn(provider.local);
+    cluster.settle();
+    assert_eq!(received(&caller)[0].action, rpc_action::REQUEST_ERROR);
+}
