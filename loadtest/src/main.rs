@@ -1,1 +1,167 @@
-fn main() {}
+//! corestream-load: a deepstream load generator speaking the protobuf protocol itself.
+
+mod scenarios;
+mod stats;
+mod wire;
+
+use clap::{Parser, Subcommand};
+use scenarios::Common;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "corestream-load",
+    about = "Load generator for deepstream-protocol servers"
+)]
+struct Cli {
+    /// Server to load (corestream or the reference deepstream).
+    #[arg(long, global = true, default_value = "ws://127.0.0.1:6020/deepstream")]
+    url: String,
+    /// Cpus the loader runs on, one executor each.
+    #[arg(long, global = true, value_delimiter = ',', default_value = "0")]
+    cpus: Vec<usize>,
+    /// Seconds of load (every run is bounded by this).
+    #[arg(long, global = true, default_value_t = 10)]
+    duration: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// P publishers emit on T names at a target rate to S subscribers of every name.
+    Fanout {
+        #[arg(long, default_value_t = 1)]
+        publishers: usize,
+        #[arg(long, default_value_t = 50)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 1)]
+        names: usize,
+        /// Emits per second, all publishers together.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Approximate bytes of event data.
+        #[arg(long, default_value_t = 64)]
+        payload: usize,
+    },
+    /// W writers update their records (whole and path) with S subscribers of every record.
+    Records {
+        #[arg(long, default_value_t = 1)]
+        writers: usize,
+        #[arg(long, default_value_t = 50)]
+        subscribers: usize,
+        /// Writes per second, all writers together.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Share of writes sent as path patches instead of whole updates.
+        #[arg(long, default_value_t = 0.5)]
+        patch_ratio: f64,
+    },
+    /// Callers make requests to providers, each caller keeping `inflight` requests open.
+    Rpc {
+        #[arg(long, default_value_t = 1)]
+        providers: usize,
+        #[arg(long, default_value_t = 8)]
+        callers: usize,
+        #[arg(long, default_value_t = 1)]
+        inflight: usize,
+    },
+    /// Connections connect and log in as fast as possible, `concurrency` at a time.
+    Connect {
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Stop after this many logins (or at the duration).
+        #[arg(long, default_value_t = 1_000_000)]
+        count: u64,
+    },
+    /// Hold N idle logged-in connections; with --server-pid, the server's memory per connection.
+    Idle {
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// Connections per source address (127.0.0.1, .2, ...), below the ephemeral port range.
+        #[arg(long, default_value_t = 20_000)]
+        per_source: usize,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let target = match wire::Target::parse(&cli.url) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let run = format!(
+        "load-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    );
+    let common = Common {
+        target,
+        cpus: cli.cpus,
+        duration: Duration::from_secs(cli.duration),
+        run,
+    };
+    let report = match cli.scenario {
+        Scenario::Fanout {
+            publishers,
+            subscribers,
+            names,
+            rate,
+            payload,
+        } => scenarios::fanout(
+            &common,
+            &scenarios::Fanout {
+                publishers,
+                subscribers,
+                names: names.max(1),
+                rate,
+                payload,
+            },
+        ),
+        Scenario::Records {
+            writers,
+            subscribers,
+            rate,
+            patch_ratio,
+        } => scenarios::records(
+            &common,
+            &scenarios::Records {
+                writers: writers.max(1),
+                subscribers,
+                rate,
+                patch_ratio,
+            },
+        ),
+        Scenario::Rpc {
+            providers,
+            callers,
+            inflight,
+        } => scenarios::rpc(
+            &common,
+            &scenarios::Rpc {
+                providers: providers.max(1),
+                callers,
+                inflight: inflight.max(1),
+            },
+        ),
+        Scenario::Connect { concurrency, count } => {
+            scenarios::connect(&common, concurrency.max(1), count)
+        }
+        Scenario::Idle {
+            connections,
+            server_pid,
+            per_source,
+        } => scenarios::idle(&common, connections, server_pid, per_source.max(1)),
+    };
+    report.print(cli.json);
+}

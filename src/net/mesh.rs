@@ -34,7 +34,7 @@ impl Pump {
                     let now = runtime.now_ms();
                     let mut shard = shard.borrow_mut();
                     for msg in batch {
-                        shard.on_peer_msg(msg, Some(now));
+                        shard.on_peer_msg(msg, now);
                     }
                     drop(shard);
                     pump.wake();

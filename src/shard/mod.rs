@@ -62,6 +62,8 @@ pub struct Shard {
     /// Messages for other shards, by shard, drained by the runtime.
     pub outgoing: Vec<Vec<ShardMsg>>,
     last_rematch: u64,
+    /// The latest time any entry point was given, for work routed within this shard.
+    now: u64,
 }
 
 /// One WebSocket binary frame holding `msg`, built in a single buffer.
@@ -104,6 +106,7 @@ impl Shard {
             presence_all: Vec::new(),
             outgoing: (0..shards).map(|_| Vec::new()).collect(),
             last_rematch: 0,
+            now: 0,
             config,
         }
     }
@@ -170,7 +173,7 @@ impl Shard {
     /// Hands a message to shard `to`: at once if that is this shard, else through the mesh.
     fn route(&mut self, to: usize, msg: ShardMsg) {
         if to == self.id {
-            self.on_peer_msg(msg, None);
+            self.on_peer_msg(msg, self.now);
         } else if let Some(queue) = self.outgoing.get_mut(to) {
             queue.push(msg);
         }
@@ -186,9 +189,10 @@ impl Shard {
         owner_of(name, self.shards)
     }
 
-    /// Handles a message from another shard (or this one). `now` is needed only by timers.
-    pub fn on_peer_msg(&mut self, msg: ShardMsg, now: Option<u64>) {
-        let now = now.unwrap_or(self.last_rematch);
+    /// Handles a message from another shard (or this one).
+    pub fn on_peer_msg(&mut self, msg: ShardMsg, now: u64) {
+        self.now = self.now.max(now);
+        let now = self.now;
         match msg {
             ShardMsg::Op { msg, from } => self.on_owner_op(*msg, from, now),
             ShardMsg::Emit { name, data, from } => {
@@ -390,6 +394,7 @@ impl Shard {
 
     /// Periodic work: login and listen deadlines, RPC timeouts, listen rematching.
     pub fn tick(&mut self, now: u64) {
+        self.now = self.now.max(now);
         self.expire_unauthenticated(now);
         let mut sends = Vec::new();
         self.rpc.tick(now, &mut sends);

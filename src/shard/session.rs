@@ -21,6 +21,7 @@ fn parse_error_text(error: &ParseError) -> &'static str {
 impl Shard {
     /// One binary WebSocket message from connection `local`.
     pub fn on_client_frame(&mut self, local: u32, frame: &Bytes, now: u64) {
+        self.now = self.now.max(now);
         let Some(phase) = self.conns.get(&local).map(|c| c.phase) else {
             return;
         };

@@ -46,7 +46,7 @@ impl Cluster {
                     for msg in batch {
                         any = true;
                         moved += 1;
-                        self.shards[to].on_peer_msg(msg, Some(0));
+                        self.shards[to].on_peer_msg(msg, 0);
                     }
                 }
             }
@@ -279,4 +279,33 @@ fn an_rpc_provider_on_another_shard_disconnecting_fails_the_call_at_once() {
     cluster.shards[1].close_conn(provider.local);
     cluster.settle();
     assert_eq!(received(&caller)[0].action, rpc_action::REQUEST_ERROR);
+}
+
+#[test]
+fn rpc_deadlines_count_from_the_request_time_on_a_single_shard() {
+    let mut cluster = Cluster::new(1);
+    let provider = cluster.login(0, "p");
+    let caller = cluster.login(0, "c");
+    let provide = Message {
+        correlation_id: Some(Bytes::from_static(b"1")),
+        names: vec![Bytes::from_static(b"slow")],
+        ..Message::new(topic::RPC, rpc_action::PROVIDE)
+    };
+    cluster.send(&provider, &provide);
+    let request = Message {
+        name: Some(Bytes::from_static(b"slow")),
+        correlation_id: Some(Bytes::from_static(b"r")),
+        ..Message::new(topic::RPC, rpc_action::REQUEST)
+    };
+    cluster.shards[0].on_client_frame(caller.local, &request.encode(), 10_000);
+    cluster.shards[0].tick(10_999);
+    assert!(received(&caller).is_empty(), "timed out early");
+    cluster.shards[0].tick(11_000);
+    assert_eq!(
+        received(&caller)
+            .iter()
+            .map(|m| m.action)
+            .collect::<Vec<_>>(),
+        vec![rpc_action::ACCEPT_TIMEOUT]
+    );
 }

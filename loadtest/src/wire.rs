@@ -1,0 +1,197 @@
+//! The client side of the wire: connect, upgrade, log in, send masked frames, read server frames.
+
+use bytes::{Buf, Bytes, BytesMut};
+use corestream::protocol::message::{auth_action, connection_action, topic, Message};
+use corestream::protocol::ws;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use std::io;
+use std::net::SocketAddr;
+
+/// Where to connect: address and WebSocket path from a `ws://host:port/path` URL.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub path: String,
+}
+
+impl Target {
+    pub fn parse(url: &str) -> Result<Target, String> {
+        let rest = url
+            .strip_prefix("ws://")
+            .ok_or("the url must start with ws://")?;
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(host)
+            .map_err(|e| format!("{host}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{host}: no address"))?;
+        Ok(Target {
+            addr,
+            path: format!("/{path}"),
+        })
+    }
+}
+
+/// Frames from the server, unmasked; `payload` is the deepstream message bytes.
+pub struct Reader {
+    buf: BytesMut,
+}
+
+impl Default for Reader {
+    fn default() -> Self {
+        Reader {
+            buf: BytesMut::with_capacity(64 * 1024),
+        }
+    }
+}
+
+impl Reader {
+    /// The next complete frame already buffered: (opcode, payload).
+    pub fn next_frame(&mut self) -> Option<(u8, Bytes)> {
+        let b1 = *self.buf.get(1)?;
+        let (header, len) = match b1 & 0x7f {
+            126 => (
+                4,
+                u16::from_be_bytes([*self.buf.get(2)?, *self.buf.get(3)?]) as usize,
+            ),
+            127 => (
+                10,
+                u64::from_be_bytes(self.buf.get(2..10)?.try_into().ok()?) as usize,
+            ),
+            n => (2, n as usize),
+        };
+        if self.buf.len() < header + len {
+            return None;
+        }
+        let opcode = self.buf[0] & 0x0f;
+        self.buf.advance(header);
+        Some((opcode, self.buf.split_to(len).freeze()))
+    }
+
+    pub async fn fill(
+        &mut self,
+        stream: &mut (impl futures_lite::AsyncRead + Unpin),
+    ) -> io::Result<()> {
+        let start = self.buf.len();
+        if self.buf.capacity() - start < 16 * 1024 {
+            self.buf.reserve(64 * 1024);
+        }
+        self.buf.resize(self.buf.capacity(), 0);
+        let n = stream.read(&mut self.buf[start..]).await;
+        let n = match n {
+            Ok(n) => n,
+            Err(e) => {
+                self.buf.truncate(start);
+                return Err(e);
+            }
+        };
+        self.buf.truncate(start + n);
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(())
+    }
+
+    /// Reads until the next deepstream message arrives.
+    pub async fn message(
+        &mut self,
+        stream: &mut (impl futures_lite::AsyncRead + Unpin),
+    ) -> io::Result<Message> {
+        loop {
+            while let Some((opcode, payload)) = self.next_frame() {
+                match opcode {
+                    ws::OP_BINARY => {
+                        return Message::parse(&payload).map_err(|e| {
+                            io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}"))
+                        });
+                    }
+                    ws::OP_CLOSE => return Err(io::ErrorKind::ConnectionAborted.into()),
+                    _ => {}
+                }
+            }
+            self.fill(stream).await?;
+        }
+    }
+}
+
+/// Appends a client frame for `msg` to `out`. The mask key is zero: valid, and free to apply.
+pub fn put_message(out: &mut Vec<u8>, msg: &Message) {
+    let len = msg.encoded_len();
+    let mut header = BytesMut::with_capacity(10);
+    ws::put_frame_header(&mut header, ws::OP_BINARY, len);
+    header[1] |= 0x80;
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    msg.encode_into(out);
+}
+
+pub async fn send(
+    stream: &mut (impl futures_lite::AsyncWrite + Unpin),
+    msg: &Message,
+) -> io::Result<()> {
+    let mut out = Vec::with_capacity(msg.encoded_len() + 14);
+    put_message(&mut out, msg);
+    stream.write_all(&out).await
+}
+
+/// A TCP connection from `source` (when given) to the target, made blocking then handed to
+/// glommio: loopback connects are immediate and this lets idle runs use many source addresses.
+pub fn connect_from(target: &Target, source: Option<std::net::IpAddr>) -> io::Result<TcpStream> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(target.addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    if let Some(ip) = source {
+        socket.bind(&SocketAddr::new(ip, 0).into())?;
+    }
+    socket.connect(&target.addr.into())?;
+    socket.set_nodelay(true)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpStream::from(socket))
+}
+
+/// Upgrade, challenge and login; returns the stream and its reader state.
+pub async fn open(
+    target: &Target,
+    user: &str,
+    source: Option<std::net::IpAddr>,
+) -> io::Result<(TcpStream, Reader)> {
+    let mut stream = connect_from(target, source)?;
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        target.path, target.addr
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut reader = Reader::default();
+    loop {
+        if let Some(end) = memchr::memmem::find(&reader.buf, b"\r\n\r\n") {
+            if !reader.buf.starts_with(b"HTTP/1.1 101") {
+                return Err(io::Error::other("upgrade refused"));
+            }
+            reader.buf.advance(end + 4);
+            break;
+        }
+        reader.fill(&mut stream).await?;
+    }
+    let mut out = Vec::new();
+    put_message(
+        &mut out,
+        &Message::new(topic::CONNECTION, connection_action::CHALLENGE),
+    );
+    let auth = Message {
+        data: Some(Bytes::from(format!(r#"{{"username":"{user}"}}"#))),
+        ..Message::new(topic::AUTH, auth_action::REQUEST)
+    };
+    put_message(&mut out, &auth);
+    stream.write_all(&out).await?;
+    loop {
+        let msg = reader.message(&mut stream).await?;
+        if msg.topic == topic::AUTH {
+            if msg.action == auth_action::AUTH_SUCCESSFUL {
+                return Ok((stream, reader));
+            }
+            return Err(io::Error::other("login refused"));
+        }
+    }
+}
