@@ -28,17 +28,15 @@ enum ReadOutcome {
     Stopped,
 }
 
-/// Reads more bytes into `buf`, racing a timeout and the outbox being closed.
-async fn read_more(
+/// Reads into `dst`, racing a timeout and the outbox being closed.
+async fn read_racing(
     reader: &mut (impl AsyncRead + Unpin),
-    buf: &mut BytesMut,
+    dst: &mut [u8],
     timeout: Duration,
     outbox: Option<&Outbox>,
 ) -> ReadOutcome {
-    let start = buf.len();
-    buf.resize(start + READ_CHUNK, 0);
     let read = async {
-        match reader.read(&mut buf[start..]).await {
+        match reader.read(dst).await {
             Ok(0) | Err(_) => ReadOutcome::Closed,
             Ok(n) => ReadOutcome::Data(n),
         }
@@ -55,7 +53,19 @@ async fn read_more(
         }
         None => Poll::Pending,
     });
-    let outcome = futures_lite::future::or(read, futures_lite::future::or(timer, stopped)).await;
+    futures_lite::future::or(read, futures_lite::future::or(timer, stopped)).await
+}
+
+/// Reads more bytes onto the end of `buf`.
+async fn read_more(
+    reader: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+    timeout: Duration,
+    outbox: Option<&Outbox>,
+) -> ReadOutcome {
+    let start = buf.len();
+    buf.resize(start + READ_CHUNK, 0);
+    let outcome = read_racing(reader, &mut buf[start..], timeout, outbox).await;
     let filled = if let ReadOutcome::Data(n) = outcome {
         n
     } else {
@@ -65,10 +75,84 @@ async fn read_more(
     outcome
 }
 
-pub async fn serve(stream: TcpStream, shard: Rc<RefCell<Shard>>, pump: Pump, runtime: Runtime) {
+/// Waits for the next bytes without holding a read buffer while the socket is quiet: a read
+/// is tried at once with a pooled buffer; if nothing is there and no frame is half-read, the
+/// buffer goes back to the pool and the wait is on a one-byte read.
+async fn next_bytes(
+    reader: &mut (impl AsyncRead + Unpin),
+    slot: &mut Option<BytesMut>,
+    pool: &BufferPool,
+    timeout: Duration,
+    outbox: &Outbox,
+) -> ReadOutcome {
+    let mut buf = slot.take().unwrap_or_else(|| pool.take());
+    let start = buf.len();
+    buf.resize(start + READ_CHUNK, 0);
+    let immediate = futures_lite::future::poll_once(reader.read(&mut buf[start..])).await;
+    let outcome = match immediate {
+        Some(Ok(0)) | Some(Err(_)) => Some(ReadOutcome::Closed),
+        Some(Ok(n)) => Some(ReadOutcome::Data(n)),
+        None => None,
+    };
+    let filled = if let Some(ReadOutcome::Data(n)) = outcome {
+        n
+    } else {
+        0
+    };
+    buf.truncate(start + filled);
+    if let Some(outcome) = outcome {
+        *slot = Some(buf);
+        return outcome;
+    }
+    if !buf.is_empty() {
+        let outcome = read_more(reader, &mut buf, timeout, Some(outbox)).await;
+        *slot = Some(buf);
+        return outcome;
+    }
+    pool.put(buf);
+    let mut byte = [0u8; 1];
+    let outcome = read_racing(reader, &mut byte, timeout, Some(outbox)).await;
+    if let ReadOutcome::Data(_) = outcome {
+        let mut buf = pool.take();
+        buf.extend_from_slice(&byte);
+        *slot = Some(buf);
+    }
+    outcome
+}
+
+/// Read buffers shared by a shard's connections, so an idle connection holds none.
+#[derive(Clone, Default)]
+pub struct BufferPool(Rc<RefCell<Vec<BytesMut>>>);
+
+const POOLED_BUFFERS: usize = 256;
+
+impl BufferPool {
+    fn take(&self) -> BytesMut {
+        self.0
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| BytesMut::with_capacity(READ_CHUNK))
+    }
+
+    fn put(&self, mut buf: BytesMut) {
+        let mut pool = self.0.borrow_mut();
+        if buf.is_empty() && buf.capacity() >= READ_CHUNK && pool.len() < POOLED_BUFFERS {
+            buf.clear();
+            pool.push(buf);
+        }
+    }
+}
+
+pub async fn serve(
+    stream: TcpStream,
+    shard: Rc<RefCell<Shard>>,
+    pump: Pump,
+    runtime: Runtime,
+    pool: BufferPool,
+) {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = futures_lite::io::split(stream);
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = pool.take();
     let head = loop {
         match parse_head(&buf) {
             Ok(Some((head, len))) => {
@@ -137,18 +221,17 @@ pub async fn serve(stream: TcpStream, shard: Rc<RefCell<Shard>>, pump: Pump, run
     let writer_task = glommio::spawn_local(write_loop(writer, outbox.clone())).detach();
     // Silent sockets are dropped after two heartbeat intervals, as the reference does.
     let silence = Duration::from_millis(heartbeat.saturating_mul(2).max(1000));
-    read_loop(
-        &mut reader,
-        buf,
-        &shard,
-        &pump,
-        &runtime,
+    let cx = ReadContext {
+        shard: &shard,
+        pump: &pump,
+        runtime: &runtime,
+        pool: &pool,
+        outbox: &outbox,
         local,
-        &outbox,
         max_message,
         silence,
-    )
-    .await;
+    };
+    read_loop(&mut reader, buf, cx).await;
     shard.borrow_mut().close_conn(local);
     pump.wake();
     outbox.close(ws::CLOSE_NORMAL, "");
@@ -172,70 +255,77 @@ pub async fn serve(stream: TcpStream, shard: Rc<RefCell<Shard>>, pump: Pump, run
     futures_lite::future::or(drain, glommio::timer::sleep(CLOSE_TIMEOUT)).await;
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn read_loop(
-    reader: &mut (impl AsyncRead + Unpin),
-    mut buf: BytesMut,
-    shard: &Rc<RefCell<Shard>>,
-    pump: &Pump,
-    runtime: &Runtime,
+/// What the reader of one connection works with.
+struct ReadContext<'a> {
+    shard: &'a Rc<RefCell<Shard>>,
+    pump: &'a Pump,
+    runtime: &'a Runtime,
+    pool: &'a BufferPool,
+    outbox: &'a Outbox,
     local: u32,
-    outbox: &Outbox,
     max_message: usize,
     silence: Duration,
-) {
-    let mut decoder = FrameDecoder::new(max_message);
+}
+
+async fn read_loop(reader: &mut (impl AsyncRead + Unpin), first: BytesMut, cx: ReadContext<'_>) {
+    let mut decoder = FrameDecoder::new(cx.max_message);
+    let mut slot = Some(first);
     loop {
-        let mut touched = false;
-        loop {
-            match decoder.decode(&mut buf) {
-                Ok(Some(event)) => {
-                    touched = true;
-                    match event {
-                        WsEvent::Binary(payload) => {
-                            shard
-                                .borrow_mut()
-                                .on_client_frame(local, &payload, runtime.now_ms())
-                        }
-                        WsEvent::Text(_) => shard.borrow_mut().on_client_text(local),
-                        WsEvent::Ping(payload) => outbox.push(ws::frame(ws::OP_PONG, &payload)),
-                        WsEvent::Pong(_) => {}
-                        WsEvent::Close(_, _) => {
-                            outbox.close(ws::CLOSE_NORMAL, "");
-                            pump.wake();
-                            return;
-                        }
-                    }
-                }
-                Ok(None) => break,
-                Err(violation) => {
-                    if violation.code == ws::CLOSE_TOO_BIG {
-                        shard.borrow_mut().on_oversize(local);
-                    }
-                    outbox.close(violation.code, violation.reason);
-                    pump.wake();
-                    return;
-                }
+        if let Some(buf) = slot.as_mut() {
+            if !decode_all(&mut decoder, buf, &cx) {
+                return;
             }
         }
-        if touched {
-            pump.wake();
-        }
-        if outbox.closing().is_some() {
+        if cx.outbox.closing().is_some() {
             return;
         }
-        if buf.is_empty() && buf.capacity() > 4 * READ_CHUNK {
-            buf = BytesMut::with_capacity(READ_CHUNK);
-        }
-        match read_more(reader, &mut buf, silence, Some(outbox)).await {
+        match next_bytes(reader, &mut slot, cx.pool, cx.silence, cx.outbox).await {
             ReadOutcome::Data(_) => {}
             ReadOutcome::TimedOut => {
-                outbox.close(ws::CLOSE_GOING_AWAY, "heartbeat timeout");
+                cx.outbox.close(ws::CLOSE_GOING_AWAY, "heartbeat timeout");
                 return;
             }
             ReadOutcome::Closed | ReadOutcome::Stopped => return,
         }
     }
+}
+
+/// Hands every complete frame in `buf` to the shard; false once the connection must end.
+fn decode_all(decoder: &mut FrameDecoder, buf: &mut BytesMut, cx: &ReadContext<'_>) -> bool {
+    let mut touched = false;
+    let keep_going = loop {
+        match decoder.decode(buf) {
+            Ok(Some(event)) => {
+                touched = true;
+                match event {
+                    WsEvent::Binary(payload) => cx.shard.borrow_mut().on_client_frame(
+                        cx.local,
+                        &payload,
+                        cx.runtime.now_ms(),
+                    ),
+                    WsEvent::Text(_) => cx.shard.borrow_mut().on_client_text(cx.local),
+                    WsEvent::Ping(payload) => cx.outbox.push(ws::frame(ws::OP_PONG, &payload)),
+                    WsEvent::Pong(_) => {}
+                    WsEvent::Close(_, _) => {
+                        cx.outbox.close(ws::CLOSE_NORMAL, "");
+                        break false;
+                    }
+                }
+            }
+            Ok(None) => break true,
+            Err(violation) => {
+                if violation.code == ws::CLOSE_TOO_BIG {
+                    cx.shard.borrow_mut().on_oversize(cx.local);
+                }
+                cx.outbox.close(violation.code, violation.reason);
+                break false;
+            }
+        }
+    };
+    if touched || !keep_going {
+        cx.pump.wake();
+    }
+    keep_going
 }
 
 /// Drains the outbox: one frame goes out as it is, several are coalesced into one write.

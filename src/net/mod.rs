@@ -163,6 +163,7 @@ async fn shard_main(
         .detach()
     };
     let live = Rc::new(std::cell::Cell::new(0usize));
+    let pool = conn::BufferPool::default();
     loop {
         let accept = async { Some(listener.accept().await) };
         let stop = async {
@@ -173,11 +174,16 @@ async fn shard_main(
         };
         match futures_lite::future::or(accept, stop).await {
             Some(Ok(stream)) => {
-                let (shard, pump, runtime, live) =
-                    (shard.clone(), pump.clone(), runtime.clone(), live.clone());
+                let (shard, pump, runtime, live, pool) = (
+                    shard.clone(),
+                    pump.clone(),
+                    runtime.clone(),
+                    live.clone(),
+                    pool.clone(),
+                );
                 live.set(live.get() + 1);
                 glommio::spawn_local(async move {
-                    conn::serve(stream, shard, pump, runtime).await;
+                    conn::serve(stream, shard, pump, runtime, pool).await;
                     live.set(live.get() - 1);
                 })
                 .detach();
