@@ -260,7 +260,7 @@ pub fn fanout(common: &Common, opts: &Fanout) -> Report {
                             sent += batch;
                             Counters::add(&counters.offered, batch);
                         } else {
-                            glommio::timer::sleep(Duration::from_micros(500)).await;
+                            glommio::timer::sleep(Duration::from_micros(50)).await;
                         }
                     }
                     finish();
@@ -557,7 +557,7 @@ async fn writer_loop(
         let due = (began.elapsed().as_secs_f64() * rate) as u64;
         let batch = due.saturating_sub(sent).min(4096);
         if batch == 0 {
-            glommio::timer::sleep(Duration::from_micros(500)).await;
+            glommio::timer::sleep(Duration::from_micros(50)).await;
             continue;
         }
         out.clear();
@@ -792,7 +792,12 @@ async fn caller_loop(
                 }
                 other => {
                     if shared.counters.errors.fetch_add(1, Ordering::Relaxed) == 0 {
-                        eprintln!("first rpc failure: action {other} {:?}", msg.data);
+                        eprintln!(
+                            "first rpc failure at {:?}: action {other} {:?} cid {:?}",
+                            start.elapsed(),
+                            msg.data,
+                            msg.correlation_id
+                        );
                     }
                     finished += 1;
                 }

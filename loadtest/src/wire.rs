@@ -68,6 +68,8 @@ impl Reader {
         Some((opcode, self.buf.split_to(len).freeze()))
     }
 
+    /// Reads more bytes. Safe to cancel (the loader races reads with timers): the zeroed tail
+    /// made for the read is cut off again whether the read completes or is dropped.
     pub async fn fill(
         &mut self,
         stream: &mut (impl futures_lite::AsyncRead + Unpin),
@@ -76,16 +78,14 @@ impl Reader {
         if self.buf.capacity() - start < 16 * 1024 {
             self.buf.reserve(64 * 1024);
         }
-        self.buf.resize(self.buf.capacity(), 0);
-        let n = stream.read(&mut self.buf[start..]).await;
-        let n = match n {
-            Ok(n) => n,
-            Err(e) => {
-                self.buf.truncate(start);
-                return Err(e);
-            }
+        let mut tail = Tail {
+            start,
+            filled: 0,
+            buf: &mut self.buf,
         };
-        self.buf.truncate(start + n);
+        tail.buf.resize(tail.buf.capacity(), 0);
+        let n = stream.read(&mut tail.buf[start..]).await?;
+        tail.filled = n;
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
@@ -193,5 +193,18 @@ pub async fn open(
             }
             return Err(io::Error::other("login refused"));
         }
+    }
+}
+
+/// Keeps only the bytes a read actually filled, even if the read is cancelled.
+struct Tail<'a> {
+    start: usize,
+    filled: usize,
+    buf: &'a mut BytesMut,
+}
+
+impl Drop for Tail<'_> {
+    fn drop(&mut self) {
+        self.buf.truncate(self.start + self.filled);
     }
 }

@@ -20,6 +20,8 @@ use std::time::Duration;
 const READ_CHUNK: usize = 16 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a quiet connection keeps its read buffer before handing it back to the pool.
+const IDLE_RELEASE: Duration = Duration::from_secs(1);
 
 enum ReadOutcome {
     Data(usize),
@@ -75,9 +77,9 @@ async fn read_more(
     outcome
 }
 
-/// Waits for the next bytes without holding a read buffer while the socket is quiet: a read
-/// is tried at once with a pooled buffer; if nothing is there and no frame is half-read, the
-/// buffer goes back to the pool and the wait is on a one-byte read.
+/// Waits for the next bytes. An active connection reads straight into its buffer; once it has
+/// been quiet for `IDLE_RELEASE` with no frame half-read, the buffer goes back to the shard's
+/// pool and the wait goes on as a one-byte read, so idle connections hold no buffer.
 async fn next_bytes(
     reader: &mut (impl AsyncRead + Unpin),
     slot: &mut Option<BytesMut>,
@@ -86,32 +88,20 @@ async fn next_bytes(
     outbox: &Outbox,
 ) -> ReadOutcome {
     let mut buf = slot.take().unwrap_or_else(|| pool.take());
-    let start = buf.len();
-    buf.resize(start + READ_CHUNK, 0);
-    let immediate = futures_lite::future::poll_once(reader.read(&mut buf[start..])).await;
-    let outcome = match immediate {
-        Some(Ok(0)) | Some(Err(_)) => Some(ReadOutcome::Closed),
-        Some(Ok(n)) => Some(ReadOutcome::Data(n)),
-        None => None,
-    };
-    let filled = if let Some(ReadOutcome::Data(n)) = outcome {
-        n
-    } else {
-        0
-    };
-    buf.truncate(start + filled);
-    if let Some(outcome) = outcome {
-        *slot = Some(buf);
-        return outcome;
+    let first = timeout.min(IDLE_RELEASE);
+    let mut outcome = read_more(reader, &mut buf, first, Some(outbox)).await;
+    let timed_out = matches!(outcome, ReadOutcome::TimedOut) && first < timeout;
+    if timed_out && !buf.is_empty() {
+        // A frame is half-read: keep the buffer for the rest of the silence allowance.
+        outcome = read_more(reader, &mut buf, timeout - first, Some(outbox)).await;
     }
-    if !buf.is_empty() {
-        let outcome = read_more(reader, &mut buf, timeout, Some(outbox)).await;
+    if !timed_out || !buf.is_empty() {
         *slot = Some(buf);
         return outcome;
     }
     pool.put(buf);
     let mut byte = [0u8; 1];
-    let outcome = read_racing(reader, &mut byte, timeout, Some(outbox)).await;
+    let outcome = read_racing(reader, &mut byte, timeout - first, Some(outbox)).await;
     if let ReadOutcome::Data(_) = outcome {
         let mut buf = pool.take();
         buf.extend_from_slice(&byte);

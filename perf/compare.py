@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Side-by-side: the reference deepstream server and corestream, each pinned to one core, the
+load generator on the other core, the same scenarios on both; prints ratios corestream/reference,
+then corestream with 2 shards against 1. Every run is bounded by --duration.
+
+Usage: perf/compare.py [--duration 5] [--quick]   (run from the repository root)
+"""
+import argparse, json, os, signal, subprocess, sys, time, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(ROOT, '..', 'shared')
+LOAD = os.path.join(ROOT, 'target', 'release', 'corestream-load')
+SERVER = os.path.join(ROOT, 'target', 'release', 'corestream')
+SERVER_CPU, LOADER_CPU = '0', '1'
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def wait_healthy(port, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f'http://127.0.0.1:{port}/health-check', timeout=1) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            time.sleep(0.3)
+    raise RuntimeError(f'server on port {port} did not become healthy')
+
+
+def start_reference():
+    proc = subprocess.Popen(['taskset', '-c', SERVER_CPU, 'bash', os.path.join(SHARED, 'peer', 'run.sh')],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_healthy(6020)
+    return proc, 6020
+
+
+def start_corestream(cpus):
+    proc = subprocess.Popen([SERVER, 'start', '--cpus', cpus, '--host', '127.0.0.1', '--port', '7020'],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_healthy(7020)
+    return proc, 7020
+
+
+def stop(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except Exception:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def server_pid(proc):
+    """The process that owns the listening socket (node under the run.sh wrapper)."""
+    out = subprocess.run(['pgrep', '-g', str(proc.pid)], capture_output=True, text=True).stdout.split()
+    pids = [int(p) for p in out]
+    def rss(pid):
+        try:
+            with open(f'/proc/{pid}/status') as f:
+                return int(next(l for l in f if l.startswith('VmRSS')).split()[1])
+        except Exception:
+            return 0
+    return max(pids, key=rss) if pids else proc.pid
+
+
+def load(port, duration, loader_cpus, scenario, *args):
+    cmd = [LOAD, '--url', f'ws://127.0.0.1:{port}/deepstream', '--cpus', loader_cpus,
+           '--duration', str(duration), '--json', scenario, *map(str, args)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120)
+    line = next((l for l in out.stdout.splitlines() if l.startswith('{')), None)
+    if line is None:
+        raise RuntimeError(f'no result from {cmd}: {out.stderr[-500:]}')
+    result = json.loads(line)
+    log('   ', scenario, ' '.join(map(str, args)), '->', {k: result[k] for k in result if k in (
+        'deliveries/s', 'lost', 'latency p99 (us)', 'update latency p99 (us)', 'round trips/s',
+        'round trip p99 (us)', 'logins/s', 'bytes per connection', 'failures', 'errors')})
+    return result
+
+
+def fanout_sweep(port, duration, rates, loader_cpus, subscribers=50):
+    """The highest delivery rate sustained without loss and with p99 under 50 ms."""
+    best, runs = None, []
+    for rate in rates:
+        r = load(port, duration, loader_cpus, 'fanout', '--rate', rate, '--subscribers', subscribers)
+        runs.append(r)
+        ok = r['lost'] == 0 and r.get('latency p99 (us)', 1e9) < 50_000
+        if ok:
+            best = r
+        else:
+            break
+    return best, runs
+
+
+def measure(port, pid, duration, fanout_rates, loader_cpus, idle_connections):
+    m = {}
+    best, runs = fanout_sweep(port, duration, fanout_rates, loader_cpus)
+    m['fanout deliveries/s (sustained)'] = best['deliveries/s'] if best else 0
+    m['fanout runs'] = runs
+    at50k = load(port, duration, loader_cpus, 'fanout', '--rate', 1000, '--subscribers', 50)
+    m['event p99 at 50k deliveries/s (us)'] = at50k.get('latency p99 (us)')
+    rec = load(port, duration, loader_cpus, 'records', '--rate', 1000, '--subscribers', 50)
+    m['record update p99 at 50k deliveries/s (us)'] = rec.get('update latency p99 (us)')
+    rpc = load(port, duration, loader_cpus, 'rpc', '--callers', 16, '--inflight', 4)
+    m['rpc round trips/s'] = rpc['round trips/s']
+    m['rpc p99 (us)'] = rpc.get('round trip p99 (us)')
+    con = load(port, duration, loader_cpus, 'connect', '--concurrency', 64)
+    m['connect+login/s'] = con['logins/s']
+    idle = load(port, 2, loader_cpus, 'idle', '--connections', idle_connections, '--server-pid', pid)
+    m['bytes per idle connection'] = idle.get('bytes per connection')
+    return m
+
+
+def raise_fd_limit():
+    import resource
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (262144, 262144))
+    except (ValueError, OSError):
+        pass
+
+
+def main():
+    raise_fd_limit()
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--duration', type=int, default=5)
+    ap.add_argument('--idle', type=int, default=10000)
+    ap.add_argument('--quick', action='store_true', help='fewer fan-out rates')
+    a = ap.parse_args()
+    for path in (LOAD, SERVER):
+        if not os.path.exists(path):
+            sys.exit(f'{path} missing: run cargo build --release --workspace first')
+    ref_rates = [1000, 2000, 3000, 3500, 4000, 5000]
+    cs_rates = [20000, 40000, 70000, 100000, 150000] if not a.quick else [20000, 70000]
+    results = {}
+    log('== reference deepstream (cpu 0), loader on cpu 1')
+    proc, port = start_reference()
+    try:
+        results['reference'] = measure(port, server_pid(proc), a.duration, ref_rates, LOADER_CPU, a.idle)
+    finally:
+        stop(proc)
+    log('== corestream 1 shard (cpu 0), loader on cpu 1')
+    proc, port = start_corestream(SERVER_CPU)
+    try:
+        results['corestream'] = measure(port, proc.pid, a.duration, cs_rates, LOADER_CPU, a.idle)
+        at1m = load(port, a.duration, LOADER_CPU, 'fanout', '--rate', 20000, '--subscribers', 50)
+        results['corestream']['event p99 at 1M deliveries/s (us)'] = at1m.get('latency p99 (us)')
+        rec1m = load(port, a.duration, LOADER_CPU, 'records', '--rate', 20000, '--subscribers', 50)
+        results['corestream']['record update p99 at 1M deliveries/s (us)'] = rec1m.get('update latency p99 (us)')
+    finally:
+        stop(proc)
+    log('== corestream 2 shards (cpus 0,1), loader on cpus 0,1 (the machine has 2 cores)')
+    proc, port = start_corestream('0,1')
+    try:
+        best2, _ = fanout_sweep(port, a.duration, cs_rates, '0,1')
+    finally:
+        stop(proc)
+    log('== corestream 1 shard (cpu 0), loader on cpus 0,1 (same split as the 2-shard run)')
+    proc, port = start_corestream('0')
+    try:
+        best1, _ = fanout_sweep(port, a.duration, cs_rates, '0,1')
+    finally:
+        stop(proc)
+    ref, cs = results['reference'], results['corestream']
+    keys = ['fanout deliveries/s (sustained)', 'event p99 at 50k deliveries/s (us)',
+            'record update p99 at 50k deliveries/s (us)', 'rpc round trips/s', 'rpc p99 (us)',
+            'connect+login/s', 'bytes per idle connection']
+    print(f"{'metric':<46}{'reference':>14}{'corestream':>14}{'ratio':>10}")
+    for k in keys:
+        r, c = ref.get(k), cs.get(k)
+        ratio = (c / r) if (r and c) else float('nan')
+        print(f'{k:<46}{r if r is not None else "-":>14}{c if c is not None else "-":>14}{ratio:>10.2f}')
+    for k in ('event p99 at 1M deliveries/s (us)', 'record update p99 at 1M deliveries/s (us)'):
+        print(f'{k:<46}{"-":>14}{cs.get(k, "-"):>14}')
+    d1 = best1['deliveries/s'] if best1 else 0
+    d2 = best2['deliveries/s'] if best2 else 0
+    print(f"{'fanout 2 shards / 1 shard (loader shares cores)':<46}{d1:>14.0f}{d2:>14.0f}{(d2 / d1 if d1 else float('nan')):>10.2f}")
+    json.dump({'results': results, 'one_shard_shared_cores': best1, 'two_shards_shared_cores': best2},
+              open(os.path.join(ROOT, 'perf', 'last-run.json'), 'w'), indent=1)
+
+
+if __name__ == '__main__':
+    main()
