@@ -849,7 +849,14 @@ pub fn connect(common: &Common, concurrency: usize, count: u64) -> Report {
                         && shared.counters.offered.fetch_add(1, Ordering::SeqCst) < count
                     {
                         let began = Instant::now();
-                        match open(&common.target, &format!("c{i}-{n}"), None).await {
+                        // Many source addresses: one would run out of ephemeral ports to TIME_WAIT.
+                        let source = std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+                            127,
+                            0,
+                            1 + (i % 4) as u8,
+                            1 + (n % 250) as u8,
+                        ));
+                        match open(&common.target, &format!("c{i}-{n}"), Some(source)).await {
                             Ok((stream, _)) => {
                                 let _ = local.record((began.elapsed().as_micros() as u64).max(1));
                                 Counters::add(&shared.counters.delivered, 1);
@@ -932,7 +939,8 @@ pub fn idle(
             }
             shared.ready.fetch_add(1, Ordering::SeqCst);
             wait_for(|| shared.ready.load(Ordering::SeqCst) >= executors).await;
-            glommio::timer::sleep(Duration::from_secs(1)).await;
+            // Idle means quiet: servers may release per-connection buffers after a while.
+            glommio::timer::sleep(Duration::from_secs(3)).await;
             if index == 0 {
                 if let Ok(mut m) = measured.lock() {
                     *m = server_pid.and_then(rss_kib);

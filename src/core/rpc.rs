@@ -8,6 +8,8 @@ use bytes::Bytes;
 
 pub struct RpcRouter {
     providers: AHashMap<Bytes, Vec<ConnId>>,
+    /// What each connection provides, so a disconnect costs only its own names.
+    provided_by: AHashMap<ConnId, Vec<Bytes>>,
     /// Calls in flight by correlation id (client-made unique ids).
     calls: AHashMap<Bytes, Call>,
     ack_timeout_ms: u64,
@@ -38,6 +40,7 @@ impl RpcRouter {
     pub fn new(ack_timeout_ms: u64, response_timeout_ms: u64) -> Self {
         RpcRouter {
             providers: AHashMap::new(),
+            provided_by: AHashMap::new(),
             calls: AHashMap::new(),
             ack_timeout_ms,
             response_timeout_ms,
@@ -55,6 +58,10 @@ impl RpcRouter {
             return false;
         }
         list.push(conn);
+        self.provided_by
+            .entry(conn)
+            .or_default()
+            .push(super::detach(name));
         true
     }
 
@@ -68,6 +75,12 @@ impl RpcRouter {
         let removed = list.len() != before;
         if list.is_empty() {
             self.providers.remove(name);
+        }
+        if let Some(names) = self.provided_by.get_mut(&conn) {
+            names.retain(|n| n.as_ref() != name);
+            if names.is_empty() {
+                self.provided_by.remove(&conn);
+            }
         }
         removed
     }
@@ -201,10 +214,14 @@ impl RpcRouter {
     /// A connection went away: it provides nothing more; its calls are dropped; calls it was
     /// serving are rerouted (not yet accepted) or failed at once (accepted).
     pub fn conn_closed(&mut self, conn: ConnId, now: u64, out: &mut Vec<Send>) {
-        self.providers.retain(|_, list| {
-            list.retain(|c| *c != conn);
-            !list.is_empty()
-        });
+        for name in self.provided_by.remove(&conn).unwrap_or_default() {
+            if let Some(list) = self.providers.get_mut(&name) {
+                list.retain(|c| *c != conn);
+                if list.is_empty() {
+                    self.providers.remove(&name);
+                }
+            }
+        }
         self.calls.retain(|_, call| call.caller != conn);
         let serving: Vec<(Bytes, bool)> = self
             .calls

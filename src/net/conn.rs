@@ -5,7 +5,7 @@ use super::mesh::Pump;
 use super::Runtime;
 use crate::protocol::http::{self, parse_head};
 use crate::protocol::ws::{self, FrameDecoder, WsEvent};
-use crate::shard::outbox::Outbox;
+use crate::shard::outbox::{Outbox, ABORTED};
 use crate::shard::Shard;
 use bytes::{Bytes, BytesMut};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,8 +20,8 @@ use std::time::Duration;
 const READ_CHUNK: usize = 16 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a quiet connection keeps its read buffer before handing it back to the pool.
-const IDLE_RELEASE: Duration = Duration::from_secs(1);
+/// Bytes a quiet connection reads without a pooled buffer.
+const QUIET_READ: usize = 128;
 
 enum ReadOutcome {
     Data(usize),
@@ -77,9 +77,11 @@ async fn read_more(
     outcome
 }
 
-/// Waits for the next bytes. An active connection reads straight into its buffer; once it has
-/// been quiet for `IDLE_RELEASE` with no frame half-read, the buffer goes back to the shard's
-/// pool and the wait goes on as a one-byte read, so idle connections hold no buffer.
+/// Waits for the next bytes without holding a read buffer while the socket is quiet. A read
+/// is tried at once with a pooled buffer (free when glommio already knows the socket is empty);
+/// if nothing is there and no frame is half-read, the buffer goes back to the pool and the wait
+/// is a read into a small inline array, which holds a whole typical message, so a quiet
+/// connection still costs one `recv` per message and no buffer between messages.
 async fn next_bytes(
     reader: &mut (impl AsyncRead + Unpin),
     slot: &mut Option<BytesMut>,
@@ -88,23 +90,35 @@ async fn next_bytes(
     outbox: &Outbox,
 ) -> ReadOutcome {
     let mut buf = slot.take().unwrap_or_else(|| pool.take());
-    let first = timeout.min(IDLE_RELEASE);
-    let mut outcome = read_more(reader, &mut buf, first, Some(outbox)).await;
-    let timed_out = matches!(outcome, ReadOutcome::TimedOut) && first < timeout;
-    if timed_out && !buf.is_empty() {
-        // A frame is half-read: keep the buffer for the rest of the silence allowance.
-        outcome = read_more(reader, &mut buf, timeout - first, Some(outbox)).await;
+    let start = buf.len();
+    buf.resize(start + READ_CHUNK, 0);
+    let immediate = futures_lite::future::poll_once(reader.read(&mut buf[start..])).await;
+    let outcome = match immediate {
+        Some(Ok(0)) | Some(Err(_)) => Some(ReadOutcome::Closed),
+        Some(Ok(n)) => Some(ReadOutcome::Data(n)),
+        None => None,
+    };
+    let filled = if let Some(ReadOutcome::Data(n)) = outcome {
+        n
+    } else {
+        0
+    };
+    buf.truncate(start + filled);
+    if let Some(outcome) = outcome {
+        *slot = Some(buf);
+        return outcome;
     }
-    if !timed_out || !buf.is_empty() {
+    if !buf.is_empty() {
+        let outcome = read_more(reader, &mut buf, timeout, Some(outbox)).await;
         *slot = Some(buf);
         return outcome;
     }
     pool.put(buf);
-    let mut byte = [0u8; 1];
-    let outcome = read_racing(reader, &mut byte, timeout - first, Some(outbox)).await;
-    if let ReadOutcome::Data(_) = outcome {
+    let mut small = [0u8; QUIET_READ];
+    let outcome = read_racing(reader, &mut small, timeout, Some(outbox)).await;
+    if let ReadOutcome::Data(n) = outcome {
         let mut buf = pool.take();
-        buf.extend_from_slice(&byte);
+        buf.extend_from_slice(&small[..n]);
         *slot = Some(buf);
     }
     outcome
@@ -133,6 +147,67 @@ impl BufferPool {
     }
 }
 
+/// What a connection needs to know after its upgrade.
+struct Limits {
+    max_message: usize,
+    outgoing: usize,
+    heartbeat_ms: u64,
+}
+
+/// Reads the request head and answers it; `Some` once the socket speaks WebSocket. Everything
+/// allocated for the head is freed when this returns, before the connection's long life.
+async fn handshake(
+    reader: &mut (impl AsyncRead + Unpin),
+    writer: &mut (impl AsyncWrite + Unpin),
+    buf: &mut BytesMut,
+    shard: &Rc<RefCell<Shard>>,
+) -> Option<Limits> {
+    let head = loop {
+        match parse_head(buf) {
+            Ok(Some((head, len))) => {
+                let _ = buf.split_to(len);
+                break head;
+            }
+            Ok(None) => {}
+            Err(_) => {
+                let response =
+                    http::plain_response(400, "Bad Request", "text/plain", "bad request");
+                let _ = writer.write_all(response.as_bytes()).await;
+                return None;
+            }
+        }
+        if !matches!(
+            read_more(reader, buf, HEAD_TIMEOUT, None).await,
+            ReadOutcome::Data(_)
+        ) {
+            return None;
+        }
+    };
+    let (upgrade, health, limits) = {
+        let shard = shard.borrow();
+        let c = shard.config();
+        let upgrade = head.method == "GET" && head.upgrade_websocket && head.path == c.url_path;
+        let health = head.method == "GET" && head.path == c.health_check_path;
+        let limits = Limits {
+            max_message: c.max_message_size,
+            outgoing: c.max_outgoing_buffer,
+            heartbeat_ms: c.heartbeat_interval_ms,
+        };
+        (upgrade, health, limits)
+    };
+    let response = match (&head.websocket_key, upgrade, health) {
+        (Some(key), true, _) => http::upgrade_response(key),
+        (_, _, true) => http::plain_response(200, "OK", "text/plain", "OK"),
+        _ => http::plain_response(404, "Not Found", "text/plain", "not found"),
+    };
+    let sent = writer.write_all(response.as_bytes()).await.is_ok();
+    if upgrade && head.websocket_key.is_some() {
+        return sent.then_some(limits);
+    }
+    let _ = writer.close().await;
+    None
+}
+
 pub async fn serve(
     stream: TcpStream,
     shard: Rc<RefCell<Shard>>,
@@ -143,67 +218,14 @@ pub async fn serve(
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = futures_lite::io::split(stream);
     let mut buf = pool.take();
-    let head = loop {
-        match parse_head(&buf) {
-            Ok(Some((head, len))) => {
-                let _ = buf.split_to(len);
-                break head;
-            }
-            Ok(None) => {}
-            Err(_) => {
-                let _ = writer
-                    .write_all(
-                        http::plain_response(400, "Bad Request", "text/plain", "bad request")
-                            .as_bytes(),
-                    )
-                    .await;
-                return;
-            }
-        }
-        if !matches!(
-            read_more(&mut reader, &mut buf, HEAD_TIMEOUT, None).await,
-            ReadOutcome::Data(_)
-        ) {
-            return;
-        }
-    };
-    let (health_path, url_path, max_message, limit, heartbeat) = {
-        let shard = shard.borrow();
-        let c = shard.config();
-        (
-            c.health_check_path.clone(),
-            c.url_path.clone(),
-            c.max_message_size,
-            c.max_outgoing_buffer,
-            c.heartbeat_interval_ms,
-        )
-    };
-    let key = match (head.method.as_str(), head.websocket_key.clone()) {
-        ("GET", Some(key)) if head.upgrade_websocket && head.path == url_path => key,
-        ("GET", _) if head.path == health_path => {
-            let _ = writer
-                .write_all(http::plain_response(200, "OK", "text/plain", "OK").as_bytes())
-                .await;
-            let _ = writer.close().await;
-            return;
-        }
-        _ => {
-            let _ = writer
-                .write_all(
-                    http::plain_response(404, "Not Found", "text/plain", "not found").as_bytes(),
-                )
-                .await;
-            let _ = writer.close().await;
-            return;
-        }
-    };
-    if writer
-        .write_all(http::upgrade_response(&key).as_bytes())
-        .await
-        .is_err()
-    {
+    let Some(Limits {
+        max_message,
+        outgoing: limit,
+        heartbeat_ms: heartbeat,
+    }) = handshake(&mut reader, &mut writer, &mut buf, &shard).await
+    else {
         return;
-    }
+    };
     let outbox = Outbox::new(limit);
     let local = shard
         .borrow_mut()
@@ -221,9 +243,13 @@ pub async fn serve(
         max_message,
         silence,
     };
-    read_loop(&mut reader, buf, cx).await;
+    let end = read_loop(&mut reader, buf, cx).await;
     shard.borrow_mut().close_conn(local);
     pump.wake();
+    if let End::PeerGone = end {
+        outbox.abort();
+        return;
+    }
     outbox.close(ws::CLOSE_NORMAL, "");
     let _ = futures_lite::future::or(
         async {
@@ -257,25 +283,38 @@ struct ReadContext<'a> {
     silence: Duration,
 }
 
-async fn read_loop(reader: &mut (impl AsyncRead + Unpin), first: BytesMut, cx: ReadContext<'_>) {
+/// How a connection's reading ended.
+enum End {
+    /// The socket is gone (EOF or error): nothing more can be sent.
+    PeerGone,
+    /// A close handshake or a server-side close: send what is queued and a close frame.
+    Closing,
+}
+
+async fn read_loop(
+    reader: &mut (impl AsyncRead + Unpin),
+    first: BytesMut,
+    cx: ReadContext<'_>,
+) -> End {
     let mut decoder = FrameDecoder::new(cx.max_message);
     let mut slot = Some(first);
     loop {
         if let Some(buf) = slot.as_mut() {
             if !decode_all(&mut decoder, buf, &cx) {
-                return;
+                return End::Closing;
             }
         }
         if cx.outbox.closing().is_some() {
-            return;
+            return End::Closing;
         }
         match next_bytes(reader, &mut slot, cx.pool, cx.silence, cx.outbox).await {
             ReadOutcome::Data(_) => {}
             ReadOutcome::TimedOut => {
                 cx.outbox.close(ws::CLOSE_GOING_AWAY, "heartbeat timeout");
-                return;
+                return End::Closing;
             }
-            ReadOutcome::Closed | ReadOutcome::Stopped => return,
+            ReadOutcome::Stopped => return End::Closing,
+            ReadOutcome::Closed => return End::PeerGone,
         }
     }
 }
@@ -352,6 +391,9 @@ async fn write_loop(mut writer: impl AsyncWrite + Unpin, outbox: Outbox) {
             return;
         }
         if let Some((code, reason)) = outbox.closing() {
+            if code == ABORTED {
+                return;
+            }
             if outbox.queued_bytes() == 0 {
                 let _ = writer.write_all(&ws::close_frame(code, reason)).await;
                 let _ = writer.flush().await;

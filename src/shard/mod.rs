@@ -62,6 +62,8 @@ pub struct Shard {
     /// Messages for other shards, by shard, drained by the runtime.
     pub outgoing: Vec<Vec<ShardMsg>>,
     last_rematch: u64,
+    /// Login answers held until every shard has applied the user's going online.
+    pending_logins: AHashMap<ConnId, (usize, Bytes)>,
     /// The latest time any entry point was given, for work routed within this shard.
     now: u64,
 }
@@ -107,6 +109,7 @@ impl Shard {
             outgoing: (0..shards).map(|_| Vec::new()).collect(),
             last_rematch: 0,
             now: 0,
+            pending_logins: AHashMap::new(),
             config,
         }
     }
@@ -269,15 +272,48 @@ impl Shard {
                 self.listening[kind as usize].remove_listener(&pattern, conn, now, &mut effects);
                 self.apply_listen_effects(kind, effects);
             }
-            ShardMsg::PresenceLogin { user, login } => {
-                if self.presence_counts.update(&user, login) {
-                    self.broadcast(ShardMsg::PresenceChanged {
+            ShardMsg::PresenceLogin { user, login, reply } => {
+                let changed = self.presence_counts.update(&user, login);
+                match reply {
+                    // Every shard must know the user is online before the client hears it is in.
+                    Some((conn, frame)) if changed => {
+                        self.pending_logins.insert(conn, (self.shards, frame));
+                        self.broadcast(ShardMsg::PresenceChanged {
+                            user,
+                            online: login,
+                            login: Some(conn),
+                        });
+                    }
+                    Some((conn, frame)) => self.send_frame(conn, frame),
+                    None if changed => self.broadcast(ShardMsg::PresenceChanged {
                         user,
                         online: login,
-                    });
+                        login: None,
+                    }),
+                    None => {}
                 }
             }
-            ShardMsg::PresenceChanged { user, online } => self.on_presence_changed(user, online),
+            ShardMsg::PresenceChanged {
+                user,
+                online,
+                login,
+            } => {
+                self.on_presence_changed(user.clone(), online);
+                if let Some(login) = login {
+                    let owner = self.owner(&user);
+                    self.route(owner, ShardMsg::PresenceApplied { user, login });
+                }
+            }
+            ShardMsg::PresenceApplied { login, .. } => {
+                if let Some((left, _)) = self.pending_logins.get_mut(&login) {
+                    *left -= 1;
+                    if *left == 0 {
+                        if let Some((_, frame)) = self.pending_logins.remove(&login) {
+                            self.send_frame(login, frame);
+                        }
+                    }
+                }
+            }
             ShardMsg::ConnClosed { conn } => {
                 let mut sends = Vec::new();
                 self.rpc.conn_closed(conn, now, &mut sends);
@@ -441,6 +477,7 @@ impl Shard {
                 ShardMsg::PresenceLogin {
                     user: conn.user.clone(),
                     login: false,
+                    reply: None,
                 },
             );
         }

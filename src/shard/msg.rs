@@ -53,9 +53,22 @@ pub enum ShardMsg {
         conn: ConnId,
     },
     /// To the owner of a user name: one of its connections logged in or closed.
-    PresenceLogin { user: Bytes, login: bool },
+    /// `reply` is the login answer, sent by the owner once every shard has been told the user is
+    /// online, so a client never learns of its login before presence queries can see it.
+    PresenceLogin {
+        user: Bytes,
+        login: bool,
+        reply: Option<(ConnId, Bytes)>,
+    },
     /// From the owner to every shard: the user went online or offline.
-    PresenceChanged { user: Bytes, online: bool },
+    /// `login` names the connection whose login caused it: each shard acknowledges to the owner.
+    PresenceChanged {
+        user: Bytes,
+        online: bool,
+        login: Option<ConnId>,
+    },
+    /// A shard has applied a user's going online; the owner answers the login after all have.
+    PresenceApplied { user: Bytes, login: ConnId },
     /// A connection closed: drop whatever this shard holds for it.
     ConnClosed { conn: ConnId },
 }

@@ -7,6 +7,9 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::task::Waker;
 
+/// The close "code" of an aborted connection: no close frame is sent.
+pub const ABORTED: u16 = 0;
+
 #[derive(Clone, Default)]
 pub struct Outbox(Rc<RefCell<Inner>>);
 
@@ -64,6 +67,17 @@ impl Outbox {
         if let Some(waker) = inner.reader.take() {
             waker.wake();
         }
+    }
+
+    /// The socket is gone: drop what is queued and stop the writer without a close frame.
+    pub fn abort(&self) {
+        {
+            let mut inner = self.0.borrow_mut();
+            inner.frames.clear();
+            inner.bytes = 0;
+            inner.closing = Some((ABORTED, ""));
+        }
+        self.close(ABORTED, "");
     }
 
     pub fn closing(&self) -> Option<(u16, &'static str)> {

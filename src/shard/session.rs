@@ -117,15 +117,24 @@ impl Shard {
                     conn.phase = Phase::Open;
                     conn.user = user.clone();
                 }
-                if user.as_ref() != auth::OPEN_USER.as_bytes() {
-                    let owner = self.owner(&user);
-                    self.route(owner, ShardMsg::PresenceLogin { user, login: true });
-                }
                 let reply = Message {
                     data: login.client_data.map(Bytes::from),
                     ..Message::new(topic::AUTH, auth_action::AUTH_SUCCESSFUL)
                 };
-                self.send_local(local, &reply);
+                if user.as_ref() == auth::OPEN_USER.as_bytes() {
+                    self.send_local(local, &reply);
+                } else {
+                    let owner = self.owner(&user);
+                    let reply = Some((self.conn_id(local), super::ws_frame(&reply)));
+                    self.route(
+                        owner,
+                        ShardMsg::PresenceLogin {
+                            user,
+                            login: true,
+                            reply,
+                        },
+                    );
+                }
             }
             None => {
                 self.send_local(
