@@ -3,5 +3,6 @@ pub mod auth;
 pub mod config;
 pub mod core;
 pub mod net;
+pub mod permission;
 pub mod protocol;
 pub mod shard;
