@@ -41,6 +41,13 @@ enum Command {
     },
     /// Loads a config file and reports what it would run with.
     CheckConfig { config: PathBuf },
+    /// Prints a users.yml password hash with the file auth settings of a config, as
+    /// `deepstream hash` does.
+    Hash {
+        password: String,
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn load(config: Option<&PathBuf>) -> Result<Config, String> {
@@ -48,6 +55,30 @@ fn load(config: Option<&PathBuf>) -> Result<Config, String> {
         Some(path) => Config::load(path).map_err(|e| e.to_string()),
         None => Ok(Config::default()),
     }
+}
+
+fn hash(password: &str, config: Option<&PathBuf>) -> Result<(), String> {
+    use corestream::config::{AuthConfig, HashSettings};
+    let config = load(config)?;
+    let settings = config
+        .auth
+        .iter()
+        .find_map(|a| match a {
+            AuthConfig::File { hash, .. } => Some(hash.clone()),
+            AuthConfig::Open => None,
+        })
+        .flatten()
+        // deepstream's default file auth settings
+        .unwrap_or(HashSettings {
+            algorithm: "md5".into(),
+            iterations: 100,
+            key_length: 32,
+        });
+    println!(
+        "Password hash: {}",
+        corestream::auth::hash_password(password, &settings)?
+    );
+    Ok(())
 }
 
 fn online_cpus() -> usize {
@@ -64,6 +95,7 @@ fn main() -> ExitCode {
             host,
             port,
         } => start(config, cores, cpus, host, port),
+        Command::Hash { password, config } => hash(&password, config.as_ref()),
         Command::CheckConfig { config } => load(Some(&config)).map(|c| {
             for warning in &c.warnings {
                 eprintln!("warning: {warning}");

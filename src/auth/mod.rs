@@ -1,6 +1,6 @@
 //! Authentication strategies from config.yml's `auth:` list, tried in order.
 
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, HashSettings};
 use serde_yaml::Value as Yaml;
 use simd_json::prelude::*;
 use simd_json::OwnedValue;
@@ -24,7 +24,7 @@ pub fn authenticate(strategies: &[AuthConfig], auth_data: &OwnedValue) -> Option
             client_data: None,
             server_data: None,
         }),
-        AuthConfig::File { users } => file_login(users, auth_data),
+        AuthConfig::File { users, hash } => file_login(users, hash.as_ref(), auth_data),
     })
 }
 
@@ -41,12 +41,27 @@ fn open_id(auth_data: &OwnedValue) -> String {
     }
 }
 
-/// users.yml with cleartext passwords. Hashed passwords need issue 5's hashing and are refused.
-fn file_login(users: &Yaml, auth_data: &OwnedValue) -> Option<LoginOk> {
+/// users.yml: cleartext passwords, or with `hash` set, deepstream's
+/// `base64(pbkdf2(password, salt)) + salt` where the salt is the text after the hash.
+fn file_login(
+    users: &Yaml,
+    hash: Option<&HashSettings>,
+    auth_data: &OwnedValue,
+) -> Option<LoginOk> {
     let username = auth_data.get("username")?.as_str()?;
     let password = auth_data.get("password")?.as_str()?;
     let user = users.get(username)?;
-    if user.get("password")?.as_str()? != password {
+    let stored = user.get("password")?.as_str()?;
+    let matches = match hash {
+        None => constant_time_eq(stored.as_bytes(), password.as_bytes()),
+        Some(settings) => {
+            let encoded_len = 4 * settings.key_length.div_ceil(3);
+            let (expected, salt) = (stored.get(..encoded_len)?, stored.get(encoded_len..)?);
+            let actual = pbkdf2_base64(password, salt, settings)?;
+            constant_time_eq(expected.as_bytes(), actual.as_bytes())
+        }
+    };
+    if !matches {
         return None;
     }
     let json = |key: &str| user.get(key).and_then(serde_yaml_to_json);
@@ -55,6 +70,37 @@ fn file_login(users: &Yaml, auth_data: &OwnedValue) -> Option<LoginOk> {
         client_data: json("clientData"),
         server_data: json("serverData"),
     })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// base64 of pbkdf2 with the configured digest; `None` for an unknown digest.
+pub fn pbkdf2_base64(password: &str, salt: &str, settings: &HashSettings) -> Option<String> {
+    use base64::Engine;
+    let mut out = vec![0u8; settings.key_length];
+    let (p, s, n) = (password.as_bytes(), salt.as_bytes(), settings.iterations);
+    match settings.algorithm.as_str() {
+        "md5" => pbkdf2::pbkdf2_hmac::<md5::Md5>(p, s, n, &mut out),
+        "sha1" => pbkdf2::pbkdf2_hmac::<sha1::Sha1>(p, s, n, &mut out),
+        "sha256" => pbkdf2::pbkdf2_hmac::<sha2::Sha256>(p, s, n, &mut out),
+        "sha512" => pbkdf2::pbkdf2_hmac::<sha2::Sha512>(p, s, n, &mut out),
+        _ => return None,
+    }
+    Some(base64::engine::general_purpose::STANDARD.encode(out))
+}
+
+/// A users.yml password entry for `password`, as `deepstream hash` prints it: a fresh random
+/// 16-byte salt in base64 after the hash.
+pub fn hash_password(password: &str, settings: &HashSettings) -> Result<String, String> {
+    use base64::Engine;
+    let mut salt = [0u8; 16];
+    getrandom::getrandom(&mut salt).map_err(|e| format!("no randomness for a salt: {e}"))?;
+    let salt = base64::engine::general_purpose::STANDARD.encode(salt);
+    let hash = pbkdf2_base64(password, &salt, settings)
+        .ok_or_else(|| format!("unsupported hash '{}'", settings.algorithm))?;
+    Ok(format!("{hash}{salt}"))
 }
 
 fn serde_yaml_to_json(value: &Yaml) -> Option<String> {
@@ -90,10 +136,54 @@ mod tests {
     fn file_auth_checks_cleartext_passwords() {
         let users: Yaml =
             serde_yaml::from_str("bob:\n  password: pw\n  clientData:\n    role: admin\n").unwrap();
-        let file = [AuthConfig::File { users }];
+        let file = [AuthConfig::File { users, hash: None }];
         let ok = authenticate(&file, &json(r#"{"username":"bob","password":"pw"}"#)).unwrap();
         assert_eq!(ok.client_data.as_deref(), Some(r#"{"role":"admin"}"#));
         assert!(authenticate(&file, &json(r#"{"username":"bob","password":"no"}"#)).is_none());
         assert!(authenticate(&file, &json(r#"{"username":"eve","password":"pw"}"#)).is_none());
+    }
+
+    #[test]
+    fn hashed_passwords_in_deepstreams_format() {
+        let settings = HashSettings {
+            algorithm: "md5".into(),
+            iterations: 100,
+            key_length: 32,
+        };
+        // Printed by the reference's `deepstream hash secret` under md5 / 100 / 32.
+        let reference = "6mlqNJJI9HZCNSivk/SzIvsc4O9NqyTer1fi5pfNCQo=P6H9ANW9Vgrj0fcUqm8//w==";
+        let users: Yaml =
+            serde_yaml::from_str(&format!("dave:\n  password: \"{reference}\"\n")).unwrap();
+        let file = [AuthConfig::File {
+            users,
+            hash: Some(settings.clone()),
+        }];
+        assert!(authenticate(&file, &json(r#"{"username":"dave","password":"secret"}"#)).is_some());
+        // and ours round-trips the same way
+        let stored = hash_password("secret", &settings).unwrap();
+        assert_eq!(stored.len(), 44 + 24);
+        let users: Yaml =
+            serde_yaml::from_str(&format!("carol:\n  password: \"{stored}\"\n")).unwrap();
+        let file = [AuthConfig::File {
+            users,
+            hash: Some(settings.clone()),
+        }];
+        assert!(
+            authenticate(&file, &json(r#"{"username":"carol","password":"secret"}"#)).is_some()
+        );
+        assert!(
+            authenticate(&file, &json(r#"{"username":"carol","password":"Secret"}"#)).is_none()
+        );
+        // pbkdf2-hmac-sha256, RFC 7914 test vector (P="passwd", S="salt", c=1, dkLen=64)
+        let rfc = HashSettings {
+            algorithm: "sha256".into(),
+            iterations: 1,
+            key_length: 64,
+        };
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(pbkdf2_base64("passwd", "salt", &rfc).unwrap())
+            .unwrap();
+        assert_eq!(bytes[..8], [0x55, 0xac, 0x04, 0x6e, 0x56, 0xe3, 0x08, 0x9f]);
     }
 }

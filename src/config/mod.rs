@@ -29,12 +29,25 @@ pub struct Config {
     pub listen_rematch_interval_ms: u64,
     /// Things worth saying once at start-up (ignored keys and the like).
     pub warnings: Vec<String>,
+    /// Valve rules from the `permission` section (everything allowed without one).
+    pub permissions: std::sync::Arc<crate::permission::rules::Permissions>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AuthConfig {
     Open,
-    File { users: Value },
+    File {
+        users: Value,
+        hash: Option<HashSettings>,
+    },
+}
+
+/// How users.yml passwords are hashed (deepstream's file auth `hash`, `iterations`, `keyLength`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashSettings {
+    pub algorithm: String,
+    pub iterations: u32,
+    pub key_length: usize,
 }
 
 impl Default for Config {
@@ -59,6 +72,7 @@ impl Default for Config {
             listen_response_timeout_ms: 500,
             listen_rematch_interval_ms: 30_000,
             warnings: Vec::new(),
+            permissions: std::sync::Arc::new(crate::permission::rules::Permissions::allow_all()),
         }
     }
 }
@@ -80,6 +94,7 @@ struct RawConfig {
     http_server: Option<Plugin<HttpServerOptions>>,
     connection_endpoints: Option<Vec<Plugin<Value>>>,
     auth: Option<AuthSection>,
+    permission: Option<Plugin<PermissionOptions>>,
     rpc: Option<RpcOptions>,
     listen: Option<ListenOptions>,
     #[serde(flatten)]
@@ -123,6 +138,14 @@ struct WsOptions {
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
+struct PermissionOptions {
+    permissions: Option<String>,
+    path: Option<String>,
+    max_rule_iterations: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
 struct RpcOptions {
     ack_timeout: Option<u64>,
     response_timeout: Option<u64>,
@@ -140,7 +163,6 @@ struct ListenOptions {
 
 /// Top-level keys of the reference's config that name features not built yet.
 const NOT_BUILT: &[&str] = &[
-    "permission",
     "cache",
     "storage",
     "monitoring",
@@ -235,6 +257,10 @@ impl Config {
                 .map(|p| auth_plugin(p, text, dir, origin))
                 .collect::<Result<_, _>>()?;
         }
+        if let Some(permission) = raw.permission {
+            config.permissions =
+                std::sync::Arc::new(permission_plugin(permission, text, dir, origin)?);
+        }
         if let Some(rpc) = raw.rpc {
             config.rpc_ack_timeout_ms = rpc.ack_timeout.unwrap_or(config.rpc_ack_timeout_ms);
             config.rpc_response_timeout_ms = rpc
@@ -302,6 +328,48 @@ impl Config {
     }
 }
 
+fn permission_plugin(
+    plugin: Plugin<PermissionOptions>,
+    text: &str,
+    dir: &Path,
+    origin: &str,
+) -> Result<crate::permission::rules::Permissions, ConfigError> {
+    use crate::permission::rules::Permissions;
+    match plugin.kind.as_deref() {
+        Some("none") => Ok(Permissions::allow_all()),
+        Some("config") | None => {
+            let options = plugin.options.unwrap_or_default();
+            let Some(reference) = options.permissions.or(options.path) else {
+                return Ok(Permissions::allow_all());
+            };
+            let path = dir.join(strip_file_load(&reference));
+            let rules = std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError(format!(
+                    "{origin}: permission: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            Permissions::parse(
+                &rules,
+                &path.display().to_string(),
+                options.max_rule_iterations.unwrap_or(3),
+            )
+            .map_err(ConfigError)
+        }
+        Some(other) => Err(ConfigError(format!(
+            "{origin}: permission: unknown type '{other}'{}",
+            line_of(text, other)
+        ))),
+    }
+}
+
+fn strip_file_load(reference: &str) -> &str {
+    reference
+        .strip_prefix("fileLoad(")
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or(reference)
+}
+
 fn auth_plugin(
     plugin: Plugin<Value>,
     text: &str,
@@ -322,7 +390,26 @@ fn auth_plugin(
                     )))
                 }
             };
-            Ok(AuthConfig::File { users })
+            let hash = match options.get("hash") {
+                Some(Value::String(algorithm)) => {
+                    if !matches!(algorithm.as_str(), "md5" | "sha1" | "sha256" | "sha512") {
+                        return Err(ConfigError(format!(
+                            "{origin}: auth file: unsupported hash '{algorithm}'{}",
+                            line_of(text, algorithm)
+                        )));
+                    }
+                    let number = |key: &str, default: u64| {
+                        options.get(key).and_then(Value::as_u64).unwrap_or(default)
+                    };
+                    Some(HashSettings {
+                        algorithm: algorithm.clone(),
+                        iterations: number("iterations", 100) as u32,
+                        key_length: number("keyLength", 32) as usize,
+                    })
+                }
+                _ => None,
+            };
+            Ok(AuthConfig::File { users, hash })
         }
         Some(other) => Err(ConfigError(format!(
             "{origin}: auth: unknown or unsupported auth type '{other}'{}",
@@ -336,11 +423,7 @@ fn auth_plugin(
 
 /// `fileLoad(users.yml)` or a plain path, relative to the config file.
 fn load_users(reference: &str, dir: &Path, origin: &str) -> Result<Value, ConfigError> {
-    let file = reference
-        .strip_prefix("fileLoad(")
-        .and_then(|r| r.strip_suffix(')'))
-        .unwrap_or(reference);
-    let path: PathBuf = dir.join(file);
+    let path: PathBuf = dir.join(strip_file_load(reference));
     let text = std::fs::read_to_string(&path).map_err(|e| {
         ConfigError(format!(
             "{origin}: auth file: cannot read {}: {e}",
@@ -365,7 +448,7 @@ mod tests {
         assert_eq!(config.unauthenticated_client_timeout_ms, Some(180_000));
         assert_eq!(config.auth, vec![AuthConfig::Open]);
         assert!(
-            config.warnings.iter().any(|w| w.contains("permission")),
+            config.warnings.iter().any(|w| w.contains("presence")),
             "{:?}",
             config.warnings
         );

@@ -116,6 +116,7 @@ impl Rule {
     }
 }
 
+#[derive(Debug)]
 struct PathRules {
     path: String,
     regex: Regex,
@@ -132,6 +133,7 @@ pub struct User {
 }
 
 /// The compiled permissions of a server.
+#[derive(Debug)]
 pub struct Permissions {
     sections: Vec<(Section, Vec<PathRules>)>,
     max_work: u32,
