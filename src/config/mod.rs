@@ -439,8 +439,9 @@ mod tests {
 
     #[test]
     fn reads_the_reference_peer_config() {
-        let text = include_str!("../../tests/fixtures/reference-config.yml");
-        let config = Config::parse(text, Path::new("."), "reference-config.yml").unwrap();
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference/config.yml");
+        let config = Config::load(&path).unwrap();
         assert_eq!(config.port, 6020);
         assert_eq!(config.host, "127.0.0.1");
         assert_eq!(config.url_path, "/deepstream");

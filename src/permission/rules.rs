@@ -525,7 +525,7 @@ rpc:
 
     #[test]
     fn the_reference_peer_permissions_load() {
-        let text = include_str!("../../tests/fixtures/reference-permissions.yml");
+        let text = include_str!("../../tests/fixtures/reference/permissions.yml");
         let p = Permissions::parse(text, "permissions.yml", 3).unwrap();
         assert!(allowed(&p, Section::Record, RuleType::Write, "a/b", "open"));
         assert!(allowed(&p, Section::Presence, RuleType::Allow, "", "x"));
