@@ -448,8 +448,9 @@ mod tests {
         assert_eq!(config.max_auth_attempts, 3);
         assert_eq!(config.unauthenticated_client_timeout_ms, Some(180_000));
         assert_eq!(config.auth, vec![AuthConfig::Open]);
+        assert!(!config.permissions.is_open(), "permissions.yml was loaded");
         assert!(
-            config.warnings.iter().any(|w| w.contains("presence")),
+            config.warnings.iter().any(|w| w.contains("logger")),
             "{:?}",
             config.warnings
         );
