@@ -7,6 +7,7 @@ use crate::core::ids::ConnId;
 use crate::core::records::{
     apply_write, Change, RecordStorage, StoredRecord, WriteOutcome, EMPTY_OBJECT,
 };
+use crate::permission::rules::{RuleType, User};
 use crate::protocol::message::{
     event_action as ea, parser_action, presence_action as pa, record_action as ra, rpc_action,
     topic, Message,
@@ -44,6 +45,9 @@ fn invalid_data_action(topic: i32) -> i32 {
 impl Shard {
     pub(super) fn on_client_message(&mut self, local: u32, mut msg: Message, now: u64) {
         let from = self.conn_id(local);
+        if !self.gate(local, &mut msg) {
+            return;
+        }
         match (msg.topic, msg.action) {
             (topic::CONNECTION, crate::protocol::message::connection_action::PING) => {
                 self.send_local(
@@ -102,6 +106,7 @@ impl Shard {
                             ShardMsg::Op {
                                 msg: Box::new(msg),
                                 from,
+                                user: None,
                             },
                         );
                     }
@@ -163,6 +168,7 @@ impl Shard {
             ShardMsg::Op {
                 msg: Box::new(msg),
                 from,
+                user: self.op_user(from.local),
             },
         );
     }
@@ -184,6 +190,7 @@ impl Shard {
                     ShardMsg::Op {
                         msg: Box::new(part),
                         from,
+                        user: self.op_user(from.local),
                     },
                 );
             }
@@ -348,7 +355,13 @@ impl Shard {
     }
 
     /// The owner shard's part of a client message.
-    pub(super) fn on_owner_op(&mut self, msg: Message, from: ConnId, now: u64) {
+    pub(super) fn on_owner_op(
+        &mut self,
+        msg: Message,
+        from: ConnId,
+        user: Option<&User>,
+        now: u64,
+    ) {
         match (msg.topic, msg.action) {
             (topic::EVENT, ea::LISTEN_ACCEPT | ea::LISTEN_REJECT) => {
                 self.listen_response(Kind::Event, msg, from, now)
@@ -361,6 +374,14 @@ impl Shard {
                 ra::SUBSCRIBECREATEANDREAD | ra::SUBSCRIBEANDREAD | ra::SUBSCRIBEANDHEAD,
             ) => {
                 for name in &msg.names {
+                    let missing = self.storage.get(name).is_none();
+                    if msg.action == ra::SUBSCRIBECREATEANDREAD
+                        && missing
+                        && !self.owner_permits(user, RuleType::Create, name, msg.action, None, None)
+                    {
+                        self.send(from, &super::permit::denied(&msg, Some(name.clone())));
+                        continue;
+                    }
                     let reply = self.read_reply(msg.action, name);
                     self.send(from, &reply);
                 }
@@ -385,8 +406,8 @@ impl Shard {
                 };
                 self.send(from, &reply);
             }
-            (topic::RECORD, ra::DELETE) => self.delete_record(msg, from),
-            (topic::RECORD, _) => self.write_record(msg, from),
+            (topic::RECORD, ra::DELETE) => self.delete_record(msg, from, user),
+            (topic::RECORD, _) => self.write_record(msg, from, user),
             (topic::RPC, rpc_action::PROVIDE | rpc_action::UNPROVIDE) => {
                 for name in &msg.names {
                     let changed = if msg.action == rpc_action::PROVIDE {
@@ -479,7 +500,28 @@ impl Shard {
         }
     }
 
-    fn write_record(&mut self, msg: Message, from: ConnId) {
+    /// Record checks on the owner shard (see `permit::owner_permits`).
+    fn owner_permits(
+        &self,
+        user: Option<&User>,
+        ty: RuleType,
+        name: &[u8],
+        action: i32,
+        data: Option<&[u8]>,
+        old_data: Option<&[u8]>,
+    ) -> bool {
+        super::permit::owner_permits(
+            &self.config.permissions,
+            user,
+            ty,
+            name,
+            action,
+            data,
+            old_data,
+        )
+    }
+
+    fn write_record(&mut self, msg: Message, from: ConnId, user: Option<&User>) {
         let Some(name) = msg.name.clone() else { return };
         let change = match (msg.action, msg.path.clone(), msg.data.clone()) {
             (ra::UPDATE | ra::CREATEANDUPDATE, _, Some(data)) => Change::Replace(data),
@@ -499,6 +541,20 @@ impl Shard {
         let write_ack = msg.is_write_ack == Some(true);
         match outcome {
             WriteOutcome::Applied(record) => {
+                let current = self.storage.get(&name).map(|r| r.data.clone());
+                let allowed = self.owner_permits(
+                    user,
+                    RuleType::Write,
+                    &name,
+                    msg.action,
+                    Some(&record.data),
+                    current.as_deref(),
+                ) && (current.is_some()
+                    || self.owner_permits(user, RuleType::Create, &name, msg.action, None, None));
+                if !allowed {
+                    self.send(from, &super::permit::denied(&msg, Some(name)));
+                    return;
+                }
                 let version = record.version;
                 if let Err(e) = self.storage.set(name.clone(), record) {
                     let mut reply = error_reply(&msg, ra::RECORD_UPDATE_ERROR);
@@ -566,8 +622,20 @@ impl Shard {
         }
     }
 
-    fn delete_record(&mut self, msg: Message, from: ConnId) {
+    fn delete_record(&mut self, msg: Message, from: ConnId, user: Option<&User>) {
         let Some(name) = msg.name.clone() else { return };
+        let current = self.storage.get(&name).map(|r| r.data.clone());
+        if !self.owner_permits(
+            user,
+            RuleType::Delete,
+            &name,
+            msg.action,
+            None,
+            current.as_deref(),
+        ) {
+            self.send(from, &super::permit::denied(&msg, Some(name)));
+            return;
+        }
         match self.storage.delete(&name) {
             Ok(_) => {
                 let deleted = ws_frame(&Message {

@@ -4,6 +4,7 @@
 mod client;
 pub mod msg;
 pub mod outbox;
+mod permit;
 mod session;
 
 use crate::config::Config;
@@ -42,6 +43,10 @@ struct Conn {
     subscriptions: [AHashSet<Bytes>; 2],
     presence_users: AHashSet<Bytes>,
     presence_all: bool,
+    /// Who this connection is, as permission rules see it.
+    identity: Arc<crate::permission::rules::User>,
+    /// Permission results that depend only on name and user.
+    permission_cache: permit::DecisionCache,
 }
 
 pub struct Shard {
@@ -143,6 +148,8 @@ impl Shard {
                 subscriptions: Default::default(),
                 presence_users: AHashSet::new(),
                 presence_all: false,
+                identity: Arc::default(),
+                permission_cache: permit::DecisionCache::default(),
             },
         );
         local
@@ -197,7 +204,7 @@ impl Shard {
         self.now = self.now.max(now);
         let now = self.now;
         match msg {
-            ShardMsg::Op { msg, from } => self.on_owner_op(*msg, from, now),
+            ShardMsg::Op { msg, from, user } => self.on_owner_op(*msg, from, user.as_deref(), now),
             ShardMsg::Emit { name, data, from } => {
                 let out = Message {
                     name: Some(name.clone()),

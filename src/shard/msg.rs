@@ -1,6 +1,7 @@
 //! What shards tell each other. Payloads are `Bytes`: reference counted, never copied across.
 
 use crate::core::ids::ConnId;
+use crate::permission::rules::User;
 use crate::protocol::message::Message;
 use bytes::Bytes;
 use regex::Regex;
@@ -17,7 +18,11 @@ pub enum Kind {
 pub enum ShardMsg {
     /// A client's message for the owner of its name (emit, record write or read, RPC, listen
     /// accept/reject); bulk messages carry only the names this owner owns.
-    Op { msg: Box<Message>, from: ConnId },
+    Op {
+        msg: Box<Message>,
+        from: ConnId,
+        user: Option<Arc<User>>,
+    },
     /// The hot path of events, without a boxed message: emit `data` on `name`.
     Emit {
         name: Bytes,

@@ -112,10 +112,19 @@ impl Shard {
         };
         match auth::authenticate(&self.config.auth, &auth_data) {
             Some(login) => {
+                let identity = crate::permission::rules::User {
+                    authenticated: login.id != auth::OPEN_USER,
+                    server_data: login
+                        .server_data
+                        .as_ref()
+                        .and_then(|d| simd_json::to_owned_value(&mut d.clone().into_bytes()).ok()),
+                    id: login.id.clone(),
+                };
                 let user = Bytes::from(login.id);
                 if let Some(conn) = self.conns.get_mut(&local) {
                     conn.phase = Phase::Open;
                     conn.user = user.clone();
+                    conn.identity = std::sync::Arc::new(identity);
                 }
                 let reply = Message {
                     data: login.client_data.map(Bytes::from),

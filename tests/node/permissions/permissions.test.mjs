@@ -1,0 +1,93 @@
+// File auth and Valve permissions with the real @deepstream/client. Runs against any server
+// started with the config.yml beside this file (corestream or the reference).
+import { test, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { createRequire } from 'node:module'
+
+const require = createRequire(`${process.env.DS_CLIENT_HOME}/package.json`)
+const { DeepstreamClient } = require('@deepstream/client')
+const URL = process.env.DS_URL
+const open = []
+after(() => { while (open.length) open.pop().close() })
+
+const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
+const uniq = prefix => `${prefix}/${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`
+const within = (promise, ms, what) => Promise.race([promise, sleep(ms).then(() => { throw new Error(`timed out: ${what}`) })])
+
+async function login (username, password = 'secret') {
+  const c = new DeepstreamClient(URL, { offlineEnabled: false, maxReconnectAttempts: 0 })
+  c.errors = []
+  c.on('error', (error, event) => c.errors.push(String(event || error)))
+  open.push(c)
+  const clientData = await c.login({ username, password })
+  return Object.assign(c, { clientData })
+}
+
+test('good logins carry clientData, bad ones fail, too many close the connection', async () => {
+  const alice = await within(login('alice'), 3000, 'alice login')
+  assert.deepEqual(alice.clientData, { greeting: 'hello alice' })
+  const c = new DeepstreamClient(URL, { offlineEnabled: false, maxReconnectAttempts: 0 })
+  open.push(c)
+  const errors = []
+  c.on('error', (error, event) => errors.push(String(event || error)))
+  await assert.rejects(within(c.login({ username: 'alice', password: 'wrong' }), 3000, 'bad login'))
+  await assert.rejects(within(c.login({ username: 'mallory', password: 'secret' }), 3000, 'unknown user'))
+  await sleep(300)
+  assert.ok(errors.some(e => e.includes('TOO_MANY_AUTH_ATTEMPTS')), `errors: ${errors}`)
+})
+
+test('users may only write their own profile; a denied write leaves the record unchanged', async () => {
+  const [alice, bob] = [await login('alice'), await login('bob')]
+  await alice.record.setDataWithAck('profile/alice', { name: 'Alice' })
+  await assert.rejects(bob.record.setDataWithAck('profile/alice', { name: 'Mallory' }), e => String(e).includes('MESSAGE_DENIED'))
+  assert.deepEqual(await bob.record.snapshot('profile/alice'), { name: 'Alice' })
+  await bob.record.setDataWithAck('profile/bob', { name: 'Bob' })
+  assert.deepEqual(await alice.record.snapshot('profile/bob'), { name: 'Bob' })
+})
+
+test('a rule on data and oldData: prices must be positive and never fall', async () => {
+  const bob = await login('bob')
+  const name = uniq('price')
+  await assert.rejects(bob.record.setDataWithAck(name, { price: -1 }), e => String(e).includes('MESSAGE_DENIED'))
+  await bob.record.setDataWithAck(name, { price: 10 })
+  await bob.record.setDataWithAck(name, { price: 12 })
+  await assert.rejects(bob.record.setDataWithAck(name, { price: 11 }), e => String(e).includes('MESSAGE_DENIED'))
+  await assert.rejects(bob.record.setDataWithAck(name, 'price', 5), e => String(e).includes('MESSAGE_DENIED'))
+  assert.deepEqual(await bob.record.snapshot(name), { price: 12 })
+})
+
+test('a denied read is refused', async () => {
+  const bob = await login('bob')
+  await assert.rejects(within(bob.record.snapshot(uniq('secret')), 3000, 'snapshot'), e => String(e).includes('MESSAGE_DENIED'))
+})
+
+test('denied subscribe and publish deliver nothing', async () => {
+  const [alice, bob] = [await login('alice'), await login('bob')]
+  const priv = uniq('private')
+  const seen = { alice: [], bob: [] }
+  alice.event.subscribe(priv, d => seen.alice.push(d))
+  bob.event.subscribe(priv, d => seen.bob.push(d))
+  const ro = uniq('readonly')
+  alice.event.subscribe(ro, d => seen.alice.push(d))
+  await sleep(400)
+  bob.event.emit(priv, 'for admins')
+  bob.event.emit(ro, 'nobody may publish here')
+  await sleep(400)
+  assert.deepEqual(seen, { alice: ['for admins'], bob: [] })
+  assert.ok(bob.errors.some(e => e.includes('MESSAGE_DENIED')), `bob errors: ${bob.errors}`)
+})
+
+test('denied provide and request', async () => {
+  const [alice, bob, caller] = [await login('alice'), await login('bob'), await login('bob')]
+  const admin = uniq('admin')
+  bob.rpc.provide(admin, (data, response) => response.send('bob'))
+  await sleep(400)
+  await assert.rejects(within(caller.rpc.make(admin, null), 3000, 'rpc'), e => String(e).includes('NO_RPC_PROVIDER'))
+  alice.rpc.provide(admin, (data, response) => response.send('alice'))
+  await sleep(400)
+  assert.equal(await within(caller.rpc.make(admin, null), 3000, 'rpc'), 'alice')
+  const restricted = uniq('restricted')
+  alice.rpc.provide(restricted, (data, response) => response.send('never'))
+  await sleep(400)
+  await assert.rejects(within(caller.rpc.make(restricted, null), 3000, 'rpc'), e => String(e).includes('MESSAGE_DENIED'))
+})
