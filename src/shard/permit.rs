@@ -43,17 +43,30 @@ fn parse_json(bytes: &[u8]) -> Option<OwnedValue> {
     simd_json::to_owned_value(&mut bytes.to_vec()).ok()
 }
 
-/// Evaluates the rule for `ty` on `name`; `data` and `old_data` are parsed only if it reads them.
+/// One permission question: may the user do `ty` on `name` (with this data, over that old data)?
+pub struct Ask<'a> {
+    pub section: Section,
+    pub ty: RuleType,
+    pub name: &'a [u8],
+    pub action: i32,
+    pub data: Option<&'a [u8]>,
+    pub old_data: Option<&'a [u8]>,
+}
+
+/// Evaluates the rule that applies; `data` and `old_data` are parsed only if it reads them.
 pub fn evaluate(
     permissions: &crate::permission::rules::Permissions,
-    section: Section,
-    ty: RuleType,
-    name: &[u8],
     user: &User,
-    action: i32,
-    data: Option<&[u8]>,
-    old_data: Option<&[u8]>,
+    ask: &Ask<'_>,
 ) -> bool {
+    let Ask {
+        section,
+        ty,
+        name,
+        action,
+        data,
+        old_data,
+    } = *ask;
     let name = String::from_utf8_lossy(name);
     let Some(applicable) = permissions.applicable(section, ty, &name) else {
         return false;
@@ -113,16 +126,15 @@ impl Shard {
         let cacheable = permissions
             .applicable(section, ty, &text)
             .is_none_or(|a| a.rule.cacheable());
-        let decision = evaluate(
-            &permissions,
+        let ask = Ask {
             section,
             ty,
             name,
-            &conn.identity,
             action,
             data,
-            None,
-        );
+            old_data: None,
+        };
+        let decision = evaluate(&permissions, &conn.identity, &ask);
         if cacheable {
             if conn.permission_cache.0.len() >= CACHE_LIMIT {
                 conn.permission_cache.0.clear();
@@ -241,15 +253,16 @@ pub(super) fn owner_permits(
 ) -> bool {
     match user {
         None => true,
-        Some(user) => evaluate(
-            permissions,
-            Section::Record,
-            ty,
-            name,
-            user,
-            action,
-            data,
-            old_data,
-        ),
+        Some(user) => {
+            let ask = Ask {
+                section: Section::Record,
+                ty,
+                name,
+                action,
+                data,
+                old_data,
+            };
+            evaluate(permissions, user, &ask)
+        }
     }
 }
