@@ -16,15 +16,83 @@ pub struct LoginOk {
     pub server_data: Option<String>,
 }
 
-/// Tries each strategy in turn; the first that accepts wins.
+/// Where a login stands after the strategies that can answer at once have been tried.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Accept(LoginOk),
+    Reject,
+    /// Strategy number `n` is a webhook: ask it, then go on from `n + 1` if it says no.
+    Ask(usize),
+}
+
+/// Tries the strategies from `start` on, in order; the first that accepts wins.
+pub fn run_from(strategies: &[AuthConfig], start: usize, auth_data: &OwnedValue) -> Verdict {
+    for (index, strategy) in strategies.iter().enumerate().skip(start) {
+        let login = match strategy {
+            AuthConfig::Open => Some(LoginOk {
+                id: open_id(auth_data),
+                client_data: None,
+                server_data: None,
+            }),
+            AuthConfig::File { users, hash } => file_login(users, hash.as_ref(), auth_data),
+            AuthConfig::Http(_) => return Verdict::Ask(index),
+        };
+        if let Some(login) = login {
+            return Verdict::Accept(login);
+        }
+    }
+    Verdict::Reject
+}
+
+/// Tries every strategy that answers at once (tests and tools; the server uses `run_from`).
 pub fn authenticate(strategies: &[AuthConfig], auth_data: &OwnedValue) -> Option<LoginOk> {
-    strategies.iter().find_map(|s| match s {
-        AuthConfig::Open => Some(LoginOk {
-            id: open_id(auth_data),
-            client_data: None,
-            server_data: None,
-        }),
-        AuthConfig::File { users, hash } => file_login(users, hash.as_ref(), auth_data),
+    match run_from(strategies, 0, auth_data) {
+        Verdict::Accept(login) => Some(login),
+        Verdict::Reject | Verdict::Ask(_) => None,
+    }
+}
+
+/// The webhook's answer, as the reference reads it: a permitted status allows, with `id`,
+/// `serverData`, `clientData` from a JSON body (or the id as a plain-text body); any other
+/// status denies, passing the body's clientData (or the text as `{"error": text}`) back.
+pub fn webhook_verdict(
+    status: u16,
+    body: &[u8],
+    permitted: &[u16],
+) -> Result<LoginOk, Option<String>> {
+    let json = simd_json::to_owned_value(&mut body.to_vec())
+        .ok()
+        .filter(|v| v.is_object());
+    let text = String::from_utf8_lossy(body).trim().to_string();
+    let field = |key: &str| {
+        json.as_ref()
+            .and_then(|j| j.get(key))
+            .filter(|v| !v.is_null())
+            .map(|v| v.encode())
+    };
+    if !permitted.contains(&status) {
+        return Err(match &json {
+            Some(_) => field("clientData"),
+            None if !text.is_empty() => Some(format!(
+                "{{\"error\":{}}}",
+                simd_json::to_string(&text).unwrap_or_default()
+            )),
+            None => None,
+        });
+    }
+    let id = match &json {
+        Some(j) => j
+            .get("id")
+            .or_else(|| j.get("username"))
+            .map(|v| v.as_str().map_or_else(|| v.encode(), str::to_string))
+            .unwrap_or_else(|| OPEN_USER.to_string()),
+        None if !text.is_empty() => text,
+        None => OPEN_USER.to_string(),
+    };
+    Ok(LoginOk {
+        id,
+        client_data: field("clientData"),
+        server_data: field("serverData"),
     })
 }
 
@@ -185,5 +253,71 @@ mod tests {
             .decode(pbkdf2_base64("passwd", "salt", &rfc).unwrap())
             .unwrap();
         assert_eq!(bytes[..8], [0x55, 0xac, 0x04, 0x6e, 0x56, 0xe3, 0x08, 0x9f]);
+    }
+
+    #[test]
+    fn webhook_answers_as_the_reference_reads_them() {
+        let ok = webhook_verdict(
+            200,
+            br#"{"id":"w1","clientData":{"a":1},"serverData":{"role":"x"}}"#,
+            &[200],
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                ok.id.as_str(),
+                ok.client_data.as_deref(),
+                ok.server_data.as_deref()
+            ),
+            ("w1", Some(r#"{"a":1}"#), Some(r#"{"role":"x"}"#))
+        );
+        assert_eq!(
+            webhook_verdict(200, b"plain-id", &[200]).unwrap().id,
+            "plain-id"
+        );
+        assert_eq!(
+            webhook_verdict(201, b"{}", &[200, 201]).unwrap().id,
+            OPEN_USER
+        );
+        assert_eq!(
+            webhook_verdict(401, br#"{"clientData":{"why":"no"}}"#, &[200]),
+            Err(Some(r#"{"why":"no"}"#.to_string()))
+        );
+        assert_eq!(
+            webhook_verdict(403, b"go away", &[200]),
+            Err(Some(r#"{"error":"go away"}"#.to_string()))
+        );
+        assert_eq!(webhook_verdict(500, b"", &[200]), Err(None));
+    }
+
+    #[test]
+    fn strategies_run_in_order_and_stop_at_a_webhook() {
+        let users: Yaml = serde_yaml::from_str("bob:\n  password: pw\n").unwrap();
+        let http = AuthConfig::Http(crate::config::HttpAuth {
+            host: "127.0.0.1".into(),
+            port: 1,
+            path: "/".into(),
+            permitted_status: vec![200],
+            retry_status: vec![],
+            retry_attempts: 0,
+            retry_interval_ms: 0,
+            timeout_ms: 100,
+        });
+        let chain = [
+            AuthConfig::File { users, hash: None },
+            http,
+            AuthConfig::Open,
+        ];
+        assert!(matches!(
+            run_from(&chain, 0, &json(r#"{"username":"bob","password":"pw"}"#)),
+            Verdict::Accept(_)
+        ));
+        assert_eq!(
+            run_from(&chain, 0, &json(r#"{"username":"eve"}"#)),
+            Verdict::Ask(1)
+        );
+        assert!(
+            matches!(run_from(&chain, 2, &json(r#"{"username":"eve"}"#)), Verdict::Accept(l) if l.id == "eve")
+        );
     }
 }

@@ -40,6 +40,68 @@ pub enum AuthConfig {
         users: Value,
         hash: Option<HashSettings>,
     },
+    Http(HttpAuth),
+}
+
+/// deepstream's http auth: the auth data is POSTed to a webhook, a permitted status allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpAuth {
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+    pub permitted_status: Vec<u16>,
+    pub retry_status: Vec<u16>,
+    pub retry_attempts: u32,
+    pub retry_interval_ms: u64,
+    pub timeout_ms: u64,
+}
+
+impl HttpAuth {
+    /// Reads the plugin options; only plain `http://` endpoints are supported.
+    fn from_options(options: &Value) -> Result<HttpAuth, String> {
+        let url = options
+            .get("endpointUrl")
+            .and_then(Value::as_str)
+            .ok_or("options.endpointUrl is required")?;
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("endpointUrl '{url}': only http:// endpoints are supported"))?;
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse()
+                    .map_err(|_| format!("endpointUrl '{url}': bad port"))?,
+            ),
+            None => (authority, 80),
+        };
+        let codes = |key: &str, default: &[u16]| -> Vec<u16> {
+            match options.get(key).and_then(Value::as_sequence) {
+                Some(list) => list
+                    .iter()
+                    .filter_map(|v| v.as_u64())
+                    .map(|v| v as u16)
+                    .collect(),
+                None => default.to_vec(),
+            }
+        };
+        let number =
+            |key: &str, default: u64| options.get(key).and_then(Value::as_u64).unwrap_or(default);
+        Ok(HttpAuth {
+            host: host.to_string(),
+            port,
+            path: if path.is_empty() {
+                "/".into()
+            } else {
+                path.to_string()
+            },
+            permitted_status: codes("permittedStatusCodes", &[200]),
+            retry_status: codes("retryStatusCodes", &[]),
+            retry_attempts: number("retryAttempts", 0) as u32,
+            retry_interval_ms: number("retryInterval", 1000),
+            timeout_ms: number("requestTimeout", 2000),
+        })
+    }
 }
 
 /// How users.yml passwords are hashed (deepstream's file auth `hash`, `iterations`, `keyLength`).
@@ -410,6 +472,14 @@ fn auth_plugin(
                 _ => None,
             };
             Ok(AuthConfig::File { users, hash })
+        }
+        Some("http") => {
+            let options = plugin.options.unwrap_or(Value::Null);
+            HttpAuth::from_options(&options)
+                .map(AuthConfig::Http)
+                .map_err(|e| {
+                    ConfigError(format!("{origin}: auth http{}: {e}", line_of(text, "http")))
+                })
         }
         Some(other) => Err(ConfigError(format!(
             "{origin}: auth: unknown or unsupported auth type '{other}'{}",

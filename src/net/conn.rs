@@ -351,6 +351,13 @@ fn decode_all(decoder: &mut FrameDecoder, buf: &mut BytesMut, cx: &ReadContext<'
             }
         }
     };
+    if touched {
+        let jobs = cx.shard.borrow_mut().take_auth_jobs();
+        for job in jobs {
+            glommio::spawn_local(super::webhook::run(job, cx.shard.clone(), cx.pump.clone()))
+                .detach();
+        }
+    }
     if touched || !keep_going {
         cx.pump.wake();
     }

@@ -3,6 +3,7 @@
 
 mod conn;
 mod mesh;
+mod webhook;
 
 use crate::config::Config;
 use crate::shard::Shard;

@@ -5,7 +5,7 @@ mod client;
 pub mod msg;
 pub mod outbox;
 mod permit;
-mod session;
+pub mod session;
 
 use crate::config::Config;
 use crate::core::ids::{owner_of, ConnId};
@@ -29,6 +29,8 @@ pub const MAX_SHARDS: usize = 64;
 enum Phase {
     AwaitChallenge,
     AwaitAuth,
+    /// Waiting for an auth webhook's answer.
+    Authenticating,
     Open,
     Closed,
 }
@@ -43,6 +45,8 @@ struct Conn {
     subscriptions: [AHashSet<Bytes>; 2],
     presence_users: AHashSet<Bytes>,
     presence_all: bool,
+    /// The auth data while a webhook is asked.
+    pending_auth: Option<simd_json::OwnedValue>,
     /// Who this connection is, as permission rules see it.
     identity: Arc<crate::permission::rules::User>,
     /// Permission results that depend only on name and user.
@@ -67,6 +71,8 @@ pub struct Shard {
     /// Messages for other shards, by shard, drained by the runtime.
     pub outgoing: Vec<Vec<ShardMsg>>,
     last_rematch: u64,
+    /// Webhook calls for the runtime to make.
+    auth_jobs: Vec<session::AuthJob>,
     /// Login answers held until every shard has applied the user's going online.
     pending_logins: AHashMap<ConnId, (usize, Bytes)>,
     /// The latest time any entry point was given, for work routed within this shard.
@@ -115,6 +121,7 @@ impl Shard {
             last_rematch: 0,
             now: 0,
             pending_logins: AHashMap::new(),
+            auth_jobs: Vec::new(),
             config,
         }
     }
@@ -148,6 +155,7 @@ impl Shard {
                 subscriptions: Default::default(),
                 presence_users: AHashSet::new(),
                 presence_all: false,
+                pending_auth: None,
                 identity: Arc::default(),
                 permission_cache: permit::DecisionCache::default(),
             },

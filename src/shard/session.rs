@@ -1,6 +1,14 @@
 //! The connection lifecycle as the reference runs it: challenge, login, then normal messages.
 
 use super::{Phase, Shard, ShardMsg};
+
+/// One call to an auth webhook: the strategy to ask and the JSON body to post.
+#[derive(Debug, Clone)]
+pub struct AuthJob {
+    pub local: u32,
+    pub strategy: usize,
+    pub body: String,
+}
 use crate::auth;
 use crate::protocol::message::{
     auth_action, connection_action, parser_action, topic, Message, ParseError,
@@ -45,6 +53,15 @@ impl Shard {
         match phase {
             Phase::AwaitChallenge => self.on_challenge(local, &msg),
             Phase::AwaitAuth => self.on_auth(local, &msg),
+            // The client waits for the answer; anything else meanwhile is out of turn.
+            Phase::Authenticating => {
+                let reply = Message {
+                    original_topic: Some(msg.topic),
+                    original_action: Some(msg.action),
+                    ..Message::new(topic::AUTH, auth_action::INVALID_MESSAGE)
+                };
+                self.send_local(local, &reply);
+            }
             Phase::Open => self.on_client_message(local, msg, now),
             Phase::Closed => {}
         }
@@ -110,59 +127,120 @@ impl Shard {
             self.close_with(local, ws::CLOSE_POLICY, "invalid auth message");
             return;
         };
-        match auth::authenticate(&self.config.auth, &auth_data) {
-            Some(login) => {
-                let identity = crate::permission::rules::User {
-                    authenticated: login.id != auth::OPEN_USER,
-                    server_data: login
-                        .server_data
-                        .as_ref()
-                        .and_then(|d| simd_json::to_owned_value(&mut d.clone().into_bytes()).ok()),
-                    id: login.id.clone(),
-                };
-                let user = Bytes::from(login.id);
-                if let Some(conn) = self.conns.get_mut(&local) {
-                    conn.phase = Phase::Open;
-                    conn.user = user.clone();
-                    conn.identity = std::sync::Arc::new(identity);
-                }
-                let reply = Message {
-                    data: login.client_data.map(Bytes::from),
-                    ..Message::new(topic::AUTH, auth_action::AUTH_SUCCESSFUL)
-                };
-                if user.as_ref() == auth::OPEN_USER.as_bytes() {
-                    self.send_local(local, &reply);
-                } else {
-                    let owner = self.owner(&user);
-                    let reply = Some((self.conn_id(local), super::ws_frame(&reply)));
-                    self.route(
-                        owner,
-                        ShardMsg::PresenceLogin {
-                            user,
-                            login: true,
-                            reply,
-                        },
-                    );
-                }
-            }
-            None => {
-                self.send_local(
-                    local,
-                    &Message::new(topic::AUTH, auth_action::AUTH_UNSUCCESSFUL),
-                );
-                let max = self.config.max_auth_attempts;
+        self.continue_auth(local, auth_data, 0, None);
+    }
+
+    /// Runs the auth strategies from `start`; a webhook strategy becomes an `AuthJob` for the
+    /// runtime, whose answer comes back through `on_auth_answer`.
+    fn continue_auth(
+        &mut self,
+        local: u32,
+        auth_data: simd_json::OwnedValue,
+        start: usize,
+        rejected_with: Option<String>,
+    ) {
+        match auth::run_from(&self.config.auth, start, &auth_data) {
+            auth::Verdict::Accept(login) => self.login_succeeded(local, login),
+            auth::Verdict::Reject => self.login_failed(local, rejected_with),
+            auth::Verdict::Ask(strategy) => {
                 let Some(conn) = self.conns.get_mut(&local) else {
                     return;
                 };
-                conn.auth_attempts += 1;
-                if conn.auth_attempts >= max {
-                    self.send_local(
-                        local,
-                        &Message::new(topic::AUTH, auth_action::TOO_MANY_AUTH_ATTEMPTS),
-                    );
-                    self.close_with(local, ws::CLOSE_POLICY, "too many authentication attempts");
-                }
+                let body = format!(
+                    r#"{{"connectionData":{{}},"authData":{}}}"#,
+                    simd_json::prelude::Writable::encode(&auth_data)
+                );
+                conn.phase = Phase::Authenticating;
+                conn.pending_auth = Some(auth_data);
+                self.auth_jobs.push(AuthJob {
+                    local,
+                    strategy,
+                    body,
+                });
             }
+        }
+    }
+
+    /// A webhook's answer for connection `local`: accepted, or rejected (with client data).
+    pub fn on_auth_answer(
+        &mut self,
+        local: u32,
+        strategy: usize,
+        answer: Result<auth::LoginOk, Option<String>>,
+    ) {
+        let Some(conn) = self.conns.get_mut(&local) else {
+            return;
+        };
+        if conn.phase != Phase::Authenticating {
+            return;
+        }
+        let Some(auth_data) = conn.pending_auth.take() else {
+            return;
+        };
+        conn.phase = Phase::AwaitAuth;
+        match answer {
+            Ok(login) => self.login_succeeded(local, login),
+            Err(client_data) => self.continue_auth(local, auth_data, strategy + 1, client_data),
+        }
+    }
+
+    /// Webhook calls the runtime must make.
+    pub fn take_auth_jobs(&mut self) -> Vec<AuthJob> {
+        std::mem::take(&mut self.auth_jobs)
+    }
+
+    fn login_succeeded(&mut self, local: u32, login: auth::LoginOk) {
+        let identity = crate::permission::rules::User {
+            authenticated: login.id != auth::OPEN_USER,
+            server_data: login
+                .server_data
+                .as_ref()
+                .and_then(|d| simd_json::to_owned_value(&mut d.clone().into_bytes()).ok()),
+            id: login.id.clone(),
+        };
+        let user = Bytes::from(login.id);
+        if let Some(conn) = self.conns.get_mut(&local) {
+            conn.phase = Phase::Open;
+            conn.user = user.clone();
+            conn.identity = std::sync::Arc::new(identity);
+        }
+        let reply = Message {
+            data: login.client_data.map(Bytes::from),
+            ..Message::new(topic::AUTH, auth_action::AUTH_SUCCESSFUL)
+        };
+        if user.as_ref() == auth::OPEN_USER.as_bytes() {
+            self.send_local(local, &reply);
+        } else {
+            let owner = self.owner(&user);
+            let reply = Some((self.conn_id(local), super::ws_frame(&reply)));
+            self.route(
+                owner,
+                ShardMsg::PresenceLogin {
+                    user,
+                    login: true,
+                    reply,
+                },
+            );
+        }
+    }
+
+    fn login_failed(&mut self, local: u32, client_data: Option<String>) {
+        let reply = Message {
+            data: client_data.map(Bytes::from),
+            ..Message::new(topic::AUTH, auth_action::AUTH_UNSUCCESSFUL)
+        };
+        self.send_local(local, &reply);
+        let max = self.config.max_auth_attempts;
+        let Some(conn) = self.conns.get_mut(&local) else {
+            return;
+        };
+        conn.auth_attempts += 1;
+        if conn.auth_attempts >= max {
+            self.send_local(
+                local,
+                &Message::new(topic::AUTH, auth_action::TOO_MANY_AUTH_ATTEMPTS),
+            );
+            self.close_with(local, ws::CLOSE_POLICY, "too many authentication attempts");
         }
     }
 
@@ -182,8 +260,10 @@ impl Shard {
             .conns
             .iter()
             .filter(|(_, c)| {
-                matches!(c.phase, Phase::AwaitChallenge | Phase::AwaitAuth)
-                    && c.opened_at + timeout <= now
+                matches!(
+                    c.phase,
+                    Phase::AwaitChallenge | Phase::AwaitAuth | Phase::Authenticating
+                ) && c.opened_at + timeout <= now
             })
             .map(|(local, _)| *local)
             .collect();
