@@ -65,7 +65,7 @@ fn hash(password: &str, config: Option<&PathBuf>) -> Result<(), String> {
         .iter()
         .find_map(|a| match a {
             AuthConfig::File { hash, .. } => Some(hash.clone()),
-            AuthConfig::Open | AuthConfig::Http(_) => None,
+            AuthConfig::Open | AuthConfig::Http(_) | AuthConfig::Jwt(_) => None,
         })
         .flatten()
         // deepstream's default file auth settings

@@ -1,5 +1,7 @@
 //! Authentication strategies from config.yml's `auth:` list, tried in order.
 
+pub mod jwt;
+
 use crate::config::{AuthConfig, HashSettings};
 use serde_yaml::Value as Yaml;
 use simd_json::prelude::*;
@@ -35,6 +37,7 @@ pub fn run_from(strategies: &[AuthConfig], start: usize, auth_data: &OwnedValue)
                 server_data: None,
             }),
             AuthConfig::File { users, hash } => file_login(users, hash.as_ref(), auth_data),
+            AuthConfig::Jwt(jwt) => jwt.login(auth_data),
             AuthConfig::Http(_) => return Verdict::Ask(index),
         };
         if let Some(login) = login {

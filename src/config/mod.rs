@@ -41,6 +41,8 @@ pub enum AuthConfig {
         hash: Option<HashSettings>,
     },
     Http(HttpAuth),
+    /// JWT logins (a corestream addition): see `auth::jwt`.
+    Jwt(crate::auth::jwt::JwtAuth),
 }
 
 /// deepstream's http auth: the auth data is POSTed to a webhook, a permitted status allows.
@@ -472,6 +474,14 @@ fn auth_plugin(
                 _ => None,
             };
             Ok(AuthConfig::File { users, hash })
+        }
+        Some("jwt") => {
+            let options = plugin.options.unwrap_or(Value::Null);
+            crate::auth::jwt::JwtAuth::from_options(&options, dir)
+                .map(AuthConfig::Jwt)
+                .map_err(|e| {
+                    ConfigError(format!("{origin}: auth jwt{}: {e}", line_of(text, "jwt")))
+                })
         }
         Some("http") => {
             let options = plugin.options.unwrap_or(Value::Null);
