@@ -500,27 +500,6 @@ impl Shard {
         }
     }
 
-    /// Record checks on the owner shard (see `permit::owner_permits`).
-    fn owner_permits(
-        &self,
-        user: Option<&User>,
-        ty: RuleType,
-        name: &[u8],
-        action: i32,
-        data: Option<&[u8]>,
-        old_data: Option<&[u8]>,
-    ) -> bool {
-        super::permit::owner_permits(
-            &self.config.permissions,
-            user,
-            ty,
-            name,
-            action,
-            data,
-            old_data,
-        )
-    }
-
     fn write_record(&mut self, msg: Message, from: ConnId, user: Option<&User>) {
         let Some(name) = msg.name.clone() else { return };
         let change = match (msg.action, msg.path.clone(), msg.data.clone()) {

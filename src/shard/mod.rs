@@ -500,47 +500,42 @@ impl Shard {
     }
 
     fn subscribe_local(&mut self, kind: Kind, name: &Bytes, local: u32) -> bool {
-        match self.local[kind as usize].add(name, local) {
-            Change::Unchanged => return false,
-            Change::Edge => {
-                let owner = self.owner(name);
-                self.route(
-                    owner,
-                    ShardMsg::Interest {
-                        kind,
-                        name: name.clone(),
-                        shard: self.id as u16,
-                        on: true,
-                    },
-                );
-            }
-            Change::Changed => {}
-        }
-        if let Some(conn) = self.conns.get_mut(&local) {
-            conn.subscriptions[kind as usize].insert(crate::core::detach(name));
-        }
-        true
+        self.set_local_subscription(kind, name, local, true)
     }
 
     fn unsubscribe_local(&mut self, kind: Kind, name: &Bytes, local: u32) -> bool {
-        match self.local[kind as usize].remove(name, local) {
+        self.set_local_subscription(kind, name, local, false)
+    }
+
+    /// Adds or removes a local subscriber; the owner hears only of the first and the last.
+    fn set_local_subscription(&mut self, kind: Kind, name: &Bytes, local: u32, on: bool) -> bool {
+        let list = &mut self.local[kind as usize];
+        let change = if on {
+            list.add(name, local)
+        } else {
+            list.remove(name, local)
+        };
+        match change {
             Change::Unchanged => return false,
             Change::Edge => {
                 let owner = self.owner(name);
-                self.route(
-                    owner,
-                    ShardMsg::Interest {
-                        kind,
-                        name: name.clone(),
-                        shard: self.id as u16,
-                        on: false,
-                    },
-                );
+                let interest = ShardMsg::Interest {
+                    kind,
+                    name: name.clone(),
+                    shard: self.id as u16,
+                    on,
+                };
+                self.route(owner, interest);
             }
             Change::Changed => {}
         }
         if let Some(conn) = self.conns.get_mut(&local) {
-            conn.subscriptions[kind as usize].remove(name);
+            let names = &mut conn.subscriptions[kind as usize];
+            if on {
+                names.insert(crate::core::detach(name));
+            } else {
+                names.remove(name);
+            }
         }
         true
     }

@@ -240,29 +240,28 @@ impl Shard {
     }
 }
 
-/// The owner shard's record checks: write (with the data after the change and the stored data
-/// before it), create when the record does not exist yet, delete.
-pub(super) fn owner_permits(
-    permissions: &crate::permission::rules::Permissions,
-    user: Option<&User>,
-    ty: RuleType,
-    name: &[u8],
-    action: i32,
-    data: Option<&[u8]>,
-    old_data: Option<&[u8]>,
-) -> bool {
-    match user {
-        None => true,
-        Some(user) => {
-            let ask = Ask {
-                section: Section::Record,
-                ty,
-                name,
-                action,
-                data,
-                old_data,
-            };
-            evaluate(permissions, user, &ask)
-        }
+impl Shard {
+    /// The owner shard's record checks: write (with the data after the change and the stored
+    /// data before it), create when the record does not exist yet, delete. No user means no
+    /// rules are configured.
+    pub(super) fn owner_permits(
+        &self,
+        user: Option<&User>,
+        ty: RuleType,
+        name: &[u8],
+        action: i32,
+        data: Option<&[u8]>,
+        old_data: Option<&[u8]>,
+    ) -> bool {
+        let Some(user) = user else { return true };
+        let ask = Ask {
+            section: Section::Record,
+            ty,
+            name,
+            action,
+            data,
+            old_data,
+        };
+        evaluate(&self.config.permissions, user, &ask)
     }
 }
