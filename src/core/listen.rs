@@ -443,4 +443,32 @@ mod tests {
             }]
         );
     }
+
+    #[test]
+    fn disconnect_while_offered_moves_on_and_a_listener_without_names_leaves_quietly() {
+        let mut l = setup();
+        let mut out = Vec::new();
+        l.interest_started(&b("news/a"), 0, &mut out);
+        out.clear();
+        l.conn_closed(A, 1, &mut out);
+        assert_eq!(
+            out,
+            vec![ListenEffect::Offer {
+                to: B,
+                pattern: b("news/.*"),
+                name: b("news/a")
+            }]
+        );
+        out.clear();
+        l.conn_closed(B, 2, &mut out);
+        assert!(out.is_empty(), "nobody left to offer to: {out:?}");
+        l.interest_ended(b"news/a", &mut out);
+        assert!(out.is_empty());
+        let mut quiet = setup();
+        quiet.conn_closed(A, 0, &mut out);
+        quiet.remove_listener(b"news/.*", B, 0, &mut out);
+        assert!(out.is_empty());
+        quiet.interest_started(&b("news/b"), 0, &mut out);
+        assert!(out.is_empty(), "no listeners remain");
+    }
 }

@@ -361,4 +361,24 @@ mod tests {
         rpc.request(request("c3"), CALLER, 3, &mut out);
         assert_eq!(actions(&out), vec![(CALLER, rpc_action::NO_RPC_PROVIDER)]);
     }
+
+    #[test]
+    fn a_caller_that_disconnects_leaves_nothing_behind() {
+        let mut rpc = RpcRouter::new(100, 1000);
+        rpc.provide(&Bytes::from_static(b"add"), P1);
+        let mut out = Vec::new();
+        rpc.request(request("c1"), CALLER, 0, &mut out);
+        rpc.conn_closed(CALLER, 1, &mut out);
+        out.clear();
+        rpc.from_provider(answer("c1", rpc_action::RESPONSE), P1, 2, &mut out);
+        assert_eq!(
+            actions(&out),
+            vec![(P1, rpc_action::INVALID_RPC_CORRELATION_ID)],
+            "the late answer goes nowhere"
+        );
+        rpc.tick(10_000, &mut out);
+        assert_eq!(out.len(), 1, "no timeout for a call that is gone");
+        assert!(rpc.unprovide(b"add", P1));
+        assert!(!rpc.unprovide(b"add", P1));
+    }
 }
