@@ -179,3 +179,44 @@ fn health_check_and_unknown_paths() {
     assert!(get("/health-check").starts_with("HTTP/1.1 200"));
     assert!(get("/nope").starts_with("HTTP/1.1 404"));
 }
+
+#[test]
+fn unauthenticated_and_silent_connections_are_dropped() {
+    let dir = std::env::temp_dir().join(format!("corestream-timeouts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.yml");
+    std::fs::write(
+        &config,
+        "connectionEndpoints:\n  - type: ws-binary\n    options:\n      unauthenticatedClientTimeout: 300\n      heartbeatInterval: 250\n",
+    )
+    .unwrap();
+    let server = Server::start(&["--cores", "1", "-c", config.to_str().unwrap()]);
+    let mut lingering = RawClient::connect(server.port);
+    let started = std::time::Instant::now();
+    let reply = lingering.expect_message();
+    assert_eq!(
+        (reply.topic, reply.action),
+        (topic::CONNECTION, connection_action::AUTHENTICATION_TIMEOUT)
+    );
+    assert_eq!(lingering.expect_close(), ws::CLOSE_POLICY);
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+
+    let mut silent = RawClient::login(server.port, "quiet");
+    let started = std::time::Instant::now();
+    assert_eq!(
+        silent.expect_close(),
+        ws::CLOSE_GOING_AWAY,
+        "silence past two heartbeats closes"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_millis(400));
+    let mut chatty = RawClient::login(server.port, "chatty");
+    for _ in 0..6 {
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        chatty.send(&Message::new(topic::CONNECTION, connection_action::PING));
+        assert_eq!(
+            chatty.expect_message().action,
+            connection_action::PONG,
+            "pinging keeps it open"
+        );
+    }
+}
