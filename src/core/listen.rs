@@ -144,6 +144,11 @@ impl Listening {
         }
     }
 
+    /// Whether a listener has accepted to provide `name`.
+    pub fn has_provider(&self, name: &[u8]) -> bool {
+        self.names.get(name).is_some_and(|s| s.provider.is_some())
+    }
+
     /// A name gained its first subscriber anywhere.
     pub fn interest_started(&mut self, name: &Bytes, now: u64, out: &mut Vec<ListenEffect>) {
         if self.patterns.is_empty() {

@@ -384,6 +384,14 @@ impl Shard {
                     }
                     let reply = self.read_reply(msg.action, name);
                     self.send(from, &reply);
+                    // A subscriber arriving after a provider accepted learns of it too.
+                    if self.listening[Kind::Record as usize].has_provider(name) {
+                        let has = Message {
+                            name: Some(name.clone()),
+                            ..Message::new(topic::RECORD, ra::SUBSCRIPTION_HAS_PROVIDER)
+                        };
+                        self.send(from, &has);
+                    }
                 }
             }
             (topic::RECORD, ra::READ | ra::HEAD) => {

@@ -309,3 +309,47 @@ fn rpc_deadlines_count_from_the_request_time_on_a_single_shard() {
         vec![rpc_action::ACCEPT_TIMEOUT]
     );
 }
+
+#[test]
+fn a_late_record_subscriber_hears_that_the_record_has_a_provider() {
+    let mut cluster = Cluster::new(2);
+    let name = name_owned_by(1, 2, "feed");
+    let provider = cluster.login(0, "p");
+    let early = cluster.login(0, "early");
+    let listen = Message {
+        name: Some(Bytes::from_static(b"feed/.*")),
+        ..Message::new(topic::RECORD, record_action::LISTEN)
+    };
+    cluster.send(&provider, &listen);
+    let subscribe = Message {
+        correlation_id: Some(Bytes::from_static(b"1")),
+        names: names(&[&name]),
+        ..Message::new(topic::RECORD, record_action::SUBSCRIBECREATEANDREAD)
+    };
+    cluster.send(&early, &subscribe);
+    let offer = received(&provider)
+        .into_iter()
+        .find(|m| m.action == record_action::SUBSCRIPTION_FOR_PATTERN_FOUND)
+        .expect("offer");
+    cluster.send(
+        &provider,
+        &Message {
+            action: record_action::LISTEN_ACCEPT,
+            ..offer
+        },
+    );
+    assert!(received(&early)
+        .iter()
+        .any(|m| m.action == record_action::SUBSCRIPTION_HAS_PROVIDER));
+    let late = cluster.login(1, "late");
+    cluster.send(&late, &subscribe);
+    let got: Vec<i32> = received(&late).iter().map(|m| m.action).collect();
+    assert_eq!(
+        got,
+        vec![
+            record_action::SUBSCRIBECREATEANDREAD,
+            record_action::READ_RESPONSE,
+            record_action::SUBSCRIPTION_HAS_PROVIDER
+        ]
+    );
+}
