@@ -1,6 +1,6 @@
 //! Valve rule evaluation per message: a name/user rule, and a rule that parses the data.
 
-use corestream::permission::rules::{Permissions, RuleType, Section, User};
+use corestream::permission::rules::{Permissions, RuleInput, RuleType, Section, User};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 
@@ -31,14 +31,15 @@ fn evaluation(c: &mut Criterion) {
             let rule = permissions
                 .applicable(Section::Record, RuleType::Write, black_box("profile/alice"))
                 .expect("rule");
-            black_box(rule.eval(
-                &user,
-                "profile/alice",
-                18,
-                None,
-                None,
-                permissions.max_work(),
-            ))
+            black_box(rule.eval(&RuleInput {
+                user: &user,
+                name: "profile/alice",
+                action: 18,
+                data: None,
+                old_data: None,
+                refs: &[],
+                max_work: permissions.max_work(),
+            }))
         })
     });
     group.bench_function("with data (parse 90 B payload + evaluate)", |b| {
@@ -47,14 +48,15 @@ fn evaluation(c: &mut Criterion) {
                 .applicable(Section::Record, RuleType::Write, black_box("price/EURUSD"))
                 .expect("rule");
             let data = simd_json::to_owned_value(&mut payload.to_vec()).ok();
-            black_box(rule.eval(
-                &user,
-                "price/EURUSD",
-                18,
-                data.as_ref(),
-                None,
-                permissions.max_work(),
-            ))
+            black_box(rule.eval(&RuleInput {
+                user: &user,
+                name: "price/EURUSD",
+                action: 18,
+                data: data.as_ref(),
+                old_data: None,
+                refs: &[],
+                max_work: permissions.max_work(),
+            }))
         })
     });
     group.finish();

@@ -40,7 +40,7 @@ fn file_auth_and_permissions_with_the_real_client() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        stdout.contains("# pass 6") && stdout.contains("# fail 0"),
+        stdout.contains("# pass 7") && stdout.contains("# fail 0"),
         "{stdout}"
     );
 }

@@ -23,6 +23,8 @@ pub enum Expr {
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
     Cond(Box<Expr>, Box<Expr>, Box<Expr>),
+    /// `_(name)`: the data of another record.
+    Ref(Box<Expr>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,7 +281,12 @@ impl Parser {
                 "null" => Expr::Null,
                 "undefined" => Expr::Undefined,
                 "new" | "function" => return Err(format!("rule can't contain {id}")),
-                "_" => return Err("cross-record references _() are not supported yet".into()),
+                "_" => {
+                    self.expect("(")?;
+                    let name = self.ternary()?;
+                    self.expect(")")?;
+                    Expr::Ref(Box::new(name))
+                }
                 "user" | "data" | "oldData" | "now" | "action" | "name" => Expr::Ident(id),
                 v if v.starts_with('$') => Expr::Ident(id),
                 other => return Err(format!("unknown name '{other}'")),
@@ -311,6 +318,7 @@ impl Expr {
         match self {
             Expr::Ident(i) => i == ident,
             Expr::Member(e, _) | Expr::Not(e) | Expr::Neg(e) => e.mentions(ident),
+            Expr::Ref(e) => ident == "_" || e.mentions(ident),
             Expr::Index(a, b) | Expr::Binary(_, a, b) | Expr::And(a, b) | Expr::Or(a, b) => {
                 a.mentions(ident) || b.mentions(ident)
             }
@@ -332,6 +340,42 @@ pub struct Context<'a> {
     pub action: i32,
     pub name: &'a str,
     pub variables: &'a [(String, String)],
+    /// Records read with `_()`, by name; `None` for a record that does not exist.
+    pub refs: &'a [(String, Option<OwnedValue>)],
+}
+
+/// The record names `expr` reads with `_()` that are not in `cx.refs` yet, as far as they can
+/// be computed now (a name built from another reference is found once that one is known).
+pub fn missing_refs(expr: &Expr, cx: &Context<'_>, out: &mut Vec<String>) {
+    let mut visit = |e: &Expr| missing_refs(e, cx, out);
+    match expr {
+        Expr::Ref(arg) => {
+            visit(arg);
+            let mut budget = 10_000;
+            let name = match eval(arg, cx, &mut budget) {
+                v @ (Val::Str(_) | Val::Num(_)) => v.text().into_owned(),
+                _ => return,
+            };
+            if !cx.refs.iter().any(|(n, _)| *n == name) && !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        Expr::Member(e, _) | Expr::Not(e) | Expr::Neg(e) => visit(e),
+        Expr::Index(a, b) | Expr::Binary(_, a, b) | Expr::And(a, b) | Expr::Or(a, b) => {
+            visit(a);
+            visit(b);
+        }
+        Expr::Call(e, _, args) => {
+            visit(e);
+            args.iter().for_each(visit);
+        }
+        Expr::Cond(a, b, c) => {
+            visit(a);
+            visit(b);
+            visit(c);
+        }
+        _ => {}
+    }
 }
 
 /// A value during evaluation: JSON stays borrowed.
@@ -514,6 +558,14 @@ pub fn eval<'a>(expr: &'a Expr, cx: &Context<'a>, budget: &mut u32) -> Val<'a> {
                 eval(b, cx, budget)
             }
         }
+        Expr::Ref(arg) => {
+            let name = eval(arg, cx, budget).text().into_owned();
+            match cx.refs.iter().find(|(n, _)| *n == name) {
+                Some((_, Some(data))) => Val::from_json(data),
+                Some((_, None)) => Val::Null,
+                None => Val::Undefined,
+            }
+        }
         Expr::Cond(c, y, n) => {
             if eval(c, cx, budget).truthy() {
                 eval(y, cx, budget)
@@ -624,6 +676,14 @@ mod tests {
         let expr = parse(rule).unwrap_or_else(|e| panic!("{rule}: {e}"));
         let user_data = json(r#"{"role":"admin","level":3,"teams":["a","b"]}"#);
         let variables = vec![("$userId".to_string(), "alice".to_string())];
+        let refs = vec![
+            (
+                "settings".to_string(),
+                Some(json(r#"{"open":true,"admins":["alice"],"next":"limits"}"#)),
+            ),
+            ("limits".to_string(), Some(json(r#"{"max":5}"#))),
+            ("gone".to_string(), None),
+        ];
         let cx = Context {
             user_id: "alice",
             authenticated: true,
@@ -634,6 +694,7 @@ mod tests {
             action: 18,
             name: "profile/alice",
             variables: &variables,
+            refs: &refs,
         };
         let mut budget = 10_000;
         eval(&expr, &cx, &mut budget).truthy()
@@ -718,7 +779,7 @@ mod tests {
             ("user.id ===", "end of rule"),
             ("eval('x')", "unknown name"),
             ("name.replace('a','b')", "not supported"),
-            ("_('other').x", "not supported yet"),
+            ("_('other'", "expected ')'"),
             ("new Date()", "new"),
             ("'unterminated", "unterminated"),
             ("1 # 2", "unexpected character"),
@@ -742,8 +803,46 @@ mod tests {
             action: 0,
             name: "",
             variables: &[],
+            refs: &[],
         };
         let mut budget = 3;
         assert!(!eval(&expr, &cx, &mut budget).truthy());
+    }
+
+    #[test]
+    fn cross_record_references() {
+        assert!(check(
+            "_('settings').open && _('settings').admins.includes(user.id)",
+            None,
+            None
+        ));
+        assert!(check("_(_('settings').next).max === 5", None, None));
+        assert!(check(
+            "_('gone') === null && _('unknown') === undefined",
+            None,
+            None
+        ));
+        let expr = parse("_('settings').open && _('p/' + $userId).x && _(_('settings').next).max > 0 && _(_('p/x').y).z").unwrap();
+        let variables = vec![("$userId".to_string(), "bob".to_string())];
+        let refs = vec![("settings".to_string(), Some(json(r#"{"next":"limits"}"#)))];
+        let cx = Context {
+            user_id: "bob",
+            authenticated: true,
+            user_data: None,
+            data: None,
+            old_data: None,
+            now: 0.0,
+            action: 0,
+            name: "",
+            variables: &variables,
+            refs: &refs,
+        };
+        let mut missing = Vec::new();
+        missing_refs(&expr, &cx, &mut missing);
+        assert_eq!(
+            missing,
+            vec!["p/bob".to_string(), "limits".to_string(), "p/x".to_string()]
+        );
+        assert!(expr.mentions("_"));
     }
 }

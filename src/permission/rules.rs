@@ -78,6 +78,8 @@ pub enum Rule {
         uses_data: bool,
         uses_old_data: bool,
         uses_now: bool,
+        /// Reads other records with `_()`.
+        uses_refs: bool,
     },
 }
 
@@ -102,6 +104,16 @@ impl Rule {
         )
     }
 
+    pub fn uses_refs(&self) -> bool {
+        matches!(
+            self,
+            Rule::Expr {
+                uses_refs: true,
+                ..
+            }
+        )
+    }
+
     /// True when the result depends only on the name and the user, so it may be cached.
     pub fn cacheable(&self) -> bool {
         match self {
@@ -110,8 +122,9 @@ impl Rule {
                 uses_data,
                 uses_old_data,
                 uses_now,
+                uses_refs,
                 ..
-            } => !uses_data && !uses_old_data && !uses_now,
+            } => !uses_data && !uses_old_data && !uses_now && !uses_refs,
         }
     }
 }
@@ -137,6 +150,7 @@ pub struct User {
 pub struct Permissions {
     sections: Vec<(Section, Vec<PathRules>)>,
     max_work: u32,
+    max_rule_iterations: u32,
     /// No rules at all: everything is allowed without looking.
     open: bool,
 }
@@ -147,39 +161,61 @@ pub struct Applicable<'a> {
     variables: Vec<(String, String)>,
 }
 
+/// What a rule is evaluated against.
+pub struct RuleInput<'a> {
+    pub user: &'a User,
+    pub name: &'a str,
+    pub action: i32,
+    pub data: Option<&'a OwnedValue>,
+    pub old_data: Option<&'a OwnedValue>,
+    /// Records read with `_()`, fetched beforehand.
+    pub refs: &'a [(String, Option<OwnedValue>)],
+    pub max_work: u32,
+}
+
 impl Applicable<'_> {
-    pub fn eval(
-        &self,
-        user: &User,
-        name: &str,
-        action: i32,
-        data: Option<&OwnedValue>,
-        old_data: Option<&OwnedValue>,
-        max_work: u32,
-    ) -> bool {
+    fn context<'a>(&'a self, input: &RuleInput<'a>) -> Context<'a> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_millis() as f64);
+        Context {
+            user_id: &input.user.id,
+            authenticated: input.user.authenticated,
+            user_data: input.user.server_data.as_ref(),
+            data: input.data,
+            old_data: input.old_data,
+            now,
+            action: input.action,
+            name: input.name,
+            variables: &self.variables,
+            refs: input.refs,
+        }
+    }
+
+    pub fn eval(&self, input: &RuleInput<'_>) -> bool {
         match self.rule {
             Rule::Const(allowed) => *allowed,
             Rule::Expr { expr, .. } => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0.0, |d| d.as_millis() as f64);
-                let cx = Context {
-                    user_id: &user.id,
-                    authenticated: user.authenticated,
-                    user_data: user.server_data.as_ref(),
-                    data,
-                    old_data,
-                    now,
-                    action,
-                    name,
-                    variables: &self.variables,
-                };
-                let mut budget = max_work;
-                let result = expr::eval(expr, &cx, &mut budget).truthy();
+                let mut budget = input.max_work;
+                let result = expr::eval(expr, &self.context(input), &mut budget).truthy();
                 // A rule that ran out of budget is an error, and errors deny.
                 result && budget > 0
             }
         }
+    }
+
+    /// Records this rule reads with `_()` that `input.refs` does not hold yet.
+    pub fn missing_refs(&self, input: &RuleInput<'_>) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Rule::Expr {
+            expr,
+            uses_refs: true,
+            ..
+        } = self.rule
+        {
+            expr::missing_refs(expr, &self.context(input), &mut out);
+        }
+        out
     }
 }
 
@@ -241,12 +277,18 @@ impl Permissions {
         Permissions {
             sections: Vec::new(),
             max_work: 10_000,
+            max_rule_iterations: 3,
             open: true,
         }
     }
 
     pub fn is_open(&self) -> bool {
         self.open
+    }
+
+    /// How many rounds of `_()` record reads one check may take.
+    pub fn max_rule_iterations(&self) -> u32 {
+        self.max_rule_iterations
     }
 
     pub fn max_work(&self) -> u32 {
@@ -321,11 +363,13 @@ impl Permissions {
                                 ));
                             }
                             let uses_now = expr.mentions("now");
+                            let uses_refs = expr.mentions("_");
                             Rule::Expr {
                                 expr,
                                 uses_data,
                                 uses_old_data,
                                 uses_now,
+                                uses_refs,
                             }
                         }
                         _ => {
@@ -349,6 +393,7 @@ impl Permissions {
         Ok(Permissions {
             sections,
             max_work: max_rule_iterations.max(1).saturating_mul(1000),
+            max_rule_iterations: max_rule_iterations.max(1),
             open: false,
         })
     }
@@ -426,8 +471,19 @@ rpc:
     }
 
     fn allowed(p: &Permissions, section: Section, ty: RuleType, name: &str, who: &str) -> bool {
-        p.applicable(section, ty, name)
-            .is_some_and(|a| a.eval(&user(who), name, 0, None, None, p.max_work()))
+        p.applicable(section, ty, name).is_some_and(|a| {
+            let user = user(who);
+            let input = RuleInput {
+                user: &user,
+                name,
+                action: 0,
+                data: None,
+                old_data: None,
+                refs: &[],
+                max_work: p.max_work(),
+            };
+            a.eval(&input)
+        })
     }
 
     #[test]

@@ -107,6 +107,7 @@ impl Shard {
                                 msg: Box::new(msg),
                                 from,
                                 user: None,
+                                refs: None,
                             },
                         );
                     }
@@ -169,6 +170,7 @@ impl Shard {
                 msg: Box::new(msg),
                 from,
                 user: self.op_user(from.local),
+                refs: self.op_refs(),
             },
         );
     }
@@ -191,6 +193,7 @@ impl Shard {
                         msg: Box::new(part),
                         from,
                         user: self.op_user(from.local),
+                        refs: self.op_refs(),
                     },
                 );
             }
@@ -360,6 +363,7 @@ impl Shard {
         msg: Message,
         from: ConnId,
         user: Option<&User>,
+        refs: Option<&super::permit::Refs>,
         now: u64,
     ) {
         match (msg.topic, msg.action) {
@@ -377,7 +381,15 @@ impl Shard {
                     let missing = self.storage.get(name).is_none();
                     if msg.action == ra::SUBSCRIBECREATEANDREAD
                         && missing
-                        && !self.owner_permits(user, RuleType::Create, name, msg.action, None, None)
+                        && !self.owner_permits(
+                            user,
+                            refs,
+                            RuleType::Create,
+                            name,
+                            msg.action,
+                            None,
+                            None,
+                        )
                     {
                         self.send(from, &super::permit::denied(&msg, Some(name.clone())));
                         continue;
@@ -414,8 +426,8 @@ impl Shard {
                 };
                 self.send(from, &reply);
             }
-            (topic::RECORD, ra::DELETE) => self.delete_record(msg, from, user),
-            (topic::RECORD, _) => self.write_record(msg, from, user),
+            (topic::RECORD, ra::DELETE) => self.delete_record(msg, from, user, refs),
+            (topic::RECORD, _) => self.write_record(msg, from, user, refs),
             (topic::RPC, rpc_action::PROVIDE | rpc_action::UNPROVIDE) => {
                 for name in &msg.names {
                     let changed = if msg.action == rpc_action::PROVIDE {
@@ -508,7 +520,13 @@ impl Shard {
         }
     }
 
-    fn write_record(&mut self, msg: Message, from: ConnId, user: Option<&User>) {
+    fn write_record(
+        &mut self,
+        msg: Message,
+        from: ConnId,
+        user: Option<&User>,
+        refs: Option<&super::permit::Refs>,
+    ) {
         let Some(name) = msg.name.clone() else { return };
         let change = match (msg.action, msg.path.clone(), msg.data.clone()) {
             (ra::UPDATE | ra::CREATEANDUPDATE, _, Some(data)) => Change::Replace(data),
@@ -531,13 +549,22 @@ impl Shard {
                 let current = self.storage.get(&name).map(|r| r.data.clone());
                 let allowed = self.owner_permits(
                     user,
+                    refs,
                     RuleType::Write,
                     &name,
                     msg.action,
                     Some(&record.data),
                     current.as_deref(),
                 ) && (current.is_some()
-                    || self.owner_permits(user, RuleType::Create, &name, msg.action, None, None));
+                    || self.owner_permits(
+                        user,
+                        refs,
+                        RuleType::Create,
+                        &name,
+                        msg.action,
+                        None,
+                        None,
+                    ));
                 if !allowed {
                     self.send(from, &super::permit::denied(&msg, Some(name)));
                     return;
@@ -609,11 +636,18 @@ impl Shard {
         }
     }
 
-    fn delete_record(&mut self, msg: Message, from: ConnId, user: Option<&User>) {
+    fn delete_record(
+        &mut self,
+        msg: Message,
+        from: ConnId,
+        user: Option<&User>,
+        refs: Option<&super::permit::Refs>,
+    ) {
         let Some(name) = msg.name.clone() else { return };
         let current = self.storage.get(&name).map(|r| r.data.clone());
         if !self.owner_permits(
             user,
+            refs,
             RuleType::Delete,
             &name,
             msg.action,

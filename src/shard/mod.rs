@@ -71,6 +71,13 @@ pub struct Shard {
     /// Messages for other shards, by shard, drained by the runtime.
     pub outgoing: Vec<Vec<ShardMsg>>,
     last_rematch: u64,
+    /// Records read by `_()` rules for the message being handled again.
+    rule_refs: permit::Refs,
+    /// How many times the message being handled has waited for such records.
+    resumed_rounds: u32,
+    /// Messages waiting for records their permission rules read.
+    waiting_checks: AHashMap<u64, permit::WaitingCheck>,
+    next_check: u64,
     /// Webhook calls for the runtime to make.
     auth_jobs: Vec<session::AuthJob>,
     /// Login answers held until every shard has applied the user's going online.
@@ -122,6 +129,10 @@ impl Shard {
             now: 0,
             pending_logins: AHashMap::new(),
             auth_jobs: Vec::new(),
+            rule_refs: Vec::new(),
+            resumed_rounds: 0,
+            waiting_checks: AHashMap::new(),
+            next_check: 0,
             config,
         }
     }
@@ -212,7 +223,18 @@ impl Shard {
         self.now = self.now.max(now);
         let now = self.now;
         match msg {
-            ShardMsg::Op { msg, from, user } => self.on_owner_op(*msg, from, user.as_deref(), now),
+            ShardMsg::Op {
+                msg,
+                from,
+                user,
+                refs,
+            } => self.on_owner_op(*msg, from, user.as_deref(), refs.as_deref(), now),
+            ShardMsg::RuleRead {
+                names,
+                token,
+                reply_to,
+            } => self.on_rule_read(names, token, reply_to),
+            ShardMsg::RuleData { token, records } => self.on_rule_data(token, records, now),
             ShardMsg::Emit { name, data, from } => {
                 let out = Message {
                     name: Some(name.clone()),

@@ -22,6 +22,18 @@ pub enum ShardMsg {
         msg: Box<Message>,
         from: ConnId,
         user: Option<Arc<User>>,
+        refs: Option<Arc<super::permit::Refs>>,
+    },
+    /// To the owner: the stored data of records a permission rule elsewhere reads with `_()`.
+    RuleRead {
+        names: Vec<String>,
+        token: u64,
+        reply_to: u16,
+    },
+    /// The answer to `RuleRead`.
+    RuleData {
+        token: u64,
+        records: Vec<(String, Option<Bytes>)>,
     },
     /// The hot path of events, without a boxed message: emit `data` on `name`.
     Emit {

@@ -1,9 +1,12 @@
 //! Valve checks for client messages: on the connection's shard for everything that needs only
-//! the name, the user and the message data; on the owner shard for record writes, deletes and
-//! creates (they need the stored record as `oldData`, and whether it exists).
+//! the name, the user, the message data and records read with `_()`; on the owner shard for
+//! record writes, deletes and creates (they need the stored record as `oldData`, and whether it
+//! exists). Records a rule reads with `_()` are fetched from their owners first: the message
+//! waits, then is handled again with them (at most `maxRuleIterations` rounds).
 
+use super::msg::ShardMsg;
 use super::Shard;
-use crate::permission::rules::{RuleType, Section, User};
+use crate::permission::rules::{Permissions, RuleInput, RuleType, Section, User};
 use crate::protocol::message::{
     event_action, presence_action, record_action, rpc_action, topic, Message,
 };
@@ -12,30 +15,60 @@ use bytes::Bytes;
 use simd_json::OwnedValue;
 use std::sync::Arc;
 
+/// Records read by `_()` rules, parsed; `None` where the record does not exist.
+pub type Refs = Vec<(String, Option<OwnedValue>)>;
+
 /// Cached decisions of one connection; cleared when full so it stays bounded.
 #[derive(Default)]
 pub struct DecisionCache(AHashMap<(Section, RuleType, Bytes), bool>);
 
 const CACHE_LIMIT: usize = 4096;
+/// Messages waiting for `_()` records, per shard; past this they are refused.
+const MAX_WAITING_CHECKS: usize = 10_000;
 
-pub fn denied_action(topic: i32) -> i32 {
-    match topic {
-        topic::EVENT => event_action::MESSAGE_DENIED,
-        topic::RECORD => record_action::MESSAGE_DENIED,
-        topic::RPC => rpc_action::MESSAGE_DENIED,
-        _ => presence_action::MESSAGE_DENIED,
+/// A message waiting for the records its rules read.
+pub struct WaitingCheck {
+    local: u32,
+    msg: Message,
+    refs: Refs,
+    waiting: Vec<String>,
+    rounds: u32,
+}
+
+pub enum Verdict {
+    Allow,
+    Deny,
+    /// The rule reads these records with `_()`; ask again once they are known.
+    Need(Vec<String>),
+}
+
+fn action_for(topic: i32, denied: bool) -> i32 {
+    match (topic, denied) {
+        (topic::EVENT, true) => event_action::MESSAGE_DENIED,
+        (topic::EVENT, false) => event_action::MESSAGE_PERMISSION_ERROR,
+        (topic::RECORD, true) => record_action::MESSAGE_DENIED,
+        (topic::RECORD, false) => record_action::MESSAGE_PERMISSION_ERROR,
+        (topic::RPC, true) => rpc_action::MESSAGE_DENIED,
+        (topic::RPC, false) => rpc_action::MESSAGE_PERMISSION_ERROR,
+        (_, true) => presence_action::MESSAGE_DENIED,
+        (_, false) => presence_action::MESSAGE_PERMISSION_ERROR,
     }
 }
 
 /// The reference's MESSAGE_DENIED shape.
 pub fn denied(msg: &Message, name: Option<Bytes>) -> Message {
+    refusal(msg, name, true)
+}
+
+/// MESSAGE_DENIED, or MESSAGE_PERMISSION_ERROR when a rule could not be evaluated.
+fn refusal(msg: &Message, name: Option<Bytes>, denied: bool) -> Message {
     Message {
         name,
         correlation_id: msg.correlation_id.clone(),
         original_action: Some(msg.action),
         is_error: Some(true),
         is_write_ack: msg.is_write_ack.filter(|w| *w),
-        ..Message::new(msg.topic, denied_action(msg.topic))
+        ..Message::new(msg.topic, action_for(msg.topic, denied))
     }
 }
 
@@ -44,6 +77,7 @@ fn parse_json(bytes: &[u8]) -> Option<OwnedValue> {
 }
 
 /// One permission question: may the user do `ty` on `name` (with this data, over that old data)?
+#[derive(Clone, Copy)]
 pub struct Ask<'a> {
     pub section: Section,
     pub ty: RuleType,
@@ -54,41 +88,87 @@ pub struct Ask<'a> {
 }
 
 /// Evaluates the rule that applies; `data` and `old_data` are parsed only if it reads them.
-pub fn evaluate(
-    permissions: &crate::permission::rules::Permissions,
-    user: &User,
-    ask: &Ask<'_>,
-) -> bool {
-    let Ask {
-        section,
-        ty,
-        name,
-        action,
-        data,
-        old_data,
-    } = *ask;
-    let name = String::from_utf8_lossy(name);
-    let Some(applicable) = permissions.applicable(section, ty, &name) else {
-        return false;
+pub fn evaluate(permissions: &Permissions, user: &User, ask: &Ask<'_>, refs: &Refs) -> Verdict {
+    let name = String::from_utf8_lossy(ask.name);
+    let Some(applicable) = permissions.applicable(ask.section, ask.ty, &name) else {
+        return Verdict::Deny;
     };
-    let data = if applicable.rule.uses_data() {
-        data.and_then(parse_json)
+    let rule = applicable.rule;
+    let data = if rule.uses_data() {
+        ask.data.and_then(parse_json)
     } else {
         None
     };
-    let old_data = if applicable.rule.uses_old_data() {
-        old_data.and_then(parse_json)
+    let old_data = if rule.uses_old_data() {
+        ask.old_data.and_then(parse_json)
     } else {
         None
     };
-    applicable.eval(
+    let input = RuleInput {
         user,
-        &name,
-        action,
-        data.as_ref(),
-        old_data.as_ref(),
-        permissions.max_work(),
-    )
+        name: &name,
+        action: ask.action,
+        data: data.as_ref(),
+        old_data: old_data.as_ref(),
+        refs,
+        max_work: permissions.max_work(),
+    };
+    let missing = applicable.missing_refs(&input);
+    if !missing.is_empty() {
+        return Verdict::Need(missing);
+    }
+    if applicable.eval(&input) {
+        Verdict::Allow
+    } else {
+        Verdict::Deny
+    }
+}
+
+/// What the connection's shard checks for a message: `(section, rule type, one name or the
+/// names list)`; record writes and deletes are listed so `_()` records can be fetched for the
+/// owner's check.
+fn checks_for(msg: &Message) -> Option<(Section, &'static [RuleType], bool)> {
+    use event_action as ea;
+    use presence_action as pa;
+    use record_action as ra;
+    use RuleType::*;
+    Some(match (msg.topic, msg.action) {
+        (topic::EVENT, ea::SUBSCRIBE) => (Section::Event, &[Subscribe], true),
+        (topic::EVENT, ea::EMIT) => (Section::Event, &[Publish], false),
+        (topic::EVENT, ea::LISTEN) => (Section::Event, &[Listen], false),
+        (
+            topic::RECORD,
+            ra::SUBSCRIBECREATEANDREAD
+            | ra::SUBSCRIBEANDREAD
+            | ra::SUBSCRIBEANDHEAD
+            | ra::HEAD_BULK,
+        ) => (Section::Record, &[Read], true),
+        (topic::RECORD, ra::READ | ra::HEAD) => (Section::Record, &[Read], false),
+        (topic::RECORD, ra::LISTEN) => (Section::Record, &[Listen], false),
+        (topic::RECORD, ra::NOTIFY) => (Section::Record, &[Notify], true),
+        (topic::RPC, rpc_action::PROVIDE) => (Section::Rpc, &[Provide], true),
+        (topic::RPC, rpc_action::REQUEST) => (Section::Rpc, &[Request], false),
+        (topic::PRESENCE, pa::SUBSCRIBE | pa::QUERY) => (Section::Presence, &[Allow], true),
+        (topic::PRESENCE, pa::SUBSCRIBE_ALL | pa::QUERY_ALL) => {
+            (Section::Presence, &[Allow], false)
+        }
+        _ => return None,
+    })
+}
+
+/// Rules the owner evaluates for record writes and deletes, whose `_()` records the
+/// connection's shard fetches beforehand.
+fn owner_rules(msg: &Message) -> &'static [RuleType] {
+    use record_action as ra;
+    match (msg.topic, msg.action) {
+        (
+            topic::RECORD,
+            ra::UPDATE | ra::PATCH | ra::ERASE | ra::CREATEANDUPDATE | ra::CREATEANDPATCH,
+        ) => &[RuleType::Write, RuleType::Create],
+        (topic::RECORD, ra::DELETE) => &[RuleType::Delete],
+        (topic::RECORD, ra::SUBSCRIBECREATEANDREAD) => &[RuleType::Create],
+        _ => &[],
+    }
 }
 
 impl Shard {
@@ -100,153 +180,244 @@ impl Shard {
         self.conns.get(&local).map(|c| c.identity.clone())
     }
 
-    /// Whether connection `local` may do `ty` on `name`; decisions that depend only on the
-    /// name and the user are cached per connection.
-    pub(super) fn permitted(
-        &mut self,
-        local: u32,
-        section: Section,
-        ty: RuleType,
-        name: &[u8],
-        action: i32,
-        data: Option<&[u8]>,
-    ) -> bool {
+    /// One decision, cached per connection when it depends only on the name and the user.
+    fn decide(&mut self, local: u32, ask: &Ask<'_>, refs: &Refs) -> Verdict {
         let permissions = self.config.permissions.clone();
-        if permissions.is_open() {
-            return true;
-        }
         let Some(conn) = self.conns.get_mut(&local) else {
-            return false;
+            return Verdict::Deny;
         };
-        let key = (section, ty, Bytes::copy_from_slice(name));
+        let key = (ask.section, ask.ty, Bytes::copy_from_slice(ask.name));
         if let Some(decision) = conn.permission_cache.0.get(&key) {
-            return *decision;
+            return if *decision {
+                Verdict::Allow
+            } else {
+                Verdict::Deny
+            };
         }
-        let text = String::from_utf8_lossy(name);
+        let text = String::from_utf8_lossy(ask.name);
         let cacheable = permissions
-            .applicable(section, ty, &text)
+            .applicable(ask.section, ask.ty, &text)
             .is_none_or(|a| a.rule.cacheable());
-        let ask = Ask {
-            section,
-            ty,
-            name,
-            action,
-            data,
-            old_data: None,
-        };
-        let decision = evaluate(&permissions, &conn.identity, &ask);
+        let verdict = evaluate(&permissions, &conn.identity, ask, refs);
         if cacheable {
             if conn.permission_cache.0.len() >= CACHE_LIMIT {
                 conn.permission_cache.0.clear();
             }
-            conn.permission_cache.0.insert(key, decision);
+            conn.permission_cache
+                .0
+                .insert(key, matches!(verdict, Verdict::Allow));
         }
-        decision
+        verdict
     }
 
-    /// Drops the names of a bulk message that `local` may not use, answering each with
-    /// MESSAGE_DENIED. Returns false if none are left.
-    pub(super) fn permit_names(
-        &mut self,
-        local: u32,
-        msg: &mut Message,
-        section: Section,
-        ty: RuleType,
-    ) -> bool {
+    /// The checks made on the connection's shard before a message is handled. False when the
+    /// message was refused (and answered) or waits for records its rules read.
+    pub(super) fn gate(&mut self, local: u32, msg: &mut Message) -> bool {
         if self.config.permissions.is_open() {
             return true;
         }
-        let names = std::mem::take(&mut msg.names);
-        for name in names {
-            if self.permitted(local, section, ty, &name, msg.action, None) {
-                msg.names.push(name);
-            } else {
-                let reply = denied(msg, Some(name));
-                self.send_local(local, &reply);
+        let refs = std::mem::take(&mut self.rule_refs);
+        let mut need: Vec<String> = Vec::new();
+        let mut refused: Vec<Bytes> = Vec::new();
+        let add_need = |names: Vec<String>, need: &mut Vec<String>| {
+            for n in names {
+                if !need.contains(&n) {
+                    need.push(n);
+                }
             }
+        };
+        let bulk = matches!(checks_for(msg), Some((_, _, true)));
+        if let Some((section, types, _)) = checks_for(msg) {
+            let single = [msg.name.clone().unwrap_or_default()];
+            let names: Vec<Bytes> = if bulk {
+                msg.names.clone()
+            } else {
+                single.to_vec()
+            };
+            for name in &names {
+                let mut allowed = true;
+                for ty in types {
+                    let ask = Ask {
+                        section,
+                        ty: *ty,
+                        name,
+                        action: msg.action,
+                        data: msg.data.as_deref(),
+                        old_data: None,
+                    };
+                    match self.decide(local, &ask, &refs) {
+                        Verdict::Allow => {}
+                        Verdict::Deny => allowed = false,
+                        Verdict::Need(names) => add_need(names, &mut need),
+                    }
+                }
+                if !allowed {
+                    refused.push(name.clone());
+                }
+            }
+        }
+        // Records the owner's rules read are fetched here, so the owner can decide at once.
+        let name = msg.name.clone().unwrap_or_default();
+        let owner_names: Vec<Bytes> = if msg.names.is_empty() {
+            vec![name]
+        } else {
+            msg.names.clone()
+        };
+        for ty in owner_rules(msg) {
+            for name in &owner_names {
+                let text = String::from_utf8_lossy(name);
+                let Some(applicable) =
+                    self.config
+                        .permissions
+                        .applicable(Section::Record, *ty, &text)
+                else {
+                    continue;
+                };
+                if !applicable.rule.uses_refs() {
+                    continue;
+                }
+                let identity = self
+                    .conns
+                    .get(&local)
+                    .map(|c| c.identity.clone())
+                    .unwrap_or_default();
+                let data = if applicable.rule.uses_data() {
+                    msg.data.as_deref().and_then(parse_json)
+                } else {
+                    None
+                };
+                let input = RuleInput {
+                    user: &identity,
+                    name: &text,
+                    action: msg.action,
+                    data: data.as_ref(),
+                    old_data: None,
+                    refs: &refs,
+                    max_work: self.config.permissions.max_work(),
+                };
+                add_need(applicable.missing_refs(&input), &mut need);
+            }
+        }
+        if !need.is_empty() {
+            self.wait_for_records(local, msg.clone(), refs, need);
+            return false;
+        }
+        self.rule_refs = refs;
+        if refused.is_empty() {
+            return true;
+        }
+        if !bulk {
+            let reply = denied(msg, msg.name.clone());
+            self.send_local(local, &reply);
+            return false;
+        }
+        msg.names.retain(|n| !refused.contains(n));
+        for name in refused {
+            let reply = denied(msg, Some(name));
+            self.send_local(local, &reply);
         }
         !msg.names.is_empty()
     }
 
-    /// One name's check on the connection's shard, answering MESSAGE_DENIED when it fails.
-    pub(super) fn permit(
+    /// Parks a message until the records its rules read have come from their owners.
+    fn wait_for_records(&mut self, local: u32, msg: Message, refs: Refs, names: Vec<String>) {
+        let rounds = self.resumed_rounds;
+        if rounds >= self.config.permissions.max_rule_iterations()
+            || self.waiting_checks.len() >= MAX_WAITING_CHECKS
+        {
+            let reply = refusal(&msg, msg.name.clone(), false);
+            self.send_local(local, &reply);
+            return;
+        }
+        self.next_check = self.next_check.wrapping_add(1);
+        let token = self.next_check;
+        let mut per_owner: AHashMap<usize, Vec<String>> = AHashMap::new();
+        for name in &names {
+            per_owner
+                .entry(self.owner(name.as_bytes()))
+                .or_default()
+                .push(name.clone());
+        }
+        self.waiting_checks.insert(
+            token,
+            WaitingCheck {
+                local,
+                msg,
+                refs,
+                waiting: names,
+                rounds: rounds + 1,
+            },
+        );
+        for (owner, names) in per_owner {
+            self.route(
+                owner,
+                ShardMsg::RuleRead {
+                    names,
+                    token,
+                    reply_to: self.id as u16,
+                },
+            );
+        }
+    }
+
+    /// An owner's part: the stored data of records a rule elsewhere reads.
+    pub(super) fn on_rule_read(&mut self, names: Vec<String>, token: u64, reply_to: u16) {
+        let records = names
+            .into_iter()
+            .map(|n| {
+                let data = crate::core::records::RecordStorage::get(&self.storage, n.as_bytes())
+                    .map(|r| r.data.clone());
+                (n, data)
+            })
+            .collect();
+        self.route(usize::from(reply_to), ShardMsg::RuleData { token, records });
+    }
+
+    /// Records arrived for a waiting message; once all are in, it is handled again.
+    pub(super) fn on_rule_data(
         &mut self,
-        local: u32,
-        msg: &Message,
-        section: Section,
-        ty: RuleType,
-        name: &[u8],
-    ) -> bool {
-        if self.permitted(local, section, ty, name, msg.action, msg.data.as_deref()) {
-            return true;
+        token: u64,
+        records: Vec<(String, Option<Bytes>)>,
+        now: u64,
+    ) {
+        let Some(check) = self.waiting_checks.get_mut(&token) else {
+            return;
+        };
+        for (name, data) in records {
+            check.waiting.retain(|n| *n != name);
+            let value = data.as_deref().and_then(parse_json);
+            check.refs.push((name, value));
         }
-        let reply = denied(msg, msg.name.clone());
-        self.send_local(local, &reply);
-        false
+        if !check.waiting.is_empty() {
+            return;
+        }
+        let Some(check) = self.waiting_checks.remove(&token) else {
+            return;
+        };
+        if !self.conns.contains_key(&check.local) {
+            return;
+        }
+        self.rule_refs = check.refs;
+        self.resumed_rounds = check.rounds;
+        self.on_client_message(check.local, check.msg, now);
+        self.resumed_rounds = 0;
+        self.rule_refs = Refs::new();
     }
-}
 
-impl Shard {
-    /// The checks made on the connection's shard before a message is handled. False when the
-    /// message (or every name of a bulk message) was denied and answered.
-    pub(super) fn gate(&mut self, local: u32, msg: &mut Message) -> bool {
-        use event_action as ea;
-        use presence_action as pa;
-        use record_action as ra;
-        if self.config.permissions.is_open() {
-            return true;
-        }
-        let name = msg.name.clone().unwrap_or_default();
-        match (msg.topic, msg.action) {
-            (topic::EVENT, ea::SUBSCRIBE) => {
-                self.permit_names(local, msg, Section::Event, RuleType::Subscribe)
-            }
-            (topic::EVENT, ea::EMIT) => {
-                self.permit(local, msg, Section::Event, RuleType::Publish, &name)
-            }
-            (topic::EVENT, ea::LISTEN) => {
-                self.permit(local, msg, Section::Event, RuleType::Listen, &name)
-            }
-            (
-                topic::RECORD,
-                ra::SUBSCRIBECREATEANDREAD
-                | ra::SUBSCRIBEANDREAD
-                | ra::SUBSCRIBEANDHEAD
-                | ra::HEAD_BULK,
-            ) => self.permit_names(local, msg, Section::Record, RuleType::Read),
-            (topic::RECORD, ra::READ | ra::HEAD) => {
-                self.permit(local, msg, Section::Record, RuleType::Read, &name)
-            }
-            (topic::RECORD, ra::LISTEN) => {
-                self.permit(local, msg, Section::Record, RuleType::Listen, &name)
-            }
-            (topic::RECORD, ra::NOTIFY) => {
-                self.permit_names(local, msg, Section::Record, RuleType::Notify)
-            }
-            (topic::RPC, rpc_action::PROVIDE) => {
-                self.permit_names(local, msg, Section::Rpc, RuleType::Provide)
-            }
-            (topic::RPC, rpc_action::REQUEST) => {
-                self.permit(local, msg, Section::Rpc, RuleType::Request, &name)
-            }
-            (topic::PRESENCE, pa::SUBSCRIBE | pa::QUERY) => {
-                self.permit_names(local, msg, Section::Presence, RuleType::Allow)
-            }
-            (topic::PRESENCE, pa::SUBSCRIBE_ALL | pa::QUERY_ALL) => {
-                self.permit(local, msg, Section::Presence, RuleType::Allow, b"")
-            }
-            _ => true,
-        }
+    /// The `_()` records fetched for the message being handled, for the owner's checks.
+    pub(super) fn op_refs(&self) -> Option<Arc<Refs>> {
+        (!self.config.permissions.is_open() && !self.rule_refs.is_empty())
+            .then(|| Arc::new(self.rule_refs.clone()))
     }
-}
 
-impl Shard {
     /// The owner shard's record checks: write (with the data after the change and the stored
     /// data before it), create when the record does not exist yet, delete. No user means no
-    /// rules are configured.
+    /// rules are configured. Records a rule reads were fetched by the connection's shard.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn owner_permits(
         &self,
         user: Option<&User>,
+        refs: Option<&Refs>,
         ty: RuleType,
         name: &[u8],
         action: i32,
@@ -262,6 +433,10 @@ impl Shard {
             data,
             old_data,
         };
-        evaluate(&self.config.permissions, user, &ask)
+        let none = Refs::new();
+        matches!(
+            evaluate(&self.config.permissions, user, &ask, refs.unwrap_or(&none)),
+            Verdict::Allow
+        )
     }
 }

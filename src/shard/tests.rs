@@ -26,10 +26,17 @@ fn frame_payload(frame: &Bytes) -> Bytes {
 
 impl Cluster {
     fn new(n: usize) -> Cluster {
-        let config = Arc::new(Config {
-            listen_shuffle_providers: false,
-            ..Config::default()
-        });
+        Cluster::with(
+            n,
+            Config {
+                listen_shuffle_providers: false,
+                ..Config::default()
+            },
+        )
+    }
+
+    fn with(n: usize, config: Config) -> Cluster {
+        let config = Arc::new(config);
         Cluster {
             shards: (0..n).map(|id| Shard::new(id, n, config.clone())).collect(),
         }
@@ -351,5 +358,100 @@ fn a_late_record_subscriber_hears_that_the_record_has_a_provider() {
             record_action::READ_RESPONSE,
             record_action::SUBSCRIPTION_HAS_PROVIDER
         ]
+    );
+}
+
+#[test]
+fn cross_record_rules_fetch_from_the_owner_and_stop_after_max_rule_iterations() {
+    use crate::permission::rules::Permissions;
+    let rules = r#"
+record:
+  "*": { create: true, write: true, read: true }
+event:
+  "*": { subscribe: true, publish: "_('flags/' + name).on === true" }
+  "chain/*": { publish: "_(_(_(_('c1').next).next).next).ok === true" }
+"#;
+    let permissions = Permissions::parse(rules, "test.yml", 3).unwrap();
+    let mut cluster = Cluster::with(
+        2,
+        Config {
+            permissions: Arc::new(permissions),
+            ..Config::default()
+        },
+    );
+    let event = name_owned_by(0, 2, "ev");
+    let flag = format!("flags/{}", String::from_utf8_lossy(&event));
+    // the flag record must live on the other shard, so its data has to be fetched
+    assert_eq!(
+        owner_of(flag.as_bytes(), 2),
+        1,
+        "pick another event name for this test"
+    );
+    let publisher = cluster.login(0, "p");
+    let subscriber = cluster.login(0, "s");
+    let subscribe = Message {
+        correlation_id: Some(Bytes::from_static(b"1")),
+        names: names(&[&event]),
+        ..Message::new(topic::EVENT, event_action::SUBSCRIBE)
+    };
+    cluster.send(&subscriber, &subscribe);
+    received(&subscriber);
+    let emit = Message {
+        name: Some(event.clone()),
+        data: Some(Bytes::from_static(b"1")),
+        ..Message::new(topic::EVENT, event_action::EMIT)
+    };
+    cluster.send(&publisher, &emit);
+    assert_eq!(
+        received(&publisher)
+            .iter()
+            .map(|m| m.action)
+            .collect::<Vec<_>>(),
+        vec![event_action::MESSAGE_DENIED],
+        "no flag record yet"
+    );
+    let set = Message {
+        name: Some(Bytes::from(flag)),
+        version: Some(-1),
+        data: Some(Bytes::from_static(br#"{"on":true}"#)),
+        ..Message::new(topic::RECORD, record_action::UPDATE)
+    };
+    cluster.send(&publisher, &set);
+    cluster.shards[0].on_client_frame(publisher.local, &emit.encode(), 0);
+    assert!(
+        received(&subscriber).is_empty(),
+        "waits for the flag from shard 1"
+    );
+    cluster.settle();
+    assert_eq!(
+        received(&subscriber)
+            .iter()
+            .map(|m| m.action)
+            .collect::<Vec<_>>(),
+        vec![event_action::EMIT]
+    );
+
+    let chain = Message {
+        name: Some(Bytes::from_static(b"chain/x")),
+        ..Message::new(topic::EVENT, event_action::EMIT)
+    };
+    for (name, next) in [("c1", "c2"), ("c2", "c3"), ("c3", "c4")] {
+        let record = Message {
+            name: Some(Bytes::from(name)),
+            version: Some(-1),
+            data: Some(Bytes::from(format!(r#"{{"next":"{next}"}}"#))),
+            ..Message::new(topic::RECORD, record_action::UPDATE)
+        };
+        cluster.send(&publisher, &record);
+    }
+    received(&publisher);
+    cluster.send(&publisher, &chain);
+    assert_eq!(
+        received(&publisher)
+            .iter()
+            .map(|m| m.action)
+            .collect::<Vec<_>>(),
+        vec![event_action::MESSAGE_PERMISSION_ERROR],
+        "four rounds of reads with maxRuleIterations 3"
     );
 }

@@ -91,3 +91,24 @@ test('denied provide and request', async () => {
   await sleep(400)
   await assert.rejects(within(caller.rpc.make(restricted, null), 3000, 'rpc'), e => String(e).includes('MESSAGE_DENIED'))
 })
+
+test('cross-record rules read other records', async () => {
+  const [alice, bob] = [await login('alice'), await login('bob')]
+  await alice.record.setDataWithAck('settings/gate', { open: false })
+  const gated = uniq('gated')
+  await assert.rejects(bob.record.setDataWithAck(gated, { v: 1 }), e => String(e).includes('MESSAGE_DENIED'))
+  await alice.record.setDataWithAck('settings/gate', { open: true })
+  await bob.record.setDataWithAck(gated, { v: 2 })
+  assert.deepEqual(await alice.record.snapshot(gated), { v: 2 })
+
+  await alice.record.setDataWithAck('settings/announcers', { names: ['alice'] })
+  const channel = uniq('announce')
+  const heard = []
+  const listener = await login('bob')
+  listener.event.subscribe(channel, d => heard.push(d))
+  await sleep(400)
+  bob.event.emit(channel, 'from bob')
+  alice.event.emit(channel, 'from alice')
+  await sleep(400)
+  assert.deepEqual(heard, ['from alice'])
+})
