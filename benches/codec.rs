@@ -142,9 +142,11 @@ fn fan_out(c: &mut Criterion) {
     .encode();
     let mut group = c.benchmark_group("fan-out to 1,000 local subscribers");
     group.throughput(Throughput::Elements(1000));
+    let store = corestream::core::records::MemoryStore::default();
     group.bench_function("record update", |b| {
         b.iter(|| {
             shard.on_client_frame(writer, &update, 0);
+            shard.run_store_jobs_inline(&store, 0);
             for (_, outbox) in &subscribers {
                 black_box(outbox.take_all());
             }

@@ -232,9 +232,17 @@ mod tests {
         assert!(authenticate(&file, &json(r#"{"username":"dave","password":"secret"}"#)).is_some());
         // deepstream's shipped users.yml: userA / "password" under the default settings
         let shipped = "rCOSZxJrgze2AZdVQh12c6ErDMOG0M+Rx5Yu7S5d91c=GS4SbTQYmoaGwjm2shEobg==";
-        let users: Yaml = serde_yaml::from_str(&format!("userA:\n  password: \"{shipped}\"\n")).unwrap();
-        let file = [AuthConfig::File { users, hash: Some(settings.clone()) }];
-        assert!(authenticate(&file, &json(r#"{"username":"userA","password":"password"}"#)).is_some());
+        let users: Yaml =
+            serde_yaml::from_str(&format!("userA:\n  password: \"{shipped}\"\n")).unwrap();
+        let file = [AuthConfig::File {
+            users,
+            hash: Some(settings.clone()),
+        }];
+        assert!(authenticate(
+            &file,
+            &json(r#"{"username":"userA","password":"password"}"#)
+        )
+        .is_some());
         // and ours round-trips the same way
         let stored = hash_password("secret", &settings).unwrap();
         assert_eq!(stored.len(), 44 + 24);

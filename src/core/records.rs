@@ -98,44 +98,48 @@ fn patch(
     Ok(Bytes::from(root.encode()))
 }
 
-/// The records a shard owns, in memory. The seam a cache or storage connector replaces.
-pub trait RecordStorage {
-    fn get(&self, name: &[u8]) -> Option<&StoredRecord>;
-    fn set(&mut self, name: Bytes, record: StoredRecord) -> Result<(), StorageError>;
-    fn delete(&mut self, name: &[u8]) -> Result<bool, StorageError>;
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageError(pub String);
 
-/// The embedded default: a hash map per shard. A record costs its name and its bytes.
-#[derive(Default)]
-pub struct MemoryStorage {
-    records: AHashMap<Bytes, StoredRecord>,
+type StoreFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StorageError>> + 'a>>;
+
+/// deepstream's storage V2 API, asynchronous: `set(name, version, data)`, `get` → version and
+/// data, `delete`. The owner shard keeps the records in use in memory (its cache) and reads and
+/// writes everything else through this; errors reach the writer.
+pub trait RecordStore {
+    fn get<'a>(&'a self, name: &'a [u8]) -> StoreFuture<'a, Option<StoredRecord>>;
+    fn set<'a>(&'a self, name: &'a [u8], version: i32, data: Bytes) -> StoreFuture<'a, ()>;
+    fn delete<'a>(&'a self, name: &'a [u8]) -> StoreFuture<'a, ()>;
 }
 
-impl RecordStorage for MemoryStorage {
-    fn get(&self, name: &[u8]) -> Option<&StoredRecord> {
-        self.records.get(name)
+/// The embedded default: a map per shard; a record costs its name and its bytes.
+#[derive(Default)]
+pub struct MemoryStore {
+    records: std::cell::RefCell<AHashMap<Bytes, StoredRecord>>,
+}
+
+impl RecordStore for MemoryStore {
+    fn get<'a>(&'a self, name: &'a [u8]) -> StoreFuture<'a, Option<StoredRecord>> {
+        let found = self.records.borrow().get(name).cloned();
+        Box::pin(std::future::ready(Ok(found)))
     }
 
-    fn set(&mut self, name: Bytes, record: StoredRecord) -> Result<(), StorageError> {
+    fn set<'a>(&'a self, name: &'a [u8], version: i32, data: Bytes) -> StoreFuture<'a, ()> {
         // Both may be slices of a read buffer: keep only their own bytes.
         let record = StoredRecord {
-            version: record.version,
-            data: super::detach(&record.data),
+            version,
+            data: super::detach(&data),
         };
-        match self.records.get_mut(&name) {
-            Some(slot) => *slot = record,
-            None => {
-                self.records.insert(super::detach(&name), record);
-            }
-        }
-        Ok(())
+        self.records
+            .borrow_mut()
+            .insert(super::detach(name), record);
+        Box::pin(std::future::ready(Ok(())))
     }
 
-    fn delete(&mut self, name: &[u8]) -> Result<bool, StorageError> {
-        Ok(self.records.remove(name).is_some())
+    fn delete<'a>(&'a self, name: &'a [u8]) -> StoreFuture<'a, ()> {
+        self.records.borrow_mut().remove(name);
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 

@@ -2,6 +2,8 @@
 //! into the mesh (one batch per peer per wake-up), one receiver task per peer feeds the shard.
 
 use super::{Batch, Runtime};
+use crate::core::records::RecordStore;
+use crate::shard::records::{StoreJob, StoreResult};
 use crate::shard::Shard;
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use std::cell::{Cell, RefCell};
@@ -9,11 +11,17 @@ use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
-/// Wakes the sender task when the shard has queued messages for peers.
+/// Called after every piece of shard work: wakes the sender task for messages queued for peers
+/// and starts the record-store jobs the work created.
 #[derive(Clone)]
 pub struct Pump {
     waker: Rc<RefCell<Option<Waker>>>,
     pending: Rc<Cell<bool>>,
+    shard: Rc<RefCell<Shard>>,
+    store: Rc<dyn RecordStore>,
+    store_waker: Rc<RefCell<Option<Waker>>>,
+    store_pending: Rc<Cell<bool>>,
+    runtime: Runtime,
 }
 
 impl Pump {
@@ -22,11 +30,18 @@ impl Pump {
         senders: Senders<Batch>,
         mut receivers: Receivers<Batch>,
         runtime: Runtime,
+        store: Rc<dyn RecordStore>,
     ) -> Pump {
         let pump = Pump {
             waker: Rc::default(),
             pending: Rc::default(),
+            shard: shard.clone(),
+            store,
+            store_waker: Rc::default(),
+            store_pending: Rc::default(),
+            runtime: runtime.clone(),
         };
+        pump.start_store_worker();
         for (_, receiver) in receivers.streams() {
             let (shard, pump, runtime) = (shard.clone(), pump.clone(), runtime.clone());
             glommio::spawn_local(async move {
@@ -74,11 +89,63 @@ impl Pump {
         pump
     }
 
-    /// Call after anything that may have queued messages for peers.
+    /// Call after any shard work: peers' messages go out, store jobs start.
     pub fn wake(&self) {
         self.pending.set(true);
         if let Some(waker) = self.waker.borrow_mut().take() {
             waker.wake();
+        }
+        self.store_pending.set(true);
+        if let Some(waker) = self.store_waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// One task per shard runs the store jobs in order. (glommio runs a freshly spawned task at
+    /// once, so spawning one per job from a job would nest them on the stack.)
+    fn start_store_worker(&self) {
+        let pump = self.clone();
+        glommio::spawn_local(async move {
+            loop {
+                poll_fn(|cx| {
+                    if pump.store_pending.replace(false) {
+                        return Poll::Ready(());
+                    }
+                    *pump.store_waker.borrow_mut() = Some(cx.waker().clone());
+                    Poll::Pending
+                })
+                .await;
+                loop {
+                    let jobs = pump.shard.borrow_mut().take_store_jobs();
+                    if jobs.is_empty() {
+                        break;
+                    }
+                    for job in jobs {
+                        let result = run_store_job(job, pump.store.as_ref()).await;
+                        let now = pump.runtime.now_ms();
+                        pump.shard.borrow_mut().on_store_result(result, now);
+                        pump.wake();
+                    }
+                }
+            }
+        })
+        .detach();
+    }
+}
+
+/// One load, write or delete against the record store.
+async fn run_store_job(job: StoreJob, store: &dyn RecordStore) -> StoreResult {
+    match job {
+        StoreJob::Load { name } => {
+            let result = store.get(&name).await;
+            StoreResult::Loaded { name, result }
+        }
+        StoreJob::Write { name, record } => {
+            let result = match record {
+                Some(record) => store.set(&name, record.version, record.data).await,
+                None => store.delete(&name).await,
+            };
+            StoreResult::Written { name, result }
         }
     }
 }

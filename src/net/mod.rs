@@ -151,7 +151,9 @@ async fn shard_main(
         .join()
         .await
         .map_err(|_| "cannot join the shard mesh".to_string())?;
-    let pump = mesh::Pump::start(shard.clone(), senders, receivers, runtime.clone());
+    let store: Rc<dyn crate::core::records::RecordStore> =
+        Rc::new(crate::core::records::MemoryStore::default());
+    let pump = mesh::Pump::start(shard.clone(), senders, receivers, runtime.clone(), store);
     let ticker = {
         let (shard, pump, runtime) = (shard.clone(), pump.clone(), runtime.clone());
         glommio::spawn_local(async move {

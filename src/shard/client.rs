@@ -4,9 +4,7 @@
 use super::msg::{Kind, ShardMsg};
 use super::{ws_frame, Shard};
 use crate::core::ids::ConnId;
-use crate::core::records::{
-    apply_write, Change, RecordStorage, StoredRecord, WriteOutcome, EMPTY_OBJECT,
-};
+use crate::core::records::{apply_write, Change, StoredRecord, WriteOutcome, EMPTY_OBJECT};
 use crate::permission::rules::{RuleType, User};
 use crate::protocol::message::{
     event_action as ea, parser_action, presence_action as pa, record_action as ra, rpc_action,
@@ -91,7 +89,7 @@ impl Shard {
             ) => self.route_to_owner(msg, from),
             (topic::RECORD, ra::HEAD_BULK) => self.split_by_owner(msg, from),
             (topic::RECORD, ra::NOTIFY) => {
-                // The embedded storage is the cache: nothing outside it can change a record.
+                // Nothing outside the store writes records here, so there is nothing to re-read.
                 self.send_local(local, &ack(&msg));
             }
             (topic::EVENT, ea::LISTEN | ea::UNLISTEN) => self.listen(Kind::Event, local, &msg),
@@ -357,8 +355,34 @@ impl Shard {
         }
     }
 
-    /// The owner shard's part of a client message.
+    /// The owner shard's part of a client message: records it needs are loaded first, and
+    /// records nobody needs any more leave memory afterwards.
     pub(super) fn on_owner_op(
+        &mut self,
+        msg: Message,
+        from: ConnId,
+        user: Option<&User>,
+        refs: Option<&super::permit::Refs>,
+        now: u64,
+    ) {
+        let touches_records = msg.topic == topic::RECORD
+            && !matches!(msg.action, ra::LISTEN_ACCEPT | ra::LISTEN_REJECT);
+        if !touches_records {
+            return self.handle_owner_op(msg, from, user, refs, now);
+        }
+        if !self.records_ready(&msg, from, user, refs) {
+            return;
+        }
+        let mut names = msg.names.clone();
+        names.extend(msg.name.clone());
+        self.handle_owner_op(msg, from, user, refs, now);
+        for name in names {
+            let subscribed = self.interest[Kind::Record as usize].shards(&name) != 0;
+            self.records.evict_if_idle(&name, subscribed);
+        }
+    }
+
+    fn handle_owner_op(
         &mut self,
         msg: Message,
         from: ConnId,
@@ -378,7 +402,7 @@ impl Shard {
                 ra::SUBSCRIBECREATEANDREAD | ra::SUBSCRIBEANDREAD | ra::SUBSCRIBEANDHEAD,
             ) => {
                 for name in &msg.names {
-                    let missing = self.storage.get(name).is_none();
+                    let missing = self.records.get(name).is_none();
                     if msg.action == ra::SUBSCRIBECREATEANDREAD
                         && missing
                         && !self.owner_permits(
@@ -417,7 +441,7 @@ impl Shard {
                 let versions = msg
                     .names
                     .iter()
-                    .map(|n| (n.clone(), self.storage.get(n).map_or(-1, |r| r.version)))
+                    .map(|n| (n.clone(), self.records.get(n).map_or(-1, |r| r.version)))
                     .collect();
                 let reply = Message {
                     correlation_id: msg.correlation_id.clone(),
@@ -488,16 +512,14 @@ impl Shard {
 
     /// READ_RESPONSE / HEAD_RESPONSE for one record; subscribe-create makes a missing one.
     fn read_reply(&mut self, action: i32, name: &Bytes) -> Message {
-        if action == ra::SUBSCRIBECREATEANDREAD && self.storage.get(name).is_none() {
-            let _ = self.storage.set(
-                name.clone(),
-                StoredRecord {
-                    version: 0,
-                    data: Bytes::from_static(EMPTY_OBJECT),
-                },
-            );
+        if action == ra::SUBSCRIBECREATEANDREAD && self.records.get(name).is_none() {
+            let created = StoredRecord {
+                version: 0,
+                data: Bytes::from_static(EMPTY_OBJECT),
+            };
+            self.records.put(name, Some(created), None);
         }
-        let stored = self.storage.get(name).cloned();
+        let stored = self.records.get(name).cloned();
         let head = matches!(action, ra::HEAD | ra::SUBSCRIBEANDHEAD);
         match (stored, head) {
             (Some(record), false) => Message {
@@ -542,11 +564,11 @@ impl Shard {
             }
         };
         let version = msg.version.unwrap_or(-1);
-        let outcome = apply_write(self.storage.get(&name), version, &change);
+        let outcome = apply_write(self.records.get(&name), version, &change);
         let write_ack = msg.is_write_ack == Some(true);
         match outcome {
             WriteOutcome::Applied(record) => {
-                let current = self.storage.get(&name).map(|r| r.data.clone());
+                let current = self.records.get(&name).map(|r| r.data.clone());
                 let allowed = self.owner_permits(
                     user,
                     refs,
@@ -570,13 +592,17 @@ impl Shard {
                     return;
                 }
                 let version = record.version;
-                if let Err(e) = self.storage.set(name.clone(), record) {
-                    let mut reply = error_reply(&msg, ra::RECORD_UPDATE_ERROR);
-                    reply.data = Some(Bytes::from(format!("{:?}", e.0)));
-                    reply.is_write_ack = msg.is_write_ack;
-                    self.send(from, &reply);
-                    return;
-                }
+                // The ack waits for the store; subscribers hear of the write at once.
+                let ack = write_ack.then(|| {
+                    let reply = Message {
+                        name: Some(name.clone()),
+                        correlation_id: msg.correlation_id.clone(),
+                        is_write_ack: Some(true),
+                        ..Message::new(topic::RECORD, ra::WRITE_ACKNOWLEDGEMENT)
+                    };
+                    (from, reply)
+                });
+                self.records.put(&name, Some(record), ack);
                 let out = match change {
                     Change::Replace(data) => Message {
                         data: Some(data),
@@ -598,15 +624,6 @@ impl Shard {
                     ..out
                 };
                 self.fan_out(Kind::Record, &name, ws_frame(&out), Some(from));
-                if write_ack {
-                    let reply = Message {
-                        name: Some(name),
-                        correlation_id: msg.correlation_id.clone(),
-                        is_write_ack: Some(true),
-                        ..Message::new(topic::RECORD, ra::WRITE_ACKNOWLEDGEMENT)
-                    };
-                    self.send(from, &reply);
-                }
             }
             WriteOutcome::VersionExists(current) => {
                 let reply = Message {
@@ -644,7 +661,7 @@ impl Shard {
         refs: Option<&super::permit::Refs>,
     ) {
         let Some(name) = msg.name.clone() else { return };
-        let current = self.storage.get(&name).map(|r| r.data.clone());
+        let current = self.records.get(&name).map(|r| r.data.clone());
         if !self.owner_permits(
             user,
             refs,
@@ -657,25 +674,16 @@ impl Shard {
             self.send(from, &super::permit::denied(&msg, Some(name)));
             return;
         }
-        match self.storage.delete(&name) {
-            Ok(_) => {
-                let deleted = ws_frame(&Message {
-                    name: Some(name.clone()),
-                    ..Message::new(topic::RECORD, ra::DELETED)
-                });
-                self.fan_out(Kind::Record, &name, deleted, Some(from));
-                let reply = Message {
-                    name: Some(name),
-                    correlation_id: msg.correlation_id.clone(),
-                    ..Message::new(topic::RECORD, ra::DELETE_SUCCESS)
-                };
-                self.send(from, &reply);
-            }
-            Err(e) => {
-                let mut reply = error_reply(&msg, ra::RECORD_DELETE_ERROR);
-                reply.data = Some(Bytes::from(format!("{:?}", e.0)));
-                self.send(from, &reply);
-            }
-        }
+        let deleted = ws_frame(&Message {
+            name: Some(name.clone()),
+            ..Message::new(topic::RECORD, ra::DELETED)
+        });
+        self.fan_out(Kind::Record, &name, deleted, Some(from));
+        let reply = Message {
+            name: Some(name.clone()),
+            correlation_id: msg.correlation_id.clone(),
+            ..Message::new(topic::RECORD, ra::DELETE_SUCCESS)
+        };
+        self.records.put(&name, None, Some((from, reply)));
     }
 }

@@ -5,6 +5,7 @@ mod client;
 pub mod msg;
 pub mod outbox;
 mod permit;
+pub mod records;
 pub mod session;
 
 use crate::config::Config;
@@ -12,7 +13,6 @@ use crate::core::ids::{owner_of, ConnId};
 use crate::core::interest::{each_shard, Change, LocalSubscribers, ShardInterest};
 use crate::core::listen::{ListenEffect, Listening};
 use crate::core::presence::{OnlineUsers, PresenceCounts};
-use crate::core::records::MemoryStorage;
 use crate::core::rpc::RpcRouter;
 use crate::protocol::message::{event_action, presence_action, record_action, topic, Message};
 use crate::protocol::ws;
@@ -62,7 +62,7 @@ pub struct Shard {
     local: [LocalSubscribers; 2],
     interest: [ShardInterest; 2],
     listening: [Listening; 2],
-    storage: MemoryStorage,
+    records: records::RecordCache,
     rpc: RpcRouter,
     presence_counts: PresenceCounts,
     online: OnlineUsers,
@@ -118,7 +118,7 @@ impl Shard {
             local: Default::default(),
             interest: Default::default(),
             listening: [listening(), listening()],
-            storage: MemoryStorage::default(),
+            records: records::RecordCache::default(),
             rpc: RpcRouter::new(config.rpc_ack_timeout_ms, config.rpc_response_timeout_ms),
             presence_counts: PresenceCounts::default(),
             online: OnlineUsers::default(),
@@ -250,6 +250,9 @@ impl Shard {
                 on,
             } => {
                 if self.interest[kind as usize].set(&name, usize::from(shard), on) == Change::Edge {
+                    if !on && kind == Kind::Record {
+                        self.records.evict_if_idle(&name, false);
+                    }
                     let mut effects = Vec::new();
                     if on {
                         self.listening[kind as usize].interest_started(&name, now, &mut effects);

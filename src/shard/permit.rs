@@ -360,16 +360,32 @@ impl Shard {
         }
     }
 
-    /// An owner's part: the stored data of records a rule elsewhere reads.
+    /// An owner's part: the stored data of records a rule elsewhere reads (loaded first).
     pub(super) fn on_rule_read(&mut self, names: Vec<String>, token: u64, reply_to: u16) {
-        let records = names
+        if let Some(missing) = names.iter().find(|n| !self.records.is_loaded(n.as_bytes())) {
+            let missing = Bytes::copy_from_slice(missing.as_bytes());
+            self.records.wait_for(
+                &missing,
+                super::records::Waiting::RuleRead {
+                    names,
+                    token,
+                    reply_to,
+                },
+            );
+            return;
+        }
+        let records: Vec<(String, Option<Bytes>)> = names
             .into_iter()
             .map(|n| {
-                let data = crate::core::records::RecordStorage::get(&self.storage, n.as_bytes())
-                    .map(|r| r.data.clone());
+                let data = self.records.get(n.as_bytes()).map(|r| r.data.clone());
                 (n, data)
             })
             .collect();
+        for (name, _) in &records {
+            let subscribed =
+                self.interest[super::msg::Kind::Record as usize].shards(name.as_bytes()) != 0;
+            self.records.evict_if_idle(name.as_bytes(), subscribed);
+        }
         self.route(usize::from(reply_to), ShardMsg::RuleData { token, records });
     }
 

@@ -2,10 +2,12 @@
 //! explicitly, so routing and fan-out can be checked step by step.
 
 use super::*;
+use crate::core::records::{StorageError, StoredRecord};
 use crate::protocol::message::{auth_action, connection_action, rpc_action};
 
 struct Cluster {
     shards: Vec<Shard>,
+    stores: Vec<crate::core::records::MemoryStore>,
 }
 
 struct Client {
@@ -39,6 +41,7 @@ impl Cluster {
         let config = Arc::new(config);
         Cluster {
             shards: (0..n).map(|id| Shard::new(id, n, config.clone())).collect(),
+            stores: (0..n).map(|_| Default::default()).collect(),
         }
     }
 
@@ -47,6 +50,9 @@ impl Cluster {
         let mut moved = 0;
         loop {
             let mut any = false;
+            for (shard, store) in self.shards.iter_mut().zip(&self.stores) {
+                any |= shard.run_store_jobs_inline(store, 0) > 0;
+            }
             for from in 0..self.shards.len() {
                 for to in 0..self.shards.len() {
                     let batch = std::mem::take(&mut self.shards[from].outgoing[to]);
@@ -454,4 +460,126 @@ event:
         vec![event_action::MESSAGE_PERMISSION_ERROR],
         "four rounds of reads with maxRuleIterations 3"
     );
+}
+
+#[test]
+fn a_bulk_subscription_to_many_unloaded_records_completes() {
+    let mut cluster = Cluster::new(1);
+    let client = cluster.login(0, "bulk");
+    let names: Vec<Bytes> = (0..1000)
+        .map(|i| Bytes::from(format!("bulk/{i}")))
+        .collect();
+    let subscribe = Message {
+        correlation_id: Some(Bytes::from_static(b"1")),
+        names,
+        ..Message::new(topic::RECORD, record_action::SUBSCRIBECREATEANDREAD)
+    };
+    cluster.send(&client, &subscribe);
+    let got = received(&client);
+    assert_eq!(
+        got.iter()
+            .filter(|m| m.action == record_action::READ_RESPONSE)
+            .count(),
+        1000
+    );
+}
+
+#[test]
+fn write_acks_wait_for_the_store_and_idle_records_leave_memory() {
+    let mut cluster = Cluster::new(1);
+    let writer = cluster.login(0, "w");
+    let update = Message {
+        name: Some(Bytes::from_static(b"store/a")),
+        version: Some(-1),
+        data: Some(Bytes::from_static(br#"{"v":1}"#)),
+        correlation_id: Some(Bytes::from_static(b"9")),
+        is_write_ack: Some(true),
+        ..Message::new(topic::RECORD, record_action::CREATEANDUPDATE)
+    };
+    cluster.shards[0].on_client_frame(writer.local, &update.encode(), 0);
+    // the record is loaded from the store, then written to it; the ack waits for both
+    assert!(
+        received(&writer).is_empty(),
+        "no ack before the store has the write"
+    );
+    cluster.settle();
+    assert_eq!(
+        received(&writer)
+            .iter()
+            .map(|m| m.action)
+            .collect::<Vec<_>>(),
+        vec![record_action::WRITE_ACKNOWLEDGEMENT]
+    );
+    assert_eq!(
+        cluster.shards[0].records.loaded_records(),
+        0,
+        "nobody holds it: only the store keeps it"
+    );
+    let bulk = Message {
+        correlation_id: Some(Bytes::from_static(b"h")),
+        names: vec![
+            Bytes::from_static(b"store/a"),
+            Bytes::from_static(b"store/b"),
+            Bytes::from_static(b"store/c"),
+        ],
+        ..Message::new(topic::RECORD, record_action::HEAD_BULK)
+    };
+    cluster.send(&writer, &bulk);
+    let got = received(&writer);
+    assert_eq!(got.len(), 1);
+    let versions: Vec<(Bytes, i32)> = got[0].versions.clone();
+    assert_eq!(
+        versions,
+        vec![
+            (Bytes::from_static(b"store/a"), 1),
+            (Bytes::from_static(b"store/b"), -1),
+            (Bytes::from_static(b"store/c"), -1)
+        ]
+    );
+}
+
+/// A store that fails every call.
+struct BrokenStore;
+
+impl crate::core::records::RecordStore for BrokenStore {
+    fn get<'a>(
+        &'a self,
+        _: &'a [u8],
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Option<StoredRecord>, StorageError>> + 'a>,
+    > {
+        Box::pin(std::future::ready(Err(StorageError("disk on fire".into()))))
+    }
+    fn set<'a>(
+        &'a self,
+        _: &'a [u8],
+        _: i32,
+        _: Bytes,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StorageError>> + 'a>> {
+        Box::pin(std::future::ready(Err(StorageError("disk on fire".into()))))
+    }
+    fn delete<'a>(
+        &'a self,
+        _: &'a [u8],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StorageError>> + 'a>> {
+        Box::pin(std::future::ready(Err(StorageError("disk on fire".into()))))
+    }
+}
+
+#[test]
+fn store_failures_reach_the_client() {
+    let mut cluster = Cluster::new(1);
+    let client = cluster.login(0, "c");
+    let read = Message {
+        name: Some(Bytes::from_static(b"broken/x")),
+        ..Message::new(topic::RECORD, record_action::READ)
+    };
+    cluster.shards[0].on_client_frame(client.local, &read.encode(), 0);
+    cluster.shards[0].run_store_jobs_inline(&BrokenStore, 0);
+    let got = received(&client);
+    assert_eq!(
+        (got[0].action, got[0].is_error),
+        (record_action::RECORD_LOAD_ERROR, Some(true))
+    );
+    assert_eq!(got[0].data.as_deref(), Some(&br#""disk on fire""#[..]));
 }

@@ -1,0 +1,320 @@
+//! The owner shard's records in use: a cache in front of the asynchronous `RecordStore`.
+//! Messages about a record that is not in memory wait while it loads; writes go to the cache at
+//! once (so fan-out does not wait) and to the store in order, one at a time per record, with
+//! later writes coalesced; write acks go out when the store has taken the write. A record with no
+//! subscribers, no write in flight and nothing waiting leaves memory.
+
+use super::msg::ShardMsg;
+use super::permit::Refs;
+use super::Shard;
+use crate::core::ids::ConnId;
+use crate::core::records::{StorageError, StoredRecord};
+use crate::permission::rules::User;
+use crate::protocol::message::{record_action, topic, Message};
+use ahash::AHashMap;
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// Work for the runtime's store.
+#[derive(Debug, Clone)]
+pub enum StoreJob {
+    Load {
+        name: Bytes,
+    },
+    /// `None` deletes.
+    Write {
+        name: Bytes,
+        record: Option<StoredRecord>,
+    },
+}
+
+/// The store's answer to a `StoreJob`.
+#[derive(Debug, Clone)]
+pub enum StoreResult {
+    Loaded {
+        name: Bytes,
+        result: Result<Option<StoredRecord>, StorageError>,
+    },
+    Written {
+        name: Bytes,
+        result: Result<(), StorageError>,
+    },
+}
+
+/// Something that needs a record loaded first.
+pub enum Waiting {
+    Op {
+        msg: Box<Message>,
+        from: ConnId,
+        user: Option<Arc<User>>,
+        refs: Option<Arc<Refs>>,
+    },
+    RuleRead {
+        names: Vec<String>,
+        token: u64,
+        reply_to: u16,
+    },
+}
+
+/// An answer to send once the store has taken a write.
+type Ack = (ConnId, Message);
+
+#[derive(Default)]
+struct WriteQueue {
+    in_flight_acks: Vec<Ack>,
+    next: Option<(Option<StoredRecord>, Vec<Ack>)>,
+}
+
+#[derive(Default)]
+pub struct RecordCache {
+    /// `None`: known not to exist.
+    cached: AHashMap<Bytes, Option<StoredRecord>>,
+    loading: AHashMap<Bytes, Vec<Waiting>>,
+    writing: AHashMap<Bytes, WriteQueue>,
+    jobs: Vec<StoreJob>,
+}
+
+impl RecordCache {
+    pub fn is_loaded(&self, name: &[u8]) -> bool {
+        self.cached.contains_key(name)
+    }
+
+    /// The record, if loaded and existing.
+    pub fn get(&self, name: &[u8]) -> Option<&StoredRecord> {
+        self.cached.get(name).and_then(Option::as_ref)
+    }
+
+    /// Writes (or with `None` deletes) in memory now and in the store in order; `ack` is sent
+    /// when the store has it.
+    pub fn put(&mut self, name: &Bytes, record: Option<StoredRecord>, ack: Option<Ack>) {
+        let key = crate::core::map_key(&self.cached, name);
+        self.cached.insert(
+            key,
+            record.as_ref().map(|r| StoredRecord {
+                version: r.version,
+                data: crate::core::detach(&r.data),
+            }),
+        );
+        match self.writing.get_mut(name.as_ref()) {
+            Some(queue) => {
+                let (slot, acks) = queue.next.get_or_insert_with(|| (None, Vec::new()));
+                *slot = record;
+                acks.extend(ack);
+            }
+            None => {
+                let key = crate::core::detach(name);
+                self.writing.insert(
+                    key.clone(),
+                    WriteQueue {
+                        in_flight_acks: ack.into_iter().collect(),
+                        next: None,
+                    },
+                );
+                self.jobs.push(StoreJob::Write { name: key, record });
+            }
+        }
+    }
+
+    /// Parks `waiting` until `name` is loaded, starting the load if needed.
+    pub fn wait_for(&mut self, name: &Bytes, waiting: Waiting) {
+        match self.loading.get_mut(name.as_ref()) {
+            Some(list) => list.push(waiting),
+            None => {
+                let key = crate::core::detach(name);
+                self.loading.insert(key.clone(), vec![waiting]);
+                self.jobs.push(StoreJob::Load { name: key });
+            }
+        }
+    }
+
+    /// Starts loading `name` unless it is loaded or on its way.
+    pub fn prefetch(&mut self, name: &Bytes) {
+        if !self.cached.contains_key(name.as_ref()) && !self.loading.contains_key(name.as_ref()) {
+            let key = crate::core::detach(name);
+            self.loading.insert(key.clone(), Vec::new());
+            self.jobs.push(StoreJob::Load { name: key });
+        }
+    }
+
+    pub fn take_jobs(&mut self) -> Vec<StoreJob> {
+        std::mem::take(&mut self.jobs)
+    }
+
+    /// Drops a record from memory when nothing needs it there.
+    pub fn evict_if_idle(&mut self, name: &[u8], subscribed: bool) {
+        if !subscribed && !self.writing.contains_key(name) && !self.loading.contains_key(name) {
+            self.cached.remove(name);
+        }
+    }
+
+    pub fn loaded_records(&self) -> usize {
+        self.cached.len()
+    }
+}
+
+impl Shard {
+    /// True if every record `msg` needs is in memory; otherwise the message waits for them.
+    pub(super) fn records_ready(
+        &mut self,
+        msg: &Message,
+        from: ConnId,
+        user: Option<&User>,
+        refs: Option<&Refs>,
+    ) -> bool {
+        let missing: Vec<Bytes> = msg
+            .names
+            .iter()
+            .chain(msg.name.iter())
+            .filter(|n| !self.records.is_loaded(n))
+            .cloned()
+            .collect();
+        let Some(name) = missing.first().cloned() else {
+            return true;
+        };
+        // Load them all at once; the message waits on the first and checks again when it is in.
+        for other in &missing[1..] {
+            self.records.prefetch(other);
+        }
+        let waiting = Waiting::Op {
+            msg: Box::new(msg.clone()),
+            from,
+            user: user.map(|u| Arc::new(u.clone())),
+            refs: refs.map(|r| Arc::new(r.clone())),
+        };
+        self.records.wait_for(&name, waiting);
+        false
+    }
+
+    /// The store's answers come back here.
+    pub fn on_store_result(&mut self, result: StoreResult, now: u64) {
+        match result {
+            StoreResult::Loaded { name, result } => {
+                let waiting = self.records.loading.remove(&name).unwrap_or_default();
+                match result {
+                    Ok(record) => {
+                        let key = crate::core::map_key(&self.records.cached, &name);
+                        self.records.cached.entry(key).or_insert(record);
+                        // No eviction here: a message waiting on several records must find
+                        // the ones loaded before it in memory when it checks again.
+                        for item in waiting {
+                            self.resume(item, now);
+                        }
+                    }
+                    Err(error) => {
+                        for item in waiting {
+                            if let Waiting::Op { msg, from, .. } = item {
+                                self.send(
+                                    from,
+                                    &store_error(&msg, record_action::RECORD_LOAD_ERROR, &error),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            StoreResult::Written { name, result } => {
+                let Some(mut queue) = self.records.writing.remove(&name) else {
+                    return;
+                };
+                for (to, ack) in std::mem::take(&mut queue.in_flight_acks) {
+                    let reply = match &result {
+                        Ok(()) => ack,
+                        Err(error) => store_error(&ack, record_action::RECORD_UPDATE_ERROR, error),
+                    };
+                    self.send(to, &reply);
+                }
+                if let Some((record, acks)) = queue.next.take() {
+                    self.records.writing.insert(
+                        name.clone(),
+                        WriteQueue {
+                            in_flight_acks: acks,
+                            next: None,
+                        },
+                    );
+                    self.records.jobs.push(StoreJob::Write { name, record });
+                } else {
+                    let subscribed =
+                        self.interest[super::msg::Kind::Record as usize].shards(&name) != 0;
+                    self.records.evict_if_idle(&name, subscribed);
+                }
+            }
+        }
+    }
+
+    fn resume(&mut self, waiting: Waiting, now: u64) {
+        match waiting {
+            Waiting::Op {
+                msg,
+                from,
+                user,
+                refs,
+            } => self.on_owner_op(*msg, from, user.as_deref(), refs.as_deref(), now),
+            Waiting::RuleRead {
+                names,
+                token,
+                reply_to,
+            } => self.route(
+                self.id,
+                ShardMsg::RuleRead {
+                    names,
+                    token,
+                    reply_to,
+                },
+            ),
+        }
+    }
+
+    /// Runs the store jobs right here, waiting on each: for tests, benchmarks and stores whose
+    /// answers are immediate (the runtime spawns a task per job instead).
+    /// Returns how many jobs ran.
+    pub fn run_store_jobs_inline(
+        &mut self,
+        store: &dyn crate::core::records::RecordStore,
+        now: u64,
+    ) -> usize {
+        let mut ran = 0;
+        loop {
+            let jobs = self.take_store_jobs();
+            if jobs.is_empty() {
+                return ran;
+            }
+            ran += jobs.len();
+            for job in jobs {
+                let result = match job {
+                    StoreJob::Load { name } => {
+                        let result = futures_lite::future::block_on(store.get(&name));
+                        StoreResult::Loaded { name, result }
+                    }
+                    StoreJob::Write { name, record } => {
+                        let result = futures_lite::future::block_on(match record {
+                            Some(record) => store.set(&name, record.version, record.data),
+                            None => store.delete(&name),
+                        });
+                        StoreResult::Written { name, result }
+                    }
+                };
+                self.on_store_result(result, now);
+            }
+        }
+    }
+
+    /// Store jobs for the runtime.
+    pub fn take_store_jobs(&mut self) -> Vec<StoreJob> {
+        self.records.take_jobs()
+    }
+}
+
+/// A store failure as the writer (or reader) sees it.
+fn store_error(msg: &Message, action: i32, error: &StorageError) -> Message {
+    Message {
+        name: msg.name.clone(),
+        correlation_id: msg.correlation_id.clone(),
+        original_action: Some(msg.action),
+        is_error: Some(true),
+        is_write_ack: msg.is_write_ack,
+        data: Some(Bytes::from(
+            simd_json::to_string(&error.0).unwrap_or_default(),
+        )),
+        ..Message::new(topic::RECORD, action)
+    }
+}
