@@ -2,24 +2,9 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::{RawClient, Server};
-use corestream::protocol::message::{auth_action, connection_action, topic, Message};
+use corestream::protocol::message::auth_action;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-
-fn login(port: u16, auth: &str) -> Message {
-    let mut client = RawClient::connect(port);
-    client.send(&Message::new(
-        topic::CONNECTION,
-        connection_action::CHALLENGE,
-    ));
-    client.expect_message();
-    client.send(&Message {
-        data: Some(Bytes::from(auth.to_string())),
-        ..Message::new(topic::AUTH, auth_action::REQUEST)
-    });
-    client.expect_message()
-}
 
 #[test]
 fn a_signed_token_logs_in_with_its_claims() {
@@ -39,7 +24,7 @@ fn a_signed_token_logs_in_with_its_claims() {
         &EncodingKey::from_secret(b"integration-secret"),
     )
     .unwrap();
-    let ok = login(server.port, &format!(r#"{{"token":"{token}"}}"#));
+    let ok = RawClient::auth(server.port, &format!(r#"{{"token":"{token}"}}"#));
     assert_eq!(ok.action, auth_action::AUTH_SUCCESSFUL);
     assert_eq!(ok.data.as_deref(), Some(&br#"{"theme":"dark"}"#[..]));
     let forged = encode(
@@ -49,11 +34,11 @@ fn a_signed_token_logs_in_with_its_claims() {
     )
     .unwrap();
     assert_eq!(
-        login(server.port, &format!(r#"{{"token":"{forged}"}}"#)).action,
+        RawClient::auth(server.port, &format!(r#"{{"token":"{forged}"}}"#)).action,
         auth_action::AUTH_UNSUCCESSFUL
     );
     assert_eq!(
-        login(server.port, r#"{"username":"carol"}"#).action,
+        RawClient::auth(server.port, r#"{"username":"carol"}"#).action,
         auth_action::AUTH_UNSUCCESSFUL
     );
 }

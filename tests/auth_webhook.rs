@@ -2,9 +2,8 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::{RawClient, Server};
-use corestream::protocol::message::{auth_action, connection_action, topic, Message};
+use corestream::protocol::message::auth_action;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
@@ -79,36 +78,22 @@ fn config_with(endpoint: &str, name: &str) -> std::path::PathBuf {
     config
 }
 
-fn login(port: u16, user: &str) -> Message {
-    let mut client = RawClient::connect(port);
-    client.send(&Message::new(
-        topic::CONNECTION,
-        connection_action::CHALLENGE,
-    ));
-    client.expect_message();
-    client.send(&Message {
-        data: Some(Bytes::from(format!(r#"{{"username":"{user}"}}"#))),
-        ..Message::new(topic::AUTH, auth_action::REQUEST)
-    });
-    client.expect_message()
-}
-
 #[test]
 fn the_webhook_decides_and_its_data_reaches_the_client() {
     let hook = start_webhook();
     let config = config_with(&format!("http://127.0.0.1:{hook}/auth"), "ok");
     let server = Server::start(&["--cores", "2", "-c", config.to_str().unwrap()]);
-    let ok = login(server.port, "good");
+    let ok = RawClient::auth(server.port, r#"{"username":"good"}"#);
     assert_eq!(ok.action, auth_action::AUTH_SUCCESSFUL);
     assert_eq!(ok.data.as_deref(), Some(&br#"{"tier":"gold"}"#[..]));
-    let denied = login(server.port, "mallory");
+    let denied = RawClient::auth(server.port, r#"{"username":"mallory"}"#);
     assert_eq!(denied.action, auth_action::AUTH_UNSUCCESSFUL);
     assert_eq!(
         denied.data.as_deref(),
         Some(&br#"{"reason":"unknown user"}"#[..])
     );
     let started = std::time::Instant::now();
-    let slow = login(server.port, "slow");
+    let slow = RawClient::auth(server.port, r#"{"username":"slow"}"#);
     assert_eq!(
         slow.action,
         auth_action::AUTH_UNSUCCESSFUL,
@@ -130,7 +115,7 @@ fn an_unreachable_webhook_denies() {
     let config = config_with(&format!("http://127.0.0.1:{closed}/auth"), "closed");
     let server = Server::start(&["--cores", "1", "-c", config.to_str().unwrap()]);
     assert_eq!(
-        login(server.port, "good").action,
+        RawClient::auth(server.port, r#"{"username":"good"}"#).action,
         auth_action::AUTH_UNSUCCESSFUL
     );
 }

@@ -222,9 +222,7 @@ impl Shard {
                 };
                 let reply = Message {
                     name: Some(name.clone()),
-                    original_action: Some(msg.action),
-                    is_error: Some(true),
-                    ..Message::new(topic::EVENT, action)
+                    ..error_reply(msg, action)
                 };
                 self.send_local(local, &reply);
             }
@@ -467,9 +465,7 @@ impl Shard {
                         };
                         let reply = Message {
                             name: Some(name.clone()),
-                            original_action: Some(msg.action),
-                            is_error: Some(true),
-                            ..Message::new(topic::RPC, action)
+                            ..error_reply(&msg, action)
                         };
                         self.send(from, &reply);
                     }

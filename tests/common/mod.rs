@@ -127,6 +127,21 @@ impl RawClient {
         client
     }
 
+    /// Connects, challenges and sends `auth` (JSON text); returns the server's answer.
+    pub fn auth(port: u16, auth: &str) -> Message {
+        let mut client = RawClient::connect(port);
+        client.send(&Message::new(
+            topic::CONNECTION,
+            connection_action::CHALLENGE,
+        ));
+        client.expect_message();
+        client.send(&Message {
+            data: Some(Bytes::from(auth.to_string())),
+            ..Message::new(topic::AUTH, auth_action::REQUEST)
+        });
+        client.expect_message()
+    }
+
     pub fn send(&mut self, msg: &Message) {
         self.send_raw(ws::OP_BINARY, &msg.encode());
     }
