@@ -22,6 +22,9 @@ use msg::{Kind, ShardMsg};
 use outbox::Outbox;
 use std::sync::Arc;
 
+/// Messages waiting for one peer shard before new ones are dropped.
+const MAX_QUEUED_FOR_PEER: usize = 1 << 20;
+
 /// Most shards a server runs: shard sets are 64-bit masks.
 pub const MAX_SHARDS: usize = 64;
 
@@ -82,6 +85,8 @@ pub struct Shard {
     auth_jobs: Vec<session::AuthJob>,
     /// Login answers held until every shard has applied the user's going online.
     pending_logins: AHashMap<ConnId, (usize, Bytes)>,
+    /// Messages dropped since a peer's queue last had room.
+    dropped_for_peer: u64,
     /// The latest time any entry point was given, for work routed within this shard.
     now: u64,
 }
@@ -128,6 +133,7 @@ impl Shard {
             last_rematch: 0,
             now: 0,
             pending_logins: AHashMap::new(),
+            dropped_for_peer: 0,
             auth_jobs: Vec::new(),
             rule_refs: Vec::new(),
             resumed_rounds: 0,
@@ -204,6 +210,19 @@ impl Shard {
         if to == self.id {
             self.on_peer_msg(msg, self.now);
         } else if let Some(queue) = self.outgoing.get_mut(to) {
+            if queue.len() >= MAX_QUEUED_FOR_PEER {
+                // The peer has not taken anything for a long time; losing messages is bad,
+                // running out of memory is worse. Say so once per overflow.
+                if self.dropped_for_peer == 0 {
+                    eprintln!(
+                        "shard {}: queue to shard {to} full, dropping messages",
+                        self.id
+                    );
+                }
+                self.dropped_for_peer += 1;
+                return;
+            }
+            self.dropped_for_peer = 0;
             queue.push(msg);
         }
     }
