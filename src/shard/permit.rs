@@ -364,14 +364,21 @@ impl Shard {
     pub(super) fn on_rule_read(&mut self, names: Vec<String>, token: u64, reply_to: u16) {
         if let Some(missing) = names.iter().find(|n| !self.records.is_loaded(n.as_bytes())) {
             let missing = Bytes::copy_from_slice(missing.as_bytes());
-            self.records.wait_for(
-                &missing,
-                super::records::Waiting::RuleRead {
-                    names,
-                    token,
-                    reply_to,
-                },
-            );
+            let waiting = super::records::Waiting::RuleRead {
+                names,
+                token,
+                reply_to,
+            };
+            if let Err(super::records::Waiting::RuleRead {
+                names,
+                token,
+                reply_to,
+            }) = self.records.wait_for(&missing, waiting)
+            {
+                // Too busy to wait: the rule sees these records as missing rather than hanging.
+                let records = names.into_iter().map(|n| (n, None)).collect();
+                self.route(usize::from(reply_to), ShardMsg::RuleData { token, records });
+            }
             return;
         }
         let records: Vec<(String, Option<Bytes>)> = names

@@ -56,6 +56,9 @@ pub enum Waiting {
     },
 }
 
+/// Messages that may wait for one record to load before new ones are refused.
+const MAX_WAITING_PER_RECORD: usize = 10_000;
+
 /// An answer to send once the store has taken a write.
 type Ack = (ConnId, Message);
 
@@ -116,8 +119,10 @@ impl RecordCache {
     }
 
     /// Parks `waiting` until `name` is loaded, starting the load if needed.
-    pub fn wait_for(&mut self, name: &Bytes, waiting: Waiting) {
+    /// Returns the message back if too many already wait for this record.
+    pub fn wait_for(&mut self, name: &Bytes, waiting: Waiting) -> Result<(), Waiting> {
         match self.loading.get_mut(name.as_ref()) {
+            Some(list) if list.len() >= MAX_WAITING_PER_RECORD => return Err(waiting),
             Some(list) => list.push(waiting),
             None => {
                 let key = crate::core::detach(name);
@@ -125,6 +130,7 @@ impl RecordCache {
                 self.jobs.push(StoreJob::Load { name: key });
             }
         }
+        Ok(())
     }
 
     /// Starts loading `name` unless it is loaded or on its way.
@@ -181,7 +187,13 @@ impl Shard {
             user: user.map(|u| Arc::new(u.clone())),
             refs: refs.map(|r| Arc::new(r.clone())),
         };
-        self.records.wait_for(&name, waiting);
+        if let Err(Waiting::Op { msg, from, .. }) = self.records.wait_for(&name, waiting) {
+            let error = StorageError("too many messages wait for this record to load".into());
+            self.send(
+                from,
+                &store_error(&msg, record_action::RECORD_LOAD_ERROR, &error),
+            );
+        }
         false
     }
 
