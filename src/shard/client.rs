@@ -239,32 +239,22 @@ impl Shard {
             (msg.topic, msg.action),
             (topic::EVENT, ea::LISTEN) | (topic::RECORD, ra::LISTEN)
         );
-        if !is_listen {
-            self.send_local(
-                local,
-                &Message {
-                    name: Some(pattern.clone()),
-                    ..ack(msg)
-                },
-            );
-            self.broadcast(ShardMsg::Unlisten {
-                kind,
-                pattern,
-                conn: from,
-            });
-            return;
-        }
-        let regex = std::str::from_utf8(&pattern)
-            .ok()
-            .and_then(|p| Regex::new(p).ok());
-        let Some(regex) = regex else {
-            let action = if kind == Kind::Event {
-                ea::INVALID_LISTEN_REGEX
-            } else {
-                ra::INVALID_LISTEN_REGEX
+        let regex = if is_listen {
+            let compiled = std::str::from_utf8(&pattern)
+                .ok()
+                .and_then(|p| Regex::new(p).ok());
+            let Some(regex) = compiled else {
+                let action = if kind == Kind::Event {
+                    ea::INVALID_LISTEN_REGEX
+                } else {
+                    ra::INVALID_LISTEN_REGEX
+                };
+                self.send_local(local, &error_reply(msg, action));
+                return;
             };
-            self.send_local(local, &error_reply(msg, action));
-            return;
+            Some(Arc::new(regex))
+        } else {
+            None
         };
         self.send_local(
             local,
@@ -273,12 +263,20 @@ impl Shard {
                 ..ack(msg)
             },
         );
-        self.broadcast(ShardMsg::Listen {
-            kind,
-            pattern,
-            regex: Some(Arc::new(regex)),
-            conn: from,
-        });
+        let change = match regex {
+            Some(regex) => ShardMsg::Listen {
+                kind,
+                pattern,
+                regex: Some(regex),
+                conn: from,
+            },
+            None => ShardMsg::Unlisten {
+                kind,
+                pattern,
+                conn: from,
+            },
+        };
+        self.broadcast(change);
     }
 
     fn presence(&mut self, local: u32, msg: Message) {
