@@ -57,15 +57,18 @@ pub fn run(
     let config = Arc::new(config);
     let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(shards, MESH_CAPACITY);
     let port = resolve_port(&options.host, options.port)?;
-    let ready = Arc::new(std::sync::Barrier::new(shards + 1));
     let mut handles = Vec::new();
+    // Each shard reports whether it listens; a shard whose executor cannot start drops its
+    // sender without a word, which the receiver sees.
+    let mut started = Vec::new();
     for (id, cpu) in options.cpus.iter().copied().enumerate() {
-        let (mesh, config, runtime, host, ready) = (
+        let (ready, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        started.push(started_rx);
+        let (mesh, config, runtime, host) = (
             mesh.clone(),
             config.clone(),
             runtime.clone(),
             options.host.clone(),
-            ready.clone(),
         );
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{id}"))
@@ -73,7 +76,8 @@ pub fn run(
         let handle = builder
             .spawn(move || async move {
                 let shard = Rc::new(RefCell::new(Shard::new(id, shards, config)));
-                let listener = bind(&host, port, &ready);
+                let listener = bind(&host, port);
+                let _ = ready.send(listener.as_ref().map(|_| ()).map_err(Clone::clone));
                 let result = match listener {
                     Ok(listener) => shard_main(shard, listener, mesh, runtime).await,
                     Err(e) => Err(e),
@@ -86,14 +90,28 @@ pub fn run(
             .map_err(|e| executor_error(&e.to_string()))?;
         handles.push(handle);
     }
-    ready.wait();
+    let mut handles: Vec<Option<_>> = handles.into_iter().map(Some).collect();
+    for (id, started_rx) in started.into_iter().enumerate() {
+        let problem = match started_rx.recv() {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e,
+            // The executor never ran: its join says why (locked memory, most often).
+            Err(_) => match handles[id].take().map(|h| h.join()) {
+                Some(Err(e)) => executor_error(&e.to_string()),
+                _ => "a shard stopped before it could listen".to_string(),
+            },
+        };
+        // The shards that did start wait for the missing one in the mesh: leave them.
+        runtime.stopping.store(true, Ordering::SeqCst);
+        return Err(problem);
+    }
     if !runtime.stopping.load(Ordering::SeqCst) {
         println!("listening on {}:{port}", options.host);
         use std::io::Write;
         let _ = std::io::stdout().flush();
     }
     let mut failed = None;
-    for handle in handles {
+    for handle in handles.into_iter().flatten() {
         match handle.join() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => failed = Some(e),
@@ -111,21 +129,15 @@ fn executor_error(e: &str) -> String {
     format!("cannot start a shard: {e}")
 }
 
-/// Binds this shard's listener on the shared port (SO_REUSEPORT), then waits for the others.
-fn bind(
-    host: &str,
-    port: u16,
-    ready: &std::sync::Barrier,
-) -> Result<glommio::net::TcpListener, String> {
-    let result = format!("{host}:{port}")
+/// Binds this shard's listener on the shared port (SO_REUSEPORT).
+fn bind(host: &str, port: u16) -> Result<glommio::net::TcpListener, String> {
+    format!("{host}:{port}")
         .parse::<SocketAddr>()
         .map_err(|e| format!("bad listen address {host}:{port}: {e}"))
         .and_then(|addr| {
             glommio::net::TcpListener::bind(addr)
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))
-        });
-    ready.wait();
-    result
+        })
 }
 
 /// `--port 0`: asks the kernel for a free port once, so every shard binds the same one.
