@@ -153,5 +153,18 @@ fn start(
         signal_hook::flag::register(signal, stopping.clone())
             .map_err(|e| format!("cannot handle signals: {e}"))?;
     }
+    shutdown_deadline(stopping.clone(), std::time::Duration::from_secs(10));
     run(config, options, stopping)
+}
+
+/// Once a stop is asked for, the process ends within `grace` even if a shard hangs.
+fn shutdown_deadline(stopping: Arc<AtomicBool>, grace: std::time::Duration) {
+    std::thread::spawn(move || {
+        while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        std::thread::sleep(grace);
+        eprintln!("error: shutdown took longer than {grace:?}; exiting");
+        std::process::exit(1);
+    });
 }
