@@ -28,6 +28,8 @@ fn error_reply(msg: &Message, action: i32) -> Message {
         correlation_id: msg.correlation_id.clone(),
         original_action: Some(msg.action),
         is_error: Some(true),
+        // The client matches errors of acknowledged writes by this flag.
+        is_write_ack: msg.is_write_ack,
         ..Message::new(msg.topic, action)
     }
 }
@@ -621,27 +623,20 @@ impl Shard {
             }
             WriteOutcome::VersionExists(current) => {
                 let reply = Message {
-                    name: Some(name),
-                    correlation_id: msg.correlation_id.clone(),
                     version: Some(current.version),
                     data: Some(current.data),
-                    original_action: Some(msg.action),
-                    is_write_ack: msg.is_write_ack,
-                    is_error: Some(true),
-                    ..Message::new(topic::RECORD, ra::VERSION_EXISTS)
+                    ..error_reply(&msg, ra::VERSION_EXISTS)
                 };
                 self.send(from, &reply);
             }
             WriteOutcome::InvalidVersion(current) => {
                 let mut reply = error_reply(&msg, ra::INVALID_VERSION);
                 reply.version = Some(current);
-                reply.is_write_ack = msg.is_write_ack;
                 self.send(from, &reply);
             }
             WriteOutcome::InvalidData(reason) => {
                 let mut reply = error_reply(&msg, ra::INVALID_MESSAGE_DATA);
                 reply.data = Some(Bytes::from(format!("\"{reason}\"")));
-                reply.is_write_ack = msg.is_write_ack;
                 self.send(from, &reply);
             }
         }
