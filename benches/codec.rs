@@ -94,7 +94,7 @@ fn patches(c: &mut Criterion) {
 }
 
 fn login(shard: &mut Shard, user: &str) -> (u32, Outbox) {
-    let outbox = Outbox::new(64 << 20);
+    let outbox = Outbox::new(64 << 20, 0);
     let local = shard.open_conn(outbox.clone(), 0);
     shard.on_client_frame(
         local,

@@ -1,5 +1,9 @@
-//! One client socket: the HTTP request head (WebSocket upgrade or health check), then a reader
-//! that feeds frames to the shard and a writer that drains the connection's outbox.
+//! One client socket, one task: the HTTP request head (WebSocket upgrade or health check), then
+//! frames read and handed to the shard while the outbox is written out, then the close.
+//!
+//! An idle connection holds only its small task, the socket and its outbox: read buffers are
+//! pooled per shard and taken only while bytes are in hand, writes are joined in a per-shard
+//! buffer, and silence is detected by the shard's sweep instead of a timer per connection.
 
 use super::mesh::Pump;
 use super::Runtime;
@@ -7,38 +11,87 @@ use crate::protocol::http::{self, parse_head};
 use crate::protocol::ws::{self, FrameDecoder, WsEvent};
 use crate::shard::outbox::{Outbox, ABORTED};
 use crate::shard::Shard;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
-use std::cell::RefCell;
-use std::future::poll_fn;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 const READ_CHUNK: usize = 16 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Bytes a quiet connection reads without a pooled buffer.
-const QUIET_READ: usize = 128;
+/// Reads one connection makes in a row before letting other tasks run.
+const READS_PER_TURN: usize = 8;
+/// Read buffers a shard keeps for reuse.
+const POOLED_BUFFERS: usize = 256;
+/// A joined write buffer larger than this is not kept for the next write.
+const JOINED_KEPT: usize = 1 << 20;
+
+/// What every connection of a shard shares, behind one pointer per connection.
+pub struct ShardIo {
+    pub shard: Rc<RefCell<Shard>>,
+    pub pump: Pump,
+    pub runtime: Runtime,
+    /// Connections alive (handshake to close), for shutdown.
+    pub live: Cell<usize>,
+    pool: RefCell<Vec<BytesMut>>,
+    /// Frames being moved from an outbox to its socket.
+    frames: RefCell<Vec<Bytes>>,
+    /// Several frames joined into one write.
+    joined: RefCell<Vec<u8>>,
+}
+
+impl ShardIo {
+    pub fn new(shard: Rc<RefCell<Shard>>, pump: Pump, runtime: Runtime) -> Rc<ShardIo> {
+        Rc::new(ShardIo {
+            shard,
+            pump,
+            runtime,
+            live: Cell::new(0),
+            pool: RefCell::default(),
+            frames: RefCell::default(),
+            joined: RefCell::default(),
+        })
+    }
+
+    fn take_buffer(&self) -> BytesMut {
+        self.pool
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| BytesMut::with_capacity(READ_CHUNK))
+    }
+
+    /// Keeps an emptied buffer for another connection; one still holding bytes is not kept.
+    fn put_buffer(&self, mut buf: BytesMut) {
+        let mut pool = self.pool.borrow_mut();
+        if buf.is_empty() && buf.capacity() >= READ_CHUNK && pool.len() < POOLED_BUFFERS {
+            buf.clear();
+            pool.push(buf);
+        }
+    }
+}
 
 enum ReadOutcome {
     Data(usize),
     Closed,
     TimedOut,
-    Stopped,
 }
 
-/// Reads into `dst`, racing a timeout and the outbox being closed.
-async fn read_racing(
+/// Reads more bytes onto the end of `buf`, within `timeout`.
+async fn read_more(
     reader: &mut (impl AsyncRead + Unpin),
-    dst: &mut [u8],
+    buf: &mut BytesMut,
     timeout: Duration,
-    outbox: Option<&Outbox>,
 ) -> ReadOutcome {
+    let start = buf.len();
+    buf.resize(start + READ_CHUNK, 0);
     let read = async {
-        match reader.read(dst).await {
+        match reader.read(&mut buf[start..]).await {
             Ok(0) | Err(_) => ReadOutcome::Closed,
             Ok(n) => ReadOutcome::Data(n),
         }
@@ -47,27 +100,7 @@ async fn read_racing(
         glommio::timer::sleep(timeout).await;
         ReadOutcome::TimedOut
     };
-    let stopped = poll_fn(|cx| match outbox {
-        Some(outbox) if outbox.closing().is_some() => Poll::Ready(ReadOutcome::Stopped),
-        Some(outbox) => {
-            outbox.watch_close(cx.waker());
-            Poll::Pending
-        }
-        None => Poll::Pending,
-    });
-    futures_lite::future::or(read, futures_lite::future::or(timer, stopped)).await
-}
-
-/// Reads more bytes onto the end of `buf`.
-async fn read_more(
-    reader: &mut (impl AsyncRead + Unpin),
-    buf: &mut BytesMut,
-    timeout: Duration,
-    outbox: Option<&Outbox>,
-) -> ReadOutcome {
-    let start = buf.len();
-    buf.resize(start + READ_CHUNK, 0);
-    let outcome = read_racing(reader, &mut buf[start..], timeout, outbox).await;
+    let outcome = futures_lite::future::or(read, timer).await;
     let filled = if let ReadOutcome::Data(n) = outcome {
         n
     } else {
@@ -77,90 +110,18 @@ async fn read_more(
     outcome
 }
 
-/// Waits for the next bytes without holding a read buffer while the socket is quiet. A read
-/// is tried at once with a pooled buffer (free when glommio already knows the socket is empty);
-/// if nothing is there and no frame is half-read, the buffer goes back to the pool and the wait
-/// is a read into a small inline array, which holds a whole typical message, so a quiet
-/// connection still costs one `recv` per message and no buffer between messages.
-async fn next_bytes(
-    reader: &mut (impl AsyncRead + Unpin),
-    slot: &mut Option<BytesMut>,
-    pool: &BufferPool,
-    timeout: Duration,
-    outbox: &Outbox,
-) -> ReadOutcome {
-    let mut buf = slot.take().unwrap_or_else(|| pool.take());
-    let start = buf.len();
-    buf.resize(start + READ_CHUNK, 0);
-    let immediate = futures_lite::future::poll_once(reader.read(&mut buf[start..])).await;
-    let outcome = match immediate {
-        Some(Ok(0)) | Some(Err(_)) => Some(ReadOutcome::Closed),
-        Some(Ok(n)) => Some(ReadOutcome::Data(n)),
-        None => None,
-    };
-    let filled = if let Some(ReadOutcome::Data(n)) = outcome {
-        n
-    } else {
-        0
-    };
-    buf.truncate(start + filled);
-    if let Some(outcome) = outcome {
-        *slot = Some(buf);
-        return outcome;
-    }
-    if !buf.is_empty() {
-        let outcome = read_more(reader, &mut buf, timeout, Some(outbox)).await;
-        *slot = Some(buf);
-        return outcome;
-    }
-    pool.put(buf);
-    let mut small = [0u8; QUIET_READ];
-    let outcome = read_racing(reader, &mut small, timeout, Some(outbox)).await;
-    if let ReadOutcome::Data(n) = outcome {
-        let mut buf = pool.take();
-        buf.extend_from_slice(&small[..n]);
-        *slot = Some(buf);
-    }
-    outcome
-}
-
-/// Read buffers shared by a shard's connections, so an idle connection holds none.
-#[derive(Clone, Default)]
-pub struct BufferPool(Rc<RefCell<Vec<BytesMut>>>);
-
-const POOLED_BUFFERS: usize = 256;
-
-impl BufferPool {
-    fn take(&self) -> BytesMut {
-        self.0
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| BytesMut::with_capacity(READ_CHUNK))
-    }
-
-    fn put(&self, mut buf: BytesMut) {
-        let mut pool = self.0.borrow_mut();
-        if buf.is_empty() && buf.capacity() >= READ_CHUNK && pool.len() < POOLED_BUFFERS {
-            buf.clear();
-            pool.push(buf);
-        }
-    }
-}
-
 /// What a connection needs to know after its upgrade.
 struct Limits {
     max_message: usize,
     outgoing: usize,
-    heartbeat_ms: u64,
 }
 
 /// Reads the request head and answers it; `Some` once the socket speaks WebSocket. Everything
 /// allocated for the head is freed when this returns, before the connection's long life.
 async fn handshake(
-    reader: &mut (impl AsyncRead + Unpin),
-    writer: &mut (impl AsyncWrite + Unpin),
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     buf: &mut BytesMut,
-    shard: &Rc<RefCell<Shard>>,
+    shard: &RefCell<Shard>,
 ) -> Option<Limits> {
     let head = loop {
         match parse_head(buf) {
@@ -172,12 +133,12 @@ async fn handshake(
             Err(_) => {
                 let response =
                     http::plain_response(400, "Bad Request", "text/plain", "bad request");
-                let _ = writer.write_all(response.as_bytes()).await;
+                let _ = stream.write_all(response.as_bytes()).await;
                 return None;
             }
         }
         if !matches!(
-            read_more(reader, buf, HEAD_TIMEOUT, None).await,
+            read_more(stream, buf, HEAD_TIMEOUT).await,
             ReadOutcome::Data(_)
         ) {
             return None;
@@ -191,7 +152,6 @@ async fn handshake(
         let limits = Limits {
             max_message: c.max_message_size,
             outgoing: c.max_outgoing_buffer,
-            heartbeat_ms: c.heartbeat_interval_ms,
         };
         (upgrade, health, limits)
     };
@@ -200,90 +160,106 @@ async fn handshake(
         (_, _, true) => http::plain_response(200, "OK", "text/plain", "OK"),
         _ => http::plain_response(404, "Not Found", "text/plain", "not found"),
     };
-    let sent = writer.write_all(response.as_bytes()).await.is_ok();
+    let sent = stream.write_all(response.as_bytes()).await.is_ok();
     if upgrade && head.websocket_key.is_some() {
         return sent.then_some(limits);
     }
-    let _ = writer.close().await;
+    let _ = stream.close().await;
     None
 }
 
-pub async fn serve(
-    stream: TcpStream,
-    shard: Rc<RefCell<Shard>>,
-    pump: Pump,
-    runtime: Runtime,
-    pool: BufferPool,
-) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = futures_lite::io::split(stream);
-    let mut buf = pool.take();
-    let Some(Limits {
-        max_message,
-        outgoing: limit,
-        heartbeat_ms: heartbeat,
-    }) = handshake(&mut reader, &mut writer, &mut buf, &shard).await
-    else {
-        return;
-    };
-    let outbox = Outbox::new(limit);
-    let local = shard
-        .borrow_mut()
-        .open_conn(outbox.clone(), runtime.now_ms());
-    let writer_task = glommio::spawn_local(write_loop(writer, outbox.clone())).detach();
-    // Silent sockets are dropped after two heartbeat intervals, as the reference does.
-    let silence = Duration::from_millis(heartbeat.saturating_mul(2).max(1000));
-    let cx = ReadContext {
-        shard: &shard,
-        pump: &pump,
-        runtime: &runtime,
-        pool: &pool,
-        outbox: &outbox,
-        local,
-        max_message,
-        silence,
-    };
-    let end = read_loop(&mut reader, buf, cx).await;
-    shard.borrow_mut().close_conn(local);
-    pump.wake();
-    if let End::PeerGone = end {
-        outbox.abort();
-        return;
-    }
-    outbox.close(ws::CLOSE_NORMAL, "");
-    let _ = futures_lite::future::or(
-        async {
-            writer_task.await;
-        },
-        glommio::timer::sleep(CLOSE_TIMEOUT),
-    )
-    .await;
-    // Keep reading (and discarding) until the client closes too: closing a socket with unread
-    // data resets it, and the client would never see our close frame.
-    let drain = async {
-        let mut sink = BytesMut::new();
-        while let ReadOutcome::Data(_) =
-            read_more(&mut reader, &mut sink, CLOSE_TIMEOUT, None).await
-        {
-            sink.clear();
+/// Serves one accepted socket to its end.
+pub fn serve(stream: TcpStream, io: Rc<ShardIo>) -> Connection {
+    io.live.set(io.live.get() + 1);
+    Connection(State::Opening(Box::pin(open(stream, io))))
+}
+
+/// One connection's task, as a state machine rather than an `async fn`, so the task is no
+/// larger than the open connection: the handshake and the close live in boxes of their own.
+pub struct Connection(State);
+
+enum State {
+    Opening(Pin<Box<dyn Future<Output = Option<Live>>>>),
+    Open(Live),
+    Closing(Pin<Box<dyn Future<Output = ()>>>, Rc<ShardIo>),
+    Done,
+}
+
+impl Future for Connection {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut self.get_mut().0;
+        loop {
+            match this {
+                State::Opening(handshake) => match handshake.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(live)) => *this = State::Open(live),
+                    // The live count is only ever decremented by a connection it counted.
+                    Poll::Ready(None) => *this = State::Done,
+                },
+                State::Open(live) => {
+                    let Poll::Ready(end) = Pin::new(&mut *live).poll(cx) else {
+                        return Poll::Pending;
+                    };
+                    live.io.shard.borrow_mut().close_conn(live.local);
+                    live.io.pump.wake();
+                    let State::Open(live) = std::mem::replace(this, State::Done) else {
+                        return Poll::Ready(());
+                    };
+                    let io = live.io.clone();
+                    match end {
+                        End::PeerGone => {
+                            live.outbox.abort();
+                            io.live.set(io.live.get() - 1);
+                            return Poll::Ready(());
+                        }
+                        End::Closing => *this = State::Closing(Box::pin(live.finish()), io),
+                    }
+                }
+                State::Closing(close, io) => {
+                    let Poll::Ready(()) = close.as_mut().poll(cx) else {
+                        return Poll::Pending;
+                    };
+                    io.live.set(io.live.get() - 1);
+                    *this = State::Done;
+                    return Poll::Ready(());
+                }
+                State::Done => return Poll::Ready(()),
+            }
         }
+    }
+}
+
+/// The handshake; `Some` with the shard's new connection once the socket speaks WebSocket.
+async fn open(mut stream: TcpStream, io: Rc<ShardIo>) -> Option<Live> {
+    let _ = stream.set_nodelay(true);
+    let mut head = io.take_buffer();
+    let Some(limits) = handshake(&mut stream, &mut head, &io.shard).await else {
+        io.put_buffer(head);
+        return None;
     };
-    futures_lite::future::or(drain, glommio::timer::sleep(CLOSE_TIMEOUT)).await;
+    let now = io.runtime.now_ms();
+    let outbox = Outbox::new(limits.outgoing, now);
+    let local = io.shard.borrow_mut().open_conn(outbox.clone(), now);
+    let inbound = if head.is_empty() {
+        io.put_buffer(head);
+        None
+    } else {
+        Some(head)
+    };
+    Some(Live {
+        stream,
+        io,
+        outbox,
+        local,
+        decoder: FrameDecoder::new(limits.max_message),
+        inbound,
+        unsent: None,
+    })
 }
 
-/// What the reader of one connection works with.
-struct ReadContext<'a> {
-    shard: &'a Rc<RefCell<Shard>>,
-    pump: &'a Pump,
-    runtime: &'a Runtime,
-    pool: &'a BufferPool,
-    outbox: &'a Outbox,
-    local: u32,
-    max_message: usize,
-    silence: Duration,
-}
-
-/// How a connection's reading ended.
+/// How a connection's open life ended.
 enum End {
     /// The socket is gone (EOF or error): nothing more can be sent.
     PeerGone,
@@ -291,122 +267,207 @@ enum End {
     Closing,
 }
 
-async fn read_loop(
-    reader: &mut (impl AsyncRead + Unpin),
-    first: BytesMut,
-    cx: ReadContext<'_>,
-) -> End {
-    let mut decoder = FrameDecoder::new(cx.max_message);
-    let mut slot = Some(first);
-    loop {
-        if let Some(buf) = slot.as_mut() {
-            if !decode_all(&mut decoder, buf, &cx) {
-                return End::Closing;
-            }
+/// The open connection: reads frames into the shard and writes the outbox, as one future.
+struct Live {
+    stream: TcpStream,
+    io: Rc<ShardIo>,
+    outbox: Outbox,
+    local: u32,
+    decoder: FrameDecoder,
+    /// Bytes of a frame not complete yet; `None` between frames, so no buffer is held.
+    inbound: Option<BytesMut>,
+    /// What the socket did not take yet.
+    unsent: Option<Bytes>,
+}
+
+impl Future for Live {
+    type Output = End;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<End> {
+        let this = self.get_mut();
+        // Frames the shard queues for us while we read are written below in this same turn.
+        this.outbox.unwatch();
+        if let Poll::Ready(end) = this.poll_read_side(cx) {
+            return Poll::Ready(end);
         }
-        if cx.outbox.closing().is_some() {
-            return End::Closing;
+        if this.poll_write_side(cx).is_err() {
+            return Poll::Ready(End::PeerGone);
         }
-        match next_bytes(reader, &mut slot, cx.pool, cx.silence, cx.outbox).await {
-            ReadOutcome::Data(_) => {}
-            ReadOutcome::TimedOut => {
-                cx.outbox.close(ws::CLOSE_GOING_AWAY, "heartbeat timeout");
-                return End::Closing;
-            }
-            ReadOutcome::Stopped => return End::Closing,
-            ReadOutcome::Closed => return End::PeerGone,
+        if this.outbox.closing().is_some() {
+            return Poll::Ready(End::Closing);
         }
+        Poll::Pending
     }
 }
 
-/// Hands every complete frame in `buf` to the shard; false once the connection must end.
-fn decode_all(decoder: &mut FrameDecoder, buf: &mut BytesMut, cx: &ReadContext<'_>) -> bool {
-    let mut touched = false;
-    let keep_going = loop {
-        match decoder.decode(buf) {
-            Ok(Some(event)) => {
-                touched = true;
-                match event {
-                    WsEvent::Binary(payload) => cx.shard.borrow_mut().on_client_frame(
-                        cx.local,
+impl Live {
+    /// Reads what the socket has and hands complete frames to the shard. Ready when reading
+    /// is over; Pending once the socket is empty (or after a fair share of reads).
+    fn poll_read_side(&mut self, cx: &mut Context<'_>) -> Poll<End> {
+        for _ in 0..READS_PER_TURN {
+            if self.outbox.closing().is_some() {
+                return Poll::Ready(End::Closing);
+            }
+            let mut buf = self.inbound.take().unwrap_or_else(|| self.io.take_buffer());
+            let start = buf.len();
+            buf.resize(start + READ_CHUNK, 0);
+            let read = Pin::new(&mut self.stream).poll_read(cx, &mut buf[start..]);
+            let filled = match read {
+                Poll::Ready(Ok(n)) => n,
+                _ => 0,
+            };
+            buf.truncate(start + filled);
+            match read {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(End::PeerGone),
+                Poll::Ready(Ok(_)) => {
+                    self.outbox.heard(self.io.runtime.now_ms());
+                    let keep_going = self.decode_all(&mut buf);
+                    self.keep_or_return(buf);
+                    if !keep_going {
+                        return Poll::Ready(End::Closing);
+                    }
+                }
+                Poll::Pending => {
+                    self.keep_or_return(buf);
+                    return Poll::Pending;
+                }
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Keeps a buffer holding part of a frame; gives an empty one back to the pool.
+    fn keep_or_return(&mut self, buf: BytesMut) {
+        if buf.is_empty() {
+            self.io.put_buffer(buf);
+        } else {
+            self.inbound = Some(buf);
+        }
+    }
+
+    /// Hands every complete frame in `buf` to the shard; false once the connection must end.
+    fn decode_all(&mut self, buf: &mut BytesMut) -> bool {
+        let io = &*self.io;
+        let keep_going = loop {
+            match self.decoder.decode(buf) {
+                Ok(Some(event)) => match event {
+                    WsEvent::Binary(payload) => io.shard.borrow_mut().on_client_frame(
+                        self.local,
                         &payload,
-                        cx.runtime.now_ms(),
+                        io.runtime.now_ms(),
                     ),
-                    WsEvent::Text(_) => cx.shard.borrow_mut().on_client_text(cx.local),
-                    WsEvent::Ping(payload) => cx.outbox.push(ws::frame(ws::OP_PONG, &payload)),
+                    WsEvent::Text(_) => io.shard.borrow_mut().on_client_text(self.local),
+                    WsEvent::Ping(payload) => self.outbox.push(ws::frame(ws::OP_PONG, &payload)),
                     WsEvent::Pong(_) => {}
                     WsEvent::Close(_, _) => {
-                        cx.outbox.close(ws::CLOSE_NORMAL, "");
+                        self.outbox.close(ws::CLOSE_NORMAL, "");
                         break false;
+                    }
+                },
+                Ok(None) => break true,
+                Err(violation) => {
+                    if violation.code == ws::CLOSE_TOO_BIG {
+                        io.shard.borrow_mut().on_oversize(self.local);
+                    }
+                    self.outbox.close(violation.code, violation.reason);
+                    break false;
+                }
+            }
+        };
+        let jobs = io.shard.borrow_mut().take_auth_jobs();
+        for job in jobs {
+            glommio::spawn_local(super::webhook::run(job, io.shard.clone(), io.pump.clone()))
+                .detach();
+        }
+        io.pump.wake();
+        keep_going
+    }
+
+    /// Writes what is queued: one frame as it is, several joined into one write. Ok(()) when
+    /// everything went out or the socket is full (we are woken when it drains).
+    fn poll_write_side(&mut self, cx: &mut Context<'_>) -> std::io::Result<()> {
+        loop {
+            if let Some(unsent) = self.unsent.as_mut() {
+                match Pin::new(&mut self.stream).poll_write(cx, unsent) {
+                    Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+                    Poll::Ready(Ok(n)) => {
+                        unsent.advance(n);
+                        if unsent.is_empty() {
+                            self.unsent = None;
+                        }
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => return Err(e),
+                    Poll::Pending => {
+                        // A close (or an overflow) must still wake us while the socket is full.
+                        self.outbox.watch(cx.waker());
+                        return Ok(());
                     }
                 }
             }
-            Ok(None) => break true,
-            Err(violation) => {
-                if violation.code == ws::CLOSE_TOO_BIG {
-                    cx.shard.borrow_mut().on_oversize(cx.local);
+            let mut frames = self.io.frames.borrow_mut();
+            self.outbox.drain(&mut frames, cx.waker());
+            match frames.len() {
+                0 => return Ok(()),
+                1 => self.unsent = frames.pop(),
+                _ => {
+                    let mut joined = self.io.joined.borrow_mut();
+                    joined.clear();
+                    for frame in frames.drain(..) {
+                        joined.extend_from_slice(&frame);
+                    }
+                    let written = match Pin::new(&mut self.stream).poll_write(cx, &joined) {
+                        Poll::Ready(Ok(n)) => n,
+                        Poll::Ready(Err(e)) => return Err(e),
+                        Poll::Pending => 0,
+                    };
+                    if written < joined.len() {
+                        self.unsent = Some(Bytes::copy_from_slice(&joined[written..]));
+                    }
+                    if joined.capacity() > JOINED_KEPT {
+                        *joined = Vec::new();
+                    }
                 }
-                cx.outbox.close(violation.code, violation.reason);
-                break false;
             }
         }
-    };
-    if touched {
-        let jobs = cx.shard.borrow_mut().take_auth_jobs();
-        for job in jobs {
-            glommio::spawn_local(super::webhook::run(job, cx.shard.clone(), cx.pump.clone()))
-                .detach();
-        }
     }
-    if touched || !keep_going {
-        cx.pump.wake();
-    }
-    keep_going
 }
 
-/// Drains the outbox: one frame goes out as it is, several are coalesced into one write.
-async fn write_loop(mut writer: impl AsyncWrite + Unpin, outbox: Outbox) {
-    let mut batch: Vec<Bytes> = Vec::new();
-    let mut coalesced: Vec<u8> = Vec::new();
-    loop {
-        poll_fn(|cx| {
-            outbox.drain(&mut batch, cx.waker());
-            if batch.is_empty() && outbox.closing().is_none() {
-                Poll::Pending
-            } else {
-                Poll::Ready(())
-            }
-        })
-        .await;
-        let result = match batch.len() {
-            0 => Ok(()),
-            1 => writer.write_all(&batch[0]).await,
-            _ => {
-                coalesced.clear();
-                for frame in &batch {
-                    coalesced.extend_from_slice(frame);
-                }
-                writer.write_all(&coalesced).await
-            }
-        };
-        batch.clear();
-        if coalesced.capacity() > 1 << 20 {
-            coalesced = Vec::new();
-        }
-        if result.is_err() {
-            outbox.close(ws::CLOSE_GOING_AWAY, "write failed");
+impl Live {
+    /// The close: what is still queued, then the close frame, then reading until the client
+    /// closes too (closing a socket with unread data resets it, and the client would lose our
+    /// close frame).
+    async fn finish(mut self) {
+        let (code, reason) = self.outbox.closing().unwrap_or((ws::CLOSE_NORMAL, ""));
+        if code == ABORTED {
             return;
         }
-        if let Some((code, reason)) = outbox.closing() {
-            if code == ABORTED {
-                return;
+        let stream = &mut self.stream;
+        let unsent = self.unsent.take();
+        let outbox = &self.outbox;
+        let flush = async {
+            if let Some(unsent) = unsent {
+                stream.write_all(&unsent).await?;
             }
-            if outbox.queued_bytes() == 0 {
-                let _ = writer.write_all(&ws::close_frame(code, reason)).await;
-                let _ = writer.flush().await;
-                let _ = writer.close().await;
-                return;
+            for frame in outbox.take_all() {
+                stream.write_all(&frame).await?;
             }
+            stream.write_all(&ws::close_frame(code, reason)).await?;
+            stream.close().await
+        };
+        let sent = futures_lite::future::or(flush, async {
+            glommio::timer::sleep(CLOSE_TIMEOUT).await;
+            Err(std::io::ErrorKind::TimedOut.into())
+        })
+        .await;
+        if sent.is_err() {
+            return;
         }
+        let drain = async {
+            let mut sink = [0u8; 512];
+            while let Ok(1..) = self.stream.read(&mut sink).await {}
+        };
+        futures_lite::future::or(drain, glommio::timer::sleep(CLOSE_TIMEOUT)).await;
     }
 }

@@ -177,8 +177,7 @@ async fn shard_main(
         })
         .detach()
     };
-    let live = Rc::new(std::cell::Cell::new(0usize));
-    let pool = conn::BufferPool::default();
+    let io = conn::ShardIo::new(shard.clone(), pump, runtime.clone());
     loop {
         let accept = async { Some(listener.accept().await) };
         let stop = async {
@@ -189,19 +188,7 @@ async fn shard_main(
         };
         match futures_lite::future::or(accept, stop).await {
             Some(Ok(stream)) => {
-                let (shard, pump, runtime, live, pool) = (
-                    shard.clone(),
-                    pump.clone(),
-                    runtime.clone(),
-                    live.clone(),
-                    pool.clone(),
-                );
-                live.set(live.get() + 1);
-                glommio::spawn_local(async move {
-                    conn::serve(stream, shard, pump, runtime, pool).await;
-                    live.set(live.get() - 1);
-                })
-                .detach();
+                glommio::spawn_local(conn::serve(stream, io.clone())).detach();
             }
             Some(Err(e)) => {
                 eprintln!("accept failed: {e}");
@@ -216,7 +203,7 @@ async fn shard_main(
         "server shutting down",
     );
     let deadline = Instant::now() + Duration::from_secs(2);
-    while live.get() > 0 && Instant::now() < deadline {
+    while io.live.get() > 0 && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
     drop(ticker);

@@ -43,8 +43,9 @@ const fn violation(code: u16, reason: &'static str) -> WsError {
 #[derive(Debug)]
 pub struct FrameDecoder {
     max_message: usize,
-    /// Opcode and collected payload of a fragmented message in progress.
-    partial: Option<(u8, BytesMut)>,
+    /// Opcode and collected payload of a fragmented message in progress (boxed: rare, and a
+    /// decoder lives as long as its connection).
+    partial: Option<Box<(u8, BytesMut)>>,
 }
 
 impl FrameDecoder {
@@ -95,7 +96,7 @@ impl FrameDecoder {
         if is_control && (payload_len > 125 || !fin) {
             return Err(violation(CLOSE_PROTOCOL_ERROR, "bad control frame"));
         }
-        let collected = self.partial.as_ref().map_or(0, |(_, p)| p.len());
+        let collected = self.partial.as_ref().map_or(0, |p| p.1.len());
         if !is_control && collected.saturating_add(payload_len) > self.max_message {
             return Err(violation(CLOSE_TOO_BIG, "message too big"));
         }
@@ -138,11 +139,11 @@ impl FrameDecoder {
                 if fin {
                     return Ok(Some(data_event(opcode, payload.freeze())?));
                 }
-                self.partial = Some((opcode, payload));
+                self.partial = Some(Box::new((opcode, payload)));
                 Ok(None)
             }
             OP_CONTINUATION => {
-                let Some((first_opcode, mut collected)) = self.partial.take() else {
+                let Some((first_opcode, mut collected)) = self.partial.take().map(|p| *p) else {
                     return Err(violation(
                         CLOSE_PROTOCOL_ERROR,
                         "continuation without a start",
@@ -152,7 +153,7 @@ impl FrameDecoder {
                 if fin {
                     return Ok(Some(data_event(first_opcode, collected.freeze())?));
                 }
-                self.partial = Some((first_opcode, collected));
+                self.partial = Some(Box::new((first_opcode, collected)));
                 Ok(None)
             }
             _ => Err(violation(CLOSE_PROTOCOL_ERROR, "unknown opcode")),

@@ -209,7 +209,8 @@ impl Shard {
         if kind == Kind::Record {
             reply.names = msg.names.clone();
         }
-        self.send_local(local, &reply);
+        let token = subscribe.then(|| self.held_replies.begin(local));
+        let mut replies = vec![super::ws_frame(&reply)];
         for name in &msg.names {
             let changed = if subscribe {
                 self.subscribe_local(kind, name, local)
@@ -226,8 +227,15 @@ impl Shard {
                     name: Some(name.clone()),
                     ..error_reply(msg, action)
                 };
-                self.send_local(local, &reply);
+                replies.push(super::ws_frame(&reply));
             }
+        }
+        let ready = match token {
+            Some(token) => self.held_replies.finish(token, replies),
+            None => Some((local, replies)),
+        };
+        if let Some((local, replies)) = ready {
+            self.send_frames_local(local, replies);
         }
     }
 
@@ -291,12 +299,14 @@ impl Shard {
                     if msg.action == pa::SUBSCRIBE {
                         self.presence_subscribers.add(user, local);
                         if let Some(c) = self.conns.get_mut(&local) {
-                            c.presence_users.insert(crate::core::detach(user));
+                            c.extras().presence_users.insert(crate::core::detach(user));
                         }
                     } else {
                         self.presence_subscribers.remove(user, local);
-                        if let Some(c) = self.conns.get_mut(&local) {
-                            c.presence_users.remove(user);
+                        if let Some(extras) =
+                            self.conns.get_mut(&local).and_then(|c| c.extras.as_mut())
+                        {
+                            extras.presence_users.remove(user);
                         }
                     }
                 }
@@ -309,7 +319,7 @@ impl Shard {
                     self.presence_all.push(local);
                 }
                 if let Some(c) = self.conns.get_mut(&local) {
-                    c.presence_all = on;
+                    c.extras().presence_all = on;
                 }
                 self.send_local(local, &ack(&msg));
             }

@@ -2,6 +2,7 @@
 //! it `ShardMsg`s; it fills connection outboxes and per-peer queues that the runtime drains.
 
 mod client;
+mod held;
 pub mod msg;
 pub mod outbox;
 mod permit;
@@ -25,6 +26,9 @@ use std::sync::Arc;
 /// Messages waiting for one peer shard before new ones are dropped.
 const MAX_QUEUED_FOR_PEER: usize = 1 << 20;
 
+/// How often connections are checked for login and heartbeat deadlines.
+const SWEEP_INTERVAL_MS: u64 = 100;
+
 /// Most shards a server runs: shard sets are 64-bit masks.
 pub const MAX_SHARDS: usize = 64;
 
@@ -44,16 +48,29 @@ struct Conn {
     user: Bytes,
     auth_attempts: u32,
     opened_at: u64,
+    /// Who this connection is, as permission rules see it.
+    identity: Arc<crate::permission::rules::User>,
+    /// Allocated on first use, so a connection that only idles stays small.
+    extras: Option<Box<ConnExtras>>,
+}
+
+/// What a connection collects once it does more than log in.
+#[derive(Default)]
+struct ConnExtras {
     /// Names this connection subscribed to, per kind, for teardown.
     subscriptions: [AHashSet<Bytes>; 2],
     presence_users: AHashSet<Bytes>,
     presence_all: bool,
     /// The auth data while a webhook is asked.
     pending_auth: Option<simd_json::OwnedValue>,
-    /// Who this connection is, as permission rules see it.
-    identity: Arc<crate::permission::rules::User>,
     /// Permission results that depend only on name and user.
     permission_cache: permit::DecisionCache,
+}
+
+impl Conn {
+    fn extras(&mut self) -> &mut ConnExtras {
+        self.extras.get_or_insert_with(Box::default)
+    }
 }
 
 pub struct Shard {
@@ -89,6 +106,12 @@ pub struct Shard {
     dropped_for_peer: u64,
     /// The latest time any entry point was given, for work routed within this shard.
     now: u64,
+    /// The identity of a connection before login, shared by all of them.
+    anonymous: Arc<crate::permission::rules::User>,
+    /// When connections were last checked for login and heartbeat deadlines.
+    last_sweep: u64,
+    /// Subscribe acks waiting for remote owners to confirm.
+    held_replies: held::HeldReplies,
 }
 
 /// One WebSocket binary frame holding `msg`, built in a single buffer.
@@ -139,6 +162,9 @@ impl Shard {
             resumed_rounds: 0,
             waiting_checks: AHashMap::new(),
             next_check: 0,
+            anonymous: Arc::default(),
+            last_sweep: 0,
+            held_replies: held::HeldReplies::default(),
             config,
         }
     }
@@ -169,12 +195,8 @@ impl Shard {
                 user: Bytes::new(),
                 auth_attempts: 0,
                 opened_at: now,
-                subscriptions: Default::default(),
-                presence_users: AHashSet::new(),
-                presence_all: false,
-                pending_auth: None,
-                identity: Arc::default(),
-                permission_cache: permit::DecisionCache::default(),
+                identity: self.anonymous.clone(),
+                extras: None,
             },
         );
         local
@@ -202,6 +224,14 @@ impl Shard {
     fn send_local(&self, local: u32, msg: &Message) {
         if let Some(conn) = self.conns.get(&local) {
             conn.outbox.push(ws_frame(msg));
+        }
+    }
+
+    fn send_frames_local(&self, local: u32, frames: Vec<Bytes>) {
+        if let Some(conn) = self.conns.get(&local) {
+            for frame in frames {
+                conn.outbox.push(frame);
+            }
         }
     }
 
@@ -267,7 +297,11 @@ impl Shard {
                 name,
                 shard,
                 on,
+                confirm,
             } => {
+                if let Some(token) = confirm {
+                    self.route(usize::from(shard), ShardMsg::InterestApplied { token });
+                }
                 if self.interest[kind as usize].set(&name, usize::from(shard), on) == Change::Edge {
                     if !on && kind == Kind::Record {
                         self.records.evict_if_idle(&name, false);
@@ -371,6 +405,11 @@ impl Shard {
                             self.send_frame(login, frame);
                         }
                     }
+                }
+            }
+            ShardMsg::InterestApplied { token } => {
+                if let Some((local, frames)) = self.held_replies.confirmed(token) {
+                    self.send_frames_local(local, frames);
                 }
             }
             ShardMsg::ConnClosed { conn } => {
@@ -490,7 +529,10 @@ impl Shard {
     /// Periodic work: login and listen deadlines, RPC timeouts, listen rematching.
     pub fn tick(&mut self, now: u64) {
         self.now = self.now.max(now);
-        self.expire_unauthenticated(now);
+        if now.saturating_sub(self.last_sweep) >= SWEEP_INTERVAL_MS {
+            self.last_sweep = now;
+            self.sweep_connections(now);
+        }
         let mut sends = Vec::new();
         self.rpc.tick(now, &mut sends);
         for (to, msg) in sends {
@@ -517,16 +559,19 @@ impl Shard {
             return;
         };
         let me = self.conn_id(local);
-        for kind in [Kind::Event, Kind::Record] {
-            for name in &conn.subscriptions[kind as usize] {
-                self.unsubscribe_local(kind, name, local);
+        self.held_replies.forget(local);
+        if let Some(extras) = &conn.extras {
+            for kind in [Kind::Event, Kind::Record] {
+                for name in &extras.subscriptions[kind as usize] {
+                    self.unsubscribe_local(kind, name, local);
+                }
             }
-        }
-        for user in &conn.presence_users {
-            self.presence_subscribers.remove(user, local);
-        }
-        if conn.presence_all {
-            self.presence_all.retain(|c| *c != local);
+            for user in &extras.presence_users {
+                self.presence_subscribers.remove(user, local);
+            }
+            if extras.presence_all {
+                self.presence_all.retain(|c| *c != local);
+            }
         }
         // Only a logged-in connection has a user; anonymous ones are not in presence.
         if !conn.user.is_empty() && conn.user != crate::auth::OPEN_USER.as_bytes() {
@@ -563,22 +608,31 @@ impl Shard {
             Change::Unchanged => return false,
             Change::Edge => {
                 let owner = self.owner(name);
+                // A subscriber's ack waits until a remote owner knows of the subscription, so
+                // an emit made after the ack always reaches it.
+                let confirm = match self.held_replies.collecting {
+                    Some(token) if on && owner != self.id => {
+                        self.held_replies.expect_confirmation(token);
+                        Some(token)
+                    }
+                    _ => None,
+                };
                 let interest = ShardMsg::Interest {
                     kind,
                     name: name.clone(),
                     shard: self.id as u16,
                     on,
+                    confirm,
                 };
                 self.route(owner, interest);
             }
             Change::Changed => {}
         }
         if let Some(conn) = self.conns.get_mut(&local) {
-            let names = &mut conn.subscriptions[kind as usize];
             if on {
-                names.insert(crate::core::detach(name));
-            } else {
-                names.remove(name);
+                conn.extras().subscriptions[kind as usize].insert(crate::core::detach(name));
+            } else if let Some(extras) = conn.extras.as_mut() {
+                extras.subscriptions[kind as usize].remove(name);
             }
         }
         true

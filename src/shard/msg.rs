@@ -41,13 +41,17 @@ pub enum ShardMsg {
         data: Option<Bytes>,
         from: ConnId,
     },
-    /// Shard `shard` gained its first or lost its last local subscriber of `name`.
+    /// Shard `shard` gained its first or lost its last local subscriber of `name`. With
+    /// `confirm`, the owner answers `InterestApplied` so the subscriber's ack can wait for it.
     Interest {
         kind: Kind,
         name: Bytes,
         shard: u16,
         on: bool,
+        confirm: Option<u64>,
     },
+    /// The owner applied an `Interest` that asked for confirmation.
+    InterestApplied { token: u64 },
     /// An encoded frame for every local subscriber of `name` but `exclude`.
     Deliver {
         kind: Kind,

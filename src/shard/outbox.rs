@@ -1,5 +1,7 @@
 //! A connection's bounded queue of outgoing WebSocket frames, shared by the shard (which fills it)
-//! and the connection's writer (which drains it). Too slow a reader is cut off, not buffered.
+//! and the connection's task (which drains it). Too slow a reader is cut off, not buffered. It
+//! also carries when the client was last heard from, so the shard can drop silent sockets
+//! without a timer per connection.
 
 use bytes::Bytes;
 use std::cell::RefCell;
@@ -13,21 +15,41 @@ pub const ABORTED: u16 = 0;
 #[derive(Clone, Default)]
 pub struct Outbox(Rc<RefCell<Inner>>);
 
+/// Most connections have at most one frame queued at a time, so the first waits inline and only
+/// a burst allocates (and frees on drain): an idle connection holds no queue memory.
 #[derive(Default)]
 struct Inner {
-    frames: VecDeque<Bytes>,
+    first: Option<Bytes>,
+    rest: VecDeque<Bytes>,
     bytes: usize,
     limit: usize,
     /// Set once: the close code and reason to send after what is queued.
     closing: Option<(u16, &'static str)>,
-    writer: Option<Waker>,
-    reader: Option<Waker>,
+    /// The connection's task, woken by a frame to send or a close.
+    waker: Option<Waker>,
+    /// Milliseconds (server clock) when the client last sent bytes.
+    heard_at: u64,
+}
+
+impl Inner {
+    fn clear(&mut self) {
+        self.first = None;
+        self.rest = VecDeque::new();
+        self.bytes = 0;
+    }
+
+    fn wake(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
 }
 
 impl Outbox {
-    pub fn new(limit: usize) -> Self {
+    pub fn new(limit: usize, now: u64) -> Self {
         Outbox(Rc::new(RefCell::new(Inner {
             limit,
+            heard_at: now,
             ..Default::default()
         })))
     }
@@ -39,8 +61,7 @@ impl Outbox {
             return;
         }
         if inner.bytes + frame.len() > inner.limit {
-            inner.frames.clear();
-            inner.bytes = 0;
+            inner.clear();
             drop(inner);
             self.close(
                 crate::protocol::ws::CLOSE_POLICY,
@@ -49,32 +70,28 @@ impl Outbox {
             return;
         }
         inner.bytes += frame.len();
-        inner.frames.push_back(frame);
-        if let Some(waker) = inner.writer.take() {
-            waker.wake();
+        if inner.first.is_none() {
+            inner.first = Some(frame);
+        } else {
+            inner.rest.push_back(frame);
         }
+        inner.wake();
     }
 
-    /// Asks the writer to send what is queued, then a close frame, and the reader to stop.
+    /// Asks the connection to send what is queued, then a close frame, and to stop reading.
     pub fn close(&self, code: u16, reason: &'static str) {
         let mut inner = self.0.borrow_mut();
         if inner.closing.is_none() {
             inner.closing = Some((code, reason));
         }
-        if let Some(waker) = inner.writer.take() {
-            waker.wake();
-        }
-        if let Some(waker) = inner.reader.take() {
-            waker.wake();
-        }
+        inner.wake();
     }
 
-    /// The socket is gone: drop what is queued and stop the writer without a close frame.
+    /// The socket is gone: drop what is queued and stop without a close frame.
     pub fn abort(&self) {
         {
             let mut inner = self.0.borrow_mut();
-            inner.frames.clear();
-            inner.bytes = 0;
+            inner.clear();
             inner.closing = Some((ABORTED, ""));
         }
         self.close(ABORTED, "");
@@ -84,29 +101,49 @@ impl Outbox {
         self.0.borrow().closing
     }
 
-    /// Moves every queued frame into `into`; registers the writer's waker if there was none.
+    /// Moves every queued frame into `into`, oldest first. With nothing queued and no close
+    /// asked for, `waker` is woken by the next push or close.
     pub fn drain(&self, into: &mut Vec<Bytes>, waker: &Waker) {
         let mut inner = self.0.borrow_mut();
-        into.extend(inner.frames.drain(..));
+        into.extend(inner.first.take());
+        into.extend(std::mem::take(&mut inner.rest));
         inner.bytes = 0;
         if into.is_empty() && inner.closing.is_none() {
-            inner.writer = Some(waker.clone());
+            inner.waker = Some(waker.clone());
         }
     }
 
-    pub fn watch_close(&self, waker: &Waker) {
-        self.0.borrow_mut().reader = Some(waker.clone());
+    /// Wakes `waker` on the next push or close, without draining.
+    pub fn watch(&self, waker: &Waker) {
+        self.0.borrow_mut().waker = Some(waker.clone());
+    }
+
+    /// Forgets the waiting task: it is running and will look at the queue itself.
+    pub fn unwatch(&self) {
+        self.0.borrow_mut().waker = None;
     }
 
     pub fn queued_bytes(&self) -> usize {
         self.0.borrow().bytes
     }
 
+    /// The client sent bytes at `now`.
+    pub fn heard(&self, now: u64) {
+        self.0.borrow_mut().heard_at = now;
+    }
+
+    pub fn heard_at(&self) -> u64 {
+        self.0.borrow().heard_at
+    }
+
     /// Frames queued, for tests and the sans-I/O harness.
     pub fn take_all(&self) -> Vec<Bytes> {
         let mut inner = self.0.borrow_mut();
+        let mut all = Vec::new();
+        all.extend(inner.first.take());
+        all.extend(std::mem::take(&mut inner.rest));
         inner.bytes = 0;
-        inner.frames.drain(..).collect()
+        all
     }
 }
 
@@ -116,7 +153,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_closes_the_connection() {
-        let outbox = Outbox::new(10);
+        let outbox = Outbox::new(10, 0);
         outbox.push(Bytes::from_static(b"12345"));
         outbox.push(Bytes::from_static(b"12345"));
         assert_eq!(outbox.queued_bytes(), 10);
@@ -125,5 +162,42 @@ mod tests {
         assert_eq!(outbox.closing().map(|c| c.0), Some(1008));
         outbox.push(Bytes::from_static(b"1"));
         assert!(outbox.take_all().is_empty());
+    }
+
+    #[test]
+    fn frames_come_out_in_order_and_a_drained_queue_holds_nothing() {
+        let outbox = Outbox::new(100, 0);
+        for frame in [&b"a"[..], b"b", b"c"] {
+            outbox.push(Bytes::copy_from_slice(frame));
+        }
+        let mut out = Vec::new();
+        outbox.drain(&mut out, std::task::Waker::noop());
+        assert_eq!(out, vec![&b"a"[..], b"b", b"c"]);
+        assert_eq!(outbox.queued_bytes(), 0);
+        assert_eq!(outbox.0.borrow().rest.capacity(), 0);
+        outbox.push(Bytes::from_static(b"d"));
+        assert_eq!(outbox.take_all(), vec![&b"d"[..]]);
+    }
+
+    #[test]
+    fn an_empty_drain_waits_for_the_next_push() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let outbox = Outbox::new(100, 0);
+        outbox.drain(&mut Vec::new(), &waker);
+        outbox.push(Bytes::from_static(b"x"));
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        outbox.push(Bytes::from_static(b"y"));
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "woken once per wait");
+        outbox.heard(42);
+        assert_eq!(outbox.heard_at(), 42);
     }
 }

@@ -187,7 +187,8 @@ impl Shard {
             return Verdict::Deny;
         };
         let key = (ask.section, ask.ty, Bytes::copy_from_slice(ask.name));
-        if let Some(decision) = conn.permission_cache.0.get(&key) {
+        let cache = &mut conn.extras().permission_cache.0;
+        if let Some(decision) = cache.get(&key) {
             return if *decision {
                 Verdict::Allow
             } else {
@@ -200,12 +201,11 @@ impl Shard {
             .is_none_or(|a| a.rule.cacheable());
         let verdict = evaluate(&permissions, &conn.identity, ask, refs);
         if cacheable {
-            if conn.permission_cache.0.len() >= CACHE_LIMIT {
-                conn.permission_cache.0.clear();
+            let cache = &mut conn.extras().permission_cache.0;
+            if cache.len() >= CACHE_LIMIT {
+                cache.clear();
             }
-            conn.permission_cache
-                .0
-                .insert(key, matches!(verdict, Verdict::Allow));
+            cache.insert(key, matches!(verdict, Verdict::Allow));
         }
         verdict
     }

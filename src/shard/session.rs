@@ -151,7 +151,7 @@ impl Shard {
                     simd_json::prelude::Writable::encode(&auth_data)
                 );
                 conn.phase = Phase::Authenticating;
-                conn.pending_auth = Some(auth_data);
+                conn.extras().pending_auth = Some(auth_data);
                 self.auth_jobs.push(AuthJob {
                     local,
                     strategy,
@@ -174,7 +174,7 @@ impl Shard {
         if conn.phase != Phase::Authenticating {
             return;
         }
-        let Some(auth_data) = conn.pending_auth.take() else {
+        let Some(auth_data) = conn.extras.as_mut().and_then(|e| e.pending_auth.take()) else {
             return;
         };
         conn.phase = Phase::AwaitAuth;
@@ -252,22 +252,31 @@ impl Shard {
         }
     }
 
-    pub(super) fn expire_unauthenticated(&mut self, now: u64) {
-        let Some(timeout) = self.config.unauthenticated_client_timeout_ms else {
-            return;
-        };
-        let expired: Vec<u32> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| {
-                matches!(
-                    c.phase,
-                    Phase::AwaitChallenge | Phase::AwaitAuth | Phase::Authenticating
-                ) && c.opened_at + timeout <= now
-            })
-            .map(|(local, _)| *local)
-            .collect();
-        for local in expired {
+    /// Connections past the login deadline are told so and closed; logged-in ones silent for
+    /// two heartbeat intervals (at least a second) are dropped, as the reference does.
+    pub(super) fn sweep_connections(&mut self, now: u64) {
+        let login_deadline = self.config.unauthenticated_client_timeout_ms;
+        let silence = self
+            .config
+            .heartbeat_interval_ms
+            .saturating_mul(2)
+            .max(1000);
+        let mut unauthenticated = Vec::new();
+        for (local, conn) in &self.conns {
+            if conn.phase == Phase::Closed || conn.outbox.closing().is_some() {
+                continue;
+            }
+            let logging_in = matches!(
+                conn.phase,
+                Phase::AwaitChallenge | Phase::AwaitAuth | Phase::Authenticating
+            );
+            if logging_in && login_deadline.is_some_and(|t| conn.opened_at + t <= now) {
+                unauthenticated.push(*local);
+            } else if now.saturating_sub(conn.outbox.heard_at()) >= silence {
+                conn.outbox.close(ws::CLOSE_GOING_AWAY, "heartbeat timeout");
+            }
+        }
+        for local in unauthenticated {
             self.send_local(
                 local,
                 &Message::new(topic::CONNECTION, connection_action::AUTHENTICATION_TIMEOUT),

@@ -75,7 +75,7 @@ impl Cluster {
     }
 
     fn login(&mut self, shard: usize, user: &str) -> Client {
-        let outbox = Outbox::new(1 << 20);
+        let outbox = Outbox::new(1 << 20, 0);
         let local = self.shards[shard].open_conn(outbox.clone(), 0);
         let client = Client {
             shard,
@@ -167,6 +167,38 @@ fn an_emit_on_shard_a_is_handled_on_owner_shard_b_and_crosses_back_once() {
     assert!(
         received(&publisher).is_empty(),
         "the emitter does not hear itself"
+    );
+}
+
+#[test]
+fn a_subscribe_ack_waits_until_a_remote_owner_has_the_interest() {
+    let mut cluster = Cluster::new(2);
+    let remote = name_owned_by(1, 2, "held");
+    let local_name = name_owned_by(0, 2, "held");
+    let subscriber = cluster.login(0, "s");
+    let subscribe = |names: Vec<Bytes>| Message {
+        correlation_id: Some(Bytes::from_static(b"7")),
+        names,
+        ..Message::new(topic::EVENT, event_action::SUBSCRIBE)
+    };
+    // Owned here: the ack goes out at once.
+    let frame = subscribe(vec![local_name.clone()]).encode();
+    cluster.shards[0].on_client_frame(subscriber.local, &frame, 0);
+    assert_eq!(received(&subscriber).len(), 1);
+    // Owned by shard 1: nothing until shard 1 has applied the interest, then the ack and the
+    // duplicate-subscription error, in order.
+    let frame = subscribe(vec![remote.clone(), local_name.clone()]).encode();
+    cluster.shards[0].on_client_frame(subscriber.local, &frame, 0);
+    assert!(received(&subscriber).is_empty());
+    cluster.settle();
+    let got = received(&subscriber);
+    let actions: Vec<i32> = got.iter().map(|m| m.action).collect();
+    assert_eq!(
+        actions,
+        vec![
+            event_action::SUBSCRIBE,
+            event_action::MULTIPLE_SUBSCRIPTIONS
+        ]
     );
 }
 
@@ -582,4 +614,22 @@ fn store_failures_reach_the_client() {
         (record_action::RECORD_LOAD_ERROR, Some(true))
     );
     assert_eq!(got[0].data.as_deref(), Some(&br#""disk on fire""#[..]));
+}
+
+#[test]
+fn the_sweep_drops_connections_silent_for_two_heartbeats() {
+    let mut cluster = Cluster::new(1);
+    let heartbeat = cluster.shards[0].config().heartbeat_interval_ms;
+    let silent = cluster.login(0, "silent");
+    let chatty = cluster.login(0, "chatty");
+    let later = 2 * heartbeat;
+    chatty.outbox.heard(later - 10);
+    cluster.shards[0].tick(later - 1);
+    assert_eq!(silent.outbox.closing(), None, "not yet two intervals");
+    cluster.shards[0].tick(later + SWEEP_INTERVAL_MS);
+    assert_eq!(
+        silent.outbox.closing(),
+        Some((ws::CLOSE_GOING_AWAY, "heartbeat timeout"))
+    );
+    assert_eq!(chatty.outbox.closing(), None);
 }
