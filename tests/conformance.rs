@@ -10,8 +10,13 @@ use std::process::Command;
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn run_suite(cores: &str) {
+    run_suite_with(&["--cores", cores]);
+}
+
+fn run_suite_with(args: &[&str]) {
+    let cores = args.join(" ");
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let server = Server::start(&["--cores", cores]);
+    let server = Server::start(args);
     let output = Command::new("bash")
         .arg(shared_dir().join("conformance/run.sh"))
         .arg(server.url())
@@ -22,10 +27,10 @@ fn run_suite(cores: &str) {
         .lines()
         .filter(|l| l.starts_with("# ") || l.starts_with("not ok"))
         .collect();
-    println!("conformance with --cores {cores}:\n{}", summary.join("\n"));
+    println!("conformance with {cores}:\n{}", summary.join("\n"));
     assert!(
         output.status.success(),
-        "conformance failed with --cores {cores}:\n{stdout}\n{}",
+        "conformance failed with {cores}:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("# fail 0"), "{stdout}");
@@ -43,4 +48,11 @@ fn conformance_on_one_shard() {
 #[test]
 fn conformance_on_two_shards() {
     run_suite("2");
+}
+
+/// Every connection quiet for a sweep (100 ms) parks its socket, so the suite runs through
+/// parking and unparking all the time: sends while parked, reads that wake it, closes.
+#[test]
+fn conformance_with_sockets_parked_at_every_pause() {
+    run_suite_with(&["--cores", "2", "--park-after-ms", "1"]);
 }

@@ -220,3 +220,32 @@ fn unauthenticated_and_silent_connections_are_dropped() {
         );
     }
 }
+
+/// With `--park-after-ms 1` every connection quiet for a sweep (100 ms) parks its socket: a
+/// parked connection still receives what is sent to it, wakes for what it sends, and gets its
+/// close frame when the server closes it.
+#[test]
+fn parked_connections_receive_wake_and_close() {
+    let server = Server::start(&["--cores", "1", "--park-after-ms", "1"]);
+    let mut parked = RawClient::login(server.port, "parked");
+    let mut publisher = RawClient::login(server.port, "publisher");
+    subscribe(&mut parked, "park/e");
+    let pause = std::time::Duration::from_millis(400);
+    for round in 0..3 {
+        std::thread::sleep(pause);
+        assert_eq!(
+            server.sockets_in_epoll(),
+            2,
+            "both quiet sockets are parked"
+        );
+        let data = format!("\"{round}\"");
+        emit(&mut publisher, "park/e", &data);
+        assert_event(&mut parked, &data);
+        std::thread::sleep(pause);
+        parked.send(&Message::new(topic::CONNECTION, connection_action::PING));
+        assert_eq!(parked.expect_message().action, connection_action::PONG);
+    }
+    std::thread::sleep(pause);
+    assert!(server.stop().success(), "clean exit with parked sockets");
+    assert_eq!(parked.expect_close(), ws::CLOSE_GOING_AWAY);
+}

@@ -86,6 +86,15 @@ enum Scenario {
         /// Connections per source address (127.0.0.1, .2, ...), below the ephemeral port range.
         #[arg(long, default_value_t = 20_000)]
         per_source: usize,
+        /// Seconds the connections stay quiet before the second memory reading (the first is
+        /// taken after one second), so a server that parks quiet sockets shows both states.
+        #[arg(long, default_value_t = 8)]
+        quiet: u64,
+        /// Connect in this many equal waves, each followed by the quiet wait and readings: with
+        /// more than one, memory a server freed after earlier waves went quiet is reused by
+        /// later ones, as in a server whose connections arrive over time rather than at once.
+        #[arg(long, default_value_t = 1)]
+        waves: usize,
     },
 }
 
@@ -161,7 +170,16 @@ fn main() {
             connections,
             server_pid,
             per_source,
-        } => scenarios::idle(&common, connections, server_pid, per_source.max(1)),
+            quiet,
+            waves,
+        } => scenarios::idle(
+            &common,
+            connections,
+            server_pid,
+            per_source.max(1),
+            Duration::from_secs(quiet.max(1)),
+            waves.max(1),
+        ),
     };
     report.print(cli.json);
 }

@@ -903,47 +903,67 @@ pub fn idle(
     connections: usize,
     server_pid: Option<u32>,
     per_source: usize,
+    quiet: Duration,
+    waves: usize,
 ) -> Report {
     let start = Instant::now();
     let shared = Shared::new(0, 0);
     let before = server_pid.and_then(rss_kib);
     let (duration, executors) = (common.duration, common.cpus.len());
     let (common_c, shared_c) = (common.clone(), shared.clone());
-    let measured = Arc::new(std::sync::Mutex::new(None::<u64>));
-    let measured_c = measured.clone();
+    // Per wave: connections open and server RSS after one second of quiet and after `quiet`.
+    let readings = Arc::new(std::sync::Mutex::new(vec![
+        (0u64, None::<u64>, None::<u64>);
+        waves
+    ]));
+    let readings_c = readings.clone();
+    let wave_size = connections.div_ceil(waves);
     on_executors(&common.cpus, move |index| {
-        let (common, shared, measured) = (common_c.clone(), shared_c.clone(), measured_c.clone());
+        let (common, shared, readings) = (common_c.clone(), shared_c.clone(), readings_c.clone());
         async move {
             let mut held = Vec::new();
-            for i in share(connections, index, executors) {
-                let source = std::net::IpAddr::V4(std::net::Ipv4Addr::new(
-                    127,
-                    0,
-                    0,
-                    1 + (i / per_source) as u8,
-                ));
-                match open(&common.target, &format!("idle{i}"), Some(source)).await {
-                    Ok((stream, _)) => {
-                        held.push(stream);
-                        Counters::add(&shared.counters.delivered, 1);
+            let mine: Vec<usize> = share(connections, index, executors).collect();
+            for wave in 0..waves {
+                for &i in mine.iter().filter(|i| *i / wave_size == wave) {
+                    let source = std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+                        127,
+                        0,
+                        0,
+                        1 + (i / per_source) as u8,
+                    ));
+                    match open(&common.target, &format!("idle{i}"), Some(source)).await {
+                        Ok((stream, _)) => {
+                            held.push(stream);
+                            Counters::add(&shared.counters.delivered, 1);
+                        }
+                        Err(_) => Counters::add(&shared.counters.errors, 1),
                     }
-                    Err(_) => Counters::add(&shared.counters.errors, 1),
+                    if i % 5000 == 0 && index == 0 {
+                        progress(
+                            "connected",
+                            start,
+                            shared.counters.delivered.load(Ordering::Relaxed),
+                        );
+                    }
                 }
-                if i % 5000 == 0 && index == 0 {
-                    progress(
-                        "connected",
-                        start,
-                        shared.counters.delivered.load(Ordering::Relaxed),
-                    );
+                // Every executor finishes the wave before the quiet wait starts.
+                shared.ready.fetch_add(1, Ordering::SeqCst);
+                wait_for(|| shared.ready.load(Ordering::SeqCst) >= executors * (wave + 1)).await;
+                // Idle means quiet: servers may release per-connection state after a while.
+                let first = Duration::from_secs(1);
+                glommio::timer::sleep(first).await;
+                let open_now = shared.counters.delivered.load(Ordering::SeqCst);
+                if index == 0 {
+                    if let Ok(mut r) = readings.lock() {
+                        r[wave].0 = open_now;
+                        r[wave].1 = server_pid.and_then(rss_kib);
+                    }
                 }
-            }
-            shared.ready.fetch_add(1, Ordering::SeqCst);
-            wait_for(|| shared.ready.load(Ordering::SeqCst) >= executors).await;
-            // Idle means quiet: servers may release per-connection buffers after a while.
-            glommio::timer::sleep(Duration::from_secs(3)).await;
-            if index == 0 {
-                if let Ok(mut m) = measured.lock() {
-                    *m = server_pid.and_then(rss_kib);
+                glommio::timer::sleep(quiet.saturating_sub(first)).await;
+                if index == 0 {
+                    if let Ok(mut r) = readings.lock() {
+                        r[wave].2 = server_pid.and_then(rss_kib);
+                    }
                 }
             }
             glommio::timer::sleep(duration).await;
@@ -957,12 +977,25 @@ pub fn idle(
         "failures",
         shared.counters.errors.load(Ordering::SeqCst) as f64,
     );
-    if let (Some(before), Some(after)) = (before, measured.lock().ok().and_then(|m| *m)) {
+    let readings = readings.lock().map(|r| r.clone()).unwrap_or_default();
+    let per_connection = |after: u64, before: u64, count: u64| {
+        (after.saturating_sub(before) * 1024) as f64 / count.max(1) as f64
+    };
+    if let (Some(before), Some(&(count, Some(soon), Some(later)))) = (before, readings.first()) {
         report.row("server RSS before (KiB)", before as f64);
-        report.row("server RSS held (KiB)", after as f64);
+        report.row("server RSS held, quiet 1 s (KiB)", soon as f64);
+        report.row("server RSS held, quiet (KiB)", later as f64);
+        report.row("quiet seconds", quiet.as_secs_f64());
         report.row(
-            "bytes per connection",
-            (after.saturating_sub(before) * 1024) as f64 / open_now.max(1) as f64,
+            "bytes per connection, quiet 1 s",
+            per_connection(soon, before, count),
+        );
+        report.row("bytes per connection", per_connection(later, before, count));
+    }
+    if let (Some(before), [_, .., (count, _, Some(last))]) = (before, readings.as_slice()) {
+        report.row(
+            "bytes per connection, after the last wave",
+            per_connection(*last, before, *count),
         );
     }
     report

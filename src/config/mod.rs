@@ -5,6 +5,9 @@ use serde::Deserialize;
 use serde_yaml::Value;
 use std::path::{Path, PathBuf};
 
+/// How long a logged-in connection stays quiet before its socket is parked.
+pub const DEFAULT_PARK_AFTER_MS: u64 = 5_000;
+
 /// Settings the server runs with, after defaults are applied.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -14,6 +17,9 @@ pub struct Config {
     pub url_path: String,
     pub health_check_path: String,
     pub heartbeat_interval_ms: u64,
+    /// A logged-in connection quiet this long parks its socket (`None`: never). Not a
+    /// deepstream key: set with `corestream start --park-after-ms`.
+    pub park_after_ms: Option<u64>,
     pub unauthenticated_client_timeout_ms: Option<u64>,
     pub max_auth_attempts: u32,
     pub max_message_size: usize,
@@ -123,6 +129,7 @@ impl Default for Config {
             url_path: "/deepstream".into(),
             health_check_path: "/health-check".into(),
             heartbeat_interval_ms: 30_000,
+            park_after_ms: Some(DEFAULT_PARK_AFTER_MS),
             unauthenticated_client_timeout_ms: Some(180_000),
             max_auth_attempts: 3,
             max_message_size: 1024 * 1024,

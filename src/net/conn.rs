@@ -6,10 +6,11 @@
 //! buffer, and silence is detected by the shard's sweep instead of a timer per connection.
 
 use super::mesh::Pump;
+use super::park::Parking;
 use super::Runtime;
 use crate::protocol::http::{self, parse_head};
 use crate::protocol::ws::{self, FrameDecoder, WsEvent};
-use crate::shard::outbox::{Outbox, ABORTED};
+use crate::shard::outbox::{Outbox, Park, ABORTED};
 use crate::shard::Shard;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,6 +18,7 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -44,10 +46,17 @@ pub struct ShardIo {
     frames: RefCell<Vec<Bytes>>,
     /// Several frames joined into one write.
     joined: RefCell<Vec<u8>>,
+    /// Where quiet sockets wait; `None` when parking is off.
+    parking: Option<Rc<Parking>>,
 }
 
 impl ShardIo {
-    pub fn new(shard: Rc<RefCell<Shard>>, pump: Pump, runtime: Runtime) -> Rc<ShardIo> {
+    pub fn new(
+        shard: Rc<RefCell<Shard>>,
+        pump: Pump,
+        runtime: Runtime,
+        parking: Option<Rc<Parking>>,
+    ) -> Rc<ShardIo> {
         Rc::new(ShardIo {
             shard,
             pump,
@@ -56,6 +65,7 @@ impl ShardIo {
             pool: RefCell::default(),
             frames: RefCell::default(),
             joined: RefCell::default(),
+            parking,
         })
     }
 
@@ -249,7 +259,7 @@ async fn open(mut stream: TcpStream, io: Rc<ShardIo>) -> Option<Live> {
         Some(head)
     };
     Some(Live {
-        stream,
+        socket: Socket::Active(Box::new(stream)),
         io,
         outbox,
         local,
@@ -267,9 +277,19 @@ enum End {
     Closing,
 }
 
+enum Socket {
+    /// Boxed: a parked connection's task does not carry an empty stream's worth of bytes.
+    Active(Box<TcpStream>),
+    /// Waiting in the shard's set of quiet sockets: a duplicate of the stream's descriptor,
+    /// the stream itself (and its io_uring poll) dropped.
+    Parked(OwnedFd),
+    /// Only while changing between the two.
+    Gone,
+}
+
 /// The open connection: reads frames into the shard and writes the outbox, as one future.
 struct Live {
-    stream: TcpStream,
+    socket: Socket,
     io: Rc<ShardIo>,
     outbox: Outbox,
     local: u32,
@@ -287,6 +307,9 @@ impl Future for Live {
         let this = self.get_mut();
         // Frames the shard queues for us while we read are written below in this same turn.
         this.outbox.unwatch();
+        if let Some(parked) = this.poll_parked(cx) {
+            return parked;
+        }
         if let Poll::Ready(end) = this.poll_read_side(cx) {
             return Poll::Ready(end);
         }
@@ -296,11 +319,106 @@ impl Future for Live {
         if this.outbox.closing().is_some() {
             return Poll::Ready(End::Closing);
         }
+        if this.outbox.park_state() == Park::Requested {
+            this.park(cx);
+        }
         Poll::Pending
     }
 }
 
 impl Live {
+    fn stream(&mut self) -> std::io::Result<&mut TcpStream> {
+        match &mut self.socket {
+            Socket::Active(stream) => Ok(&mut **stream),
+            _ => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// Parks the socket if nothing is in flight: no partial frame, nothing unsent.
+    fn park(&mut self, cx: &Context<'_>) {
+        self.outbox.set_park_state(Park::Active);
+        let Some(parking) = self.io.parking.clone() else {
+            return;
+        };
+        if self.inbound.is_some() || self.unsent.is_some() || self.decoder.in_message() {
+            return;
+        }
+        let Socket::Active(stream) = &self.socket else {
+            return;
+        };
+        // SAFETY: the descriptor belongs to `stream`, which outlives this borrow.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+        let Ok(duplicate) = rustix::io::fcntl_dupfd_cloexec(borrowed, 0) else {
+            return;
+        };
+        if parking.park(self.local, &duplicate).is_err() {
+            return;
+        }
+        self.outbox.watch(cx.waker());
+        // Dropping the stream closes its descriptor and cancels its poll; the duplicate keeps
+        // the connection open.
+        self.socket = Socket::Parked(duplicate);
+        self.outbox.set_park_state(Park::Parked);
+    }
+
+    fn unpark(&mut self) {
+        if !matches!(self.socket, Socket::Parked(_)) {
+            return;
+        }
+        let Socket::Parked(fd) = std::mem::replace(&mut self.socket, Socket::Gone) else {
+            return;
+        };
+        if let Some(parking) = &self.io.parking {
+            parking.unpark(&fd);
+        }
+        // SAFETY: `fd` is an open TCP socket that nothing else owns; the stream takes it over.
+        let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
+        self.socket = Socket::Active(Box::new(stream));
+        self.outbox.set_park_state(Park::Active);
+    }
+
+    /// While parked: `None` once the connection must run actively again (the socket has
+    /// bytes, a close is asked for, or a write would block); else frames queued meanwhile are
+    /// sent straight on the descriptor and the connection stays parked.
+    fn poll_parked(&mut self, cx: &mut Context<'_>) -> Option<Poll<End>> {
+        let Socket::Parked(fd) = &self.socket else {
+            return None;
+        };
+        if self.outbox.park_state() != Park::Parked || self.outbox.closing().is_some() {
+            self.unpark();
+            return None;
+        }
+        let mut frames = self.io.frames.borrow_mut();
+        self.outbox.drain(&mut frames, cx.waker());
+        let mut pending: Option<Bytes> = None;
+        for frame in frames.drain(..) {
+            if let Some(rest) = pending.as_mut() {
+                let mut joined = Vec::with_capacity(rest.len() + frame.len());
+                joined.extend_from_slice(rest);
+                joined.extend_from_slice(&frame);
+                *rest = Bytes::from(joined);
+                continue;
+            }
+            let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
+            match rustix::net::send(fd, &frame, flags) {
+                Ok(n) if n == frame.len() => {}
+                Ok(n) => pending = Some(frame.slice(n..)),
+                Err(rustix::io::Errno::AGAIN) => pending = Some(frame),
+                Err(_) => return Some(Poll::Ready(End::PeerGone)),
+            }
+        }
+        drop(frames);
+        if pending.is_some() {
+            // The socket is full: glommio's write readiness takes over.
+            self.unsent = pending;
+            self.unpark();
+            return None;
+        }
+        // Readiness, a frame or a close wakes us through the outbox.
+        self.outbox.watch(cx.waker());
+        Some(Poll::Pending)
+    }
+
     /// Reads what the socket has and hands complete frames to the shard. Ready when reading
     /// is over; Pending once the socket is empty (or after a fair share of reads).
     fn poll_read_side(&mut self, cx: &mut Context<'_>) -> Poll<End> {
@@ -311,7 +429,10 @@ impl Live {
             let mut buf = self.inbound.take().unwrap_or_else(|| self.io.take_buffer());
             let start = buf.len();
             buf.resize(start + READ_CHUNK, 0);
-            let read = Pin::new(&mut self.stream).poll_read(cx, &mut buf[start..]);
+            let read = match self.stream() {
+                Ok(stream) => Pin::new(stream).poll_read(cx, &mut buf[start..]),
+                Err(e) => Poll::Ready(Err(e)),
+            };
             let filled = match read {
                 Poll::Ready(Ok(n)) => n,
                 _ => 0,
@@ -388,18 +509,19 @@ impl Live {
     /// everything went out or the socket is full (we are woken when it drains).
     fn poll_write_side(&mut self, cx: &mut Context<'_>) -> std::io::Result<()> {
         loop {
-            if let Some(unsent) = self.unsent.as_mut() {
-                match Pin::new(&mut self.stream).poll_write(cx, unsent) {
+            if let Some(mut unsent) = self.unsent.take() {
+                match Pin::new(self.stream()?).poll_write(cx, &unsent) {
                     Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
                     Poll::Ready(Ok(n)) => {
                         unsent.advance(n);
-                        if unsent.is_empty() {
-                            self.unsent = None;
+                        if !unsent.is_empty() {
+                            self.unsent = Some(unsent);
                         }
                         continue;
                     }
                     Poll::Ready(Err(e)) => return Err(e),
                     Poll::Pending => {
+                        self.unsent = Some(unsent);
                         // A close (or an overflow) must still wake us while the socket is full.
                         self.outbox.watch(cx.waker());
                         return Ok(());
@@ -417,7 +539,11 @@ impl Live {
                     for frame in frames.drain(..) {
                         joined.extend_from_slice(&frame);
                     }
-                    let written = match Pin::new(&mut self.stream).poll_write(cx, &joined) {
+                    let stream = match &mut self.socket {
+                        Socket::Active(stream) => &mut **stream,
+                        _ => return Err(std::io::ErrorKind::NotConnected.into()),
+                    };
+                    let written = match Pin::new(stream).poll_write(cx, &joined) {
                         Poll::Ready(Ok(n)) => n,
                         Poll::Ready(Err(e)) => return Err(e),
                         Poll::Pending => 0,
@@ -443,7 +569,10 @@ impl Live {
         if code == ABORTED {
             return;
         }
-        let stream = &mut self.stream;
+        self.unpark();
+        let Socket::Active(stream) = &mut self.socket else {
+            return;
+        };
         let unsent = self.unsent.take();
         let outbox = &self.outbox;
         let flush = async {
@@ -466,7 +595,7 @@ impl Live {
         }
         let drain = async {
             let mut sink = [0u8; 512];
-            while let Ok(1..) = self.stream.read(&mut sink).await {}
+            while let Ok(1..) = stream.read(&mut sink).await {}
         };
         futures_lite::future::or(drain, glommio::timer::sleep(CLOSE_TIMEOUT)).await;
     }

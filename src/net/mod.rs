@@ -3,6 +3,7 @@
 
 mod conn;
 mod mesh;
+mod park;
 mod webhook;
 
 use crate::config::Config;
@@ -177,7 +178,21 @@ async fn shard_main(
         })
         .detach()
     };
-    let io = conn::ShardIo::new(shard.clone(), pump, runtime.clone());
+    let park_after = shard.borrow().config().park_after_ms;
+    let parking = match park_after.map(|_| park::Parking::new()) {
+        Some(Ok(parking)) => Some(parking),
+        Some(Err(e)) => {
+            eprintln!("cannot park quiet connections (epoll: {e}); they stay active");
+            None
+        }
+        None => None,
+    };
+    if let Some(parking) = &parking {
+        let shard = shard.clone();
+        let readable = move |locals: &[u32]| shard.borrow().sockets_readable(locals);
+        glommio::spawn_local(parking.clone().watch(readable, runtime.stopping.clone())).detach();
+    }
+    let io = conn::ShardIo::new(shard.clone(), pump, runtime.clone(), parking.clone());
     loop {
         let accept = async { Some(listener.accept().await) };
         let stop = async {
@@ -207,5 +222,8 @@ async fn shard_main(
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
     drop(ticker);
+    if let Some(parking) = &parking {
+        parking.stop();
+    }
     Ok(())
 }

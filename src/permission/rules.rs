@@ -140,7 +140,8 @@ struct PathRules {
 /// Who is asking, as rules see them.
 #[derive(Debug, Clone, Default)]
 pub struct User {
-    pub id: String,
+    /// The login id (UTF-8: it comes from a JSON string or a users file).
+    pub id: bytes::Bytes,
     pub authenticated: bool,
     pub server_data: Option<OwnedValue>,
 }
@@ -179,7 +180,7 @@ impl Applicable<'_> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_millis() as f64);
         Context {
-            user_id: &input.user.id,
+            user_id: std::str::from_utf8(&input.user.id).unwrap_or_default(),
             authenticated: input.user.authenticated,
             user_data: input.user.server_data.as_ref(),
             data: input.data,
@@ -464,7 +465,7 @@ rpc:
 
     fn user(id: &str) -> User {
         User {
-            id: id.into(),
+            id: bytes::Bytes::copy_from_slice(id.as_bytes()),
             authenticated: id != "open",
             server_data: None,
         }

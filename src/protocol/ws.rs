@@ -56,6 +56,11 @@ impl FrameDecoder {
         }
     }
 
+    /// True while a fragmented message is half received.
+    pub fn in_message(&self) -> bool {
+        self.partial.is_some()
+    }
+
     /// Takes the next complete event out of `buf`, `Ok(None)` if more bytes are needed.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<WsEvent>, WsError> {
         loop {

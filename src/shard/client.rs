@@ -124,7 +124,7 @@ impl Shard {
                 let user = self
                     .conns
                     .get(&local)
-                    .map(|c| c.user.clone())
+                    .map(|c| c.user().clone())
                     .unwrap_or_default();
                 msg.requestor_name = self.config.provide_requestor_name.then_some(user);
                 msg.requestor_data = None;
@@ -290,7 +290,7 @@ impl Shard {
     }
 
     fn presence(&mut self, local: u32, msg: Message) {
-        let Some(me) = self.conns.get(&local).map(|c| c.user.clone()) else {
+        let Some(me) = self.conns.get(&local).map(|c| c.user().clone()) else {
             return;
         };
         match msg.action {

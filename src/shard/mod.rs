@@ -45,7 +45,6 @@ enum Phase {
 struct Conn {
     outbox: Outbox,
     phase: Phase,
-    user: Bytes,
     auth_attempts: u32,
     opened_at: u64,
     /// Who this connection is, as permission rules see it.
@@ -68,6 +67,11 @@ struct ConnExtras {
 }
 
 impl Conn {
+    /// The login id; empty before login.
+    fn user(&self) -> &Bytes {
+        &self.identity.id
+    }
+
     fn extras(&mut self) -> &mut ConnExtras {
         self.extras.get_or_insert_with(Box::default)
     }
@@ -192,7 +196,6 @@ impl Shard {
             Conn {
                 outbox,
                 phase: Phase::AwaitChallenge,
-                user: Bytes::new(),
                 auth_attempts: 0,
                 opened_at: now,
                 identity: self.anonymous.clone(),
@@ -519,7 +522,7 @@ impl Shard {
         });
         for local in &self.presence_all {
             if let Some(conn) = self.conns.get(local) {
-                if conn.user != user {
+                if *conn.user() != user {
                     conn.outbox.push(frame.clone());
                 }
             }
@@ -574,12 +577,13 @@ impl Shard {
             }
         }
         // Only a logged-in connection has a user; anonymous ones are not in presence.
-        if !conn.user.is_empty() && conn.user != crate::auth::OPEN_USER.as_bytes() {
-            let owner = self.owner(&conn.user);
+        let user = conn.user();
+        if !user.is_empty() && user != crate::auth::OPEN_USER.as_bytes() {
+            let owner = self.owner(user);
             self.route(
                 owner,
                 ShardMsg::PresenceLogin {
-                    user: conn.user.clone(),
+                    user: user.clone(),
                     login: false,
                     reply: None,
                 },
@@ -640,6 +644,15 @@ impl Shard {
 }
 
 impl Shard {
+    /// Parked sockets that have bytes: their connections run again.
+    pub fn sockets_readable(&self, locals: &[u32]) {
+        for local in locals {
+            if let Some(conn) = self.conns.get(local) {
+                conn.outbox.mark_readable();
+            }
+        }
+    }
+
     /// Server shutdown: every connection is closed after what is queued for it.
     pub fn close_all(&self, code: u16, reason: &'static str) {
         for conn in self.conns.values() {

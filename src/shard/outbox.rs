@@ -29,6 +29,19 @@ struct Inner {
     waker: Option<Waker>,
     /// Milliseconds (server clock) when the client last sent bytes.
     heard_at: u64,
+    pub park: Park,
+}
+
+/// Whether the connection's socket waits in the shard's set of quiet sockets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Park {
+    #[default]
+    Active,
+    /// The shard asked the connection to park when it next can.
+    Requested,
+    Parked,
+    /// Parked, and the socket has bytes: the connection runs actively again.
+    Readable,
 }
 
 impl Inner {
@@ -134,6 +147,32 @@ impl Outbox {
 
     pub fn heard_at(&self) -> u64 {
         self.0.borrow().heard_at
+    }
+
+    pub fn park_state(&self) -> Park {
+        self.0.borrow().park
+    }
+
+    pub fn set_park_state(&self, park: Park) {
+        self.0.borrow_mut().park = park;
+    }
+
+    /// The parked socket has bytes; wakes the connection to read them.
+    pub fn mark_readable(&self) {
+        let mut inner = self.0.borrow_mut();
+        if inner.park == Park::Parked {
+            inner.park = Park::Readable;
+            inner.wake();
+        }
+    }
+
+    /// Asks a quiet connection to park its socket; wakes it so it does.
+    pub fn request_park(&self) {
+        let mut inner = self.0.borrow_mut();
+        if inner.park == Park::Active {
+            inner.park = Park::Requested;
+            inner.wake();
+        }
     }
 
     /// Frames queued, for tests and the sans-I/O harness.

@@ -190,18 +190,17 @@ impl Shard {
     }
 
     fn login_succeeded(&mut self, local: u32, login: auth::LoginOk) {
+        let user = Bytes::from(login.id);
         let identity = crate::permission::rules::User {
-            authenticated: login.id != auth::OPEN_USER,
+            authenticated: user.as_ref() != auth::OPEN_USER.as_bytes(),
             server_data: login
                 .server_data
                 .as_ref()
                 .and_then(|d| simd_json::to_owned_value(&mut d.clone().into_bytes()).ok()),
-            id: login.id.clone(),
+            id: user.clone(),
         };
-        let user = Bytes::from(login.id);
         if let Some(conn) = self.conns.get_mut(&local) {
             conn.phase = Phase::Open;
-            conn.user = user.clone();
             conn.identity = std::sync::Arc::new(identity);
         }
         let reply = Message {
@@ -253,7 +252,8 @@ impl Shard {
     }
 
     /// Connections past the login deadline are told so and closed; logged-in ones silent for
-    /// two heartbeat intervals (at least a second) are dropped, as the reference does.
+    /// two heartbeat intervals (at least a second) are dropped, as the reference does; those
+    /// quiet for `park_after_ms` are asked to park their sockets.
     pub(super) fn sweep_connections(&mut self, now: u64) {
         let login_deadline = self.config.unauthenticated_client_timeout_ms;
         let silence = self
@@ -261,6 +261,7 @@ impl Shard {
             .heartbeat_interval_ms
             .saturating_mul(2)
             .max(1000);
+        let park_after = self.config.park_after_ms;
         let mut unauthenticated = Vec::new();
         for (local, conn) in &self.conns {
             if conn.phase == Phase::Closed || conn.outbox.closing().is_some() {
@@ -272,8 +273,13 @@ impl Shard {
             );
             if logging_in && login_deadline.is_some_and(|t| conn.opened_at + t <= now) {
                 unauthenticated.push(*local);
-            } else if now.saturating_sub(conn.outbox.heard_at()) >= silence {
-                conn.outbox.close(ws::CLOSE_GOING_AWAY, "heartbeat timeout");
+            } else {
+                let quiet = now.saturating_sub(conn.outbox.heard_at());
+                if quiet >= silence {
+                    conn.outbox.close(ws::CLOSE_GOING_AWAY, "heartbeat timeout");
+                } else if park_after.is_some_and(|after| quiet >= after) && !logging_in {
+                    conn.outbox.request_park();
+                }
             }
         }
         for local in unauthenticated {

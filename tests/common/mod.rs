@@ -18,6 +18,19 @@ pub struct Server {
 }
 
 impl Server {
+    /// Sockets the server has in epoll sets (its parked connections), from /proc.
+    #[allow(dead_code)]
+    pub fn sockets_in_epoll(&self) -> usize {
+        let dir = format!("/proc/{}/fdinfo", self.child.id());
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+            .map(|info| info.lines().filter(|l| l.starts_with("tfd:")).count())
+            .sum()
+    }
+
     pub fn start(args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_corestream"))
             .arg("start")
