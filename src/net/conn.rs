@@ -381,42 +381,47 @@ impl Live {
     /// bytes, a close is asked for, or a write would block); else frames queued meanwhile are
     /// sent straight on the descriptor and the connection stays parked.
     fn poll_parked(&mut self, cx: &mut Context<'_>) -> Option<Poll<End>> {
-        let Socket::Parked(fd) = &self.socket else {
+        if !matches!(self.socket, Socket::Parked(_)) {
             return None;
-        };
+        }
         if self.outbox.park_state() != Park::Parked || self.outbox.closing().is_some() {
             self.unpark();
             return None;
         }
-        let mut frames = self.io.frames.borrow_mut();
-        self.outbox.drain(&mut frames, cx.waker());
-        let mut pending: Option<Bytes> = None;
-        for frame in frames.drain(..) {
-            if let Some(rest) = pending.as_mut() {
-                let mut joined = Vec::with_capacity(rest.len() + frame.len());
-                joined.extend_from_slice(rest);
-                joined.extend_from_slice(&frame);
-                *rest = Bytes::from(joined);
-                continue;
-            }
-            let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
-            match rustix::net::send(fd, &frame, flags) {
-                Ok(n) if n == frame.len() => {}
-                Ok(n) => pending = Some(frame.slice(n..)),
-                Err(rustix::io::Errno::AGAIN) => pending = Some(frame),
-                Err(_) => return Some(Poll::Ready(End::PeerGone)),
-            }
+        if self.poll_write_side(cx).is_err() {
+            return Some(Poll::Ready(End::PeerGone));
         }
-        drop(frames);
-        if pending.is_some() {
-            // The socket is full: glommio's write readiness takes over.
-            self.unsent = pending;
-            self.unpark();
+        if !matches!(self.socket, Socket::Parked(_)) {
+            // The socket was full: the glommio stream waits for room now.
             return None;
         }
         // Readiness, a frame or a close wakes us through the outbox.
         self.outbox.watch(cx.waker());
         Some(Poll::Pending)
+    }
+
+    /// One write: through glommio while active, straight on the descriptor while parked (a
+    /// full socket brings the glommio stream back, which then waits for room).
+    fn poll_send(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        let parked = match &mut self.socket {
+            Socket::Active(stream) => return Pin::new(&mut **stream).poll_write(cx, data),
+            Socket::Gone => return Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+            Socket::Parked(fd) => {
+                let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
+                rustix::net::send(&*fd, data, flags)
+            }
+        };
+        match parked {
+            Ok(n) => Poll::Ready(Ok(n)),
+            Err(rustix::io::Errno::AGAIN) => {
+                self.unpark();
+                match &mut self.socket {
+                    Socket::Active(stream) => Pin::new(&mut **stream).poll_write(cx, data),
+                    _ => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+                }
+            }
+            Err(e) => Poll::Ready(Err(e.into())),
+        }
     }
 
     /// Reads what the socket has and hands complete frames to the shard. Ready when reading
@@ -510,7 +515,7 @@ impl Live {
     fn poll_write_side(&mut self, cx: &mut Context<'_>) -> std::io::Result<()> {
         loop {
             if let Some(mut unsent) = self.unsent.take() {
-                match Pin::new(self.stream()?).poll_write(cx, &unsent) {
+                match self.poll_send(cx, &unsent) {
                     Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
                     Poll::Ready(Ok(n)) => {
                         unsent.advance(n);
@@ -528,22 +533,19 @@ impl Live {
                     }
                 }
             }
-            let mut frames = self.io.frames.borrow_mut();
+            let io = self.io.clone();
+            let mut frames = io.frames.borrow_mut();
             self.outbox.drain(&mut frames, cx.waker());
             match frames.len() {
                 0 => return Ok(()),
                 1 => self.unsent = frames.pop(),
                 _ => {
-                    let mut joined = self.io.joined.borrow_mut();
+                    let mut joined = io.joined.borrow_mut();
                     joined.clear();
                     for frame in frames.drain(..) {
                         joined.extend_from_slice(&frame);
                     }
-                    let stream = match &mut self.socket {
-                        Socket::Active(stream) => &mut **stream,
-                        _ => return Err(std::io::ErrorKind::NotConnected.into()),
-                    };
-                    let written = match Pin::new(stream).poll_write(cx, &joined) {
+                    let written = match self.poll_send(cx, &joined) {
                         Poll::Ready(Ok(n)) => n,
                         Poll::Ready(Err(e)) => return Err(e),
                         Poll::Pending => 0,
