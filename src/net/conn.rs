@@ -256,7 +256,7 @@ async fn open(mut stream: TcpStream, io: Rc<ShardIo>) -> Option<Live> {
         io.put_buffer(head);
         None
     } else {
-        Some(head)
+        Some(Box::new(head))
     };
     Some(Live {
         socket: Socket::Active(Box::new(stream)),
@@ -295,7 +295,8 @@ struct Live {
     local: u32,
     decoder: FrameDecoder,
     /// Bytes of a frame not complete yet; `None` between frames, so no buffer is held.
-    inbound: Option<BytesMut>,
+    /// Boxed: rare, and the task should stay small while it waits.
+    inbound: Option<Box<BytesMut>>,
     /// What the socket did not take yet.
     unsent: Option<Bytes>,
 }
@@ -431,7 +432,10 @@ impl Live {
             if self.outbox.closing().is_some() {
                 return Poll::Ready(End::Closing);
             }
-            let mut buf = self.inbound.take().unwrap_or_else(|| self.io.take_buffer());
+            let mut buf = match self.inbound.take() {
+                Some(partial) => *partial,
+                None => self.io.take_buffer(),
+            };
             let start = buf.len();
             buf.resize(start + READ_CHUNK, 0);
             let read = match self.stream() {
@@ -468,7 +472,7 @@ impl Live {
         if buf.is_empty() {
             self.io.put_buffer(buf);
         } else {
-            self.inbound = Some(buf);
+            self.inbound = Some(Box::new(buf));
         }
     }
 
