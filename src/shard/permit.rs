@@ -18,9 +18,30 @@ use std::sync::Arc;
 /// Records read by `_()` rules, parsed; `None` where the record does not exist.
 pub type Refs = Vec<(String, Option<OwnedValue>)>;
 
-/// Cached decisions of one connection; cleared when full so it stays bounded.
+/// Cached decisions of one connection; cleared when full so it stays bounded. Keyed by section
+/// and rule type first, so a lookup borrows the name instead of copying it.
 #[derive(Default)]
-pub struct DecisionCache(AHashMap<(Section, RuleType, Bytes), bool>);
+pub struct DecisionCache {
+    by_rule: AHashMap<(Section, RuleType), AHashMap<Bytes, bool>>,
+    entries: usize,
+}
+
+impl DecisionCache {
+    fn get(&self, section: Section, ty: RuleType, name: &[u8]) -> Option<bool> {
+        self.by_rule.get(&(section, ty))?.get(name).copied()
+    }
+
+    fn insert(&mut self, section: Section, ty: RuleType, name: &[u8], allow: bool) {
+        if self.entries >= CACHE_LIMIT {
+            self.by_rule.clear();
+            self.entries = 0;
+        }
+        let names = self.by_rule.entry((section, ty)).or_default();
+        if names.insert(Bytes::copy_from_slice(name), allow).is_none() {
+            self.entries += 1;
+        }
+    }
+}
 
 const CACHE_LIMIT: usize = 4096;
 /// Messages waiting for `_()` records, per shard; past this they are refused.
@@ -186,14 +207,12 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(&local) else {
             return Verdict::Deny;
         };
-        let key = (ask.section, ask.ty, Bytes::copy_from_slice(ask.name));
-        let cache = &mut conn.extras().permission_cache.0;
-        if let Some(decision) = cache.get(&key) {
-            return if *decision {
-                Verdict::Allow
-            } else {
-                Verdict::Deny
-            };
+        let cached = conn
+            .extras()
+            .permission_cache
+            .get(ask.section, ask.ty, ask.name);
+        if let Some(allow) = cached {
+            return if allow { Verdict::Allow } else { Verdict::Deny };
         }
         let text = String::from_utf8_lossy(ask.name);
         let cacheable = permissions
@@ -201,11 +220,10 @@ impl Shard {
             .is_none_or(|a| a.rule.cacheable());
         let verdict = evaluate(&permissions, &conn.identity, ask, refs);
         if cacheable {
-            let cache = &mut conn.extras().permission_cache.0;
-            if cache.len() >= CACHE_LIMIT {
-                cache.clear();
-            }
-            cache.insert(key, matches!(verdict, Verdict::Allow));
+            let allow = matches!(verdict, Verdict::Allow);
+            conn.extras()
+                .permission_cache
+                .insert(ask.section, ask.ty, ask.name, allow);
         }
         verdict
     }
@@ -461,5 +479,40 @@ impl Shard {
             evaluate(&self.config.permissions, user, &ask, refs.unwrap_or(&none)),
             Verdict::Allow
         )
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn decisions_are_found_by_borrowed_name_and_the_cache_stays_bounded() {
+        let mut cache = DecisionCache::default();
+        cache.insert(Section::Event, RuleType::Publish, b"a", true);
+        cache.insert(Section::Event, RuleType::Subscribe, b"a", false);
+        assert_eq!(
+            cache.get(Section::Event, RuleType::Publish, b"a"),
+            Some(true)
+        );
+        assert_eq!(
+            cache.get(Section::Event, RuleType::Subscribe, b"a"),
+            Some(false)
+        );
+        assert_eq!(cache.get(Section::Record, RuleType::Publish, b"a"), None);
+        for i in 0..CACHE_LIMIT {
+            cache.insert(
+                Section::Event,
+                RuleType::Publish,
+                i.to_string().as_bytes(),
+                true,
+            );
+        }
+        assert!(cache.entries <= CACHE_LIMIT);
+        assert_eq!(
+            cache.get(Section::Event, RuleType::Subscribe, b"a"),
+            None,
+            "cleared when full"
+        );
     }
 }
