@@ -58,9 +58,13 @@ async fn wait_for(flag: impl Fn() -> bool) {
     }
 }
 
+/// Built once: a searcher per received message showed in the loader's profile.
+static TIMESTAMP_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"t\":"));
+
 /// The timestamp a payload carries as `"t":NANOS`, if any.
 fn timestamp(bytes: &[u8]) -> Option<u64> {
-    let at = memchr::memmem::find(bytes, b"\"t\":")? + 4;
+    let at = TIMESTAMP_KEY.find(bytes)? + 4;
     let digits = bytes[at..]
         .iter()
         .take_while(|b| b.is_ascii_digit())
@@ -999,4 +1003,16 @@ pub fn idle(
         );
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timestamp;
+
+    #[test]
+    fn the_send_time_is_read_from_the_payload() {
+        assert_eq!(timestamp(br#"{"t":1234,"pad":"x"}"#), Some(1234));
+        assert_eq!(timestamp(br#"{"pad":"x"}"#), None);
+        assert_eq!(timestamp(br#"{"t":}"#), None);
+    }
 }
