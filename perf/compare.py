@@ -137,7 +137,7 @@ def main():
         if not os.path.exists(path):
             sys.exit(f'{path} missing: run cargo build --release --workspace first')
     ref_rates = [1000, 2000, 3000, 3500, 4000, 5000]
-    cs_rates = [20000, 40000, 70000, 100000, 150000, 200000, 250000] if not a.quick else [20000, 70000]
+    cs_rates = [20000, 40000, 70000, 100000, 150000, 200000, 250000, 300000, 400000] if not a.quick else [20000, 70000]
     results = {}
     log('== reference deepstream (cpu 0), loader on cpu 1')
     proc, port = start_reference()
