@@ -178,6 +178,14 @@ fn health_check_and_unknown_paths() {
     };
     assert!(get("/health-check").starts_with("HTTP/1.1 200"));
     assert!(get("/nope").starts_with("HTTP/1.1 404"));
+    // Answered requests are not counted as open connections: shutdown does not wait for them.
+    let stopping = std::time::Instant::now();
+    assert!(server.stop().success());
+    assert!(
+        stopping.elapsed() < std::time::Duration::from_millis(1500),
+        "shutdown took {:?}",
+        stopping.elapsed()
+    );
 }
 
 #[test]

@@ -181,7 +181,7 @@ async fn handshake(
 /// Serves one accepted socket to its end.
 pub fn serve(stream: TcpStream, io: Rc<ShardIo>) -> Connection {
     io.live.set(io.live.get() + 1);
-    Connection(State::Opening(Box::pin(open(stream, io))))
+    Connection(State::Opening(Box::pin(open(stream, io.clone())), io))
 }
 
 /// One connection's task, as a state machine rather than an `async fn`, so the task is no
@@ -189,7 +189,7 @@ pub fn serve(stream: TcpStream, io: Rc<ShardIo>) -> Connection {
 pub struct Connection(State);
 
 enum State {
-    Opening(Pin<Box<dyn Future<Output = Option<Live>>>>),
+    Opening(Pin<Box<dyn Future<Output = Option<Live>>>>, Rc<ShardIo>),
     Open(Live),
     Closing(Pin<Box<dyn Future<Output = ()>>>, Rc<ShardIo>),
     Done,
@@ -202,11 +202,15 @@ impl Future for Connection {
         let this = &mut self.get_mut().0;
         loop {
             match this {
-                State::Opening(handshake) => match handshake.as_mut().poll(cx) {
+                State::Opening(handshake, io) => match handshake.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Some(live)) => *this = State::Open(live),
-                    // The live count is only ever decremented by a connection it counted.
-                    Poll::Ready(None) => *this = State::Done,
+                    // Health checks, 404s and failed upgrades end here.
+                    Poll::Ready(None) => {
+                        io.live.set(io.live.get() - 1);
+                        *this = State::Done;
+                        return Poll::Ready(());
+                    }
                 },
                 State::Open(live) => {
                     let Poll::Ready(end) = Pin::new(&mut *live).poll(cx) else {
