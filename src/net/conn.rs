@@ -454,8 +454,9 @@ impl Live {
             match read {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(End::PeerGone),
                 Poll::Ready(Ok(_)) => {
-                    self.outbox.heard(self.io.runtime.now_ms());
-                    let keep_going = self.decode_all(&mut buf);
+                    let now = self.io.runtime.now_ms();
+                    self.outbox.heard(now);
+                    let keep_going = self.decode_all(&mut buf, now);
                     self.keep_or_return(buf);
                     if !keep_going {
                         return Poll::Ready(End::Closing);
@@ -481,16 +482,19 @@ impl Live {
     }
 
     /// Hands every complete frame in `buf` to the shard; false once the connection must end.
-    fn decode_all(&mut self, buf: &mut BytesMut) -> bool {
+    /// `now` is when the bytes were read; every frame in them is handled at that time.
+    fn decode_all(&mut self, buf: &mut BytesMut, now: u64) -> bool {
         let io = &*self.io;
+        let mut handled = false;
         let keep_going = loop {
-            match self.decoder.decode(buf) {
+            let decoded = self.decoder.decode(buf);
+            handled |= !matches!(decoded, Ok(None));
+            match decoded {
                 Ok(Some(event)) => match event {
-                    WsEvent::Binary(payload) => io.shard.borrow_mut().on_client_frame(
-                        self.local,
-                        &payload,
-                        io.runtime.now_ms(),
-                    ),
+                    WsEvent::Binary(payload) => io
+                        .shard
+                        .borrow_mut()
+                        .on_client_frame(self.local, &payload, now),
                     WsEvent::Text(_) => io.shard.borrow_mut().on_client_text(self.local),
                     WsEvent::Ping(payload) => self.outbox.push(ws::frame(ws::OP_PONG, &payload)),
                     WsEvent::Pong(_) => {}
@@ -509,12 +513,15 @@ impl Live {
                 }
             }
         };
-        let jobs = io.shard.borrow_mut().take_auth_jobs();
-        for job in jobs {
-            glommio::spawn_local(super::webhook::run(job, io.shard.clone(), io.pump.clone()))
-                .detach();
+        // A read that completed no frame gave the shard nothing to do.
+        if handled {
+            let jobs = io.shard.borrow_mut().take_auth_jobs();
+            for job in jobs {
+                glommio::spawn_local(super::webhook::run(job, io.shard.clone(), io.pump.clone()))
+                    .detach();
+            }
+            io.pump.wake();
         }
-        io.pump.wake();
         keep_going
     }
 

@@ -7,12 +7,15 @@ use bytes::Bytes;
 
 #[derive(Default)]
 pub struct HeldReplies {
-    /// The token of the message being handled, while its subscriptions are made.
+    /// The message being handled, while its subscriptions are made: nothing is stored for it
+    /// unless a confirmation is awaited, which keeps the common subscribe off the map.
     pub collecting: Option<u64>,
+    collecting_for: Held,
     next: u64,
     held: AHashMap<u64, Held>,
 }
 
+#[derive(Default)]
 struct Held {
     local: u32,
     waiting: u32,
@@ -25,34 +28,31 @@ impl HeldReplies {
         self.next = self.next.wrapping_add(1);
         let token = self.next;
         self.collecting = Some(token);
-        self.held.insert(
-            token,
-            Held {
-                local,
-                waiting: 0,
-                frames: Vec::new(),
-            },
-        );
+        self.collecting_for = Held {
+            local,
+            ..Held::default()
+        };
         token
     }
 
     pub fn expect_confirmation(&mut self, token: u64) {
-        if let Some(held) = self.held.get_mut(&token) {
-            held.waiting += 1;
+        if self.collecting == Some(token) {
+            self.collecting_for.waiting += 1;
         }
     }
 
     /// Ends collecting: the replies go out now (returned) if nothing is awaited, else they are
     /// held until the last confirmation.
     pub fn finish(&mut self, token: u64, frames: Vec<Bytes>) -> Option<(u32, Vec<Bytes>)> {
-        self.collecting = None;
-        let held = self.held.get_mut(&token)?;
+        if self.collecting.take() != Some(token) {
+            return None;
+        }
+        let mut held = std::mem::take(&mut self.collecting_for);
         if held.waiting == 0 {
-            let local = held.local;
-            self.held.remove(&token);
-            return Some((local, frames));
+            return Some((held.local, frames));
         }
         held.frames = frames;
+        self.held.insert(token, held);
         None
     }
 
