@@ -420,10 +420,7 @@ impl Live {
             Ok(n) => Poll::Ready(Ok(n)),
             Err(rustix::io::Errno::AGAIN) => {
                 self.unpark();
-                match &mut self.socket {
-                    Socket::Active(stream) => Pin::new(&mut **stream).poll_write(cx, data),
-                    _ => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
-                }
+                self.poll_send(cx, data)
             }
             Err(e) => Poll::Ready(Err(e.into())),
         }

@@ -22,7 +22,7 @@ fn ack(msg: &Message) -> Message {
     }
 }
 
-fn error_reply(msg: &Message, action: i32) -> Message {
+pub(super) fn error_reply(msg: &Message, action: i32) -> Message {
     Message {
         name: msg.name.clone(),
         correlation_id: msg.correlation_id.clone(),

@@ -319,14 +319,10 @@ impl Shard {
 /// A store failure as the writer (or reader) sees it.
 fn store_error(msg: &Message, action: i32, error: &StorageError) -> Message {
     Message {
-        name: msg.name.clone(),
-        correlation_id: msg.correlation_id.clone(),
-        original_action: Some(msg.action),
-        is_error: Some(true),
-        is_write_ack: msg.is_write_ack,
+        topic: topic::RECORD,
         data: Some(Bytes::from(
             simd_json::to_string(&error.0).unwrap_or_default(),
         )),
-        ..Message::new(topic::RECORD, action)
+        ..super::client::error_reply(msg, action)
     }
 }
