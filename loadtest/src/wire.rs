@@ -143,12 +143,37 @@ pub fn connect_from(target: &Target, source: Option<std::net::IpAddr>) -> io::Re
         None,
     )?;
     if let Some(ip) = source {
+        defer_port_choice(&socket)?;
         socket.bind(&SocketAddr::new(ip, 0).into())?;
     }
     socket.connect(&target.addr.into())?;
     socket.set_nodelay(true)?;
     socket.set_nonblocking(true)?;
     Ok(TcpStream::from(socket))
+}
+
+/// Lets `connect` pick the source port by the whole 4-tuple. A plain `bind` to port 0 reserves
+/// a port unused by any socket on that address, a search that grows with every connection in
+/// TIME_WAIT; after a few seconds of the connect scenario it dominated the loader's time.
+fn defer_port_choice(socket: &socket2::Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let enable: libc::c_int = 1;
+    // SAFETY: the fd is open for the duration of the call (borrowed from `socket`), and the
+    // option value points at a live c_int whose size is passed alongside.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&enable as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Upgrade, challenge and login; returns the stream and its reader state.
