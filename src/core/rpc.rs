@@ -20,20 +20,20 @@ struct Call {
     caller: ConnId,
     provider: ConnId,
     tried: Vec<ConnId>,
-    request: Message,
+    request: Box<Message>,
     accepted: bool,
     deadline: u64,
 }
 
 /// A message the owner shard must send to a connection.
-pub type Send = (ConnId, Message);
+pub type Send = (ConnId, Box<Message>);
 
-fn reply(request: &Message, action: i32) -> Message {
-    Message {
+fn reply(request: &Message, action: i32) -> Box<Message> {
+    Box::new(Message {
         name: request.name.clone(),
         correlation_id: request.correlation_id.clone(),
         ..Message::new(topic::RPC, action)
-    }
+    })
 }
 
 impl RpcRouter {
@@ -85,7 +85,13 @@ impl RpcRouter {
         removed
     }
 
-    pub fn request(&mut self, request: Message, caller: ConnId, now: u64, out: &mut Vec<Send>) {
+    pub fn request(
+        &mut self,
+        request: Box<Message>,
+        caller: ConnId,
+        now: u64,
+        out: &mut Vec<Send>,
+    ) {
         let (Some(name), Some(cid)) = (request.name.clone(), request.correlation_id.clone()) else {
             out.push((caller, reply(&request, rpc_action::INVALID_MESSAGE_DATA)));
             return;
@@ -128,7 +134,13 @@ impl RpcRouter {
     }
 
     /// ACCEPT, RESPONSE, REQUEST_ERROR or REJECT from a provider.
-    pub fn from_provider(&mut self, msg: Message, provider: ConnId, now: u64, out: &mut Vec<Send>) {
+    pub fn from_provider(
+        &mut self,
+        msg: Box<Message>,
+        provider: ConnId,
+        now: u64,
+        out: &mut Vec<Send>,
+    ) {
         let Some(cid) = msg.correlation_id.clone() else {
             return;
         };
@@ -249,20 +261,20 @@ mod tests {
     const P1: ConnId = ConnId { shard: 0, local: 2 };
     const P2: ConnId = ConnId { shard: 1, local: 3 };
 
-    fn request(cid: &str) -> Message {
-        Message {
+    fn request(cid: &str) -> Box<Message> {
+        Box::new(Message {
             name: Some(Bytes::from_static(b"add")),
             correlation_id: Some(Bytes::copy_from_slice(cid.as_bytes())),
             data: Some(Bytes::from_static(b"1")),
             ..Message::new(topic::RPC, rpc_action::REQUEST)
-        }
+        })
     }
 
-    fn answer(cid: &str, action: i32) -> Message {
-        Message {
+    fn answer(cid: &str, action: i32) -> Box<Message> {
+        Box::new(Message {
             action,
-            ..request(cid)
-        }
+            ..*request(cid)
+        })
     }
 
     fn actions(out: &[Send]) -> Vec<(ConnId, i32)> {

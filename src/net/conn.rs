@@ -1,9 +1,10 @@
 //! One client socket, one task: the HTTP request head (WebSocket upgrade or health check), then
 //! frames read and handed to the shard while the outbox is written out, then the close.
 //!
-//! An idle connection holds only its small task, the socket and its outbox: read buffers are
-//! pooled per shard and taken only while bytes are in hand, writes are joined in a per-shard
-//! buffer, and silence is detected by the shard's sweep instead of a timer per connection.
+//! An idle connection holds only its small task, the socket and its outbox: sockets are read
+//! into one per-shard buffer and only the bytes read are copied out (so nothing is zeroed or
+//! held between reads), writes are joined in a per-shard buffer, and silence is detected by the
+//! shard's sweep instead of a timer per connection.
 
 use super::mesh::Pump;
 use super::park::Parking;
@@ -24,13 +25,14 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+/// The most one read takes from a socket.
 const READ_CHUNK: usize = 16 * 1024;
+/// The most one read of the HTTP request head takes (a head is usually a few hundred bytes).
+const HEAD_CHUNK: usize = 2 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Reads one connection makes in a row before letting other tasks run.
 const READS_PER_TURN: usize = 8;
-/// Read buffers a shard keeps for reuse.
-const POOLED_BUFFERS: usize = 256;
 /// A joined write buffer larger than this is not kept for the next write.
 const JOINED_KEPT: usize = 1 << 20;
 
@@ -41,7 +43,8 @@ pub struct ShardIo {
     pub runtime: Runtime,
     /// Connections alive (handshake to close), for shutdown.
     pub live: Cell<usize>,
-    pool: RefCell<Vec<BytesMut>>,
+    /// Every read lands here first; a connection keeps only what it read.
+    scratch: RefCell<Box<[u8]>>,
     /// Frames being moved from an outbox to its socket.
     frames: RefCell<Vec<Bytes>>,
     /// Several frames joined into one write.
@@ -62,27 +65,11 @@ impl ShardIo {
             pump,
             runtime,
             live: Cell::new(0),
-            pool: RefCell::default(),
+            scratch: RefCell::new(vec![0; READ_CHUNK].into_boxed_slice()),
             frames: RefCell::default(),
             joined: RefCell::default(),
             parking,
         })
-    }
-
-    fn take_buffer(&self) -> BytesMut {
-        self.pool
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| BytesMut::with_capacity(READ_CHUNK))
-    }
-
-    /// Keeps an emptied buffer for another connection; one still holding bytes is not kept.
-    fn put_buffer(&self, mut buf: BytesMut) {
-        let mut pool = self.pool.borrow_mut();
-        if buf.is_empty() && buf.capacity() >= READ_CHUNK && pool.len() < POOLED_BUFFERS {
-            buf.clear();
-            pool.push(buf);
-        }
     }
 }
 
@@ -98,10 +85,9 @@ async fn read_more(
     buf: &mut BytesMut,
     timeout: Duration,
 ) -> ReadOutcome {
-    let start = buf.len();
-    buf.resize(start + READ_CHUNK, 0);
+    let mut chunk = [0u8; HEAD_CHUNK];
     let read = async {
-        match reader.read(&mut buf[start..]).await {
+        match reader.read(&mut chunk).await {
             Ok(0) | Err(_) => ReadOutcome::Closed,
             Ok(n) => ReadOutcome::Data(n),
         }
@@ -111,12 +97,9 @@ async fn read_more(
         ReadOutcome::TimedOut
     };
     let outcome = futures_lite::future::or(read, timer).await;
-    let filled = if let ReadOutcome::Data(n) = outcome {
-        n
-    } else {
-        0
-    };
-    buf.truncate(start + filled);
+    if let ReadOutcome::Data(n) = outcome {
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    }
     outcome
 }
 
@@ -248,20 +231,12 @@ impl Future for Connection {
 /// The handshake; `Some` with the shard's new connection once the socket speaks WebSocket.
 async fn open(mut stream: TcpStream, io: Rc<ShardIo>) -> Option<Live> {
     let _ = stream.set_nodelay(true);
-    let mut head = io.take_buffer();
-    let Some(limits) = handshake(&mut stream, &mut head, &io.shard).await else {
-        io.put_buffer(head);
-        return None;
-    };
+    let mut head = BytesMut::new();
+    let limits = handshake(&mut stream, &mut head, &io.shard).await?;
     let now = io.runtime.now_ms();
     let outbox = Outbox::new(limits.outgoing, now);
     let local = io.shard.borrow_mut().open_conn(outbox.clone(), now);
-    let inbound = if head.is_empty() {
-        io.put_buffer(head);
-        None
-    } else {
-        Some(Box::new(head))
-    };
+    let inbound = (!head.is_empty()).then(|| Box::new(head));
     Some(Live {
         socket: Socket::Active(Box::new(stream)),
         io,
@@ -289,6 +264,15 @@ enum Socket {
     Parked(OwnedFd),
     /// Only while changing between the two.
     Gone,
+}
+
+impl Socket {
+    fn active(&mut self) -> std::io::Result<&mut TcpStream> {
+        match self {
+            Socket::Active(stream) => Ok(&mut **stream),
+            _ => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
 }
 
 /// The open connection: reads frames into the shard and writes the outbox, as one future.
@@ -332,13 +316,6 @@ impl Future for Live {
 }
 
 impl Live {
-    fn stream(&mut self) -> std::io::Result<&mut TcpStream> {
-        match &mut self.socket {
-            Socket::Active(stream) => Ok(&mut **stream),
-            _ => Err(std::io::ErrorKind::NotConnected.into()),
-        }
-    }
-
     /// Parks the socket if nothing is in flight: no partial frame, nothing unsent.
     fn park(&mut self, cx: &Context<'_>) {
         self.outbox.set_park_state(Park::Active);
@@ -433,34 +410,31 @@ impl Live {
             if self.outbox.closing().is_some() {
                 return Poll::Ready(End::Closing);
             }
-            let mut buf = match self.inbound.take() {
-                Some(partial) => *partial,
-                None => self.io.take_buffer(),
+            let mut buf = self.inbound.take().map(|b| *b).unwrap_or_default();
+            let read = {
+                let mut scratch = self.io.scratch.borrow_mut();
+                let read = match self.socket.active() {
+                    Ok(stream) => Pin::new(stream).poll_read(cx, &mut scratch[..]),
+                    Err(e) => Poll::Ready(Err(e)),
+                };
+                if let Poll::Ready(Ok(n)) = read {
+                    buf.extend_from_slice(scratch.get(..n).unwrap_or_default());
+                }
+                read
             };
-            let start = buf.len();
-            buf.resize(start + READ_CHUNK, 0);
-            let read = match self.stream() {
-                Ok(stream) => Pin::new(stream).poll_read(cx, &mut buf[start..]),
-                Err(e) => Poll::Ready(Err(e)),
-            };
-            let filled = match read {
-                Poll::Ready(Ok(n)) => n,
-                _ => 0,
-            };
-            buf.truncate(start + filled);
             match read {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(End::PeerGone),
                 Poll::Ready(Ok(_)) => {
                     let now = self.io.runtime.now_ms();
                     self.outbox.heard(now);
                     let keep_going = self.decode_all(&mut buf, now);
-                    self.keep_or_return(buf);
+                    self.keep_partial(buf);
                     if !keep_going {
                         return Poll::Ready(End::Closing);
                     }
                 }
                 Poll::Pending => {
-                    self.keep_or_return(buf);
+                    self.keep_partial(buf);
                     return Poll::Pending;
                 }
             }
@@ -469,11 +443,9 @@ impl Live {
         Poll::Pending
     }
 
-    /// Keeps a buffer holding part of a frame; gives an empty one back to the pool.
-    fn keep_or_return(&mut self, buf: BytesMut) {
-        if buf.is_empty() {
-            self.io.put_buffer(buf);
-        } else {
+    /// Keeps the bytes of a frame not yet complete; an empty buffer is dropped.
+    fn keep_partial(&mut self, buf: BytesMut) {
+        if !buf.is_empty() {
             self.inbound = Some(Box::new(buf));
         }
     }

@@ -43,7 +43,7 @@ fn invalid_data_action(topic: i32) -> i32 {
 }
 
 impl Shard {
-    pub(super) fn on_client_message(&mut self, local: u32, mut msg: Message, now: u64) {
+    pub(super) fn on_client_message(&mut self, local: u32, mut msg: Box<Message>, now: u64) {
         let from = self.conn_id(local);
         if !self.gate(local, &mut msg) {
             return;
@@ -104,7 +104,7 @@ impl Shard {
                         self.route(
                             owner,
                             ShardMsg::Op {
-                                msg: Box::new(msg),
+                                msg,
                                 from,
                                 user: None,
                                 refs: None,
@@ -158,7 +158,7 @@ impl Shard {
     }
 
     /// A message about one name goes to that name's owner.
-    fn route_to_owner(&mut self, msg: Message, from: ConnId) {
+    fn route_to_owner(&mut self, msg: Box<Message>, from: ConnId) {
         let Some(name) = msg.name.as_ref() else {
             self.send(from, &error_reply(&msg, invalid_data_action(msg.topic)));
             return;
@@ -167,7 +167,7 @@ impl Shard {
         self.route(
             owner,
             ShardMsg::Op {
-                msg: Box::new(msg),
+                msg,
                 from,
                 user: self.op_user(from.local),
                 refs: self.op_refs(),
@@ -176,7 +176,7 @@ impl Shard {
     }
 
     /// A bulk message is split into one message per owner shard, each with its own names.
-    fn split_by_owner(&mut self, msg: Message, from: ConnId) {
+    fn split_by_owner(&mut self, msg: Box<Message>, from: ConnId) {
         let mut per_shard: Vec<Vec<Bytes>> = vec![Vec::new(); self.shards];
         for name in &msg.names {
             per_shard[self.owner(name)].push(name.clone());
@@ -185,7 +185,7 @@ impl Shard {
             if !names.is_empty() {
                 let part = Message {
                     names,
-                    ..msg.clone()
+                    ..(*msg).clone()
                 };
                 self.route(
                     shard,
@@ -289,7 +289,7 @@ impl Shard {
         self.broadcast(change);
     }
 
-    fn presence(&mut self, local: u32, msg: Message) {
+    fn presence(&mut self, local: u32, msg: Box<Message>) {
         let Some(me) = self.conns.get(&local).map(|c| c.user().clone()) else {
             return;
         };
@@ -367,7 +367,7 @@ impl Shard {
     /// records nobody needs any more leave memory afterwards.
     pub(super) fn on_owner_op(
         &mut self,
-        msg: Message,
+        msg: Box<Message>,
         from: ConnId,
         user: Option<&User>,
         refs: Option<&super::permit::Refs>,
@@ -392,7 +392,7 @@ impl Shard {
 
     fn handle_owner_op(
         &mut self,
-        msg: Message,
+        msg: Box<Message>,
         from: ConnId,
         user: Option<&User>,
         refs: Option<&super::permit::Refs>,
@@ -482,24 +482,28 @@ impl Shard {
                 }
             }
             (topic::RPC, rpc_action::REQUEST) => {
-                let mut sends = Vec::new();
+                let mut sends = std::mem::take(&mut self.rpc_sends);
                 self.rpc.request(msg, from, now, &mut sends);
-                for (to, m) in sends {
-                    self.send(to, &m);
-                }
+                self.send_rpc(sends);
             }
             (topic::RPC, _) => {
-                let mut sends = Vec::new();
+                let mut sends = std::mem::take(&mut self.rpc_sends);
                 self.rpc.from_provider(msg, from, now, &mut sends);
-                for (to, m) in sends {
-                    self.send(to, &m);
-                }
+                self.send_rpc(sends);
             }
             _ => {}
         }
     }
 
-    fn listen_response(&mut self, kind: Kind, msg: Message, from: ConnId, now: u64) {
+    /// Sends what the RPC router decided and keeps its buffer for the next call.
+    fn send_rpc(&mut self, mut sends: Vec<crate::core::rpc::Send>) {
+        for (to, m) in sends.drain(..) {
+            self.send(to, &m);
+        }
+        self.rpc_sends = sends;
+    }
+
+    fn listen_response(&mut self, kind: Kind, msg: Box<Message>, from: ConnId, now: u64) {
         let (Some(pattern), Some(name)) = (msg.name.as_ref(), msg.subscription.as_ref()) else {
             return;
         };
@@ -550,7 +554,7 @@ impl Shard {
 
     fn write_record(
         &mut self,
-        msg: Message,
+        msg: Box<Message>,
         from: ConnId,
         user: Option<&User>,
         refs: Option<&super::permit::Refs>,
@@ -654,7 +658,7 @@ impl Shard {
 
     fn delete_record(
         &mut self,
-        msg: Message,
+        msg: Box<Message>,
         from: ConnId,
         user: Option<&User>,
         refs: Option<&super::permit::Refs>,

@@ -88,6 +88,8 @@ pub struct Shard {
     listening: [Listening; 2],
     records: records::RecordCache,
     rpc: RpcRouter,
+    /// The RPC router's decisions, kept between calls so routing allocates nothing.
+    rpc_sends: Vec<crate::core::rpc::Send>,
     presence_counts: PresenceCounts,
     online: OnlineUsers,
     presence_subscribers: LocalSubscribers,
@@ -152,6 +154,7 @@ impl Shard {
             listening: [listening(), listening()],
             records: records::RecordCache::default(),
             rpc: RpcRouter::new(config.rpc_ack_timeout_ms, config.rpc_response_timeout_ms),
+            rpc_sends: Vec::new(),
             presence_counts: PresenceCounts::default(),
             online: OnlineUsers::default(),
             presence_subscribers: LocalSubscribers::default(),
@@ -280,7 +283,7 @@ impl Shard {
                 from,
                 user,
                 refs,
-            } => self.on_owner_op(*msg, from, user.as_deref(), refs.as_deref(), now),
+            } => self.on_owner_op(msg, from, user.as_deref(), refs.as_deref(), now),
             ShardMsg::RuleRead {
                 names,
                 token,

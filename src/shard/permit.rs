@@ -50,7 +50,7 @@ const MAX_WAITING_CHECKS: usize = 10_000;
 /// A message waiting for the records its rules read.
 pub struct WaitingCheck {
     local: u32,
-    msg: Message,
+    msg: Box<Message>,
     refs: Refs,
     waiting: Vec<String>,
     rounds: u32,
@@ -317,7 +317,7 @@ impl Shard {
             }
         }
         if !need.is_empty() {
-            self.wait_for_records(local, msg.clone(), refs, need);
+            self.wait_for_records(local, Box::new(msg.clone()), refs, need);
             return false;
         }
         self.rule_refs = refs;
@@ -338,7 +338,7 @@ impl Shard {
     }
 
     /// Parks a message until the records its rules read have come from their owners.
-    fn wait_for_records(&mut self, local: u32, msg: Message, refs: Refs, names: Vec<String>) {
+    fn wait_for_records(&mut self, local: u32, msg: Box<Message>, refs: Refs, names: Vec<String>) {
         let rounds = self.resumed_rounds;
         if rounds >= self.config.permissions.max_rule_iterations()
             || self.waiting_checks.len() >= MAX_WAITING_CHECKS

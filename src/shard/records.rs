@@ -260,7 +260,7 @@ impl Shard {
                 from,
                 user,
                 refs,
-            } => self.on_owner_op(*msg, from, user.as_deref(), refs.as_deref(), now),
+            } => self.on_owner_op(msg, from, user.as_deref(), refs.as_deref(), now),
             Waiting::RuleRead {
                 names,
                 token,

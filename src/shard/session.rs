@@ -62,7 +62,7 @@ impl Shard {
                 };
                 self.send_local(local, &reply);
             }
-            Phase::Open => self.on_client_message(local, msg, now),
+            Phase::Open => self.on_client_message(local, Box::new(msg), now),
             Phase::Closed => {}
         }
     }
