@@ -334,6 +334,22 @@ impl Message {
 
     /// Parses one WebSocket frame payload: a varint length, then `Message{topic, message}`.
     pub fn parse(frame: &Bytes) -> Result<Message, ParseError> {
+        let (topic, inner) = Self::envelope(frame)?;
+        Self::parse_inner(topic, &inner)
+    }
+
+    /// `parse` straight onto the heap, for messages that travel on (a message is ~500 bytes;
+    /// building it in place saves moving it at every step).
+    pub fn parse_boxed(frame: &Bytes) -> Result<Box<Message>, ParseError> {
+        let (topic, inner) = Self::envelope(frame)?;
+        let fields = layout(topic).ok_or(ParseError::UnknownTopic(topic))?;
+        let mut msg = Box::new(Message::new(topic, 0));
+        msg.fill(fields, &inner)?;
+        Ok(msg)
+    }
+
+    /// The topic and the topic's own message bytes from a length-prefixed envelope.
+    fn envelope(frame: &Bytes) -> Result<(i32, Bytes), ParseError> {
         let mut pos = 0;
         let len = pb::read_varint(frame, &mut pos)?;
         let end = pos
@@ -352,24 +368,28 @@ impl Message {
                 _ => {}
             }
         }
-        let topic = topic.ok_or(ParseError::MissingTopic)?;
-        Self::parse_inner(topic, &inner)
+        Ok((topic.ok_or(ParseError::MissingTopic)?, inner))
     }
 
     /// Parses a topic's own message (the `message` bytes of the envelope).
     pub fn parse_inner(topic: i32, inner: &Bytes) -> Result<Message, ParseError> {
         let fields = layout(topic).ok_or(ParseError::UnknownTopic(topic))?;
         let mut msg = Message::new(topic, 0);
+        msg.fill(fields, inner)?;
+        Ok(msg)
+    }
+
+    fn fill(&mut self, fields: &[(u32, Field)], inner: &Bytes) -> Result<(), ParseError> {
         let mut reader = FieldReader::new(inner);
         while let Some(field) = reader.next_field() {
             let (number, value) = field?;
             let Some(&(_, kind)) = fields.iter().find(|(n, _)| *n == number) else {
                 continue;
             };
-            msg.set(kind, value)
+            self.set(kind, value)
                 .map_err(|()| ParseError::BadField(number))?;
         }
-        Ok(msg)
+        Ok(())
     }
 
     fn set(&mut self, kind: Field, value: FieldValue) -> Result<(), ()> {

@@ -33,7 +33,7 @@ impl Shard {
         let Some(phase) = self.conns.get(&local).map(|c| c.phase) else {
             return;
         };
-        let msg = match Message::parse(frame) {
+        let msg = match Message::parse_boxed(frame) {
             Ok(msg) => msg,
             Err(error) => {
                 let reply = match error {
@@ -62,7 +62,7 @@ impl Shard {
                 };
                 self.send_local(local, &reply);
             }
-            Phase::Open => self.on_client_message(local, Box::new(msg), now),
+            Phase::Open => self.on_client_message(local, msg, now),
             Phase::Closed => {}
         }
     }
