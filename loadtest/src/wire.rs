@@ -5,6 +5,7 @@ use corestream::protocol::message::{auth_action, connection_action, topic, Messa
 use corestream::protocol::ws;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 
@@ -45,6 +46,11 @@ impl Default for Reader {
     }
 }
 
+thread_local! {
+    /// Where every read of a loader thread lands before its bytes join their connection's reader.
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; 64 * 1024]);
+}
+
 impl Reader {
     /// The next complete frame already buffered: (opcode, payload).
     pub fn next_frame(&mut self) -> Option<(u8, Bytes)> {
@@ -68,24 +74,24 @@ impl Reader {
         Some((opcode, self.buf.split_to(len).freeze()))
     }
 
-    /// Reads more bytes. Safe to cancel (the loader races reads with timers): the zeroed tail
-    /// made for the read is cut off again whether the read completes or is dropped.
+    /// Reads more bytes. Safe to cancel (the loader races reads with timers): bytes are moved
+    /// into the reader only in the poll that receives them. Reads land in one buffer per loader
+    /// thread, so no read zeroes or reserves memory ahead of the bytes that arrive.
     pub async fn fill(
         &mut self,
         stream: &mut (impl futures_lite::AsyncRead + Unpin),
     ) -> io::Result<()> {
-        let start = self.buf.len();
-        if self.buf.capacity() - start < 16 * 1024 {
-            self.buf.reserve(64 * 1024);
-        }
-        let mut tail = Tail {
-            start,
-            filled: 0,
-            buf: &mut self.buf,
-        };
-        tail.buf.resize(tail.buf.capacity(), 0);
-        let n = stream.read(&mut tail.buf[start..]).await?;
-        tail.filled = n;
+        let n = futures_lite::future::poll_fn(|cx| {
+            SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let read = std::pin::Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]);
+                if let std::task::Poll::Ready(Ok(n)) = read {
+                    self.buf.extend_from_slice(scratch.get(..n).unwrap_or_default());
+                }
+                read
+            })
+        })
+        .await?;
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
@@ -221,15 +227,3 @@ pub async fn open(
     }
 }
 
-/// Keeps only the bytes a read actually filled, even if the read is cancelled.
-struct Tail<'a> {
-    start: usize,
-    filled: usize,
-    buf: &'a mut BytesMut,
-}
-
-impl Drop for Tail<'_> {
-    fn drop(&mut self) {
-        self.buf.truncate(self.start + self.filled);
-    }
-}

@@ -2,9 +2,10 @@
 //! frames read and handed to the shard while the outbox is written out, then the close.
 //!
 //! An idle connection holds only its small task, the socket and its outbox: sockets are read
-//! into one per-shard buffer and only the bytes read are copied out (so nothing is zeroed or
-//! held between reads), writes are joined in a per-shard buffer, and silence is detected by the
-//! shard's sweep instead of a timer per connection.
+//! into one per-shard buffer and only the bytes read are copied into a buffer pooled per shard
+//! and taken only while bytes are in hand (so nothing is zeroed per read, and short-lived reads
+//! do not fragment the heap between long-lived connections), writes are joined in a per-shard
+//! buffer, and silence is detected by the shard's sweep instead of a timer per connection.
 
 use super::mesh::Pump;
 use super::park::Parking;
@@ -33,6 +34,8 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Reads one connection makes in a row before letting other tasks run.
 const READS_PER_TURN: usize = 8;
+/// Read buffers a shard keeps for reuse.
+const POOLED_BUFFERS: usize = 256;
 /// A joined write buffer larger than this is not kept for the next write.
 const JOINED_KEPT: usize = 1 << 20;
 
@@ -45,6 +48,7 @@ pub struct ShardIo {
     pub live: Cell<usize>,
     /// Every read lands here first; a connection keeps only what it read.
     scratch: RefCell<Box<[u8]>>,
+    pool: RefCell<Vec<BytesMut>>,
     /// Frames being moved from an outbox to its socket.
     frames: RefCell<Vec<Bytes>>,
     /// Several frames joined into one write.
@@ -66,10 +70,29 @@ impl ShardIo {
             runtime,
             live: Cell::new(0),
             scratch: RefCell::new(vec![0; READ_CHUNK].into_boxed_slice()),
+            pool: RefCell::default(),
             frames: RefCell::default(),
             joined: RefCell::default(),
             parking,
         })
+    }
+
+    fn take_buffer(&self) -> BytesMut {
+        self.pool
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| BytesMut::with_capacity(READ_CHUNK))
+    }
+
+    /// Keeps an emptied buffer for another connection; one still holding bytes is not kept.
+    fn put_buffer(&self, mut buf: BytesMut) {
+        let mut pool = self.pool.borrow_mut();
+        if buf.is_empty() && pool.len() < POOLED_BUFFERS {
+            buf.clear();
+            // Gets the whole allocation back once the frames split off it are gone.
+            buf.reserve(READ_CHUNK);
+            pool.push(buf);
+        }
     }
 }
 
@@ -231,12 +254,20 @@ impl Future for Connection {
 /// The handshake; `Some` with the shard's new connection once the socket speaks WebSocket.
 async fn open(mut stream: TcpStream, io: Rc<ShardIo>) -> Option<Live> {
     let _ = stream.set_nodelay(true);
-    let mut head = BytesMut::new();
-    let limits = handshake(&mut stream, &mut head, &io.shard).await?;
+    let mut head = io.take_buffer();
+    let Some(limits) = handshake(&mut stream, &mut head, &io.shard).await else {
+        io.put_buffer(head);
+        return None;
+    };
     let now = io.runtime.now_ms();
     let outbox = Outbox::new(limits.outgoing, now);
     let local = io.shard.borrow_mut().open_conn(outbox.clone(), now);
-    let inbound = (!head.is_empty()).then(|| Box::new(head));
+    let inbound = if head.is_empty() {
+        io.put_buffer(head);
+        None
+    } else {
+        Some(Box::new(head))
+    };
     Some(Live {
         socket: Socket::Active(Box::new(stream)),
         io,
@@ -410,7 +441,10 @@ impl Live {
             if self.outbox.closing().is_some() {
                 return Poll::Ready(End::Closing);
             }
-            let mut buf = self.inbound.take().map(|b| *b).unwrap_or_default();
+            let mut buf = match self.inbound.take() {
+                Some(partial) => *partial,
+                None => self.io.take_buffer(),
+            };
             let read = {
                 let mut scratch = self.io.scratch.borrow_mut();
                 let read = match self.socket.active() {
@@ -428,13 +462,13 @@ impl Live {
                     let now = self.io.runtime.now_ms();
                     self.outbox.heard(now);
                     let keep_going = self.decode_all(&mut buf, now);
-                    self.keep_partial(buf);
+                    self.keep_or_return(buf);
                     if !keep_going {
                         return Poll::Ready(End::Closing);
                     }
                 }
                 Poll::Pending => {
-                    self.keep_partial(buf);
+                    self.keep_or_return(buf);
                     return Poll::Pending;
                 }
             }
@@ -443,9 +477,11 @@ impl Live {
         Poll::Pending
     }
 
-    /// Keeps the bytes of a frame not yet complete; an empty buffer is dropped.
-    fn keep_partial(&mut self, buf: BytesMut) {
-        if !buf.is_empty() {
+    /// Keeps a buffer holding part of a frame; gives an empty one back to the pool.
+    fn keep_or_return(&mut self, buf: BytesMut) {
+        if buf.is_empty() {
+            self.io.put_buffer(buf);
+        } else {
             self.inbound = Some(Box::new(buf));
         }
     }
