@@ -86,7 +86,8 @@ impl Reader {
                 let mut scratch = scratch.borrow_mut();
                 let read = std::pin::Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]);
                 if let std::task::Poll::Ready(Ok(n)) = read {
-                    self.buf.extend_from_slice(scratch.get(..n).unwrap_or_default());
+                    self.buf
+                        .extend_from_slice(scratch.get(..n).unwrap_or_default());
                 }
                 read
             })
@@ -226,4 +227,3 @@ pub async fn open(
         }
     }
 }
-

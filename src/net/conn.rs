@@ -253,7 +253,7 @@ impl Future for Connection {
 
 /// The handshake; `Some` with the shard's new connection once the socket speaks WebSocket.
 async fn open(mut stream: TcpStream, io: Rc<ShardIo>) -> Option<Live> {
-    let _ = stream.set_nodelay(true);
+    // TCP_NODELAY comes from the listening socket (see `net::listen_socket`).
     let mut head = io.take_buffer();
     let Some(limits) = handshake(&mut stream, &mut head, &io.shard).await else {
         io.put_buffer(head);

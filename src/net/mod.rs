@@ -12,6 +12,7 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -132,13 +133,31 @@ fn executor_error(e: &str) -> String {
 
 /// Binds this shard's listener on the shared port (SO_REUSEPORT).
 fn bind(host: &str, port: u16) -> Result<glommio::net::TcpListener, String> {
-    format!("{host}:{port}")
+    let addr = format!("{host}:{port}")
         .parse::<SocketAddr>()
-        .map_err(|e| format!("bad listen address {host}:{port}: {e}"))
-        .and_then(|addr| {
-            glommio::net::TcpListener::bind(addr)
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))
-        })
+        .map_err(|e| format!("bad listen address {host}:{port}: {e}"))?;
+    let fd = listen_socket(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    // SAFETY: `fd` is a bound, listening TCP socket owned here and by nothing else; its
+    // ownership passes to the glommio listener, which closes it when dropped.
+    Ok(unsafe { glommio::net::TcpListener::from_raw_fd(fd.into_raw_fd()) })
+}
+
+/// A listening socket as glommio makes one (SO_REUSEPORT, backlog 1024), plus TCP_NODELAY,
+/// which accepted sockets inherit: one setsockopt less per connection (the connect
+/// benchmark's server made 1 per login).
+fn listen_socket(addr: SocketAddr) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
+    let family = if addr.is_ipv6() {
+        AddressFamily::INET6
+    } else {
+        AddressFamily::INET
+    };
+    let fd = rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+    sockopt::set_socket_reuseport(&fd, true)?;
+    sockopt::set_tcp_nodelay(&fd, true)?;
+    rustix::net::bind(&fd, &addr)?;
+    rustix::net::listen(&fd, 1024)?;
+    Ok(fd)
 }
 
 /// `--port 0`: asks the kernel for a free port once, so every shard binds the same one.
@@ -226,4 +245,18 @@ async fn shard_main(
         parking.stop();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listen_socket;
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        let listener = TcpListener::from(listen_socket("127.0.0.1:0".parse().unwrap()).unwrap());
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert!(accepted.nodelay().unwrap());
+    }
 }
