@@ -2,7 +2,7 @@
 //! runs for a bounded time and returns a report.
 
 use crate::stats::{histogram, now_ns, Counters, Latencies, Report};
-use crate::wire::{open, put_message, Target};
+use crate::wire::{open, put_message, Target, Ticker};
 use bytes::Bytes;
 use corestream::protocol::message::{event_action, record_action, rpc_action, topic, Message};
 use corestream::protocol::ws;
@@ -169,14 +169,16 @@ pub fn fanout(common: &Common, opts: &Fanout) -> Report {
                     let mut local = histogram();
                     let mut delivered = 0u64;
                     let mut quiet_since: Option<Instant> = None;
+                    let mut ticker = Ticker::new(Duration::from_millis(100));
                     loop {
                         let mut got = 0u64;
+                        // Every frame of one read arrived at the same time.
+                        let arrived = now_ns(start);
                         while let Some((opcode, frame)) = reader.next_frame() {
                             if opcode == ws::OP_BINARY {
                                 got += 1;
                                 if let Some(t) = timestamp(&frame) {
-                                    let _ = local
-                                        .record((now_ns(start).saturating_sub(t) / 1000).max(1));
+                                    let _ = local.record((arrived.saturating_sub(t) / 1000).max(1));
                                 }
                             }
                         }
@@ -193,14 +195,7 @@ pub fn fanout(common: &Common, opts: &Fanout) -> Report {
                                 break;
                             }
                         }
-                        let read = futures_lite::future::or(
-                            async { Some(reader.fill(&mut stream).await) },
-                            async {
-                                glommio::timer::sleep(Duration::from_millis(100)).await;
-                                None
-                            },
-                        );
-                        if let Some(Err(_)) = read.await {
+                        if let Some(Err(_)) = ticker.fill(&mut reader, &mut stream).await {
                             break;
                         }
                     }
@@ -467,8 +462,11 @@ async fn subscriber_loop(
     crate::wire::send(&mut stream, &subscribe).await?;
     let mut local = histogram();
     let mut quiet_since: Option<Instant> = None;
+    let mut ticker = Ticker::new(Duration::from_millis(100));
     loop {
         let mut got = 0;
+        // Every frame of one read arrived at the same time.
+        let arrived = now_ns(start);
         while let Some((opcode, frame)) = reader.next_frame() {
             if opcode != ws::OP_BINARY {
                 continue;
@@ -486,7 +484,7 @@ async fn subscriber_loop(
             };
             got += 1;
             if let Some(t) = t {
-                let _ = local.record((now_ns(start).saturating_sub(t) / 1000).max(1));
+                let _ = local.record((arrived.saturating_sub(t) / 1000).max(1));
             }
         }
         if got > 0 {
@@ -501,12 +499,7 @@ async fn subscriber_loop(
                 break;
             }
         }
-        let read =
-            futures_lite::future::or(async { Some(reader.fill(&mut stream).await) }, async {
-                glommio::timer::sleep(Duration::from_millis(100)).await;
-                None
-            });
-        if let Some(Err(e)) = read.await {
+        if let Some(Err(e)) = ticker.fill(&mut reader, &mut stream).await {
             shared.merge(&local);
             return Err(e);
         }
@@ -689,6 +682,7 @@ async fn provider_loop(
     let _ = reader.message(&mut stream).await?;
     shared.ready.fetch_add(1, Ordering::SeqCst);
     let mut out = Vec::with_capacity(64 * 1024);
+    let mut ticker = Ticker::new(Duration::from_millis(100));
     loop {
         if shared.done.load(Ordering::Relaxed) {
             return Ok(());
@@ -722,12 +716,7 @@ async fn provider_loop(
         if !out.is_empty() {
             stream.write_all(&out).await?;
         }
-        let read =
-            futures_lite::future::or(async { Some(reader.fill(&mut stream).await) }, async {
-                glommio::timer::sleep(Duration::from_millis(100)).await;
-                None
-            });
-        if let Some(Err(e)) = read.await {
+        if let Some(Err(e)) = ticker.fill(&mut reader, &mut stream).await {
             return Err(e);
         }
     }
