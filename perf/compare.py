@@ -116,42 +116,81 @@ def fanout_sweep(port, duration, rates, loader_cpus, subscribers=50):
     return best, runs
 
 
-def warm_up(port, loader_cpus):
-    """A short run of each scenario, not recorded: the reference's JIT needs it (its first
-    fan-out run at 50k deliveries/s had p99 61 ms, the next 2.3 ms); both servers get it."""
-    for scenario, *args in (('fanout', '--rate', 1000, '--subscribers', 50), ('rpc',),
-                            ('connect', '--concurrency', 64)):
-        load(port, 2, loader_cpus, scenario, *args)
+def warm_up(port, loader_cpus, scenario, *args):
+    """A short run, not recorded: the reference's JIT needs it (its first fan-out run at 50k
+    deliveries/s had p99 61 ms, the next 2.3 ms); both servers get it."""
+    load(port, 2, loader_cpus, scenario, *args)
 
 
-def measure(port, pid, duration, fanout_rates, loader_cpus, idle_connections):
+def fresh(start):
+    """Runs `body(port, pid)` on a newly started server: one scenario group never sees what
+    another left behind (queues grown by a 10M/s run, tens of thousands of closed sockets)."""
+    def run(body):
+        proc, port = start()
+        try:
+            return body(port, server_pid(proc))
+        finally:
+            stop(proc)
+    return run
+
+
+def measure(start, duration, fanout_rates, loader_cpus, idle_connections, at_1m=False):
     m = {}
-    warm_up(port, loader_cpus)
-    best, runs = fanout_sweep(port, duration, fanout_rates, loader_cpus)
-    m['fanout deliveries/s (sustained)'] = best['deliveries/s'] if best else 0
-    m['fanout runs'] = runs
-    at50k = load(port, duration, loader_cpus, 'fanout', '--rate', 1000, '--subscribers', 50, server=pid)
-    m['event p99 at 50k deliveries/s (us)'] = at50k.get('latency p99 (us)')
-    m['server cpu us per 1000 deliveries at 50k/s'] = cpu_per(at50k, 'delivered', 1000)
-    rec = load(port, duration, loader_cpus, 'records', '--rate', 1000, '--subscribers', 50)
-    m['record update p99 at 50k deliveries/s (us)'] = rec.get('update latency p99 (us)')
-    rpc = load(port, duration, loader_cpus, 'rpc', '--callers', 16, '--inflight', 4, server=pid)
-    m['rpc round trips/s'] = rpc['round trips/s']
-    m['rpc p99 (us)'] = rpc.get('round trip p99 (us)')
-    m['server cpu us per rpc round trip'] = cpu_per(rpc, 'responses')
-    m['rpc server user share'] = rpc.get('server user share')
-    con = load(port, duration, loader_cpus, 'connect', '--concurrency', 64, server=pid)
-    m['connect+login/s'] = con['logins/s']
-    m['server cpu us per connect+login'] = cpu_per(con, 'logins')
-    m['connect server user share'] = con.get('server user share')
-    # Two waves, each quiet past corestream's 5 s parking delay: the first reading of each
-    # connection is taken after 1 s of quiet (sockets still active), the last once every
-    # connection is parked, with memory freed by the first wave reused by the second.
-    idle = load(port, 1, loader_cpus, 'idle', '--connections', idle_connections, '--server-pid', pid,
-                '--quiet', 8, '--waves', 2, '--per-source', 5000)
-    m['bytes per idle connection, quiet 1 s'] = idle.get('bytes per connection, quiet 1 s')
-    m['bytes per idle connection'] = idle.get('bytes per connection, after the last wave')
+    on_fresh = fresh(start)
+    fan = ('fanout', '--rate', 1000, '--subscribers', 50)
+
+    def fanout(port, pid):
+        warm_up(port, loader_cpus, *fan)
+        best, runs = fanout_sweep(port, duration, fanout_rates, loader_cpus)
+        m['fanout deliveries/s (sustained)'] = best['deliveries/s'] if best else 0
+        m['fanout runs'] = runs
+
+    def latency(port, pid):
+        warm_up(port, loader_cpus, *fan)
+        at50k = load(port, duration, loader_cpus, *fan, server=pid)
+        m['event p99 at 50k deliveries/s (us)'] = at50k.get('latency p99 (us)')
+        m['server cpu us per 1000 deliveries at 50k/s'] = cpu_per(at50k, 'delivered', 1000)
+        rec = load(port, duration, loader_cpus, 'records', '--rate', 1000, '--subscribers', 50)
+        m['record update p99 at 50k deliveries/s (us)'] = rec.get('update latency p99 (us)')
+        if at_1m:
+            at1m = load(port, duration, loader_cpus, 'fanout', '--rate', 20000, '--subscribers', 50)
+            m['event p99 at 1M deliveries/s (us)'] = at1m.get('latency p99 (us)')
+            rec1m = load(port, duration, loader_cpus, 'records', '--rate', 20000, '--subscribers', 50)
+            m['record update p99 at 1M deliveries/s (us)'] = rec1m.get('update latency p99 (us)')
+
+    def rpc(port, pid):
+        warm_up(port, loader_cpus, 'rpc', '--callers', 16, '--inflight', 4)
+        r = load(port, duration, loader_cpus, 'rpc', '--callers', 16, '--inflight', 4, server=pid)
+        m['rpc round trips/s'] = r['round trips/s']
+        m['rpc p99 (us)'] = r.get('round trip p99 (us)')
+        m['server cpu us per rpc round trip'] = cpu_per(r, 'responses')
+        m['rpc server user share'] = r.get('server user share')
+
+    def connect(port, pid):
+        warm_up(port, loader_cpus, 'connect', '--concurrency', 64)
+        r = load(port, duration, loader_cpus, 'connect', '--concurrency', 64, server=pid)
+        m['connect+login/s'] = r['logins/s']
+        m['server cpu us per connect+login'] = cpu_per(r, 'logins')
+        m['connect server user share'] = r.get('server user share')
+
+    def idle(port, pid):
+        # Two waves, each quiet past corestream's 5 s parking delay: the first reading of each
+        # connection is taken after 1 s of quiet (sockets still active), the last once every
+        # connection is parked, with memory freed by the first wave reused by the second.
+        r = load(port, 1, loader_cpus, 'idle', '--connections', idle_connections, '--server-pid',
+                 pid, '--quiet', 8, '--waves', 2, '--per-source', 5000)
+        m['bytes per idle connection, quiet 1 s'] = r.get('bytes per connection, quiet 1 s')
+        m['bytes per idle connection'] = r.get('bytes per connection, after the last wave')
+
+    for body in (fanout, latency, rpc, connect, idle):
+        on_fresh(body)
     return m
+
+
+def shown(value):
+    if value is None:
+        return '-'
+    return f'{value:.2f}' if isinstance(value, float) and value < 100 else f'{value:.0f}'
 
 
 def raise_fd_limit():
@@ -177,21 +216,10 @@ def main():
     cs_rates = [20000, 40000, 70000, 100000, 150000, 200000, 250000, 300000, 400000] if not a.quick else [20000, 70000]
     results = {}
     log('== reference deepstream (cpu 0), loader on cpu 1')
-    proc, port = start_reference()
-    try:
-        results['reference'] = measure(port, server_pid(proc), a.duration, ref_rates, LOADER_CPU, a.idle)
-    finally:
-        stop(proc)
+    results['reference'] = measure(start_reference, a.duration, ref_rates, LOADER_CPU, a.idle)
     log('== corestream 1 shard (cpu 0), loader on cpu 1')
-    proc, port = start_corestream(SERVER_CPU)
-    try:
-        results['corestream'] = measure(port, proc.pid, a.duration, cs_rates, LOADER_CPU, a.idle)
-        at1m = load(port, a.duration, LOADER_CPU, 'fanout', '--rate', 20000, '--subscribers', 50)
-        results['corestream']['event p99 at 1M deliveries/s (us)'] = at1m.get('latency p99 (us)')
-        rec1m = load(port, a.duration, LOADER_CPU, 'records', '--rate', 20000, '--subscribers', 50)
-        results['corestream']['record update p99 at 1M deliveries/s (us)'] = rec1m.get('update latency p99 (us)')
-    finally:
-        stop(proc)
+    results['corestream'] = measure(lambda: start_corestream(SERVER_CPU), a.duration, cs_rates,
+                                    LOADER_CPU, a.idle, at_1m=True)
     # The loader shares both cores, so both setups end at the loader's ceiling. (CPU per
     # delivery at a fixed rate below it is no stand-in for capacity: the server's cost follows
     # the loader's wake-ups, not the deliveries - 1 shard spent the same CPU time at 1.5M/s
@@ -218,7 +246,7 @@ def main():
     for k in keys:
         r, c = ref.get(k), cs.get(k)
         ratio = (c / r) if (r and c) else float('nan')
-        print(f'{k:<46}{r if r is not None else "-":>14}{c if c is not None else "-":>14}{ratio:>10.2f}')
+        print(f'{k:<46}{shown(r):>14}{shown(c):>14}{ratio:>10.2f}')
     for k in ('event p99 at 1M deliveries/s (us)', 'record update p99 at 1M deliveries/s (us)'):
         print(f'{k:<46}{"-":>14}{cs.get(k, "-"):>14}')
     d1 = best1['deliveries/s'] if best1 else 0
