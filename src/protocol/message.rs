@@ -648,6 +648,24 @@ mod tests {
 
     /// What the reference server sends must come out byte for byte the same.
     #[test]
+    fn parse_boxed_agrees_with_parse() {
+        for frame in [
+            "3f10021a3b08052a1e77733a2f2f3132372e302e302e313a363039392f6465657073747265616d3204302e31613a05372e302e35420a6a617661736372697074",
+            "1210061a0e08081a013032076361702f727063",
+            // Unknown topic, bad length, empty.
+            "0410631a00",
+            "0510061a",
+            "",
+        ] {
+            let frame = hex(frame);
+            assert_eq!(
+                Message::parse_boxed(&frame).map(|m| *m),
+                Message::parse(&frame)
+            );
+        }
+    }
+
+    #[test]
     fn encodes_like_the_reference_server() {
         let cases: Vec<(Message, &str)> = vec![
             (
