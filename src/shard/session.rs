@@ -253,7 +253,8 @@ impl Shard {
 
     /// Connections past the login deadline are told so and closed; logged-in ones silent for
     /// two heartbeat intervals (at least a second) are dropped, as the reference does; those
-    /// quiet for `park_after_ms` are asked to park their sockets.
+    /// quiet for `park_after_ms` are asked to park their sockets. Looks at `SWEEP_BATCH`
+    /// connections, going on from where the last sweep stopped.
     pub(super) fn sweep_connections(&mut self, now: u64) {
         let login_deadline = self.config.unauthenticated_client_timeout_ms;
         let silence = self
@@ -263,7 +264,20 @@ impl Shard {
             .max(1000);
         let park_after = self.config.park_after_ms;
         let mut unauthenticated = Vec::new();
-        for (local, conn) in &self.conns {
+        // At most one visit per connection and sweep (give or take one moved by a removal).
+        for _ in 0..super::SWEEP_BATCH.min(self.sweep_order.len()) {
+            if self.sweep_cursor >= self.sweep_order.len() {
+                self.sweep_cursor = 0;
+            }
+            let Some(&local) = self.sweep_order.get(self.sweep_cursor) else {
+                break;
+            };
+            let Some(conn) = self.conns.get(&local) else {
+                // Closed since its last visit; the last entry takes its place.
+                self.sweep_order.swap_remove(self.sweep_cursor);
+                continue;
+            };
+            self.sweep_cursor += 1;
             if conn.phase == Phase::Closed || conn.outbox.closing().is_some() {
                 continue;
             }
@@ -272,7 +286,9 @@ impl Shard {
                 Phase::AwaitChallenge | Phase::AwaitAuth | Phase::Authenticating
             );
             if logging_in && login_deadline.is_some_and(|t| conn.opened_at + t <= now) {
-                unauthenticated.push(*local);
+                if !unauthenticated.contains(&local) {
+                    unauthenticated.push(local);
+                }
             } else {
                 let quiet = now.saturating_sub(conn.outbox.heard_at());
                 if quiet >= silence {

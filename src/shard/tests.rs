@@ -633,3 +633,35 @@ fn the_sweep_drops_connections_silent_for_two_heartbeats() {
     );
     assert_eq!(chatty.outbox.closing(), None);
 }
+
+#[test]
+fn a_sweep_looks_at_a_bounded_batch_and_the_next_one_goes_on() {
+    let mut cluster = Cluster::new(1);
+    let heartbeat = cluster.shards[0].config().heartbeat_interval_ms;
+    let clients: Vec<_> = (0..SWEEP_BATCH + 10)
+        .map(|i| cluster.login(0, &format!("user{i}")))
+        .collect();
+    let silent = 2 * heartbeat + 1;
+    cluster.shards[0].tick(silent);
+    let closed = |clients: &[Client]| {
+        clients
+            .iter()
+            .filter(|c| c.outbox.closing().is_some())
+            .count()
+    };
+    assert_eq!(closed(&clients), SWEEP_BATCH, "one sweep visits one batch");
+    cluster.shards[0].tick(silent + SWEEP_INTERVAL_MS);
+    assert_eq!(closed(&clients), SWEEP_BATCH + 10, "the next sweep goes on");
+}
+
+#[test]
+fn the_sweep_forgets_closed_connections() {
+    let mut cluster = Cluster::new(1);
+    let gone = cluster.login(0, "gone");
+    let stays = cluster.login(0, "stays");
+    cluster.shards[0].close_conn(gone.local);
+    let heartbeat = cluster.shards[0].config().heartbeat_interval_ms;
+    cluster.shards[0].tick(2 * heartbeat + 1);
+    assert!(stays.outbox.closing().is_some());
+    assert_eq!(cluster.shards[0].sweep_order.len(), 1);
+}
