@@ -51,7 +51,9 @@ enum Phase {
 struct Conn {
     outbox: Outbox,
     phase: Phase,
-    auth_attempts: u32,
+    auth_attempts: u16,
+    /// Where this connection is in the sweep's list (`Shard::sweep_order`).
+    sweep_slot: u32,
     opened_at: u64,
     /// Who this connection is, as permission rules see it.
     identity: Arc<crate::permission::rules::User>,
@@ -122,7 +124,8 @@ pub struct Shard {
     anonymous: Arc<crate::permission::rules::User>,
     /// When connections were last checked for login and heartbeat deadlines.
     last_sweep: u64,
-    /// Connections in the order the sweep visits them; closed ones leave when next visited.
+    /// Connections in the order the sweep visits them; a closed one leaves at once (the last
+    /// takes its slot), so the list is exactly the live connections.
     sweep_order: Vec<u32>,
     /// Where the next sweep starts in `sweep_order`.
     sweep_cursor: usize,
@@ -206,18 +209,20 @@ impl Shard {
             self.next_local = self.next_local.wrapping_add(1);
         }
         let local = self.next_local;
+        let sweep_slot = u32::try_from(self.sweep_order.len()).unwrap_or(u32::MAX);
+        self.sweep_order.push(local);
         self.conns.insert(
             local,
             Conn {
                 outbox,
                 phase: Phase::AwaitChallenge,
                 auth_attempts: 0,
+                sweep_slot,
                 opened_at: now,
                 identity: self.anonymous.clone(),
                 extras: None,
             },
         );
-        self.sweep_order.push(local);
         local
     }
 
@@ -573,10 +578,27 @@ impl Shard {
     }
 
     /// A connection is gone: its subscriptions, presence and everything other shards hold.
+    /// Takes a closed connection out of the sweep's list; the last entry moves into its slot.
+    fn leave_sweep(&mut self, local: u32, slot: u32) {
+        let slot = slot as usize;
+        if self.sweep_order.get(slot) != Some(&local) {
+            debug_assert!(false, "sweep slot of {local} out of date");
+            self.sweep_order.retain(|l| *l != local);
+            return;
+        }
+        self.sweep_order.swap_remove(slot);
+        if let Some(moved) = self.sweep_order.get(slot).copied() {
+            if let Some(conn) = self.conns.get_mut(&moved) {
+                conn.sweep_slot = slot as u32;
+            }
+        }
+    }
+
     pub fn close_conn(&mut self, local: u32) {
         let Some(conn) = self.conns.remove(&local) else {
             return;
         };
+        self.leave_sweep(local, conn.sweep_slot);
         let me = self.conn_id(local);
         self.held_replies.forget(local);
         if let Some(extras) = &conn.extras {

@@ -233,8 +233,8 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(&local) else {
             return;
         };
-        conn.auth_attempts += 1;
-        if conn.auth_attempts >= max {
+        conn.auth_attempts = conn.auth_attempts.saturating_add(1);
+        if u32::from(conn.auth_attempts) >= max {
             self.send_local(
                 local,
                 &Message::new(topic::AUTH, auth_action::TOO_MANY_AUTH_ATTEMPTS),
@@ -264,7 +264,7 @@ impl Shard {
             .max(1000);
         let park_after = self.config.park_after_ms;
         let mut unauthenticated = Vec::new();
-        // At most one visit per connection and sweep (give or take one moved by a removal).
+        // At most one visit per connection and sweep.
         for _ in 0..super::SWEEP_BATCH.min(self.sweep_order.len()) {
             if self.sweep_cursor >= self.sweep_order.len() {
                 self.sweep_cursor = 0;
@@ -272,12 +272,10 @@ impl Shard {
             let Some(&local) = self.sweep_order.get(self.sweep_cursor) else {
                 break;
             };
+            self.sweep_cursor += 1;
             let Some(conn) = self.conns.get(&local) else {
-                // Closed since its last visit; the last entry takes its place.
-                self.sweep_order.swap_remove(self.sweep_cursor);
                 continue;
             };
-            self.sweep_cursor += 1;
             if conn.phase == Phase::Closed || conn.outbox.closing().is_some() {
                 continue;
             }

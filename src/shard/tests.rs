@@ -655,13 +655,34 @@ fn a_sweep_looks_at_a_bounded_batch_and_the_next_one_goes_on() {
 }
 
 #[test]
-fn the_sweep_forgets_closed_connections() {
+fn the_sweep_list_holds_exactly_the_open_connections() {
     let mut cluster = Cluster::new(1);
-    let gone = cluster.login(0, "gone");
-    let stays = cluster.login(0, "stays");
-    cluster.shards[0].close_conn(gone.local);
-    let heartbeat = cluster.shards[0].config().heartbeat_interval_ms;
+    let clients: Vec<_> = (0..10)
+        .map(|i| cluster.login(0, &format!("u{i}")))
+        .collect();
+    // Close from the middle, the front and the end; every close moves the last entry.
+    for i in [4, 0, 9, 5] {
+        cluster.shards[0].close_conn(clients[i].local);
+    }
+    let shard = &cluster.shards[0];
+    let mut listed = shard.sweep_order.clone();
+    listed.sort_unstable();
+    let mut open: Vec<u32> = shard.conns.keys().copied().collect();
+    open.sort_unstable();
+    assert_eq!(listed, open);
+    for (slot, local) in shard.sweep_order.iter().enumerate() {
+        assert_eq!(shard.conns[local].sweep_slot as usize, slot);
+    }
+    // The remaining ones are still swept.
+    let heartbeat = shard.config().heartbeat_interval_ms;
     cluster.shards[0].tick(2 * heartbeat + 1);
-    assert!(stays.outbox.closing().is_some());
-    assert_eq!(cluster.shards[0].sweep_order.len(), 1);
+    for i in [1, 2, 3, 6, 7, 8] {
+        assert!(clients[i].outbox.closing().is_some(), "client {i}");
+    }
+}
+
+#[test]
+fn a_connection_entry_stays_small() {
+    // One per connection in the shard's map (which also rounds its size up to a power of two).
+    assert!(std::mem::size_of::<Conn>() <= 40);
 }
