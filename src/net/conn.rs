@@ -3,9 +3,9 @@
 //!
 //! An idle connection holds only its small task, the socket and its outbox: sockets are read
 //! into one per-shard buffer and only the bytes read are copied into a buffer pooled per shard
-//! and taken only while bytes are in hand (so nothing is zeroed per read, and short-lived reads
-//! do not fragment the heap between long-lived connections), writes are joined in a per-shard
-//! buffer, and silence is detected by the shard's sweep instead of a timer per connection.
+//! and taken only while bytes are in hand (so nothing is zeroed per read), writes are joined in
+//! a per-shard buffer, and silence is detected by the shard's sweep instead of a timer per
+//! connection.
 
 use super::mesh::Pump;
 use super::park::Parking;
@@ -34,8 +34,9 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Reads one connection makes in a row before letting other tasks run.
 const READS_PER_TURN: usize = 8;
-/// Read buffers a shard keeps for reuse.
+/// Read buffers a shard keeps for reuse, and the largest it keeps.
 const POOLED_BUFFERS: usize = 256;
+const POOLED_MAX: usize = 4 * READ_CHUNK;
 /// A joined write buffer larger than this is not kept for the next write.
 const JOINED_KEPT: usize = 1 << 20;
 
@@ -84,14 +85,17 @@ impl ShardIo {
             .unwrap_or_else(|| BytesMut::with_capacity(READ_CHUNK))
     }
 
-    /// Keeps an emptied buffer for another connection; one still holding bytes is not kept.
+    /// Keeps an emptied buffer for another connection; one still holding bytes is not kept,
+    /// nor one grown large by a big message (the pool must not pin `maxMessageSize` buffers).
     fn put_buffer(&self, mut buf: BytesMut) {
         let mut pool = self.pool.borrow_mut();
         if buf.is_empty() && pool.len() < POOLED_BUFFERS {
             buf.clear();
             // Gets the whole allocation back once the frames split off it are gone.
             buf.reserve(READ_CHUNK);
-            pool.push(buf);
+            if buf.capacity() <= POOLED_MAX {
+                pool.push(buf);
+            }
         }
     }
 }
