@@ -577,7 +577,6 @@ impl Shard {
         }
     }
 
-    /// A connection is gone: its subscriptions, presence and everything other shards hold.
     /// Takes a closed connection out of the sweep's list; the last entry moves into its slot.
     fn leave_sweep(&mut self, local: u32, slot: u32) {
         let slot = slot as usize;
@@ -594,6 +593,7 @@ impl Shard {
         }
     }
 
+    /// A connection is gone: its subscriptions, presence and everything other shards hold.
     pub fn close_conn(&mut self, local: u32) {
         let Some(conn) = self.conns.remove(&local) else {
             return;
