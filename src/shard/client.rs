@@ -482,25 +482,11 @@ impl Shard {
                 }
             }
             (topic::RPC, rpc_action::REQUEST) => {
-                let mut sends = std::mem::take(&mut self.rpc_sends);
-                self.rpc.request(msg, from, now, &mut sends);
-                self.send_rpc(sends);
+                self.route_rpc(|rpc, out| rpc.request(msg, from, now, out))
             }
-            (topic::RPC, _) => {
-                let mut sends = std::mem::take(&mut self.rpc_sends);
-                self.rpc.from_provider(msg, from, now, &mut sends);
-                self.send_rpc(sends);
-            }
+            (topic::RPC, _) => self.route_rpc(|rpc, out| rpc.from_provider(msg, from, now, out)),
             _ => {}
         }
-    }
-
-    /// Sends what the RPC router decided and keeps its buffer for the next call.
-    fn send_rpc(&mut self, mut sends: Vec<crate::core::rpc::Send>) {
-        for (to, m) in sends.drain(..) {
-            self.send(to, &m);
-        }
-        self.rpc_sends = sends;
     }
 
     fn listen_response(&mut self, kind: Kind, msg: Box<Message>, from: ConnId, now: u64) {

@@ -96,7 +96,7 @@ pub struct Shard {
     listening: [Listening; 2],
     records: records::RecordCache,
     rpc: RpcRouter,
-    /// The RPC router's decisions, kept between calls so routing allocates nothing.
+    /// The RPC router's decisions, kept between calls (see `route_rpc`).
     rpc_sends: Vec<crate::core::rpc::Send>,
     presence_counts: PresenceCounts,
     online: OnlineUsers,
@@ -231,6 +231,17 @@ impl Shard {
     }
 
     /// Sends `msg` to a connection on any shard.
+    /// Runs the RPC router with the shard's reusable output buffer (so routing allocates
+    /// nothing) and sends what it decided.
+    fn route_rpc(&mut self, decide: impl FnOnce(&mut RpcRouter, &mut Vec<crate::core::rpc::Send>)) {
+        let mut sends = std::mem::take(&mut self.rpc_sends);
+        decide(&mut self.rpc, &mut sends);
+        for (to, msg) in sends.drain(..) {
+            self.send(to, &msg);
+        }
+        self.rpc_sends = sends;
+    }
+
     fn send(&mut self, to: ConnId, msg: &Message) {
         self.send_frame(to, ws_frame(msg));
     }
@@ -437,11 +448,7 @@ impl Shard {
                 }
             }
             ShardMsg::ConnClosed { conn } => {
-                let mut sends = Vec::new();
-                self.rpc.conn_closed(conn, now, &mut sends);
-                for (to, msg) in sends {
-                    self.send(to, &msg);
-                }
+                self.route_rpc(|rpc, out| rpc.conn_closed(conn, now, out));
                 for kind in [Kind::Event, Kind::Record] {
                     let mut effects = Vec::new();
                     self.listening[kind as usize].conn_closed(conn, now, &mut effects);
@@ -557,11 +564,7 @@ impl Shard {
             self.last_sweep = now;
             self.sweep_connections(now);
         }
-        let mut sends = Vec::new();
-        self.rpc.tick(now, &mut sends);
-        for (to, msg) in sends {
-            self.send(to, &msg);
-        }
+        self.route_rpc(|rpc, out| rpc.tick(now, out));
         let rematch =
             now.saturating_sub(self.last_rematch) >= self.config.listen_rematch_interval_ms;
         for kind in [Kind::Event, Kind::Record] {
