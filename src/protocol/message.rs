@@ -335,16 +335,17 @@ impl Message {
     /// Parses one WebSocket frame payload: a varint length, then `Message{topic, message}`.
     pub fn parse(frame: &Bytes) -> Result<Message, ParseError> {
         let (topic, inner) = Self::envelope(frame)?;
-        Self::parse_inner(topic, &inner)
+        let mut msg = Message::new(topic, 0);
+        msg.fill(&inner)?;
+        Ok(msg)
     }
 
     /// `parse` straight onto the heap, for messages that travel on (a message is ~500 bytes;
     /// building it in place saves moving it at every step).
     pub fn parse_boxed(frame: &Bytes) -> Result<Box<Message>, ParseError> {
         let (topic, inner) = Self::envelope(frame)?;
-        let fields = layout(topic).ok_or(ParseError::UnknownTopic(topic))?;
         let mut msg = Box::new(Message::new(topic, 0));
-        msg.fill(fields, &inner)?;
+        msg.fill(&inner)?;
         Ok(msg)
     }
 
@@ -371,15 +372,9 @@ impl Message {
         Ok((topic.ok_or(ParseError::MissingTopic)?, inner))
     }
 
-    /// Parses a topic's own message (the `message` bytes of the envelope).
-    pub fn parse_inner(topic: i32, inner: &Bytes) -> Result<Message, ParseError> {
-        let fields = layout(topic).ok_or(ParseError::UnknownTopic(topic))?;
-        let mut msg = Message::new(topic, 0);
-        msg.fill(fields, inner)?;
-        Ok(msg)
-    }
-
-    fn fill(&mut self, fields: &[(u32, Field)], inner: &Bytes) -> Result<(), ParseError> {
+    /// Sets the fields of this message's topic from its own message bytes.
+    fn fill(&mut self, inner: &Bytes) -> Result<(), ParseError> {
+        let fields = layout(self.topic).ok_or(ParseError::UnknownTopic(self.topic))?;
         let mut reader = FieldReader::new(inner);
         while let Some(field) = reader.next_field() {
             let (number, value) = field?;
