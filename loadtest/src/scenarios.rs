@@ -740,9 +740,10 @@ async fn caller_loop(
     let mut local = histogram();
     let mut out = Vec::new();
     let mut counter = 0u64;
-    let mut request = |out: &mut Vec<u8>| {
+    // `sent` (ns since start) travels in the correlation id for the round trip's latency.
+    let mut request = |out: &mut Vec<u8>, sent: u64| {
         counter += 1;
-        let cid = format!("{i}-{counter}-{}", now_ns(start));
+        let cid = format!("{i}-{counter}-{sent}");
         let msg = Message {
             name: Some(name.clone()),
             correlation_id: Some(Bytes::from(cid)),
@@ -751,16 +752,24 @@ async fn caller_loop(
         };
         put_message(out, &msg);
     };
+    let first = now_ns(start);
     for _ in 0..inflight {
-        request(&mut out);
+        request(&mut out, first);
     }
     stream.write_all(&out).await?;
     Counters::add(&shared.counters.offered, inflight as u64);
     let mut outstanding = inflight;
+    let mut ticker = Ticker::new(Duration::from_secs(5));
+    let mut heard = false;
     while outstanding > 0 {
         out.clear();
         let mut finished = 0u64;
+        // One clock read per read: the answers in it arrived, and the requests they make room
+        // for leave, at the same time.
+        let now = now_ns(start);
+        let running = began.elapsed() < duration;
         while let Some((opcode, frame)) = reader.next_frame() {
+            heard = true;
             if opcode != ws::OP_BINARY {
                 continue;
             }
@@ -779,7 +788,7 @@ async fn caller_loop(
                             .ok()
                     });
                     if let Some(t) = sent {
-                        let _ = local.record((now_ns(start).saturating_sub(t) / 1000).max(1));
+                        let _ = local.record((now.saturating_sub(t) / 1000).max(1));
                     }
                     finished += 1;
                 }
@@ -796,8 +805,8 @@ async fn caller_loop(
                 }
             }
             outstanding -= 1;
-            if began.elapsed() < duration {
-                request(&mut out);
+            if running {
+                request(&mut out, now);
                 outstanding += 1;
                 Counters::add(&shared.counters.offered, 1);
             }
@@ -809,15 +818,12 @@ async fn caller_loop(
         if outstanding == 0 {
             break;
         }
-        let read =
-            futures_lite::future::or(async { Some(reader.fill(&mut stream).await) }, async {
-                glommio::timer::sleep(Duration::from_secs(5)).await;
-                None
-            });
-        match read.await {
+        match ticker.fill(&mut reader, &mut stream).await {
             Some(Ok(())) => {}
             Some(Err(e)) => return Err(e),
-            None => break,
+            // Gives up after a whole period without a byte.
+            None if !std::mem::take(&mut heard) => break,
+            None => {}
         }
     }
     shared.merge(&local);
