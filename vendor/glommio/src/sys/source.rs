@@ -138,6 +138,12 @@ impl InnerSource {
     pub(crate) fn update_source_type(&mut self, source_type: SourceType) -> SourceType {
         std::mem::replace(&mut self.source_type, source_type)
     }
+
+    /// Whether anyone reads this source's queue/submit/fulfil timestamps (corestream patch: the
+    /// three clock reads per operation are skipped for sources, like sockets, that collect none).
+    pub(crate) fn wants_latency(&self) -> bool {
+        self.stats_collection.is_some_and(|s| s.latency.is_some())
+    }
 }
 
 impl fmt::Debug for InnerSource {
