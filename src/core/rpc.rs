@@ -19,6 +19,8 @@ pub struct RpcRouter {
 struct Call {
     caller: ConnId,
     provider: ConnId,
+    /// Providers that rejected this call or left before accepting it (empty, so no allocation,
+    /// until the first reroute).
     tried: Vec<ConnId>,
     request: Box<Message>,
     accepted: bool,
@@ -103,7 +105,7 @@ impl RpcRouter {
             ));
             return;
         }
-        let Some(provider) = self.pick(&name, caller, &[]) else {
+        let Some(provider) = pick(&self.providers, &name, caller, &[]) else {
             out.push((caller, reply(&request, rpc_action::NO_RPC_PROVIDER)));
             return;
         };
@@ -114,23 +116,12 @@ impl RpcRouter {
             Call {
                 caller,
                 provider,
-                tried: vec![provider],
+                tried: Vec::new(),
                 request,
                 accepted: false,
                 deadline,
             },
         );
-    }
-
-    fn pick(&self, name: &[u8], caller: ConnId, tried: &[ConnId]) -> Option<ConnId> {
-        let candidates: Vec<ConnId> = self
-            .providers
-            .get(name)?
-            .iter()
-            .copied()
-            .filter(|p| *p != caller && !tried.contains(p))
-            .collect();
-        (!candidates.is_empty()).then(|| candidates[fastrand::usize(..candidates.len())])
     }
 
     /// ACCEPT, RESPONSE, REQUEST_ERROR or REJECT from a provider.
@@ -180,20 +171,16 @@ impl RpcRouter {
 
     /// Sends the call to a provider not yet tried, or fails it with NO_RPC_PROVIDER.
     fn reroute(&mut self, cid: &Bytes, now: u64, out: &mut Vec<Send>) {
-        let Some(call) = self.calls.get(cid) else {
+        let Some(call) = self.calls.get_mut(cid) else {
             return;
         };
-        let name = call.request.name.clone().unwrap_or_default();
-        match self.pick(&name, call.caller, &call.tried) {
+        call.tried.push(call.provider);
+        let name = call.request.name.as_deref().unwrap_or_default();
+        match pick(&self.providers, name, call.caller, &call.tried) {
             Some(next) => {
-                let deadline = now + self.ack_timeout_ms;
-                let Some(call) = self.calls.get_mut(cid) else {
-                    return;
-                };
                 call.provider = next;
-                call.tried.push(next);
                 call.accepted = false;
-                call.deadline = deadline;
+                call.deadline = now + self.ack_timeout_ms;
                 out.push((next, call.request.clone()));
             }
             None => {
@@ -251,6 +238,26 @@ impl RpcRouter {
             }
         }
     }
+}
+
+/// A random provider of `name` other than the caller and those already tried. Counts, then
+/// walks again to the chosen one: no allocation per call.
+fn pick(
+    providers: &AHashMap<Bytes, Vec<ConnId>>,
+    name: &[u8],
+    caller: ConnId,
+    tried: &[ConnId],
+) -> Option<ConnId> {
+    let eligible = |p: &&ConnId| **p != caller && !tried.contains(p);
+    let list = providers.get(name)?;
+    let count = list.iter().filter(eligible).count();
+    if count == 0 {
+        return None;
+    }
+    list.iter()
+        .filter(eligible)
+        .nth(fastrand::usize(..count))
+        .copied()
 }
 
 #[cfg(test)]
