@@ -5,6 +5,7 @@ use super::ids::ConnId;
 use crate::protocol::message::{rpc_action, topic, Message};
 use ahash::AHashMap;
 use bytes::Bytes;
+use std::collections::hash_map::Entry;
 
 pub struct RpcRouter {
     providers: AHashMap<Bytes, Vec<ConnId>>,
@@ -94,34 +95,31 @@ impl RpcRouter {
         now: u64,
         out: &mut Vec<Send>,
     ) {
-        let (Some(name), Some(cid)) = (request.name.clone(), request.correlation_id.clone()) else {
+        let (Some(name), Some(cid)) = (request.name.as_deref(), request.correlation_id.clone())
+        else {
             out.push((caller, reply(&request, rpc_action::INVALID_MESSAGE_DATA)));
             return;
         };
-        if self.calls.contains_key(&cid) {
+        let Entry::Vacant(slot) = self.calls.entry(cid) else {
             out.push((
                 caller,
                 reply(&request, rpc_action::INVALID_RPC_CORRELATION_ID),
             ));
             return;
-        }
-        let Some(provider) = pick(&self.providers, &name, caller, &[]) else {
+        };
+        let Some(provider) = pick(&self.providers, name, caller, &[]) else {
             out.push((caller, reply(&request, rpc_action::NO_RPC_PROVIDER)));
             return;
         };
         out.push((provider, request.clone()));
-        let deadline = now + self.ack_timeout_ms;
-        self.calls.insert(
-            cid,
-            Call {
-                caller,
-                provider,
-                tried: Vec::new(),
-                request,
-                accepted: false,
-                deadline,
-            },
-        );
+        slot.insert(Call {
+            caller,
+            provider,
+            tried: Vec::new(),
+            request,
+            accepted: false,
+            deadline: now + self.ack_timeout_ms,
+        });
     }
 
     /// ACCEPT, RESPONSE, REQUEST_ERROR or REJECT from a provider.
@@ -307,6 +305,27 @@ mod tests {
         out.clear();
         rpc.tick(5000, &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_correlation_id_in_flight_is_refused_and_the_first_call_goes_on() {
+        let mut rpc = RpcRouter::new(100, 1000);
+        rpc.provide(&Bytes::from_static(b"add"), P1);
+        let mut out = Vec::new();
+        rpc.request(request("c1"), CALLER, 0, &mut out);
+        rpc.request(request("c1"), CALLER, 1, &mut out);
+        rpc.from_provider(answer("c1", rpc_action::RESPONSE), P1, 2, &mut out);
+        assert_eq!(
+            actions(&out),
+            vec![
+                (P1, rpc_action::REQUEST),
+                (CALLER, rpc_action::INVALID_RPC_CORRELATION_ID),
+                (CALLER, rpc_action::RESPONSE)
+            ]
+        );
+        out.clear();
+        rpc.request(request("c1"), CALLER, 3, &mut out);
+        assert_eq!(actions(&out), vec![(P1, rpc_action::REQUEST)]);
     }
 
     #[test]
