@@ -282,16 +282,25 @@ mod tests {
         })
     }
 
+    /// A router whose `providers` provide "add", after CALLER asked it with correlation id "c1"
+    /// at time 0; the sends so far.
+    fn called(providers: &[ConnId]) -> (RpcRouter, Vec<Send>) {
+        let mut rpc = RpcRouter::new(100, 1000);
+        for provider in providers {
+            rpc.provide(&Bytes::from_static(b"add"), *provider);
+        }
+        let mut out = Vec::new();
+        rpc.request(request("c1"), CALLER, 0, &mut out);
+        (rpc, out)
+    }
+
     fn actions(out: &[Send]) -> Vec<(ConnId, i32)> {
         out.iter().map(|(c, m)| (*c, m.action)).collect()
     }
 
     #[test]
     fn request_accept_response() {
-        let mut rpc = RpcRouter::new(100, 1000);
-        rpc.provide(&Bytes::from_static(b"add"), P1);
-        let mut out = Vec::new();
-        rpc.request(request("c1"), CALLER, 0, &mut out);
+        let (mut rpc, mut out) = called(&[P1]);
         rpc.from_provider(answer("c1", rpc_action::ACCEPT), P1, 10, &mut out);
         rpc.from_provider(answer("c1", rpc_action::RESPONSE), P1, 20, &mut out);
         assert_eq!(
@@ -309,10 +318,7 @@ mod tests {
 
     #[test]
     fn a_correlation_id_in_flight_is_refused_and_the_first_call_goes_on() {
-        let mut rpc = RpcRouter::new(100, 1000);
-        rpc.provide(&Bytes::from_static(b"add"), P1);
-        let mut out = Vec::new();
-        rpc.request(request("c1"), CALLER, 0, &mut out);
+        let (mut rpc, mut out) = called(&[P1]);
         rpc.request(request("c1"), CALLER, 1, &mut out);
         rpc.from_provider(answer("c1", rpc_action::RESPONSE), P1, 2, &mut out);
         assert_eq!(
@@ -330,11 +336,7 @@ mod tests {
 
     #[test]
     fn reject_reroutes_then_no_provider() {
-        let mut rpc = RpcRouter::new(100, 1000);
-        rpc.provide(&Bytes::from_static(b"add"), P1);
-        rpc.provide(&Bytes::from_static(b"add"), P2);
-        let mut out = Vec::new();
-        rpc.request(request("c1"), CALLER, 0, &mut out);
+        let (mut rpc, mut out) = called(&[P1, P2]);
         let first = out[0].0;
         rpc.from_provider(answer("c1", rpc_action::REJECT), first, 1, &mut out);
         let second = out[1].0;
@@ -348,10 +350,7 @@ mod tests {
 
     #[test]
     fn requester_is_never_its_own_provider_and_timeouts_fire() {
-        let mut rpc = RpcRouter::new(100, 1000);
-        rpc.provide(&Bytes::from_static(b"add"), CALLER);
-        let mut out = Vec::new();
-        rpc.request(request("c1"), CALLER, 0, &mut out);
+        let (mut rpc, mut out) = called(&[CALLER]);
         assert_eq!(actions(&out), vec![(CALLER, rpc_action::NO_RPC_PROVIDER)]);
         rpc.provide(&Bytes::from_static(b"add"), P1);
         out.clear();
@@ -378,10 +377,7 @@ mod tests {
 
     #[test]
     fn provider_disconnect_fails_accepted_calls_at_once() {
-        let mut rpc = RpcRouter::new(100, 1000);
-        rpc.provide(&Bytes::from_static(b"add"), P1);
-        let mut out = Vec::new();
-        rpc.request(request("c1"), CALLER, 0, &mut out);
+        let (mut rpc, mut out) = called(&[P1]);
         rpc.request(request("c2"), CALLER, 0, &mut out);
         rpc.from_provider(answer("c1", rpc_action::ACCEPT), P1, 1, &mut out);
         out.clear();
@@ -402,10 +398,7 @@ mod tests {
 
     #[test]
     fn a_caller_that_disconnects_leaves_nothing_behind() {
-        let mut rpc = RpcRouter::new(100, 1000);
-        rpc.provide(&Bytes::from_static(b"add"), P1);
-        let mut out = Vec::new();
-        rpc.request(request("c1"), CALLER, 0, &mut out);
+        let (mut rpc, mut out) = called(&[P1]);
         rpc.conn_closed(CALLER, 1, &mut out);
         out.clear();
         rpc.from_provider(answer("c1", rpc_action::RESPONSE), P1, 2, &mut out);
