@@ -12,6 +12,8 @@ SHARED = os.path.join(ROOT, '..', 'shared')
 LOAD = os.path.join(ROOT, 'target', 'release', 'corestream-load')
 SERVER = os.path.join(ROOT, 'target', 'release', 'corestream')
 SERVER_CPU, LOADER_CPU = '0', '1'
+# The RPC scenario both scripts run: 16 callers with 4 requests in flight each, 1 provider.
+RPC = ('rpc', '--callers', 16, '--inflight', 4)
 
 
 def log(*args):
@@ -159,8 +161,8 @@ def measure(start, duration, fanout_rates, loader_cpus, idle_connections, at_1m=
             m['record update p99 at 1M deliveries/s (us)'] = rec1m.get('update latency p99 (us)')
 
     def rpc(port, pid):
-        warm_up(port, loader_cpus, 'rpc', '--callers', 16, '--inflight', 4)
-        r = load(port, duration, loader_cpus, 'rpc', '--callers', 16, '--inflight', 4, server=pid)
+        warm_up(port, loader_cpus, *RPC)
+        r = load(port, duration, loader_cpus, *RPC, server=pid)
         m['rpc round trips/s'] = r['round trips/s']
         m['rpc p99 (us)'] = r.get('round trip p99 (us)')
         m['server cpu us per rpc round trip'] = cpu_per(r, 'responses')

@@ -9,17 +9,25 @@ import os, statistics, sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare as c
 
-res = {'reference': [], 'corestream': []}
-for _ in range(3):
-    for name, start in (('reference', c.start_reference), ('corestream', lambda: c.start_corestream('0'))):
-        proc, port = start()
-        try:
-            c.warm_up(port, c.LOADER_CPU, 'rpc', '--callers', 16, '--inflight', 4)
-            r = c.load(port, 5, c.LOADER_CPU, 'rpc', '--callers', 16, '--inflight', 4)
-            res[name].append((r['round trips/s'], r.get('round trip p99 (us)')))
-        finally:
-            c.stop(proc)
-print(res)
-ref = [x[0] for x in res['reference']]; cs = [x[0] for x in res['corestream']]
-print('ratios per round', [round(b / a, 2) for a, b in zip(ref, cs)])
-print('median ratio', round(statistics.median(cs) / statistics.median(ref), 2))
+
+def rpc_run(port, pid):
+    c.warm_up(port, c.LOADER_CPU, *c.RPC)
+    r = c.load(port, 5, c.LOADER_CPU, *c.RPC)
+    return r['round trips/s'], r.get('round trip p99 (us)')
+
+
+def main():
+    servers = {'reference': c.start_reference, 'corestream': lambda: c.start_corestream('0')}
+    runs = {name: [] for name in servers}
+    for _ in range(3):
+        for name, start in servers.items():
+            runs[name].append(c.fresh(start)(rpc_run))
+    print(runs)
+    ref = [rate for rate, _ in runs['reference']]
+    ours = [rate for rate, _ in runs['corestream']]
+    print('ratios per round', [round(b / a, 2) for a, b in zip(ref, ours)])
+    print('median ratio', round(statistics.median(ours) / statistics.median(ref), 2))
+
+
+if __name__ == '__main__':
+    main()
