@@ -85,10 +85,10 @@ fn patches(c: &mut Criterion) {
     let mut group = c.benchmark_group("record write");
     group.throughput(Throughput::Elements(1));
     group.bench_function("patch apply (300 B document)", |b| {
-        b.iter(|| black_box(apply_write(Some(&current), 17, black_box(&set))))
+        b.iter(|| black_box(apply_write(Some(&current), 17, black_box(&set), 1 << 20)))
     });
     group.bench_function("whole update (no parse)", |b| {
-        b.iter(|| black_box(apply_write(Some(&current), 17, black_box(&replace))))
+        b.iter(|| black_box(apply_write(Some(&current), 17, black_box(&replace), 1 << 20)))
     });
     group.finish();
 }

@@ -2,6 +2,7 @@
 //! RPC routing and presence. Time is passed in as milliseconds.
 pub mod ids;
 pub mod interest;
+pub mod json;
 pub mod jsonpath;
 pub mod listen;
 pub mod presence;

@@ -1,7 +1,9 @@
 //! Record versions and writes on the owner shard: the version rules of deepstream, whole
-//! updates kept as the bytes received, path patches applied to parsed JSON.
+//! updates kept as the bytes received (once checked to be a JSON object or array), path patches
+//! applied to JSON read as the clients read it.
 
-use super::jsonpath;
+use super::json;
+use super::jsonpath::{self, Path};
 use ahash::AHashMap;
 use bytes::Bytes;
 use simd_json::prelude::*;
@@ -35,15 +37,22 @@ pub enum WriteOutcome {
     VersionExists(StoredRecord),
     /// The writer skipped versions.
     InvalidVersion(i32),
-    /// The patch or the stored document is not JSON, or the path is unusable.
-    InvalidData(&'static str),
+    /// The data or the stored document is not JSON, the path is unusable, or the record would
+    /// grow past its size limit.
+    InvalidData(String),
 }
 
 pub const EMPTY_OBJECT: &[u8] = b"{}";
 
 /// Applies one write to `current` under the version rules: -1 upserts, current + 1 writes,
 /// anything at or below current is VERSION_EXISTS, anything above current + 1 is invalid.
-pub fn apply_write(current: Option<&StoredRecord>, version: i32, change: &Change) -> WriteOutcome {
+/// A patched record may not encode to more than `max_bytes`.
+pub fn apply_write(
+    current: Option<&StoredRecord>,
+    version: i32,
+    change: &Change,
+    max_bytes: usize,
+) -> WriteOutcome {
     let current_version = current.map_or(0, |r| r.version);
     let next = if version == -1 {
         current_version.saturating_add(1)
@@ -63,15 +72,15 @@ pub fn apply_write(current: Option<&StoredRecord>, version: i32, change: &Change
         }
     }
     let data = match change {
-        Change::Replace(data) => data.clone(),
-        Change::Set { path, value } => match patch(current, path, Some(value)) {
-            Ok(data) => data,
-            Err(reason) => return WriteOutcome::InvalidData(reason),
-        },
-        Change::Erase { path } => match patch(current, path, None) {
-            Ok(data) => data,
-            Err(reason) => return WriteOutcome::InvalidData(reason),
-        },
+        Change::Replace(data) => json::validate_record(data)
+            .map(|()| data.clone())
+            .map_err(|e| e.to_string()),
+        Change::Set { path, value } => patch(current, path, Some(value), max_bytes),
+        Change::Erase { path } => patch(current, path, None, max_bytes),
+    };
+    let data = match data {
+        Ok(data) => data,
+        Err(reason) => return WriteOutcome::InvalidData(reason),
     };
     WriteOutcome::Applied(StoredRecord {
         version: next,
@@ -79,23 +88,42 @@ pub fn apply_write(current: Option<&StoredRecord>, version: i32, change: &Change
     })
 }
 
+/// Checks a path and a patch value as the owner will apply them, without the record: the
+/// connection's shard refuses what can never apply before it travels.
+pub fn check_patch(path: &[u8], value: Option<&[u8]>) -> Result<(), String> {
+    let path = Path::parse(path).map_err(|e| e.to_string())?;
+    if let Some(value) = value {
+        let value = json::parse(value).map_err(|e| format!("patch value is not JSON: {e}"))?;
+        if path.tokens().len() + json::depth(&value) > json::MAX_DEPTH {
+            return Err(jsonpath::PathError::TooDeep.to_string());
+        }
+    }
+    Ok(())
+}
+
 fn patch(
     current: Option<&StoredRecord>,
     path: &[u8],
     value: Option<&Bytes>,
-) -> Result<Bytes, &'static str> {
-    let path = std::str::from_utf8(path).map_err(|_| "path is not UTF-8")?;
-    let mut text = current.map_or_else(|| EMPTY_OBJECT.to_vec(), |r| r.data.to_vec());
-    let mut root = simd_json::to_owned_value(&mut text).map_err(|_| "stored record is not JSON")?;
+    max_bytes: usize,
+) -> Result<Bytes, String> {
+    let path = Path::parse(path).map_err(|e| e.to_string())?;
     let value = match value {
         Some(bytes) => {
-            let mut text = bytes.to_vec();
-            Some(simd_json::to_owned_value(&mut text).map_err(|_| "patch value is not JSON")?)
+            Some(json::parse(bytes).map_err(|e| format!("patch value is not JSON: {e}"))?)
         }
         None => None,
     };
-    jsonpath::set_path(&mut root, path, value).map_err(|_| "array index in path too large")?;
-    Ok(Bytes::from(root.encode()))
+    let mut root = match current {
+        Some(record) => json::parse(&record.data).map_err(|_| "stored record is not JSON")?,
+        None => simd_json::OwnedValue::Object(Box::default()),
+    };
+    jsonpath::set_path(&mut root, &path, value).map_err(|e| e.to_string())?;
+    let text = root.encode();
+    if text.len() > max_bytes {
+        return Err(format!("the record would be larger than {max_bytes} bytes"));
+    }
+    Ok(Bytes::from(text))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +176,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    const MAX: usize = 1 << 20;
+
     fn rec(version: i32, data: &str) -> StoredRecord {
         StoredRecord {
             version,
@@ -170,31 +200,31 @@ mod tests {
     fn version_rules() {
         let current = rec(3, r#"{"a":1}"#);
         assert_eq!(
-            apply_write(Some(&current), 4, &replace("{}")),
+            apply_write(Some(&current), 4, &replace("{}"), MAX),
             WriteOutcome::Applied(rec(4, "{}"))
         );
         assert_eq!(
-            apply_write(Some(&current), -1, &replace("{}")),
+            apply_write(Some(&current), -1, &replace("{}"), MAX),
             WriteOutcome::Applied(rec(4, "{}"))
         );
         assert_eq!(
-            apply_write(Some(&current), 3, &replace("{}")),
+            apply_write(Some(&current), 3, &replace("{}"), MAX),
             WriteOutcome::VersionExists(current.clone())
         );
         assert_eq!(
-            apply_write(Some(&current), 1, &replace("{}")),
+            apply_write(Some(&current), 1, &replace("{}"), MAX),
             WriteOutcome::VersionExists(current.clone())
         );
         assert_eq!(
-            apply_write(Some(&current), 6, &replace("{}")),
+            apply_write(Some(&current), 6, &replace("{}"), MAX),
             WriteOutcome::InvalidVersion(3)
         );
         assert_eq!(
-            apply_write(None, -1, &replace("[]")),
+            apply_write(None, -1, &replace("[]"), MAX),
             WriteOutcome::Applied(rec(1, "[]"))
         );
         assert_eq!(
-            apply_write(None, 1, &replace("[]")),
+            apply_write(None, 1, &replace("[]"), MAX),
             WriteOutcome::Applied(rec(1, "[]"))
         );
     }
@@ -203,25 +233,56 @@ mod tests {
     fn patches_and_erases() {
         let current = rec(1, r#"{"a":{"b":1}}"#);
         assert_eq!(
-            apply_write(Some(&current), 2, &set("a.c", "\"x\"")),
+            apply_write(Some(&current), 2, &set("a.c", "\"x\""), MAX),
             WriteOutcome::Applied(rec(2, r#"{"a":{"b":1,"c":"x"}}"#))
         );
         let erase = Change::Erase {
             path: Bytes::from_static(b"a"),
         };
         assert_eq!(
-            apply_write(Some(&current), 2, &erase),
+            apply_write(Some(&current), 2, &erase, MAX),
             WriteOutcome::Applied(rec(2, "{}"))
         );
-        assert_eq!(
-            apply_write(Some(&current), 2, &set("a", "{bad")),
-            WriteOutcome::InvalidData("patch value is not JSON")
-        );
+        assert!(matches!(
+            apply_write(Some(&current), 2, &set("a", "{bad"), MAX),
+            WriteOutcome::InvalidData(ref r) if r.starts_with("patch value is not JSON")
+        ));
         let garbage = rec(1, "not json");
         assert_eq!(
-            apply_write(Some(&garbage), 2, &set("a", "1")),
-            WriteOutcome::InvalidData("stored record is not JSON")
+            apply_write(Some(&garbage), 2, &set("a", "1"), MAX),
+            WriteOutcome::InvalidData("stored record is not JSON".into())
         );
+    }
+
+    #[test]
+    fn whole_data_must_be_an_object_or_an_array() {
+        for bad in ["not json at all", "{\"a\":", "5", "null", "\"x\""] {
+            assert!(
+                matches!(apply_write(None, -1, &replace(bad), MAX), WriteOutcome::InvalidData(_)),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_patch_may_not_grow_the_record_past_its_limit() {
+        let current = rec(1, "{}");
+        assert!(matches!(
+            apply_write(Some(&current), 2, &set("a[60000]", "1"), 1000),
+            WriteOutcome::InvalidData(ref r) if r.contains("larger than 1000")
+        ));
+        assert!(matches!(
+            apply_write(Some(&current), 2, &set(&"[65536]".repeat(1500), "1"), MAX),
+            WriteOutcome::InvalidData(_)
+        ));
+        let deep = "a.".repeat(17_000) + "a";
+        assert!(matches!(
+            apply_write(Some(&current), 2, &set(&deep, "1"), MAX),
+            WriteOutcome::InvalidData(_)
+        ));
+        assert!(check_patch(deep.as_bytes(), Some(b"1")).is_err());
+        assert!(check_patch(b"a.b", Some(b"[1]")).is_ok());
+        assert!(check_patch(b"a[-1]", None).is_err());
     }
 
     /// A write sequence against a simple model: the model counts versions and keeps a map of
@@ -256,7 +317,7 @@ mod tests {
                     Op::Set(k, v) => set(&format!("k{k}"), &v.to_string()),
                     Op::Erase(k) => Change::Erase { path: Bytes::from(format!("k{k}")) },
                 };
-                let outcome = apply_write(stored.as_ref(), version, &change);
+                let outcome = apply_write(stored.as_ref(), version, &change, MAX);
                 let accepted = version == -1 || version == model_version + 1;
                 if accepted {
                     model_version += 1;

@@ -4,7 +4,9 @@
 use super::msg::{Kind, ShardMsg};
 use super::{ws_frame, Shard};
 use crate::core::ids::ConnId;
-use crate::core::records::{apply_write, Change, StoredRecord, WriteOutcome, EMPTY_OBJECT};
+use crate::core::records::{
+    apply_write, check_patch, Change, StoredRecord, WriteOutcome, EMPTY_OBJECT,
+};
 use crate::permission::rules::{RuleType, User};
 use crate::protocol::message::{
     event_action as ea, parser_action, presence_action as pa, record_action as ra, rpc_action,
@@ -31,6 +33,14 @@ pub(super) fn error_reply(msg: &Message, action: i32) -> Message {
         // The client matches errors of acknowledged writes by this flag.
         is_write_ack: msg.is_write_ack,
         ..Message::new(msg.topic, action)
+    }
+}
+
+/// INVALID_MESSAGE_DATA with the reason as a JSON string.
+fn invalid_data(msg: &Message, reason: &str) -> Message {
+    Message {
+        data: serde_json::to_string(reason).ok().map(Bytes::from),
+        ..error_reply(msg, invalid_data_action(msg.topic))
     }
 }
 
@@ -85,10 +95,15 @@ impl Shard {
                 None => self.send_local(local, &error_reply(&msg, ea::INVALID_MESSAGE_DATA)),
             },
             (topic::RECORD, ra::READ | ra::HEAD | ra::DELETE) => self.route_to_owner(msg, from),
-            (
-                topic::RECORD,
-                ra::UPDATE | ra::PATCH | ra::ERASE | ra::CREATEANDUPDATE | ra::CREATEANDPATCH,
-            ) => self.route_to_owner(msg, from),
+            (topic::RECORD, ra::UPDATE | ra::CREATEANDUPDATE) => self.route_to_owner(msg, from),
+            (topic::RECORD, ra::PATCH | ra::ERASE | ra::CREATEANDPATCH) => {
+                // A path that can never apply is refused here, before it travels.
+                let value = msg.data.as_deref().filter(|_| msg.action != ra::ERASE);
+                match msg.path.as_deref().map(|path| check_patch(path, value)) {
+                    Some(Err(reason)) => self.send_local(local, &invalid_data(&msg, &reason)),
+                    _ => self.route_to_owner(msg, from),
+                }
+            }
             (topic::RECORD, ra::HEAD_BULK) => self.split_by_owner(msg, from),
             (topic::RECORD, ra::NOTIFY) => {
                 // Nothing outside the store writes records here, so there is nothing to re-read.
@@ -560,30 +575,36 @@ impl Shard {
             }
         };
         let version = msg.version.unwrap_or(-1);
-        let outcome = apply_write(self.records.get(&name), version, &change);
+        // Rules that do not read `data` are decided before the change is worked out, so a
+        // denied write costs no patching; the others see the record as it would become.
+        let old_data = self.records.get(&name).map(|r| r.data.clone());
+        let reads_data = self.owner_write_rules_read_data(user, &name);
+        let permits = |shard: &Self, data: Option<&[u8]>| {
+            shard.owner_permits(
+                user,
+                refs,
+                RuleType::Write,
+                &name,
+                msg.action,
+                data,
+                old_data.as_deref(),
+            ) && (old_data.is_some()
+                || shard.owner_permits(user, refs, RuleType::Create, &name, msg.action, None, None))
+        };
+        if !reads_data && !permits(self, None) {
+            self.send(from, &super::permit::denied(&msg, Some(name)));
+            return;
+        }
+        let outcome = apply_write(
+            self.records.get(&name),
+            version,
+            &change,
+            self.config.max_message_size,
+        );
         let write_ack = msg.is_write_ack == Some(true);
         match outcome {
             WriteOutcome::Applied(record) => {
-                let current = self.records.get(&name).map(|r| r.data.clone());
-                let allowed = self.owner_permits(
-                    user,
-                    refs,
-                    RuleType::Write,
-                    &name,
-                    msg.action,
-                    Some(&record.data),
-                    current.as_deref(),
-                ) && (current.is_some()
-                    || self.owner_permits(
-                        user,
-                        refs,
-                        RuleType::Create,
-                        &name,
-                        msg.action,
-                        None,
-                        None,
-                    ));
-                if !allowed {
+                if reads_data && !permits(self, Some(&record.data)) {
                     self.send(from, &super::permit::denied(&msg, Some(name)));
                     return;
                 }
@@ -634,11 +655,7 @@ impl Shard {
                 reply.version = Some(current);
                 self.send(from, &reply);
             }
-            WriteOutcome::InvalidData(reason) => {
-                let mut reply = error_reply(&msg, ra::INVALID_MESSAGE_DATA);
-                reply.data = Some(Bytes::from(format!("\"{reason}\"")));
-                self.send(from, &reply);
-            }
+            WriteOutcome::InvalidData(reason) => self.send(from, &invalid_data(&msg, &reason)),
         }
     }
 

@@ -54,6 +54,8 @@ pub struct WaitingCheck {
     refs: Refs,
     waiting: Vec<String>,
     rounds: u32,
+    /// A record the rule reads could not be read as JSON.
+    unreadable: bool,
 }
 
 pub enum Verdict {
@@ -93,8 +95,21 @@ fn refusal(msg: &Message, name: Option<Bytes>, denied: bool) -> Message {
     }
 }
 
-fn parse_json(bytes: &[u8]) -> Option<OwnedValue> {
-    simd_json::to_owned_value(&mut bytes.to_vec()).ok()
+/// JSON as the clients will read it; what cannot be read exactly is `Err`, and a rule that
+/// would read it denies.
+fn parse_json(bytes: &[u8]) -> Result<OwnedValue, crate::core::json::Unreadable> {
+    crate::core::json::parse(bytes)
+}
+
+/// `data` / `oldData` for a rule that reads them: absent stays `None`, unreadable is `Err`.
+fn parse_for_rule(
+    reads: bool,
+    bytes: Option<&[u8]>,
+) -> Result<Option<OwnedValue>, crate::core::json::Unreadable> {
+    match bytes {
+        Some(bytes) if reads => parse_json(bytes).map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// One permission question: may the user do `ty` on `name` (with this data, over that old data)?
@@ -115,15 +130,12 @@ pub fn evaluate(permissions: &Permissions, user: &User, ask: &Ask<'_>, refs: &Re
         return Verdict::Deny;
     };
     let rule = applicable.rule;
-    let data = if rule.uses_data() {
-        ask.data.and_then(parse_json)
-    } else {
-        None
+    // Data a rule cannot read exactly as a JavaScript receiver would is denied, never guessed.
+    let Ok(data) = parse_for_rule(rule.uses_data(), ask.data) else {
+        return Verdict::Deny;
     };
-    let old_data = if rule.uses_old_data() {
-        ask.old_data.and_then(parse_json)
-    } else {
-        None
+    let Ok(old_data) = parse_for_rule(rule.uses_old_data(), ask.old_data) else {
+        return Verdict::Deny;
     };
     let input = RuleInput {
         user,
@@ -299,10 +311,10 @@ impl Shard {
                     .get(&local)
                     .map(|c| c.identity.clone())
                     .unwrap_or_default();
-                let data = if applicable.rule.uses_data() {
-                    msg.data.as_deref().and_then(parse_json)
-                } else {
-                    None
+                // Unreadable data: the owner's rule will deny; no records to fetch for it.
+                let Ok(data) = parse_for_rule(applicable.rule.uses_data(), msg.data.as_deref())
+                else {
+                    continue;
                 };
                 let input = RuleInput {
                     user: &identity,
@@ -364,6 +376,7 @@ impl Shard {
                 refs,
                 waiting: names,
                 rounds: rounds + 1,
+                unreadable: false,
             },
         );
         for (owner, names) in per_owner {
@@ -426,8 +439,12 @@ impl Shard {
         };
         for (name, data) in records {
             check.waiting.retain(|n| *n != name);
-            let value = data.as_deref().and_then(parse_json);
-            check.refs.push((name, value));
+            match data.as_deref().map(parse_json) {
+                Some(Ok(value)) => check.refs.push((name, Some(value))),
+                None => check.refs.push((name, None)),
+                // A record a rule reads but cannot read exactly: the rule cannot be evaluated.
+                Some(Err(_)) => check.unreadable = true,
+            }
         }
         if !check.waiting.is_empty() {
             return;
@@ -436,6 +453,11 @@ impl Shard {
             return;
         };
         if !self.conns.contains_key(&check.local) {
+            return;
+        }
+        if check.unreadable {
+            let reply = refusal(&check.msg, check.msg.name.clone(), false);
+            self.send_local(check.local, &reply);
             return;
         }
         self.rule_refs = check.refs;
@@ -449,6 +471,21 @@ impl Shard {
     pub(super) fn op_refs(&self) -> Option<Arc<Refs>> {
         (!self.config.permissions.is_open() && !self.rule_refs.is_empty())
             .then(|| Arc::new(self.rule_refs.clone()))
+    }
+
+    /// Whether the owner's write or create rule for `name` reads `data` (then the change is
+    /// applied before it is checked). No user means no rules.
+    pub(super) fn owner_write_rules_read_data(&self, user: Option<&User>, name: &[u8]) -> bool {
+        if user.is_none() {
+            return false;
+        }
+        let name = String::from_utf8_lossy(name);
+        [RuleType::Write, RuleType::Create].iter().any(|ty| {
+            self.config
+                .permissions
+                .applicable(Section::Record, *ty, &name)
+                .is_some_and(|a| a.rule.uses_data())
+        })
     }
 
     /// The owner shard's record checks: write (with the data after the change and the stored

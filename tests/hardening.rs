@@ -1,0 +1,190 @@
+//! Attacks on the release binary with raw frames, one test per hazard: each of these crashed,
+//! stalled, bloated or fooled the server before it was fixed.
+
+mod common;
+
+use bytes::Bytes;
+use common::{RawClient, Server};
+use corestream::protocol::message::{
+    connection_action, event_action as ea, record_action as ra, topic, Message,
+};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn hardening_server(cores: &str) -> Server {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hardening/config.yml");
+    Server::start(&["--cores", cores, "-c", config.to_str().unwrap()])
+}
+
+fn bytes(text: &str) -> Bytes {
+    Bytes::copy_from_slice(text.as_bytes())
+}
+
+/// A record write with a write ack; returns the answer.
+fn write(client: &mut RawClient, action: i32, name: &str, path: Option<&str>, data: &str) -> Message {
+    client.send(&Message {
+        name: Some(bytes(name)),
+        path: path.map(bytes),
+        data: Some(bytes(data)),
+        version: Some(-1),
+        is_write_ack: Some(true),
+        correlation_id: Some(bytes("w")),
+        ..Message::new(topic::RECORD, action)
+    });
+    client.expect_message()
+}
+
+fn read(client: &mut RawClient, name: &str) -> Message {
+    client.send(&Message {
+        name: Some(bytes(name)),
+        ..Message::new(topic::RECORD, ra::READ)
+    });
+    client.expect_message()
+}
+
+/// The server still answers a ping, promptly.
+fn assert_alive(client: &mut RawClient) {
+    let started = Instant::now();
+    client.send(&Message::new(topic::CONNECTION, connection_action::PING));
+    assert_eq!(client.expect_message().action, connection_action::PONG);
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+}
+
+fn assert_refused(reply: &Message, what: &str) {
+    assert_eq!(
+        (reply.topic, reply.action),
+        (topic::RECORD, ra::INVALID_MESSAGE_DATA),
+        "{what}: {reply:?}"
+    );
+    assert_eq!(reply.is_write_ack, Some(true), "{what}: the writer matches it to its write");
+}
+
+#[test]
+fn a_deep_patch_path_is_refused_and_the_server_lives() {
+    let server = hardening_server("2");
+    let mut other = RawClient::login(server.port, "other");
+    let mut attacker = RawClient::login(server.port, "attacker");
+    let deep = "a.".repeat(17_000) + "a";
+    for name in ["h/deep", "locked/deep"] {
+        let reply = write(&mut attacker, ra::PATCH, name, Some(&deep), "1");
+        assert_refused(&reply, name);
+    }
+    // As deep as a record may be is still fine, and it can be patched again.
+    let allowed = "a.".repeat(99) + "a";
+    assert_eq!(
+        write(&mut attacker, ra::PATCH, "h/deep", Some(&allowed), "1").action,
+        ra::WRITE_ACKNOWLEDGEMENT
+    );
+    assert_eq!(
+        write(&mut attacker, ra::PATCH, "h/deep", Some(&allowed), "2").action,
+        ra::WRITE_ACKNOWLEDGEMENT
+    );
+    assert_alive(&mut other);
+}
+
+#[test]
+fn patches_that_would_allocate_gigabytes_are_refused_quickly() {
+    let server = hardening_server("1");
+    let mut other = RawClient::login(server.port, "other");
+    let mut attacker = RawClient::login(server.port, "attacker");
+    for (name, k) in [("h/bomb", 100), ("h/bomb", 1500), ("locked/bomb", 1500)] {
+        let started = Instant::now();
+        let reply = write(&mut attacker, ra::PATCH, name, Some(&"[65536]".repeat(k)), "1");
+        assert!(
+            matches!(reply.action, ra::INVALID_MESSAGE_DATA | ra::MESSAGE_DENIED),
+            "{reply:?}"
+        );
+        assert!(started.elapsed() < Duration::from_millis(500), "{name} x{k}");
+    }
+    assert_eq!(read(&mut attacker, "h/bomb").action, ra::RECORD_NOT_FOUND);
+    assert_alive(&mut other);
+}
+
+#[test]
+fn record_data_must_be_an_object_or_an_array() {
+    let server = hardening_server("2");
+    let mut client = RawClient::login(server.port, "writer");
+    assert_eq!(
+        write(&mut client, ra::UPDATE, "h/valid", None, r#"{"ok":1}"#).action,
+        ra::WRITE_ACKNOWLEDGEMENT
+    );
+    for bad in ["not json at all", r#"{"a":"#, "5", "null", r#""text""#] {
+        assert_refused(&write(&mut client, ra::UPDATE, "h/valid", None, bad), bad);
+        assert_refused(&write(&mut client, ra::CREATEANDUPDATE, "h/valid", None, bad), bad);
+    }
+    assert_refused(
+        &write(&mut client, ra::PATCH, "h/valid", Some("a"), "{bad"),
+        "a patch value that is not JSON",
+    );
+    let stored = read(&mut client, "h/valid");
+    assert_eq!(stored.data.as_deref(), Some(&br#"{"ok":1}"#[..]));
+    assert_eq!(stored.version, Some(1));
+}
+
+#[test]
+fn paths_mean_to_the_server_what_they_mean_to_the_clients() {
+    let server = hardening_server("2");
+    let mut client = RawClient::login(server.port, "writer");
+    write(&mut client, ra::UPDATE, "h/paths", None, r#"{"o":{},"a":[0]}"#);
+    // Number() reads the bracket: on an object the key is the number it prints.
+    for (path, value) in [("o[0x10]", "1"), ("o[1e1]", "2"), ("a[ 1 ]", "3")] {
+        let reply = write(&mut client, ra::PATCH, "h/paths", Some(path), value);
+        assert_eq!(reply.action, ra::WRITE_ACKNOWLEDGEMENT, "{path}");
+    }
+    let stored = read(&mut client, "h/paths");
+    let doc: serde_json::Value = serde_json::from_slice(stored.data.as_deref().unwrap()).unwrap();
+    assert_eq!(doc, serde_json::json!({"o":{"16":1,"10":2},"a":[0,3]}));
+    // Paths that would throw in, pollute or bloat every subscriber are refused, not relayed.
+    for path in ["a[-1]", "a[1e7]", "o.b[Infinity]", "o[NaN]", "__proto__.polluted", "a.length", "", "."] {
+        assert_refused(&write(&mut client, ra::PATCH, "h/paths", Some(path), "1"), path);
+    }
+    assert_eq!(read(&mut client, "h/paths").version, Some(4));
+}
+
+#[test]
+fn rules_read_data_as_javascript_does_or_deny() {
+    let server = hardening_server("2");
+    let mut subscriber = RawClient::login(server.port, "subscriber");
+    let mut publisher = RawClient::login(server.port, "publisher");
+    subscriber.send(&Message {
+        correlation_id: Some(bytes("s")),
+        names: vec![bytes("secret/e")],
+        ..Message::new(topic::EVENT, ea::SUBSCRIBE)
+    });
+    assert_eq!(subscriber.expect_message().is_ack, Some(true));
+    let emit = |client: &mut RawClient, data: &str| {
+        client.send(&Message {
+            name: Some(bytes("secret/e")),
+            data: Some(bytes(data)),
+            ..Message::new(topic::EVENT, ea::EMIT)
+        });
+    };
+    let deep = format!("{}true{}", "[".repeat(200), "]".repeat(200));
+    for denied in [
+        r#"{"secret":false,"secret":true}"#,
+        r#"{"secret":true,"pad":1e400}"#,
+        r#"{"secret":true,"pad":"\ud800"}"#,
+        &format!(r#"{{"secret":true,"deep":{deep}}}"#),
+        "not json",
+    ] {
+        emit(&mut publisher, denied);
+        let reply = publisher.expect_message();
+        assert_eq!(reply.action, ea::MESSAGE_DENIED, "{denied}");
+    }
+    emit(&mut publisher, r#"{"secret":true,"secret":false}"#);
+    let delivered = subscriber.expect_message();
+    assert_eq!(delivered.action, ea::EMIT);
+    assert_eq!(
+        delivered.data.as_deref(),
+        Some(&br#"{"secret":true,"secret":false}"#[..]),
+        "the first event the subscriber sees is the allowed one"
+    );
+    // Record write rules: the same reading.
+    let mut writer = RawClient::login(server.port, "writer");
+    let reply = write(&mut writer, ra::UPDATE, "guarded/r", None, r#"{"role":"user","role":"admin"}"#);
+    assert_eq!(reply.action, ra::MESSAGE_DENIED);
+    let reply = write(&mut writer, ra::UPDATE, "guarded/r", None, r#"{"role":"admin","role":"user"}"#);
+    assert_eq!(reply.action, ra::WRITE_ACKNOWLEDGEMENT);
+    let reply = write(&mut writer, ra::PATCH, "guarded/r", Some("role"), r#""admin""#);
+    assert_eq!(reply.action, ra::MESSAGE_DENIED, "the rule sees the record as patched");
+}
