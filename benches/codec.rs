@@ -88,7 +88,14 @@ fn patches(c: &mut Criterion) {
         b.iter(|| black_box(apply_write(Some(&current), 17, black_box(&set), 1 << 20)))
     });
     group.bench_function("whole update (no parse)", |b| {
-        b.iter(|| black_box(apply_write(Some(&current), 17, black_box(&replace), 1 << 20)))
+        b.iter(|| {
+            black_box(apply_write(
+                Some(&current),
+                17,
+                black_box(&replace),
+                1 << 20,
+            ))
+        })
     });
     group.finish();
 }

@@ -133,23 +133,7 @@ fn start(
     for warning in &config.warnings {
         eprintln!("warning: {warning}");
     }
-    let available = online_cpus();
-    let cpus = match (cpus, cores) {
-        (Some(cpus), _) => cpus,
-        (None, Some(n)) => (0..n).map(|i| i % available).collect(),
-        (None, None) => (0..available).collect(),
-    };
-    if cpus.is_empty() || cpus.len() > corestream::shard::MAX_SHARDS {
-        return Err(format!(
-            "between 1 and {} shards are supported",
-            corestream::shard::MAX_SHARDS
-        ));
-    }
-    if let Some(bad) = cpus.iter().find(|c| **c >= available) {
-        return Err(format!(
-            "cpu {bad} is not online (this machine has {available})"
-        ));
-    }
+    let cpus = choose_cpus(cpus, cores, online_cpus())?;
     let options = ServerOptions {
         cpus,
         host: host.unwrap_or_else(|| config.host.clone()),
@@ -162,6 +146,45 @@ fn start(
     }
     shutdown_deadline(stopping.clone(), std::time::Duration::from_secs(10));
     run(config, options, stopping)
+}
+
+/// The cpus to pin shards to: one shard per cpu, each cpu online and named once.
+fn choose_cpus(
+    cpus: Option<Vec<usize>>,
+    cores: Option<usize>,
+    available: usize,
+) -> Result<Vec<usize>, String> {
+    let cpus = match (cpus, cores) {
+        (Some(cpus), _) => cpus,
+        (None, Some(n)) if n > available => {
+            return Err(format!(
+                "--cores {n}: this machine has {available} cpus online; two shards on one cpu \
+                 would only slow each other down"
+            ))
+        }
+        (None, Some(n)) => (0..n).collect(),
+        (None, None) => (0..available).collect(),
+    };
+    if cpus.is_empty() || cpus.len() > corestream::shard::MAX_SHARDS {
+        return Err(format!(
+            "between 1 and {} shards are supported",
+            corestream::shard::MAX_SHARDS
+        ));
+    }
+    if let Some(bad) = cpus.iter().find(|c| **c >= available) {
+        return Err(format!(
+            "cpu {bad} is not online (this machine has {available}: 0 to {})",
+            available - 1
+        ));
+    }
+    if let Some((_, twice)) = cpus
+        .iter()
+        .enumerate()
+        .find(|(i, c)| cpus[..*i].contains(c))
+    {
+        return Err(format!("--cpus names cpu {twice} twice"));
+    }
+    Ok(cpus)
 }
 
 /// Once a stop is asked for, the process ends within `grace` even if a shard hangs.
@@ -180,5 +203,27 @@ fn shutdown_deadline(stopping: Arc<AtomicBool>, grace: std::time::Duration) {
 /// when a burst of connections parks leave whole pages it can hand back, where glibc's heap kept
 /// them as gaps between live blocks (idle connections: 980 B each against 1,130 B; RPC and
 /// fan-out the same or a little faster; perf/RESULTS.md).
+#[cfg(test)]
+mod tests {
+    use super::choose_cpus;
+
+    #[test]
+    fn shards_are_one_per_online_cpu() {
+        assert_eq!(choose_cpus(None, None, 2), Ok(vec![0, 1]));
+        assert_eq!(choose_cpus(None, Some(1), 2), Ok(vec![0]));
+        assert!(choose_cpus(None, Some(3), 2)
+            .unwrap_err()
+            .contains("2 cpus"));
+        assert_eq!(choose_cpus(Some(vec![1]), None, 2), Ok(vec![1]));
+        assert!(choose_cpus(Some(vec![0, 0]), None, 2)
+            .unwrap_err()
+            .contains("twice"));
+        assert!(choose_cpus(Some(vec![2]), None, 2)
+            .unwrap_err()
+            .contains("not online"));
+        assert!(choose_cpus(Some(vec![]), None, 2).is_err());
+    }
+}
+
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -21,7 +21,13 @@ fn bytes(text: &str) -> Bytes {
 }
 
 /// A record write with a write ack; returns the answer.
-fn write(client: &mut RawClient, action: i32, name: &str, path: Option<&str>, data: &str) -> Message {
+fn write(
+    client: &mut RawClient,
+    action: i32,
+    name: &str,
+    path: Option<&str>,
+    data: &str,
+) -> Message {
     client.send(&Message {
         name: Some(bytes(name)),
         path: path.map(bytes),
@@ -47,7 +53,11 @@ fn assert_alive(client: &mut RawClient) {
     let started = Instant::now();
     client.send(&Message::new(topic::CONNECTION, connection_action::PING));
     assert_eq!(client.expect_message().action, connection_action::PONG);
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 fn assert_refused(reply: &Message, what: &str) {
@@ -56,7 +66,11 @@ fn assert_refused(reply: &Message, what: &str) {
         (topic::RECORD, ra::INVALID_MESSAGE_DATA),
         "{what}: {reply:?}"
     );
-    assert_eq!(reply.is_write_ack, Some(true), "{what}: the writer matches it to its write");
+    assert_eq!(
+        reply.is_write_ack,
+        Some(true),
+        "{what}: the writer matches it to its write"
+    );
 }
 
 #[test]
@@ -89,12 +103,21 @@ fn patches_that_would_allocate_gigabytes_are_refused_quickly() {
     let mut attacker = RawClient::login(server.port, "attacker");
     for (name, k) in [("h/bomb", 100), ("h/bomb", 1500), ("locked/bomb", 1500)] {
         let started = Instant::now();
-        let reply = write(&mut attacker, ra::PATCH, name, Some(&"[65536]".repeat(k)), "1");
+        let reply = write(
+            &mut attacker,
+            ra::PATCH,
+            name,
+            Some(&"[65536]".repeat(k)),
+            "1",
+        );
         assert!(
             matches!(reply.action, ra::INVALID_MESSAGE_DATA | ra::MESSAGE_DENIED),
             "{reply:?}"
         );
-        assert!(started.elapsed() < Duration::from_millis(500), "{name} x{k}");
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{name} x{k}"
+        );
     }
     assert_eq!(read(&mut attacker, "h/bomb").action, ra::RECORD_NOT_FOUND);
     assert_alive(&mut other);
@@ -110,7 +133,10 @@ fn record_data_must_be_an_object_or_an_array() {
     );
     for bad in ["not json at all", r#"{"a":"#, "5", "null", r#""text""#] {
         assert_refused(&write(&mut client, ra::UPDATE, "h/valid", None, bad), bad);
-        assert_refused(&write(&mut client, ra::CREATEANDUPDATE, "h/valid", None, bad), bad);
+        assert_refused(
+            &write(&mut client, ra::CREATEANDUPDATE, "h/valid", None, bad),
+            bad,
+        );
     }
     assert_refused(
         &write(&mut client, ra::PATCH, "h/valid", Some("a"), "{bad"),
@@ -125,7 +151,13 @@ fn record_data_must_be_an_object_or_an_array() {
 fn paths_mean_to_the_server_what_they_mean_to_the_clients() {
     let server = hardening_server("2");
     let mut client = RawClient::login(server.port, "writer");
-    write(&mut client, ra::UPDATE, "h/paths", None, r#"{"o":{},"a":[0]}"#);
+    write(
+        &mut client,
+        ra::UPDATE,
+        "h/paths",
+        None,
+        r#"{"o":{},"a":[0]}"#,
+    );
     // Number() reads the bracket: on an object the key is the number it prints.
     for (path, value) in [("o[0x10]", "1"), ("o[1e1]", "2"), ("a[ 1 ]", "3")] {
         let reply = write(&mut client, ra::PATCH, "h/paths", Some(path), value);
@@ -135,8 +167,20 @@ fn paths_mean_to_the_server_what_they_mean_to_the_clients() {
     let doc: serde_json::Value = serde_json::from_slice(stored.data.as_deref().unwrap()).unwrap();
     assert_eq!(doc, serde_json::json!({"o":{"16":1,"10":2},"a":[0,3]}));
     // Paths that would throw in, pollute or bloat every subscriber are refused, not relayed.
-    for path in ["a[-1]", "a[1e7]", "o.b[Infinity]", "o[NaN]", "__proto__.polluted", "a.length", "", "."] {
-        assert_refused(&write(&mut client, ra::PATCH, "h/paths", Some(path), "1"), path);
+    for path in [
+        "a[-1]",
+        "a[1e7]",
+        "o.b[Infinity]",
+        "o[NaN]",
+        "__proto__.polluted",
+        "a.length",
+        "",
+        ".",
+    ] {
+        assert_refused(
+            &write(&mut client, ra::PATCH, "h/paths", Some(path), "1"),
+            path,
+        );
     }
     assert_eq!(read(&mut client, "h/paths").version, Some(4));
 }
@@ -181,10 +225,247 @@ fn rules_read_data_as_javascript_does_or_deny() {
     );
     // Record write rules: the same reading.
     let mut writer = RawClient::login(server.port, "writer");
-    let reply = write(&mut writer, ra::UPDATE, "guarded/r", None, r#"{"role":"user","role":"admin"}"#);
+    let reply = write(
+        &mut writer,
+        ra::UPDATE,
+        "guarded/r",
+        None,
+        r#"{"role":"user","role":"admin"}"#,
+    );
     assert_eq!(reply.action, ra::MESSAGE_DENIED);
-    let reply = write(&mut writer, ra::UPDATE, "guarded/r", None, r#"{"role":"admin","role":"user"}"#);
+    let reply = write(
+        &mut writer,
+        ra::UPDATE,
+        "guarded/r",
+        None,
+        r#"{"role":"admin","role":"user"}"#,
+    );
     assert_eq!(reply.action, ra::WRITE_ACKNOWLEDGEMENT);
-    let reply = write(&mut writer, ra::PATCH, "guarded/r", Some("role"), r#""admin""#);
-    assert_eq!(reply.action, ra::MESSAGE_DENIED, "the rule sees the record as patched");
+    let reply = write(
+        &mut writer,
+        ra::PATCH,
+        "guarded/r",
+        Some("role"),
+        r#""admin""#,
+    );
+    assert_eq!(
+        reply.action,
+        ra::MESSAGE_DENIED,
+        "the rule sees the record as patched"
+    );
+}
+
+fn limits_server() -> Server {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hardening/limits.yml");
+    Server::start(&["--cores", "1", "-c", config.to_str().unwrap()])
+}
+
+#[test]
+fn a_request_head_dripped_byte_by_byte_is_cut_at_the_handshake_deadline() {
+    use std::io::{Read, Write};
+    let server = limits_server();
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let started = Instant::now();
+    let head = b"GET /deepstream HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    let mut closed = false;
+    for byte in head.iter().chain(std::iter::repeat(&b'a')).take(200) {
+        if socket.write_all(&[*byte]).is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 64];
+        match socket.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still open after 5 s"
+        );
+    }
+    assert!(closed, "the server kept a head that never ended");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn a_frame_sent_with_the_upgrade_head_is_answered_at_once() {
+    use std::io::{Read, Write};
+    let server = limits_server();
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut bytes = b"GET /deepstream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".to_vec();
+    let challenge = Message::new(topic::CONNECTION, connection_action::CHALLENGE).encode();
+    bytes.extend(corestream::protocol::ws::client_frame(
+        corestream::protocol::ws::OP_BINARY,
+        true,
+        &challenge,
+        [9, 8, 7, 6],
+    ));
+    socket.write_all(&bytes).unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 1024];
+    let answered = loop {
+        match socket.read(&mut buf) {
+            Ok(0) | Err(_) => break false,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+        }
+        let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let frame = &received[end + 4..];
+        if frame.len() >= 2 && frame.len() >= 2 + usize::from(frame[1] & 0x7f) {
+            let reply = Message::parse(&Bytes::copy_from_slice(&frame[2..])).unwrap();
+            break reply.action == connection_action::ACCEPT;
+        }
+    };
+    assert!(answered, "no ACCEPT for the challenge sent with the head");
+}
+
+#[test]
+fn before_login_frames_are_small_and_waiting_connections_are_capped_per_shard() {
+    let server = limits_server();
+    // A frame bigger than unauthenticatedMaxMessageSize before login: told, then closed 1009.
+    let mut big = RawClient::connect(server.port);
+    big.send_raw_lenient(corestream::protocol::ws::OP_BINARY, &vec![0u8; 8192]);
+    let reply = big.expect_message();
+    assert_eq!(reply.topic, topic::PARSER);
+    assert_eq!(big.expect_close(), 1009);
+    // After login the full maxMessageSize applies.
+    let mut user = RawClient::login(server.port, "user");
+    let data = format!("\"{}\"", "x".repeat(8192));
+    user.send(&Message {
+        name: Some(bytes("h/big")),
+        data: Some(bytes(&data)),
+        ..Message::new(topic::EVENT, ea::EMIT)
+    });
+    assert_alive(&mut user);
+    // Three sockets may wait to log in on this shard; a fourth is refused with 503.
+    let waiting: Vec<RawClient> = (0..3).map(|_| RawClient::connect(server.port)).collect();
+    let status = upgrade_status(server.port);
+    assert!(status.starts_with("HTTP/1.1 503"), "{status}");
+    drop(waiting);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !upgrade_status(server.port).starts_with("HTTP/1.1 101") {
+        assert!(
+            Instant::now() < deadline,
+            "closed connections still counted as waiting"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The status line the server answers an upgrade with.
+fn upgrade_status(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    socket.write_all(b"GET /deepstream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+    let mut buf = [0u8; 256];
+    let n = socket.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn a_close_frame_with_an_invalid_code_is_answered_1002() {
+    let server = limits_server();
+    let mut client = RawClient::login(server.port, "closer");
+    client.send_raw(corestream::protocol::ws::OP_CLOSE, &999u16.to_be_bytes());
+    assert_eq!(client.expect_close(), 1002);
+}
+
+#[test]
+fn a_second_server_on_a_port_in_use_refuses_to_start() {
+    let first = limits_server();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_corestream"))
+        .args([
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &first.port.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("already in use"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
+    for args in [&["--cores", "64"][..], &["--cpus", "0,0"]] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_corestream"))
+            .arg("start")
+            .args(args)
+            .args(["--port", "0"])
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?}");
+    }
+}
+
+#[test]
+fn shutting_down_two_shards_never_panics() {
+    use std::io::{BufRead, BufReader, Read};
+    for round in 0..12 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_corestream"))
+            .args([
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--cores",
+                "2",
+                "--park-after-ms",
+                "1",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line.trim().rsplit(':').next().unwrap().parse().unwrap();
+        // Parked sockets keep a blocking-pool thread busy, which is what used to panic.
+        let _client = RawClient::login(port, "parker");
+        std::thread::sleep(Duration::from_millis(150 + 20 * round));
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = child.wait().unwrap();
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(status.success(), "round {round}: {status} {stderr}");
+        assert!(!stderr.contains("panicked"), "round {round}: {stderr}");
+    }
 }

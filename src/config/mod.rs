@@ -1,6 +1,9 @@
 //! deepstream's `config.yml`: the keys and defaults of the reference's default config that
 //! corestream acts on, plus warnings for keys of features it does not have yet.
 
+mod limits;
+
+pub use limits::Limits;
 use serde::Deserialize;
 use serde_yaml::Value;
 use std::path::{Path, PathBuf};
@@ -37,6 +40,8 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// Valve rules from the `permission` section (everything allowed without one).
     pub permissions: std::sync::Arc<crate::permission::rules::Permissions>,
+    /// Budgets per connection and per shard (the `limits` section).
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -144,6 +149,7 @@ impl Default for Config {
             listen_rematch_interval_ms: 30_000,
             warnings: Vec::new(),
             permissions: std::sync::Arc::new(crate::permission::rules::Permissions::allow_all()),
+            limits: Limits::default(),
         }
     }
 }
@@ -168,6 +174,7 @@ struct RawConfig {
     permission: Option<Plugin<PermissionOptions>>,
     rpc: Option<RpcOptions>,
     listen: Option<ListenOptions>,
+    limits: Option<Value>,
     #[serde(flatten)]
     rest: std::collections::BTreeMap<String, Value>,
 }
@@ -354,6 +361,14 @@ impl Config {
             config.listen_rematch_interval_ms = listen
                 .rematch_interval
                 .unwrap_or(config.listen_rematch_interval_ms);
+        }
+        if let Some(limits) = raw.limits {
+            let options: limits::LimitsOptions = serde_yaml::from_value(limits).map_err(|e| {
+                ConfigError(format!("{origin}: limits{}: {e}", line_of(text, "limits:")))
+            })?;
+            config.limits = options
+                .apply(config.limits)
+                .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
         }
         let ignored: Vec<&str> = raw
             .rest

@@ -51,9 +51,13 @@ pub fn validate(bytes: &[u8]) -> Result<(), Unreadable> {
 
 /// Record data must be an object or an array (what the client library can hold as a record).
 pub fn validate_record(bytes: &[u8]) -> Result<(), Unreadable> {
-    let first = bytes.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    let first = bytes
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
     if !matches!(first, Some(b'{' | b'[')) {
-        return Err(Unreadable("record data must be a JSON object or array".into()));
+        return Err(Unreadable(
+            "record data must be a JSON object or array".into(),
+        ));
     }
     validate(bytes)
 }
@@ -252,7 +256,10 @@ mod tests {
             assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
             assert!(validate(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
-        assert!(parse(br#"{"a":"\ud83d\ude00"}"#).is_ok(), "a surrogate pair is fine");
+        assert!(
+            parse(br#"{"a":"\ud83d\ude00"}"#).is_ok(),
+            "a surrogate pair is fine"
+        );
     }
 
     #[test]
@@ -262,10 +269,17 @@ mod tests {
         assert!(validate(nest(MAX_DEPTH).as_bytes()).is_ok());
         assert!(parse(nest(MAX_DEPTH + 1).as_bytes()).is_err());
         assert!(validate(nest(MAX_DEPTH + 1).as_bytes()).is_err());
-        let objects = format!("{}1{}", r#"{"a":"#.repeat(MAX_DEPTH + 1), "}".repeat(MAX_DEPTH + 1));
+        let objects = format!(
+            "{}1{}",
+            r#"{"a":"#.repeat(MAX_DEPTH + 1),
+            "}".repeat(MAX_DEPTH + 1)
+        );
         assert!(validate(objects.as_bytes()).is_err());
         assert!(parse(objects.as_bytes()).is_err());
-        assert!(validate(nest(100_000).as_bytes()).is_err(), "no stack overflow");
+        assert!(
+            validate(nest(100_000).as_bytes()).is_err(),
+            "no stack overflow"
+        );
         assert_eq!(depth(&parse(nest(7).as_bytes()).unwrap()), 7);
         assert_eq!(depth(&parse(b"5").unwrap()), 0);
     }

@@ -63,7 +63,9 @@ impl fmt::Display for PathError {
             ),
             PathError::Forbidden => f.write_str("__proto__ is not allowed in a path"),
             PathError::KeyOnArray(key) => write!(f, "{key:?} names a key on an array"),
-            PathError::TooLarge => write!(f, "patch would add more than {MAX_NEW_SLOTS} array slots"),
+            PathError::TooLarge => {
+                write!(f, "patch would add more than {MAX_NEW_SLOTS} array slots")
+            }
         }
     }
 }
@@ -98,7 +100,14 @@ pub fn js_number(text: &str) -> f64 {
     if t.is_empty() {
         return 0.0;
     }
-    for (prefix, radix) in [("0x", 16), ("0X", 16), ("0o", 8), ("0O", 8), ("0b", 2), ("0B", 2)] {
+    for (prefix, radix) in [
+        ("0x", 16),
+        ("0X", 16),
+        ("0o", 8),
+        ("0O", 8),
+        ("0b", 2),
+        ("0B", 2),
+    ] {
         if let Some(digits) = t.strip_prefix(prefix) {
             return radix_number(digits, radix);
         }
@@ -368,7 +377,9 @@ mod tests {
             assert_eq!(js_number(text), n, "{text:?}");
         }
         assert_eq!(js_number("-Infinity"), f64::NEG_INFINITY);
-        for nan in ["abc", "1e", "-0x10", "0x", "inf", "nan", "1_000", "1.2.3", "e5", "\u{85}1"] {
+        for nan in [
+            "abc", "1e", "-0x10", "0x", "inf", "nan", "1_000", "1.2.3", "e5", "\u{85}1",
+        ] {
             assert!(js_number(nan).is_nan(), "{nan:?}");
         }
     }
@@ -401,7 +412,10 @@ mod tests {
         );
         let nest = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
         assert_eq!(refused("{}", "a.b", &nest(99)), PathError::TooDeep);
-        assert!(set("{}", "a", Some(&nest(99))).is_object(), "exactly MAX_DEPTH is fine");
+        assert!(
+            set("{}", "a", Some(&nest(99))).is_object(),
+            "exactly MAX_DEPTH is fine"
+        );
     }
 
     #[test]

@@ -258,7 +258,10 @@ mod tests {
     fn whole_data_must_be_an_object_or_an_array() {
         for bad in ["not json at all", "{\"a\":", "5", "null", "\"x\""] {
             assert!(
-                matches!(apply_write(None, -1, &replace(bad), MAX), WriteOutcome::InvalidData(_)),
+                matches!(
+                    apply_write(None, -1, &replace(bad), MAX),
+                    WriteOutcome::InvalidData(_)
+                ),
                 "{bad}"
             );
         }

@@ -30,7 +30,6 @@ use std::time::Duration;
 const READ_CHUNK: usize = 16 * 1024;
 /// The most one read of the HTTP request head takes (a head is usually a few hundred bytes).
 const HEAD_CHUNK: usize = 2 * 1024;
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Reads one connection makes in a row before letting other tasks run.
 const READS_PER_TURN: usize = 8;
@@ -47,6 +46,8 @@ pub struct ShardIo {
     pub runtime: Runtime,
     /// Connections alive (handshake to close), for shutdown.
     pub live: Cell<usize>,
+    /// Sockets reading their request head right now (`limits.handshakesPerShard`).
+    handshaking: Cell<usize>,
     /// Every read lands here first; a connection keeps only what it read.
     scratch: RefCell<Box<[u8]>>,
     pool: RefCell<Vec<BytesMut>>,
@@ -70,6 +71,7 @@ impl ShardIo {
             pump,
             runtime,
             live: Cell::new(0),
+            handshaking: Cell::new(0),
             scratch: RefCell::new(vec![0; READ_CHUNK].into_boxed_slice()),
             pool: RefCell::default(),
             frames: RefCell::default(),
@@ -133,16 +135,21 @@ async fn read_more(
 /// What a connection needs to know after its upgrade.
 struct Limits {
     max_message: usize,
+    /// The largest message before login.
+    max_before_login: usize,
     outgoing: usize,
 }
 
 /// Reads the request head and answers it; `Some` once the socket speaks WebSocket. Everything
 /// allocated for the head is freed when this returns, before the connection's long life.
+/// The whole head must arrive within `limits.handshakeTimeout`, however slowly it is dripped.
 async fn handshake(
     stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     buf: &mut BytesMut,
     shard: &RefCell<Shard>,
 ) -> Option<Limits> {
+    let timeout = Duration::from_millis(shard.borrow().config().limits.handshake_timeout_ms);
+    let deadline = std::time::Instant::now() + timeout;
     let head = loop {
         match parse_head(buf) {
             Ok(Some((head, len))) => {
@@ -157,31 +164,40 @@ async fn handshake(
                 return None;
             }
         }
-        if !matches!(
-            read_more(stream, buf, HEAD_TIMEOUT).await,
-            ReadOutcome::Data(_)
-        ) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || !matches!(read_more(stream, buf, left).await, ReadOutcome::Data(_)) {
             return None;
         }
     };
-    let (upgrade, health, limits) = {
+    let (upgrade, health, full, limits) = {
         let shard = shard.borrow();
         let c = shard.config();
         let upgrade = head.method == "GET" && head.upgrade_websocket && head.path == c.url_path;
         let health = head.method == "GET" && head.path == c.health_check_path;
+        let full = shard.awaiting_login() >= c.limits.unauthenticated_connections_per_shard;
         let limits = Limits {
             max_message: c.max_message_size,
+            max_before_login: c
+                .max_message_size
+                .min(c.limits.unauthenticated_max_message_size),
             outgoing: c.max_outgoing_buffer,
         };
-        (upgrade, health, limits)
+        (upgrade, health, full, limits)
     };
     let response = match (&head.websocket_key, upgrade, health) {
+        // Too many sockets wait to log in on this shard: refuse before any memory is given.
+        (Some(_), true, _) if full => http::plain_response(
+            503,
+            "Service Unavailable",
+            "text/plain",
+            "too many connections waiting to log in",
+        ),
         (Some(key), true, _) => http::upgrade_response(key),
         (_, _, true) => http::plain_response(200, "OK", "text/plain", "OK"),
         _ => http::plain_response(404, "Not Found", "text/plain", "not found"),
     };
     let sent = stream.write_all(response.as_bytes()).await.is_ok();
-    if upgrade && head.websocket_key.is_some() {
+    if upgrade && head.websocket_key.is_some() && !full {
         return sent.then_some(limits);
     }
     let _ = stream.close().await;
@@ -257,30 +273,41 @@ impl Future for Connection {
 
 /// The handshake; `Some` with the shard's new connection once the socket speaks WebSocket.
 async fn open(mut stream: TcpStream, io: Rc<ShardIo>) -> Option<Live> {
+    // A socket beyond the shard's budget of heads in progress is closed unread.
+    let max_handshakes = io.shard.borrow().config().limits.handshakes_per_shard;
+    if io.handshaking.get() >= max_handshakes {
+        return None;
+    }
     // TCP_NODELAY comes from the listening socket (see `net::listen_socket`).
     let mut head = io.take_buffer();
-    let Some(limits) = handshake(&mut stream, &mut head, &io.shard).await else {
+    io.handshaking.set(io.handshaking.get() + 1);
+    let limits = handshake(&mut stream, &mut head, &io.shard).await;
+    io.handshaking.set(io.handshaking.get() - 1);
+    let Some(limits) = limits else {
         io.put_buffer(head);
         return None;
     };
     let now = io.runtime.now_ms();
     let outbox = Outbox::new(limits.outgoing, now);
     let local = io.shard.borrow_mut().open_conn(outbox.clone(), now);
-    let inbound = if head.is_empty() {
-        io.put_buffer(head);
-        None
-    } else {
-        Some(Box::new(head))
-    };
-    Some(Live {
+    let mut live = Live {
         socket: Socket::Active(Box::new(stream)),
         io,
         outbox,
         local,
-        decoder: FrameDecoder::new(limits.max_message),
-        inbound,
+        decoder: FrameDecoder::new(limits.max_before_login),
+        max_message: limits.max_message,
+        inbound: None,
         unsent: None,
-    })
+    };
+    // Frames that came in the same packets as the head are handled now, not after the next
+    // read (which may never come: the client waits for their answers).
+    if !head.is_empty() {
+        live.outbox.heard(now);
+        live.decode_all(&mut head, now);
+    }
+    live.keep_or_return(head);
+    Some(live)
 }
 
 /// How a connection's open life ended.
@@ -317,6 +344,9 @@ struct Live {
     outbox: Outbox,
     local: u32,
     decoder: FrameDecoder,
+    /// The largest message once logged in; 0 once the decoder has it (before login the decoder
+    /// takes only `limits.unauthenticatedMaxMessageSize`).
+    max_message: usize,
     /// Bytes of a frame not complete yet; `None` between frames, so no buffer is held.
     /// Boxed: rare, and the task should stay small while it waits.
     inbound: Option<Box<BytesMut>>,
@@ -524,6 +554,10 @@ impl Live {
         };
         // A read that completed no frame gave the shard nothing to do.
         if handled {
+            if self.max_message != 0 && io.shard.borrow().logged_in(self.local) {
+                self.decoder.set_max_message(self.max_message);
+                self.max_message = 0;
+            }
             let jobs = io.shard.borrow_mut().take_auth_jobs();
             for job in jobs {
                 glommio::spawn_local(super::webhook::run(job, io.shard.clone(), io.pump.clone()))

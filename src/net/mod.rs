@@ -161,9 +161,18 @@ fn listen_socket(addr: SocketAddr) -> std::io::Result<std::os::fd::OwnedFd> {
 }
 
 /// `--port 0`: asks the kernel for a free port once, so every shard binds the same one.
+/// A given port is checked first with a socket that does not share it: SO_REUSEPORT would let
+/// this server bind beside another one on the same port (say a corestream started twice), and
+/// the kernel would split clients between the two.
 fn resolve_port(host: &str, port: u16) -> Result<u16, String> {
     if port != 0 {
-        return Ok(port);
+        return match std::net::TcpListener::bind((host, port)) {
+            Ok(_) => Ok(port),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(format!(
+                "port {port} on {host} is already in use (is another server running?)"
+            )),
+            Err(e) => Err(format!("cannot listen on {host}:{port}: {e}")),
+        };
     }
     let probe = std::net::TcpListener::bind((host, 0))
         .map_err(|e| format!("cannot find a free port on {host}: {e}"))?;
@@ -212,6 +221,9 @@ async fn shard_main(
         glommio::spawn_local(parking.clone().watch(readable, runtime.stopping.clone())).detach();
     }
     let io = conn::ShardIo::new(shard.clone(), pump, runtime.clone(), parking.clone());
+    // Accept errors (out of descriptors, most often) come in floods: one line a second.
+    let mut accept_errors = 0u64;
+    let mut last_accept_report: Option<Instant> = None;
     loop {
         let accept = async { Some(listener.accept().await) };
         let stop = async {
@@ -225,7 +237,11 @@ async fn shard_main(
                 glommio::spawn_local(conn::serve(stream, io.clone())).detach();
             }
             Some(Err(e)) => {
-                eprintln!("accept failed: {e}");
+                accept_errors += 1;
+                if last_accept_report.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    eprintln!("accept failed ({accept_errors} times so far): {e}");
+                    last_accept_report = Some(Instant::now());
+                }
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
             None => break,

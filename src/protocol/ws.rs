@@ -56,6 +56,12 @@ impl FrameDecoder {
         }
     }
 
+    /// Changes the largest message accepted from here on (a connection gets its full size
+    /// once it has logged in).
+    pub fn set_max_message(&mut self, max_message: usize) {
+        self.max_message = max_message;
+    }
+
     /// True while a fragmented message is half received.
     pub fn in_message(&self) -> bool {
         self.partial.is_some()
@@ -206,9 +212,22 @@ fn parse_close(payload: Bytes) -> Result<WsEvent, WsError> {
         1 => Err(violation(CLOSE_PROTOCOL_ERROR, "close payload of one byte")),
         _ => {
             let code = u16::from_be_bytes([payload[0], payload[1]]);
-            Ok(WsEvent::Close(Some(code), payload.slice(2..)))
+            if !valid_close_code(code) {
+                return Err(violation(CLOSE_PROTOCOL_ERROR, "invalid close code"));
+            }
+            let reason = payload.slice(2..);
+            if std::str::from_utf8(&reason).is_err() {
+                return Err(violation(CLOSE_INVALID_DATA, "close reason is not UTF-8"));
+            }
+            Ok(WsEvent::Close(Some(code), reason))
         }
     }
+}
+
+/// Codes a peer may send (RFC 6455 7.4): the defined ones that are not reserved for local
+/// use (1005, 1006, 1015), and the registered and private ranges.
+fn valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 fn unmask(payload: &mut [u8], mask: [u8; 4]) {
@@ -299,6 +318,38 @@ mod tests {
         ];
         let events = decode_all(&mut FrameDecoder::new(1024), &bytes).unwrap();
         assert_eq!(events, vec![WsEvent::Text(Bytes::from_static(b"Hello"))]);
+    }
+
+    #[test]
+    fn close_codes_a_peer_may_not_send_are_protocol_errors() {
+        for (code, expected) in [
+            (1000, None),
+            (1001, None),
+            (1011, None),
+            (3000, None),
+            (4999, None),
+            (999, Some(CLOSE_PROTOCOL_ERROR)),
+            (1004, Some(CLOSE_PROTOCOL_ERROR)),
+            (1005, Some(CLOSE_PROTOCOL_ERROR)),
+            (1006, Some(CLOSE_PROTOCOL_ERROR)),
+            (1015, Some(CLOSE_PROTOCOL_ERROR)),
+            (2999, Some(CLOSE_PROTOCOL_ERROR)),
+            (5000, Some(CLOSE_PROTOCOL_ERROR)),
+        ] {
+            let payload = u16::to_be_bytes(code);
+            let result = decode_all(
+                &mut FrameDecoder::new(1024),
+                &client_frame(OP_CLOSE, true, &payload, MASK),
+            );
+            assert_eq!(result.err().map(|e| e.code), expected, "{code}");
+        }
+        let mut bad_reason = u16::to_be_bytes(1000).to_vec();
+        bad_reason.extend_from_slice(&[0xff, 0xfe]);
+        let result = decode_all(
+            &mut FrameDecoder::new(1024),
+            &client_frame(OP_CLOSE, true, &bad_reason, MASK),
+        );
+        assert_eq!(result.err().map(|e| e.code), Some(CLOSE_INVALID_DATA));
     }
 
     #[test]

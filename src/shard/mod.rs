@@ -131,6 +131,8 @@ pub struct Shard {
     sweep_cursor: usize,
     /// Subscribe acks waiting for remote owners to confirm.
     held_replies: held::HeldReplies,
+    /// Connections that have not logged in yet (their identity is still `anonymous`).
+    awaiting_login: usize,
 }
 
 /// One WebSocket binary frame holding `msg`, built in a single buffer.
@@ -187,6 +189,7 @@ impl Shard {
             sweep_order: Vec::new(),
             sweep_cursor: 0,
             held_replies: held::HeldReplies::default(),
+            awaiting_login: 0,
             config,
         }
     }
@@ -210,6 +213,7 @@ impl Shard {
         }
         let local = self.next_local;
         let sweep_slot = u32::try_from(self.sweep_order.len()).unwrap_or(u32::MAX);
+        self.awaiting_login += 1;
         self.sweep_order.push(local);
         self.conns.insert(
             local,
@@ -228,6 +232,18 @@ impl Shard {
 
     pub fn connections(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Connections that have not logged in yet.
+    pub fn awaiting_login(&self) -> usize {
+        self.awaiting_login
+    }
+
+    /// Whether a connection has logged in (and may send messages of full size).
+    pub fn logged_in(&self, local: u32) -> bool {
+        self.conns
+            .get(&local)
+            .is_some_and(|c| !Arc::ptr_eq(&c.identity, &self.anonymous))
     }
 
     /// Sends `msg` to a connection on any shard.
@@ -602,6 +618,9 @@ impl Shard {
             return;
         };
         self.leave_sweep(local, conn.sweep_slot);
+        if Arc::ptr_eq(&conn.identity, &self.anonymous) {
+            self.awaiting_login -= 1;
+        }
         let me = self.conn_id(local);
         self.held_replies.forget(local);
         if let Some(extras) = &conn.extras {

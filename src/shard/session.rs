@@ -200,6 +200,9 @@ impl Shard {
             id: user.clone(),
         };
         if let Some(conn) = self.conns.get_mut(&local) {
+            if std::sync::Arc::ptr_eq(&conn.identity, &self.anonymous) {
+                self.awaiting_login -= 1;
+            }
             conn.phase = Phase::Open;
             conn.identity = std::sync::Arc::new(identity);
         }

@@ -170,8 +170,10 @@ impl BlockingThread {
                 let id = el.id;
                 let resp = BlockingThreadResp { id, res };
 
+                // corestream patch: the executor is gone (it stopped while this operation
+                // ran, e.g. at shutdown); nobody waits for the answer, so the thread ends.
                 if tx.send(resp).is_err() {
-                    panic!("failed to send response");
+                    break;
                 }
                 reactor_sleep_notifier.notify(el.latency_sensitive);
             }
