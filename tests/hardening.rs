@@ -469,3 +469,62 @@ fn shutting_down_two_shards_never_panics() {
         assert!(!stderr.contains("panicked"), "round {round}: {stderr}");
     }
 }
+
+fn listen(client: &mut RawClient, action: i32, pattern: &str) -> Message {
+    client.send(&Message {
+        name: Some(bytes(pattern)),
+        correlation_id: Some(bytes("l")),
+        ..Message::new(topic::EVENT, action)
+    });
+    client.expect_message()
+}
+
+#[test]
+fn listen_patterns_and_subscriptions_have_budgets() {
+    let server = limits_server();
+    let mut a = RawClient::login(server.port, "a");
+    let mut b = RawClient::login(server.port, "b");
+    for i in 0..3 {
+        assert_eq!(
+            listen(&mut a, ea::LISTEN, &format!("^a{i}/")).is_ack,
+            Some(true)
+        );
+    }
+    let over = listen(&mut a, ea::LISTEN, "^a3/");
+    assert_eq!(over.action, ea::MESSAGE_DENIED, "per connection: {over:?}");
+    assert_eq!(
+        listen(&mut a, ea::LISTEN, "^a0/").is_ack,
+        Some(true),
+        "held already"
+    );
+    for i in 0..2 {
+        assert_eq!(
+            listen(&mut b, ea::LISTEN, &format!("^b{i}/")).is_ack,
+            Some(true)
+        );
+    }
+    let over = listen(&mut b, ea::LISTEN, "^b2/");
+    assert_eq!(over.action, ea::MESSAGE_DENIED, "per server: {over:?}");
+    assert_eq!(listen(&mut a, ea::UNLISTEN, "^a1/").is_ack, Some(true));
+    // The unlisten reaches every shard's listening state before the next listen is judged.
+    assert_alive(&mut b);
+    assert_eq!(listen(&mut b, ea::LISTEN, "^b2/").is_ack, Some(true));
+
+    let names: Vec<Bytes> = (0..12).map(|i| bytes(&format!("h/s{i}"))).collect();
+    a.send(&Message {
+        correlation_id: Some(bytes("s")),
+        names,
+        ..Message::new(topic::EVENT, ea::SUBSCRIBE)
+    });
+    let mut denied = 0;
+    let mut acked = false;
+    while !acked || denied < 2 {
+        let reply = a.expect_message();
+        match reply.action {
+            ea::MESSAGE_DENIED => denied += 1,
+            ea::SUBSCRIBE if reply.is_ack == Some(true) => acked = true,
+            other => panic!("unexpected {other}: {reply:?}"),
+        }
+    }
+    assert_alive(&mut a);
+}

@@ -108,13 +108,26 @@ impl Listening {
         self.drop_listener(|c, p| c == conn && p == pattern, now, out);
     }
 
-    /// The listener is gone entirely (disconnect).
+    /// The listener is gone entirely (disconnect). Every shard hears of every closed
+    /// connection, so one that listened to nothing costs a look at the patterns only, never a
+    /// walk over every subscribed name.
     pub fn conn_closed(&mut self, conn: ConnId, now: u64, out: &mut Vec<ListenEffect>) {
+        let mut listened = false;
         for p in &mut self.patterns {
+            let before = p.listeners.len();
             p.listeners.retain(|c| *c != conn);
+            listened |= p.listeners.len() != before;
+        }
+        if !listened {
+            return;
         }
         self.patterns.retain(|p| !p.listeners.is_empty());
         self.drop_listener(|c, _| c == conn, now, out);
+    }
+
+    /// Distinct patterns listened to.
+    pub fn pattern_count(&self) -> usize {
+        self.patterns.len()
     }
 
     /// Names provided or offered to a departing listener are rematched.

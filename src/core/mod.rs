@@ -29,3 +29,32 @@ pub fn map_key<V, S: std::hash::BuildHasher>(
         detach(name)
     }
 }
+
+/// Longest regex source accepted from a client (listen patterns, `.match` in rules).
+pub const MAX_REGEX_LEN: usize = 1024;
+
+/// Compiles a regex from client input with small bounds on its compiled size and its lazy
+/// DFA cache, so that no pattern can take megabytes or a long compile.
+pub fn bounded_regex(pattern: &str) -> Result<regex::Regex, String> {
+    if pattern.len() > MAX_REGEX_LEN {
+        return Err(format!("longer than {MAX_REGEX_LEN} bytes"));
+    }
+    regex::RegexBuilder::new(pattern)
+        .size_limit(256 * 1024)
+        .dfa_size_limit(256 * 1024)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn client_regexes_are_bounded() {
+        assert!(super::bounded_regex("^prices/.*").is_ok());
+        assert!(super::bounded_regex(&"a".repeat(2000)).is_err());
+        assert!(
+            super::bounded_regex("(a{1,100}){1,100}").is_err(),
+            "compiles too large"
+        );
+    }
+}

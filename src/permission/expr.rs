@@ -538,7 +538,12 @@ pub fn eval<'a>(expr: &'a Expr, cx: &Context<'a>, budget: &mut u32) -> Val<'a> {
         Expr::Call(target, method, args) => {
             let target = eval(target, cx, budget);
             let args: Vec<Val> = args.iter().map(|a| eval(a, cx, budget)).collect();
-            call(target, method, &args)
+            // A call that throws in JavaScript (a bad regex) is an error, and errors deny:
+            // an empty budget makes the rule fail.
+            call(target, method, &args).unwrap_or_else(|| {
+                *budget = 0;
+                Val::Undefined
+            })
         }
         Expr::Not(e) => Val::Bool(!eval(e, cx, budget).truthy()),
         Expr::Neg(e) => Val::Num(-eval(e, cx, budget).number()),
@@ -624,7 +629,31 @@ fn member<'a>(target: Val<'a>, prop: &str, cx: &Context<'a>) -> Val<'a> {
     }
 }
 
-fn call<'a>(target: Val<'a>, method: &str, args: &[Val<'a>]) -> Val<'a> {
+/// Compiled `.match` patterns of this thread (a shard), so a rule does not compile its regex
+/// per message; emptied when full, so patterns taken from message data cannot fill memory.
+/// `None` remembers a pattern that does not compile.
+fn cached_regex(pattern: &str) -> Option<regex::Regex> {
+    const CACHED: usize = 256;
+    thread_local! {
+        static REGEXES: std::cell::RefCell<ahash::AHashMap<String, Option<regex::Regex>>> =
+            std::cell::RefCell::default();
+    }
+    REGEXES.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(found) = cache.get(pattern) {
+            return found.clone();
+        }
+        if cache.len() >= CACHED {
+            cache.clear();
+        }
+        let compiled = crate::core::bounded_regex(pattern).ok();
+        cache.insert(pattern.to_string(), compiled.clone());
+        compiled
+    })
+}
+
+/// A method call; `None` where JavaScript would throw.
+fn call<'a>(target: Val<'a>, method: &str, args: &[Val<'a>]) -> Option<Val<'a>> {
     let arg = |i: usize| args.get(i).map_or(Cow::Borrowed("undefined"), |a| a.text());
     if let Val::Json(v) = &target {
         if let Some(items) = v.as_array() {
@@ -632,17 +661,17 @@ fn call<'a>(target: Val<'a>, method: &str, args: &[Val<'a>]) -> Val<'a> {
             let position = items
                 .iter()
                 .position(|item| strict_eq(&Val::from_json(item), &needle));
-            return match method {
+            return Some(match method {
                 "includes" => Val::Bool(position.is_some()),
                 "indexOf" => Val::Num(position.map_or(-1.0, |p| p as f64)),
                 _ => Val::Undefined,
-            };
+            });
         }
     }
     let Val::Str(s) = &target else {
-        return Val::Undefined;
+        return Some(Val::Undefined);
     };
-    match method {
+    Some(match method {
         "startsWith" => Val::Bool(s.starts_with(arg(0).as_ref())),
         "endsWith" => Val::Bool(s.ends_with(arg(0).as_ref())),
         "includes" => Val::Bool(s.contains(arg(0).as_ref())),
@@ -654,14 +683,16 @@ fn call<'a>(target: Val<'a>, method: &str, args: &[Val<'a>]) -> Val<'a> {
         "toLowerCase" => Val::Str(Cow::Owned(s.to_lowercase())),
         "trim" => Val::Str(Cow::Owned(s.trim().to_string())),
         "match" => {
-            // JavaScript regex literals are not in the grammar; a string pattern is.
-            match regex::Regex::new(&arg(0)) {
-                Ok(re) if re.is_match(s) => Val::Bool(true),
-                _ => Val::Null,
+            // JavaScript regex literals are not in the grammar; a string pattern is. One that
+            // does not compile throws in JavaScript.
+            if cached_regex(&arg(0))?.is_match(s) {
+                Val::Bool(true)
+            } else {
+                Val::Null
             }
         }
         _ => Val::Undefined,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -697,7 +728,7 @@ mod tests {
             refs: &refs,
         };
         let mut budget = 10_000;
-        eval(&expr, &cx, &mut budget).truthy()
+        eval(&expr, &cx, &mut budget).truthy() && budget > 0
     }
 
     #[test]
@@ -752,6 +783,9 @@ mod tests {
             None
         ));
         assert!(check("name.match('^profile/[a-z]+$')", None, None));
+        // A pattern that does not compile throws in JavaScript: the rule fails, negated or not.
+        assert!(!check("!name.match('(')", None, None));
+        assert!(!check("!name.match('(')", None, None), "also when cached");
         assert!(check("now > 0 && action === 18", None, None));
     }
 

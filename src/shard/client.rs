@@ -13,7 +13,6 @@ use crate::protocol::message::{
     topic, Message,
 };
 use bytes::Bytes;
-use regex::Regex;
 use std::sync::Arc;
 
 fn ack(msg: &Message) -> Message {
@@ -69,16 +68,25 @@ impl Shard {
                 );
             }
             (topic::CONNECTION, _) => {}
-            (topic::EVENT, ea::SUBSCRIBE | ea::UNSUBSCRIBE) => {
-                self.bulk_subscribe(Kind::Event, local, &msg)
+            (topic::EVENT, ea::SUBSCRIBE) => {
+                if self.subscriptions_within_budget(local, &mut msg, |e| {
+                    &e.subscriptions[Kind::Event as usize]
+                }) {
+                    self.bulk_subscribe(Kind::Event, local, &msg)
+                }
             }
+            (topic::EVENT, ea::UNSUBSCRIBE) => self.bulk_subscribe(Kind::Event, local, &msg),
             (topic::RECORD, ra::UNSUBSCRIBE) => self.bulk_subscribe(Kind::Record, local, &msg),
             (
                 topic::RECORD,
                 ra::SUBSCRIBECREATEANDREAD | ra::SUBSCRIBEANDREAD | ra::SUBSCRIBEANDHEAD,
             ) => {
-                self.bulk_subscribe(Kind::Record, local, &msg);
-                self.split_by_owner(msg, from);
+                if self.subscriptions_within_budget(local, &mut msg, |e| {
+                    &e.subscriptions[Kind::Record as usize]
+                }) {
+                    self.bulk_subscribe(Kind::Record, local, &msg);
+                    self.split_by_owner(msg, from);
+                }
             }
             (topic::EVENT, ea::EMIT) => match msg.name {
                 Some(name) => {
@@ -264,10 +272,14 @@ impl Shard {
             (msg.topic, msg.action),
             (topic::EVENT, ea::LISTEN) | (topic::RECORD, ra::LISTEN)
         );
+        if is_listen && !self.listen_within_budget(kind, local, &pattern) {
+            self.send_local(local, &super::permit::denied(msg, Some(pattern)));
+            return;
+        }
         let regex = if is_listen {
             let compiled = std::str::from_utf8(&pattern)
                 .ok()
-                .and_then(|p| Regex::new(p).ok());
+                .and_then(|p| crate::core::bounded_regex(p).ok());
             let Some(regex) = compiled else {
                 let action = if kind == Kind::Event {
                     ea::INVALID_LISTEN_REGEX
@@ -288,6 +300,14 @@ impl Shard {
                 ..ack(msg)
             },
         );
+        if let Some(c) = self.conns.get_mut(&local) {
+            let listens = &mut c.extras().listens[kind as usize];
+            if is_listen {
+                listens.insert(crate::core::detach(&pattern));
+            } else {
+                listens.remove(&pattern);
+            }
+        }
         let change = match regex {
             Some(regex) => ShardMsg::Listen {
                 kind,
@@ -304,10 +324,65 @@ impl Shard {
         self.broadcast(change);
     }
 
-    fn presence(&mut self, local: u32, msg: Box<Message>) {
+    /// Whether a new listen pattern fits this connection's budget and the server's: every name
+    /// that gains a subscriber is matched against every distinct pattern.
+    fn listen_within_budget(&mut self, kind: Kind, local: u32, pattern: &Bytes) -> bool {
+        let limits = &self.config.limits;
+        let Some(conn) = self.conns.get_mut(&local) else {
+            return false;
+        };
+        let listens = &conn.extras().listens;
+        if listens[kind as usize].contains(pattern) {
+            return true;
+        }
+        let held = listens[0].len() + listens[1].len();
+        let total: usize = self.listening.iter().map(|l| l.pattern_count()).sum();
+        held < limits.listen_patterns_per_connection && total < limits.listen_patterns
+    }
+
+    /// Drops the names of a subscribe that would take the connection past
+    /// `limits.subscriptionsPerConnection`, answering each with MESSAGE_DENIED. False when
+    /// none is left.
+    /// `held` picks the set of names the connection holds of this kind.
+    fn subscriptions_within_budget(
+        &mut self,
+        local: u32,
+        msg: &mut Message,
+        held: fn(&super::ConnExtras) -> &ahash::AHashSet<Bytes>,
+    ) -> bool {
+        let limit = self.config.limits.subscriptions_per_connection;
+        let Some(conn) = self.conns.get_mut(&local) else {
+            return false;
+        };
+        let held = held(conn.extras());
+        let mut room = limit.saturating_sub(held.len());
+        let mut refused = Vec::new();
+        msg.names.retain(|name| {
+            if held.contains(name) {
+                return true;
+            }
+            if room == 0 {
+                refused.push(name.clone());
+                return false;
+            }
+            room -= 1;
+            true
+        });
+        for name in refused {
+            self.send_local(local, &super::permit::denied(msg, Some(name)));
+        }
+        !msg.names.is_empty()
+    }
+
+    fn presence(&mut self, local: u32, mut msg: Box<Message>) {
         let Some(me) = self.conns.get(&local).map(|c| c.user().clone()) else {
             return;
         };
+        if msg.action == pa::SUBSCRIBE
+            && !self.subscriptions_within_budget(local, &mut msg, |e| &e.presence_users)
+        {
+            return;
+        }
         match msg.action {
             pa::SUBSCRIBE | pa::UNSUBSCRIBE => {
                 for user in &msg.names {

@@ -68,6 +68,9 @@ struct ConnExtras {
     subscriptions: [AHashSet<Bytes>; 2],
     presence_users: AHashSet<Bytes>,
     presence_all: bool,
+    /// Listen patterns this connection holds, per kind (bounded by
+    /// `limits.listenPatternsPerConnection`).
+    listens: [AHashSet<Bytes>; 2],
     /// The auth data while a webhook is asked.
     pending_auth: Option<simd_json::OwnedValue>,
     /// Permission results that depend only on name and user.
