@@ -528,3 +528,84 @@ fn listen_patterns_and_subscriptions_have_budgets() {
     }
     assert_alive(&mut a);
 }
+
+/// A server with file auth under pbkdf2-sha512; `alice`'s password is "right".
+fn hashing_server(iterations: u32) -> (Server, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("corestream-hash-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.yml");
+    let auth = format!(
+        "auth:\n  - type: file\n    options:\n      users: fileLoad(users.yml)\n      hash: sha512\n      iterations: {iterations}\n      keyLength: 64\n"
+    );
+    std::fs::write(&config, &auth).unwrap();
+    std::fs::write(dir.join("users.yml"), "{}\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_corestream"))
+        .args(["hash", "right", "-c", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    let hash = printed.trim().rsplit(' ').next().unwrap().to_string();
+    std::fs::write(
+        dir.join("users.yml"),
+        format!("alice:\n  password: \"{hash}\"\n"),
+    )
+    .unwrap();
+    let server = Server::start(&["--cores", "1", "-c", config.to_str().unwrap()]);
+    (server, dir)
+}
+
+fn timed_login(port: u16, user: &str, password: &str) -> (Duration, i32) {
+    let started = Instant::now();
+    let reply = RawClient::auth(
+        port,
+        &format!(r#"{{"username":"{user}","password":"{password}"}}"#),
+    );
+    (started.elapsed(), reply.action)
+}
+
+#[test]
+fn password_hashing_stalls_no_one_and_does_not_tell_which_users_exist() {
+    use corestream::protocol::message::auth_action;
+    let (server, dir) = hashing_server(5_000);
+    let (one, action) = timed_login(server.port, "alice", "right");
+    assert_eq!(action, auth_action::AUTH_SUCCESSFUL);
+    // Known and unknown users take the same time to be refused.
+    let known: Duration = (0..3)
+        .map(|_| timed_login(server.port, "alice", "wrong").0)
+        .sum();
+    let unknown: Duration = (0..3)
+        .map(|_| timed_login(server.port, "mallory", "x").0)
+        .sum();
+    let ratio = unknown.as_secs_f64() / known.as_secs_f64();
+    assert!(
+        (0.5..2.0).contains(&ratio),
+        "unknown {unknown:?} vs known {known:?}"
+    );
+    // Ten bad logins at once: a logged-in client's pings are not held behind them.
+    let mut watcher =
+        RawClient::login_with(server.port, r#"{"username":"alice","password":"right"}"#);
+    let attackers: Vec<_> = (0..10)
+        .map(|i| {
+            let port = server.port;
+            std::thread::spawn(move || timed_login(port, "alice", &format!("bad{i}")))
+        })
+        .collect();
+    let mut worst = Duration::ZERO;
+    let until = Instant::now() + one * 10;
+    while Instant::now() < until {
+        let started = Instant::now();
+        watcher.send(&Message::new(topic::CONNECTION, connection_action::PING));
+        assert_eq!(watcher.expect_message().action, connection_action::PONG);
+        worst = worst.max(started.elapsed());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    for attacker in attackers {
+        assert_eq!(attacker.join().unwrap().1, auth_action::AUTH_UNSUCCESSFUL);
+    }
+    eprintln!("one login {one:?}, worst ping {worst:?}");
+    assert!(
+        worst < one * 2,
+        "a ping waited {worst:?}; one login takes {one:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

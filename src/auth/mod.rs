@@ -25,6 +25,31 @@ pub enum Verdict {
     Reject,
     /// Strategy number `n` is a webhook: ask it, then go on from `n + 1` if it says no.
     Ask(usize),
+    /// Strategy number `n` needs a password hash checked, which takes milliseconds: run the
+    /// check off the shard, then go on from `n + 1` if it fails.
+    Verify(usize, PasswordCheck),
+}
+
+/// A users.yml password check under pbkdf2, to run where it cannot stall a shard. An unknown
+/// user gets a check of the same cost against a dummy hash, so the answer's timing does not
+/// tell which user names exist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PasswordCheck {
+    password: String,
+    salt: String,
+    expected: String,
+    settings: HashSettings,
+    /// `None` for an unknown user: the check runs and fails.
+    login: Option<LoginOk>,
+}
+
+impl PasswordCheck {
+    /// The login if the password matches.
+    pub fn run(self) -> Option<LoginOk> {
+        let actual = pbkdf2_base64(&self.password, &self.salt, &self.settings)?;
+        let matches = constant_time_eq(self.expected.as_bytes(), actual.as_bytes());
+        self.login.filter(|_| matches)
+    }
 }
 
 /// Tries the strategies from `start` on, in order; the first that accepts wins.
@@ -36,7 +61,10 @@ pub fn run_from(strategies: &[AuthConfig], start: usize, auth_data: &OwnedValue)
                 client_data: None,
                 server_data: None,
             }),
-            AuthConfig::File { users, hash } => file_login(users, hash.as_ref(), auth_data),
+            AuthConfig::File { users, hash } => match file_login(users, hash.as_ref(), auth_data) {
+                FileLogin::Done(login) => login,
+                FileLogin::Verify(check) => return Verdict::Verify(index, check),
+            },
             AuthConfig::Jwt(jwt) => jwt.login(auth_data),
             AuthConfig::Http(_) => return Verdict::Ask(index),
         };
@@ -47,11 +75,19 @@ pub fn run_from(strategies: &[AuthConfig], start: usize, auth_data: &OwnedValue)
     Verdict::Reject
 }
 
-/// Tries every strategy that answers at once (tests and tools; the server uses `run_from`).
+/// Tries every strategy but webhooks, checking password hashes right here (tests and tools;
+/// the server uses `run_from` and checks hashes off the shard).
 pub fn authenticate(strategies: &[AuthConfig], auth_data: &OwnedValue) -> Option<LoginOk> {
-    match run_from(strategies, 0, auth_data) {
-        Verdict::Accept(login) => Some(login),
-        Verdict::Reject | Verdict::Ask(_) => None,
+    let mut start = 0;
+    loop {
+        match run_from(strategies, start, auth_data) {
+            Verdict::Accept(login) => return Some(login),
+            Verdict::Reject | Verdict::Ask(_) => return None,
+            Verdict::Verify(index, check) => match check.run() {
+                Some(login) => return Some(login),
+                None => start = index + 1,
+            },
+        }
     }
 }
 
@@ -112,36 +148,51 @@ fn open_id(auth_data: &OwnedValue) -> String {
     }
 }
 
+/// What file auth can say at once: a verdict, or a hash to check.
+enum FileLogin {
+    Done(Option<LoginOk>),
+    Verify(PasswordCheck),
+}
+
 /// users.yml: cleartext passwords, or with `hash` set, deepstream's
 /// `base64(pbkdf2(password, salt)) + salt` where the salt is the text after the hash.
-fn file_login(
-    users: &Yaml,
-    hash: Option<&HashSettings>,
-    auth_data: &OwnedValue,
-) -> Option<LoginOk> {
-    let username = auth_data.get("username")?.as_str()?;
-    let password = auth_data.get("password")?.as_str()?;
-    let user = users.get(username)?;
-    let stored = user.get("password")?.as_str()?;
-    let matches = match hash {
-        None => constant_time_eq(stored.as_bytes(), password.as_bytes()),
-        Some(settings) => {
-            let encoded_len = 4 * settings.key_length.div_ceil(3);
-            let (expected, salt) = (stored.get(..encoded_len)?, stored.get(encoded_len..)?);
-            let actual = pbkdf2_base64(password, salt, settings)?;
-            constant_time_eq(expected.as_bytes(), actual.as_bytes())
+fn file_login(users: &Yaml, hash: Option<&HashSettings>, auth_data: &OwnedValue) -> FileLogin {
+    let field = |key: &str| auth_data.get(key).and_then(|v| v.as_str());
+    let (Some(username), Some(password)) = (field("username"), field("password")) else {
+        return FileLogin::Done(None);
+    };
+    let user = users.get(username);
+    let login = || {
+        let json = |key: &str| user.and_then(|u| u.get(key)).and_then(serde_yaml_to_json);
+        LoginOk {
+            id: username.to_string(),
+            client_data: json("clientData"),
+            server_data: json("serverData"),
         }
     };
-    if !matches {
-        return None;
-    }
-    let json = |key: &str| user.get(key).and_then(serde_yaml_to_json);
-    Some(LoginOk {
-        id: username.to_string(),
-        client_data: json("clientData"),
-        server_data: json("serverData"),
+    let stored = user.and_then(|u| u.get("password")).and_then(Yaml::as_str);
+    let Some(settings) = hash else {
+        let matches = stored.is_some_and(|s| constant_time_eq(s.as_bytes(), password.as_bytes()));
+        return FileLogin::Done(matches.then(login));
+    };
+    let encoded_len = 4 * settings.key_length.div_ceil(3);
+    let split = stored.and_then(|s| Some((s.get(..encoded_len)?, s.get(encoded_len..)?)));
+    let (expected, salt, login) = match split {
+        Some((expected, salt)) => (expected.to_string(), salt.to_string(), Some(login())),
+        // Unknown user (or an unusable entry): the same work against a hash nothing matches.
+        None => ("!".repeat(encoded_len), DUMMY_SALT.to_string(), None),
+    };
+    FileLogin::Verify(PasswordCheck {
+        password: password.to_string(),
+        salt,
+        expected,
+        settings: settings.clone(),
+        login,
     })
 }
+
+/// The salt of a check for a user that does not exist: as long as `hash_password`'s salts.
+const DUMMY_SALT: &str = "AAAAAAAAAAAAAAAAAAAAAA==";
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

@@ -72,9 +72,13 @@ pub fn run(
             runtime.clone(),
             options.host.clone(),
         );
+        // The blocking pool runs password hashes and the parked sockets' epoll wait: two
+        // threads, so neither waits for the other, left unpinned, so a hash does not take
+        // its time from this shard's cpu (glommio's default pins the pool to it).
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{id}"))
-            .io_memory(64 << 10);
+            .io_memory(64 << 10)
+            .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(2));
         let handle = builder
             .spawn(move || async move {
                 let shard = Rc::new(RefCell::new(Shard::new(id, shards, config)));

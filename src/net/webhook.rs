@@ -1,10 +1,11 @@
-//! Auth webhooks: a small HTTP/1.1 client on glommio that posts the login's auth data and turns
-//! the answer into an auth verdict, with the configured timeout and retries.
+//! Login work off the shard's turn: auth webhooks (a small HTTP/1.1 client on glommio that
+//! posts the login's auth data and turns the answer into an auth verdict, with the configured
+//! timeout and retries) and password hashes (on glommio's blocking pool).
 
 use super::mesh::Pump;
 use crate::auth::{self, LoginOk};
 use crate::config::{AuthConfig, HttpAuth};
-use crate::shard::session::AuthJob;
+use crate::shard::session::{AuthJob, AuthWork};
 use crate::shard::Shard;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use std::cell::RefCell;
@@ -14,13 +15,21 @@ use std::time::Duration;
 /// Largest webhook answer read; more is refused.
 const MAX_RESPONSE: usize = 64 * 1024;
 
-/// Asks the webhook for one login and hands the verdict back to the shard.
+/// Does one job and hands the verdict back to the shard.
 pub async fn run(job: AuthJob, shard: Rc<RefCell<Shard>>, pump: Pump) {
-    let settings = match shard.borrow().config().auth.get(job.strategy) {
-        Some(AuthConfig::Http(settings)) => settings.clone(),
-        _ => return,
+    let answer = match job.work {
+        AuthWork::Webhook(body) => {
+            let settings = match shard.borrow().config().auth.get(job.strategy) {
+                Some(AuthConfig::Http(settings)) => settings.clone(),
+                _ => return,
+            };
+            ask_with_retries(&settings, &body).await
+        }
+        AuthWork::Password(check) => glommio::executor()
+            .spawn_blocking(move || check.run())
+            .await
+            .ok_or(None),
     };
-    let answer = ask_with_retries(&settings, &job.body).await;
     shard
         .borrow_mut()
         .on_auth_answer(job.local, job.strategy, answer);

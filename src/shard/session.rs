@@ -2,12 +2,21 @@
 
 use super::{Phase, Shard, ShardMsg};
 
-/// One call to an auth webhook: the strategy to ask and the JSON body to post.
+/// Login work the runtime does away from the shard's turn; its answer comes back through
+/// `Shard::on_auth_answer`.
 #[derive(Debug, Clone)]
 pub struct AuthJob {
     pub local: u32,
     pub strategy: usize,
-    pub body: String,
+    pub work: AuthWork,
+}
+
+#[derive(Debug, Clone)]
+pub enum AuthWork {
+    /// Post this JSON body to the strategy's webhook.
+    Webhook(String),
+    /// Check a password hash (on the blocking pool: pbkdf2 takes milliseconds).
+    Password(auth::PasswordCheck),
 }
 use crate::auth;
 use crate::protocol::message::{
@@ -143,25 +152,40 @@ impl Shard {
             auth::Verdict::Accept(login) => self.login_succeeded(local, login),
             auth::Verdict::Reject => self.login_failed(local, rejected_with),
             auth::Verdict::Ask(strategy) => {
-                let Some(conn) = self.conns.get_mut(&local) else {
-                    return;
-                };
                 let body = format!(
                     r#"{{"connectionData":{{}},"authData":{}}}"#,
                     simd_json::prelude::Writable::encode(&auth_data)
                 );
-                conn.phase = Phase::Authenticating;
-                conn.extras().pending_auth = Some(auth_data);
-                self.auth_jobs.push(AuthJob {
-                    local,
-                    strategy,
-                    body,
-                });
+                self.wait_for_auth(local, strategy, auth_data, AuthWork::Webhook(body));
+            }
+            auth::Verdict::Verify(strategy, check) => {
+                self.wait_for_auth(local, strategy, auth_data, AuthWork::Password(check));
             }
         }
     }
 
-    /// A webhook's answer for connection `local`: accepted, or rejected (with client data).
+    /// The connection waits while the runtime does `work` for strategy `strategy`.
+    fn wait_for_auth(
+        &mut self,
+        local: u32,
+        strategy: usize,
+        auth_data: simd_json::OwnedValue,
+        work: AuthWork,
+    ) {
+        let Some(conn) = self.conns.get_mut(&local) else {
+            return;
+        };
+        conn.phase = Phase::Authenticating;
+        conn.extras().pending_auth = Some(auth_data);
+        self.auth_jobs.push(AuthJob {
+            local,
+            strategy,
+            work,
+        });
+    }
+
+    /// The answer to an `AuthJob` for connection `local`: accepted, or rejected (with client
+    /// data).
     pub fn on_auth_answer(
         &mut self,
         local: u32,

@@ -140,8 +140,20 @@ impl RawClient {
         client
     }
 
+    /// Connects, challenges and logs in with `auth` (JSON text), which must succeed.
+    pub fn login_with(port: u16, auth: &str) -> RawClient {
+        let (mut client, reply) = RawClient::try_auth(port, auth);
+        assert_eq!(reply.action, auth_action::AUTH_SUCCESSFUL, "{reply:?}");
+        client.buf.clear();
+        client
+    }
+
     /// Connects, challenges and sends `auth` (JSON text); returns the server's answer.
     pub fn auth(port: u16, auth: &str) -> Message {
+        RawClient::try_auth(port, auth).1
+    }
+
+    fn try_auth(port: u16, auth: &str) -> (RawClient, Message) {
         let mut client = RawClient::connect(port);
         client.send(&Message::new(
             topic::CONNECTION,
@@ -152,7 +164,8 @@ impl RawClient {
             data: Some(Bytes::from(auth.to_string())),
             ..Message::new(topic::AUTH, auth_action::REQUEST)
         });
-        client.expect_message()
+        let reply = client.expect_message();
+        (client, reply)
     }
 
     pub fn send(&mut self, msg: &Message) {
