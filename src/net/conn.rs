@@ -7,6 +7,7 @@
 //! a per-shard buffer, and silence is detected by the shard's sweep instead of a timer per
 //! connection.
 
+use super::backlog::Backlog;
 use super::mesh::Pump;
 use super::park::Parking;
 use super::Runtime;
@@ -23,7 +24,9 @@ use std::future::Future;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 /// The most one read takes from a socket.
@@ -57,6 +60,12 @@ pub struct ShardIo {
     joined: RefCell<Vec<u8>>,
     /// Where quiet sockets wait; `None` when parking is off.
     parking: Option<Rc<Parking>>,
+    /// Whether any shard is too far behind to take more client input.
+    backlog: Arc<Backlog>,
+    /// Connections that stopped reading for the backlog, to wake when it has cleared.
+    paused: RefCell<Vec<Waker>>,
+    /// The task that wakes them, while it waits for the first.
+    resumer: RefCell<Option<Waker>>,
 }
 
 impl ShardIo {
@@ -65,6 +74,7 @@ impl ShardIo {
         pump: Pump,
         runtime: Runtime,
         parking: Option<Rc<Parking>>,
+        backlog: Arc<Backlog>,
     ) -> Rc<ShardIo> {
         Rc::new(ShardIo {
             shard,
@@ -77,7 +87,54 @@ impl ShardIo {
             frames: RefCell::default(),
             joined: RefCell::default(),
             parking,
+            backlog,
+            paused: RefCell::default(),
+            resumer: RefCell::default(),
         })
+    }
+
+    /// True while client input must wait: this shard's queue for a peer is long, or some shard
+    /// has too much it has not handled yet.
+    fn must_wait(&self) -> bool {
+        self.backlog.any_behind() || self.shard.borrow().backlogged()
+    }
+
+    /// A connection stops reading until the backlog clears.
+    fn pause(&self, waker: &Waker) {
+        self.paused.borrow_mut().push(waker.clone());
+        if let Some(resumer) = self.resumer.borrow_mut().take() {
+            resumer.wake();
+        }
+    }
+
+    /// Wakes paused connections once nothing is behind (checked every millisecond while any
+    /// waits; idle otherwise).
+    pub async fn resume_paused(self: Rc<Self>, stopping: Arc<AtomicBool>) {
+        while !stopping.load(Ordering::Relaxed) {
+            if self.paused.borrow().is_empty() {
+                let io = self.clone();
+                let first = std::future::poll_fn(|cx| {
+                    if io.paused.borrow().is_empty() {
+                        *io.resumer.borrow_mut() = Some(cx.waker().clone());
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(())
+                });
+                let stop = async {
+                    while !stopping.load(Ordering::Relaxed) {
+                        glommio::timer::sleep(Duration::from_millis(100)).await;
+                    }
+                };
+                futures_lite::future::or(first, stop).await;
+                continue;
+            }
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+            if !self.must_wait() {
+                for waker in self.paused.borrow_mut().drain(..) {
+                    waker.wake();
+                }
+            }
+        }
     }
 
     fn take_buffer(&self) -> BytesMut {
@@ -471,6 +528,10 @@ impl Live {
     /// Reads what the socket has and hands complete frames to the shard. Ready when reading
     /// is over; Pending once the socket is empty (or after a fair share of reads).
     fn poll_read_side(&mut self, cx: &mut Context<'_>) -> Poll<End> {
+        if self.io.must_wait() {
+            self.io.pause(cx.waker());
+            return Poll::Pending;
+        }
         for _ in 0..READS_PER_TURN {
             if self.outbox.closing().is_some() {
                 return Poll::Ready(End::Closing);

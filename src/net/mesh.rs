@@ -1,6 +1,7 @@
 //! Moves `ShardMsg` batches between shards: one sender task drains the shard's per-peer queues
 //! into the mesh (one batch per peer per wake-up), one receiver task per peer feeds the shard.
 
+use super::backlog::Backlog;
 use super::{Batch, Runtime};
 use crate::core::records::RecordStore;
 use crate::shard::records::{StoreJob, StoreResult};
@@ -9,6 +10,7 @@ use glommio::channels::channel_mesh::{Receivers, Senders};
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 
 /// Called after every piece of shard work: wakes the sender task for messages queued for peers
@@ -31,6 +33,7 @@ impl Pump {
         mut receivers: Receivers<Batch>,
         runtime: Runtime,
         store: Rc<dyn RecordStore>,
+        backlog: Arc<Backlog>,
     ) -> Pump {
         let pump = Pump {
             waker: Rc::default(),
@@ -42,16 +45,20 @@ impl Pump {
             runtime: runtime.clone(),
         };
         pump.start_store_worker();
+        let me = shard.borrow().id;
         for (_, receiver) in receivers.streams() {
             let (shard, pump, runtime) = (shard.clone(), pump.clone(), runtime.clone());
+            let backlog = backlog.clone();
             glommio::spawn_local(async move {
                 while let Some(batch) = receiver.recv().await {
                     let now = runtime.now_ms();
+                    let count = batch.len();
                     let mut shard = shard.borrow_mut();
                     for msg in batch {
                         shard.on_peer_msg(msg, now);
                     }
                     drop(shard);
+                    backlog.handled(me, count);
                     pump.wake();
                 }
             })
@@ -68,17 +75,10 @@ impl Pump {
                     Poll::Pending
                 })
                 .await;
-                let batches: Vec<(usize, Batch)> = {
-                    let mut shard = shard.borrow_mut();
-                    shard
-                        .outgoing
-                        .iter_mut()
-                        .enumerate()
-                        .filter(|(_, q)| !q.is_empty())
-                        .map(|(peer, q)| (peer, std::mem::take(q)))
-                        .collect()
-                };
+                let batches = shard.borrow_mut().take_outgoing();
                 for (peer, batch) in batches {
+                    // Counted before the send, which waits while the peer's channel is full.
+                    backlog.sent(peer, batch.len());
                     if senders.send_to(peer, batch).await.is_err() {
                         return;
                     }

@@ -1,6 +1,7 @@
 //! The runtime: one pinned glommio executor per shard, a full mesh of bounded channels between
 //! them, a listener per shard (SO_REUSEPORT) and a periodic tick.
 
+mod backlog;
 mod conn;
 mod mesh;
 mod park;
@@ -58,6 +59,7 @@ pub fn run(
     };
     let config = Arc::new(config);
     let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(shards, MESH_CAPACITY);
+    let backlog = Arc::new(backlog::Backlog::new(shards));
     let port = resolve_port(&options.host, options.port)?;
     let mut handles = Vec::new();
     // Each shard reports whether it listens; a shard whose executor cannot start drops its
@@ -66,11 +68,12 @@ pub fn run(
     for (id, cpu) in options.cpus.iter().copied().enumerate() {
         let (ready, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         started.push(started_rx);
-        let (mesh, config, runtime, host) = (
+        let (mesh, config, runtime, host, backlog) = (
             mesh.clone(),
             config.clone(),
             runtime.clone(),
             options.host.clone(),
+            backlog.clone(),
         );
         // The blocking pool runs password hashes and the parked sockets' epoll wait: two
         // threads, so neither waits for the other, left unpinned, so a hash does not take
@@ -85,7 +88,7 @@ pub fn run(
                 let listener = bind(&host, port);
                 let _ = ready.send(listener.as_ref().map(|_| ()).map_err(Clone::clone));
                 let result = match listener {
-                    Ok(listener) => shard_main(shard, listener, mesh, runtime).await,
+                    Ok(listener) => shard_main(shard, listener, mesh, runtime, backlog).await,
                     Err(e) => Err(e),
                 };
                 if let Err(e) = &result {
@@ -191,6 +194,7 @@ async fn shard_main(
     listener: glommio::net::TcpListener,
     mesh: MeshBuilder<Batch, glommio::channels::channel_mesh::Full>,
     runtime: Runtime,
+    backlog: Arc<backlog::Backlog>,
 ) -> Result<(), String> {
     let (senders, receivers) = mesh
         .join()
@@ -198,7 +202,14 @@ async fn shard_main(
         .map_err(|_| "cannot join the shard mesh".to_string())?;
     let store: Rc<dyn crate::core::records::RecordStore> =
         Rc::new(crate::core::records::MemoryStore::default());
-    let pump = mesh::Pump::start(shard.clone(), senders, receivers, runtime.clone(), store);
+    let pump = mesh::Pump::start(
+        shard.clone(),
+        senders,
+        receivers,
+        runtime.clone(),
+        store,
+        backlog.clone(),
+    );
     let ticker = {
         let (shard, pump, runtime) = (shard.clone(), pump.clone(), runtime.clone());
         glommio::spawn_local(async move {
@@ -224,7 +235,14 @@ async fn shard_main(
         let readable = move |locals: &[u32]| shard.borrow().sockets_readable(locals);
         glommio::spawn_local(parking.clone().watch(readable, runtime.stopping.clone())).detach();
     }
-    let io = conn::ShardIo::new(shard.clone(), pump, runtime.clone(), parking.clone());
+    let io = conn::ShardIo::new(
+        shard.clone(),
+        pump,
+        runtime.clone(),
+        parking.clone(),
+        backlog,
+    );
+    glommio::spawn_local(io.clone().resume_paused(runtime.stopping.clone())).detach();
     // Accept errors (out of descriptors, most often) come in floods: one line a second.
     let mut accept_errors = 0u64;
     let mut last_accept_report: Option<Instant> = None;

@@ -23,8 +23,10 @@ use msg::{Kind, ShardMsg};
 use outbox::Outbox;
 use std::sync::Arc;
 
-/// Messages waiting for one peer shard before new ones are dropped.
-const MAX_QUEUED_FOR_PEER: usize = 1 << 20;
+/// Messages queued for one peer shard past which this shard is backlogged: the runtime stops
+/// reading from this shard's connections until the queue has gone out. Nothing is ever
+/// dropped: the queue is bounded by what the connections sent before they were paused.
+pub const PEER_BACKLOG: usize = 64 * 1024;
 
 /// How often connections are checked for login and heartbeat deadlines.
 const SWEEP_INTERVAL_MS: u64 = 100;
@@ -119,8 +121,8 @@ pub struct Shard {
     auth_jobs: Vec<session::AuthJob>,
     /// Login answers held until every shard has applied the user's going online.
     pending_logins: AHashMap<ConnId, (usize, Bytes)>,
-    /// Messages dropped since a peer's queue last had room.
-    dropped_for_peer: u64,
+    /// A queue for a peer has reached `PEER_BACKLOG` since the runtime last took them.
+    backlogged: bool,
     /// The latest time any entry point was given, for work routed within this shard.
     now: u64,
     /// The identity of a connection before login, shared by all of them.
@@ -181,7 +183,7 @@ impl Shard {
             last_rematch: 0,
             now: 0,
             pending_logins: AHashMap::new(),
-            dropped_for_peer: 0,
+            backlogged: false,
             auth_jobs: Vec::new(),
             rule_refs: Vec::new(),
             resumed_rounds: 0,
@@ -294,21 +296,26 @@ impl Shard {
         if to == self.id {
             self.on_peer_msg(msg, self.now);
         } else if let Some(queue) = self.outgoing.get_mut(to) {
-            if queue.len() >= MAX_QUEUED_FOR_PEER {
-                // The peer has not taken anything for a long time; losing messages is bad,
-                // running out of memory is worse. Say so once per overflow.
-                if self.dropped_for_peer == 0 {
-                    eprintln!(
-                        "shard {}: queue to shard {to} full, dropping messages",
-                        self.id
-                    );
-                }
-                self.dropped_for_peer += 1;
-                return;
-            }
-            self.dropped_for_peer = 0;
             queue.push(msg);
+            self.backlogged |= queue.len() >= PEER_BACKLOG;
         }
+    }
+
+    /// True while a queue for a peer is long: the runtime reads no more client input on this
+    /// shard until it has taken the queues (`take_outgoing`) and the peers have caught up.
+    pub fn backlogged(&self) -> bool {
+        self.backlogged
+    }
+
+    /// The messages queued for each peer, for the runtime to send.
+    pub fn take_outgoing(&mut self) -> Vec<(usize, Vec<ShardMsg>)> {
+        self.backlogged = false;
+        self.outgoing
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(peer, q)| (peer, std::mem::take(q)))
+            .collect()
     }
 
     fn broadcast(&mut self, msg: ShardMsg) {

@@ -686,3 +686,65 @@ fn a_connection_entry_stays_small() {
     // One per connection in the shard's map (which also rounds its size up to a power of two).
     assert!(std::mem::size_of::<Conn>() <= 40);
 }
+
+/// A peer that takes nothing for a long time: the queue for it grows past the mark and the
+/// shard says it is backlogged (the runtime then pauses client input), but no message is lost:
+/// every write is applied and every ack asked for comes once the peer catches up.
+#[test]
+fn a_stalled_peer_backlogs_the_shard_and_loses_nothing() {
+    let mut cluster = Cluster::new(2);
+    let writer = cluster.login(0, "writer");
+    let name = name_owned_by(1, 2, "rec");
+    let writes = PEER_BACKLOG + 1000;
+    // The record is in memory first (more than 10,000 messages waiting for one record to load
+    // are refused with RECORD_LOAD_ERROR, by design).
+    let create = Message {
+        name: Some(name.clone()),
+        names: vec![name.clone()],
+        ..Message::new(topic::RECORD, record_action::SUBSCRIBECREATEANDREAD)
+    };
+    cluster.send(&writer, &create);
+    received(&writer);
+    for i in 1..=writes {
+        let update = Message {
+            name: Some(name.clone()),
+            data: Some(Bytes::from(format!(r#"{{"n":{i}}}"#))),
+            version: Some(-1),
+            // Every hundredth asks for an ack (all of them would overflow the outbox).
+            is_write_ack: Some(i % 100 == 0),
+            correlation_id: Some(Bytes::from(i.to_string())),
+            ..Message::new(topic::RECORD, record_action::UPDATE)
+        };
+        // Not settled: shard 1 takes nothing meanwhile.
+        cluster.shards[0].on_client_frame(writer.local, &update.encode(), 0);
+        if i == PEER_BACKLOG - 2 {
+            assert!(!cluster.shards[0].backlogged());
+        }
+    }
+    assert!(cluster.shards[0].backlogged());
+    assert_eq!(
+        cluster.shards[0].outgoing[1].len(),
+        writes,
+        "nothing dropped"
+    );
+    let batches = cluster.shards[0].take_outgoing();
+    assert!(!cluster.shards[0].backlogged());
+    for (peer, batch) in batches {
+        for msg in batch {
+            cluster.shards[peer].on_peer_msg(msg, 0);
+        }
+    }
+    cluster.settle();
+    let acks = received(&writer)
+        .iter()
+        .filter(|m| m.action == record_action::WRITE_ACKNOWLEDGEMENT)
+        .count();
+    assert_eq!(acks, writes / 100, "every ack asked for came");
+    let read = Message {
+        name: Some(name.clone()),
+        ..Message::new(topic::RECORD, record_action::READ)
+    };
+    cluster.send(&writer, &read);
+    let last = received(&writer).pop().expect("a read response");
+    assert_eq!(last.version, Some(writes as i32), "every write was applied");
+}
