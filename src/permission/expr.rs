@@ -137,7 +137,14 @@ fn tokenize(src: &str) -> Result<Vec<Token>, String> {
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
+    /// Sub-expressions open right now (parentheses, prefix operators, arguments).
+    nesting: usize,
 }
+
+/// Longest rule text accepted.
+pub const MAX_RULE_LEN: usize = 4096;
+/// Deepest rule tree accepted: parsing, evaluating and dropping a rule recurse this deep.
+pub const MAX_RULE_DEPTH: usize = 64;
 
 impl Parser {
     fn peek(&self) -> Option<&Token> {
@@ -160,7 +167,25 @@ impl Parser {
         }
     }
 
+    /// Counts one more level of nesting around `parse`, refusing past `MAX_RULE_DEPTH`.
+    fn nested(
+        &mut self,
+        parse: impl FnOnce(&mut Self) -> Result<Expr, String>,
+    ) -> Result<Expr, String> {
+        if self.nesting >= MAX_RULE_DEPTH {
+            return Err(format!("nested deeper than {MAX_RULE_DEPTH}"));
+        }
+        self.nesting += 1;
+        let expr = parse(self);
+        self.nesting -= 1;
+        expr
+    }
+
     fn ternary(&mut self) -> Result<Expr, String> {
+        self.nested(Self::ternary_inner)
+    }
+
+    fn ternary_inner(&mut self) -> Result<Expr, String> {
         let cond = self.binary(0)?;
         if !self.eat("?") {
             return Ok(cond);
@@ -209,6 +234,10 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<Expr, String> {
+        self.nested(Self::unary_inner)
+    }
+
+    fn unary_inner(&mut self) -> Result<Expr, String> {
         if self.eat("!") {
             return Ok(Expr::Not(Box::new(self.unary()?)));
         }
@@ -298,9 +327,13 @@ impl Parser {
 
 /// Parses a rule expression; errors say what is wrong.
 pub fn parse(src: &str) -> Result<Expr, String> {
+    if src.len() > MAX_RULE_LEN {
+        return Err(format!("longer than {MAX_RULE_LEN} bytes"));
+    }
     let mut parser = Parser {
         tokens: tokenize(src)?,
         pos: 0,
+        nesting: 0,
     };
     let expr = parser.ternary()?;
     if parser.pos != parser.tokens.len() {
@@ -309,10 +342,37 @@ pub fn parse(src: &str) -> Result<Expr, String> {
             parser.tokens[parser.pos]
         ));
     }
+    // Chains such as `a + b + c + ...` deepen the tree without nesting in the text.
+    if expr.depth() > MAX_RULE_DEPTH {
+        return Err(format!("nested deeper than {MAX_RULE_DEPTH}"));
+    }
     Ok(expr)
 }
 
 impl Expr {
+    fn children(&self) -> Vec<&Expr> {
+        match self {
+            Expr::Member(e, _) | Expr::Not(e) | Expr::Neg(e) | Expr::Ref(e) => vec![e],
+            Expr::Index(a, b) | Expr::Binary(_, a, b) | Expr::And(a, b) | Expr::Or(a, b) => {
+                vec![a, b]
+            }
+            Expr::Call(e, _, args) => std::iter::once(&**e).chain(args).collect(),
+            Expr::Cond(a, b, c) => vec![a, b, c],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Levels of the tree, counted without recursion.
+    fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut stack = vec![(self, 1)];
+        while let Some((expr, depth)) = stack.pop() {
+            deepest = deepest.max(depth);
+            stack.extend(expr.children().into_iter().map(|c| (c, depth + 1)));
+        }
+        deepest
+    }
+
     /// Whether evaluating this reads an identifier (to know if a rule needs `data`/`oldData`).
     pub fn mentions(&self, ident: &str) -> bool {
         match self {
@@ -729,6 +789,20 @@ mod tests {
         };
         let mut budget = 10_000;
         eval(&expr, &cx, &mut budget).truthy() && budget > 0
+    }
+
+    #[test]
+    fn deep_or_long_rules_are_refused_not_overflowed() {
+        for rule in [
+            "(".repeat(100_000),
+            "!".repeat(3000) + "true",
+            format!("{}1{}", "(".repeat(70), ")".repeat(70)),
+            vec!["1"; 100].join(" + "),
+            "a".repeat(MAX_RULE_LEN + 1),
+        ] {
+            assert!(parse(&rule).is_err(), "{}", &rule[..20.min(rule.len())]);
+        }
+        assert!(parse(&vec!["1"; 60].join(" + ")).is_ok());
     }
 
     #[test]
