@@ -2,6 +2,8 @@
 pub mod auth;
 pub mod config;
 pub mod core;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod net;
 pub mod permission;
 pub mod protocol;

@@ -1,0 +1,206 @@
+//! Entry points for the fuzz targets in `fuzz/` and for replaying their corpora in `cargo test`
+//! (tests/fuzz_corpus.rs). Each takes untrusted bytes, must never panic, hang or allocate
+//! without bound, and checks what must hold of its parser.
+
+use crate::config::Config;
+use crate::core::json;
+use crate::core::jsonpath::{set_path, Path};
+use crate::core::records::{apply_write, Change, StoredRecord};
+use crate::protocol::message::{auth_action, connection_action, topic, Message};
+use crate::protocol::{http, ws};
+use crate::shard::outbox::Outbox;
+use crate::shard::Shard;
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+
+/// A fuzz target: untrusted bytes in, nothing out but panics on a broken invariant.
+pub type Target = fn(&[u8]);
+
+/// The targets by name, for the corpus replay.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("ws_frames", ws_frames),
+    ("http_head", http_head),
+    ("message", message),
+    ("json_path", json_path),
+    ("valve", valve),
+    ("config", config),
+    ("shard", shard),
+];
+
+/// Splits at the first zero byte.
+fn split(data: &[u8]) -> (&[u8], &[u8]) {
+    match data.iter().position(|b| *b == 0) {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => (data, &[]),
+    }
+}
+
+/// WebSocket frames arriving in pieces of any size: decoded messages respect the size limit.
+pub fn ws_frames(data: &[u8]) {
+    let Some((&knobs, bytes)) = data.split_first() else {
+        return;
+    };
+    let max = 16usize << (knobs & 0x0f);
+    let step = usize::from(knobs >> 4) + 1;
+    let mut decoder = ws::FrameDecoder::new(max);
+    let mut buf = BytesMut::new();
+    for piece in bytes.chunks(step) {
+        buf.extend_from_slice(piece);
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(ws::WsEvent::Binary(p) | ws::WsEvent::Text(p))) => {
+                    assert!(p.len() <= max, "a message over the limit got through")
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// HTTP request heads: parsing never reads past what it says it consumed.
+pub fn http_head(data: &[u8]) {
+    if let Ok(Some((_, len))) = http::parse_head(data) {
+        assert!(len <= data.len());
+    }
+}
+
+/// deepstream protobuf messages: both parsers agree, and what parses re-encodes to an equal
+/// message.
+pub fn message(data: &[u8]) {
+    let frame = Bytes::copy_from_slice(data);
+    let parsed = Message::parse(&frame);
+    let boxed = Message::parse_boxed(&frame);
+    assert_eq!(parsed.is_ok(), boxed.is_ok());
+    if let (Ok(msg), Ok(boxed)) = (parsed, boxed) {
+        assert_eq!(msg, *boxed);
+        let again = Message::parse(&msg.encode()).expect("a re-encoded message parses");
+        assert_eq!(again, msg);
+    }
+}
+
+/// `path \0 document \0 value`: a document the server stores after a patch can always be read
+/// back (depth and size stay within the bounds), and a write never panics.
+pub fn json_path(data: &[u8]) {
+    let (path, rest) = split(data);
+    let (doc, value) = split(rest);
+    if let Ok(mut root) = json::parse(doc) {
+        if let Ok(path) = Path::parse(path) {
+            let value = json::parse(value).ok();
+            if set_path(&mut root, &path, value).is_ok() {
+                let text = simd_json::prelude::Writable::encode(&root);
+                json::parse(text.as_bytes()).expect("a patched document reads back");
+            }
+        }
+    }
+    let current = json::validate_record(doc).is_ok().then(|| StoredRecord {
+        version: 1,
+        data: Bytes::copy_from_slice(doc),
+    });
+    let change = Change::Set {
+        path: Bytes::copy_from_slice(path),
+        value: Bytes::copy_from_slice(value),
+    };
+    let _ = apply_write(current.as_ref(), -1, &change, 1 << 20);
+}
+
+/// `rule \0 data`: Valve rules parse or are refused, and evaluate within their budget.
+pub fn valve(data: &[u8]) {
+    let (rule, payload) = split(data);
+    let Ok(rule) = std::str::from_utf8(rule) else {
+        return;
+    };
+    let Ok(expr) = crate::permission::expr::parse(rule) else {
+        return;
+    };
+    let data = json::parse(payload).ok();
+    let user_data = json::parse(br#"{"role":"admin","teams":["a"]}"#).ok();
+    let variables = [("$id".to_string(), "x".to_string())];
+    let refs = [("r".to_string(), data.clone())];
+    let cx = crate::permission::expr::Context {
+        user_id: "alice",
+        authenticated: true,
+        user_data: user_data.as_ref(),
+        data: data.as_ref(),
+        old_data: data.as_ref(),
+        now: 0.0,
+        action: 1,
+        name: "a/b",
+        variables: &variables,
+        refs: &refs,
+    };
+    let mut budget = 3000;
+    let _ = crate::permission::expr::eval(&expr, &cx, &mut budget);
+}
+
+/// config.yml and permissions.yml text: loads or is refused with an error.
+pub fn config(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = Config::parse(&text, std::path::Path::new("/nonexistent"), "fuzz.yml");
+    let _ = crate::permission::rules::Permissions::parse(&text, "permissions.yml", 3);
+}
+
+/// Two shards and three logged-in clients; the input is a sequence of client frames
+/// (`client byte, length byte, bytes`), each handled and settled across the shards.
+pub fn shard(data: &[u8]) {
+    let config = Arc::new(Config {
+        max_outgoing_buffer: 1 << 20,
+        ..Config::default()
+    });
+    let mut shards: Vec<Shard> = (0..2).map(|id| Shard::new(id, 2, config.clone())).collect();
+    let store = crate::core::records::MemoryStore::default();
+    let mut clients = Vec::new();
+    for i in 0..3u8 {
+        let home = usize::from(i % 2);
+        let outbox = Outbox::new(1 << 20, 0);
+        let local = shards[home].open_conn(outbox.clone(), 0);
+        let challenge = Message::new(topic::CONNECTION, connection_action::CHALLENGE);
+        let auth = Message {
+            data: Some(Bytes::from(format!(r#"{{"username":"u{i}"}}"#))),
+            ..Message::new(topic::AUTH, auth_action::REQUEST)
+        };
+        for msg in [challenge, auth] {
+            shards[home].on_client_frame(local, &msg.encode(), 0);
+            settle(&mut shards, &store);
+        }
+        clients.push((home, local, outbox));
+    }
+    let mut rest = data;
+    let mut now = 0;
+    while let [who, len, tail @ ..] = rest {
+        let len = usize::from(*len).min(tail.len());
+        let (frame, next) = tail.split_at(len);
+        rest = next;
+        let (home, local, outbox) = &clients[usize::from(*who) % clients.len()];
+        shards[*home].on_client_frame(*local, &Bytes::copy_from_slice(frame), now);
+        now += 7;
+        for shard in &mut shards {
+            shard.tick(now);
+        }
+        settle(&mut shards, &store);
+        outbox.take_all();
+    }
+    for (home, local, _) in &clients {
+        shards[*home].close_conn(*local);
+    }
+    settle(&mut shards, &store);
+}
+
+fn settle(shards: &mut [Shard], store: &crate::core::records::MemoryStore) {
+    for _ in 0..64 {
+        let mut moved = false;
+        for i in 0..shards.len() {
+            moved |= shards[i].run_store_jobs_inline(store, 0) > 0;
+            for (to, batch) in shards[i].take_outgoing() {
+                for msg in batch {
+                    moved = true;
+                    shards[to].on_peer_msg(msg, 0);
+                }
+            }
+        }
+        if !moved {
+            return;
+        }
+    }
+}
