@@ -316,7 +316,7 @@ fn churn(shared: &Shared, id: usize) -> std::io::Result<()> {
         client.send(&Message::new(topic::PRESENCE, pa::QUERY_ALL))?;
         client.expect(topic::PRESENCE, pa::QUERY_ALL_RESPONSE)?;
         shared.counts.presence.fetch_add(1, Ordering::Relaxed);
-        if n % 4 == 0 {
+        if n.is_multiple_of(4) {
             client.send(&Message {
                 name: Some(b("^soak/churn/.*")),
                 correlation_id: Some(b("l")),
@@ -346,7 +346,7 @@ fn listening(shared: &Shared) -> std::io::Result<()> {
     let mut n = 0u64;
     while shared.running() {
         let name = b(&format!("soak/l/{}", n % 10));
-        let action = if n % 2 == 0 {
+        let action = if n.is_multiple_of(2) {
             ea::SUBSCRIBE
         } else {
             ea::UNSUBSCRIBE
@@ -449,6 +449,9 @@ fn garbage(shared: &Shared) -> std::io::Result<()> {
     Ok(())
 }
 
+/// One kind of load, run on its own thread.
+type Worker = Box<dyn FnOnce(&Shared) -> std::io::Result<()> + Send>;
+
 /// Resident memory (KiB) and open descriptors of a process.
 fn usage(pid: u32) -> (u64, usize) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -493,7 +496,7 @@ fn main() -> std::process::ExitCode {
     });
     let started = Instant::now();
     let mut workers: Vec<std::thread::JoinHandle<()>> = Vec::new();
-    let spawn = |f: Box<dyn FnOnce(&Shared) -> std::io::Result<()> + Send>| {
+    let spawn = |f: Worker| {
         let shared = shared.clone();
         std::thread::spawn(move || {
             if let Err(e) = f(&shared) {
