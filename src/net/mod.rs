@@ -44,6 +44,8 @@ impl Runtime {
 pub type Batch = Vec<crate::shard::msg::ShardMsg>;
 const MESH_CAPACITY: usize = 1024;
 const TICK: Duration = Duration::from_millis(50);
+/// How long all shards together may take to listen and join the mesh.
+const START_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Runs the server until `stopping` is set. Prints `listening on HOST:PORT` once every shard
 /// accepts.
@@ -85,11 +87,14 @@ pub fn run(
         let handle = builder
             .spawn(move || async move {
                 let shard = Rc::new(RefCell::new(Shard::new(id, shards, config)));
-                let listener = bind(&host, port);
-                let _ = ready.send(listener.as_ref().map(|_| ()).map_err(Clone::clone));
-                let result = match listener {
-                    Ok(listener) => shard_main(shard, listener, mesh, runtime, backlog).await,
-                    Err(e) => Err(e),
+                let result = match bind(&host, port) {
+                    Ok(listener) => {
+                        shard_main(shard, listener, mesh, runtime, backlog, ready).await
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e.clone()));
+                        Err(e)
+                    }
                 };
                 if let Err(e) = &result {
                     eprintln!("shard {id}: {e}");
@@ -100,15 +105,25 @@ pub fn run(
         handles.push(handle);
     }
     let mut handles: Vec<Option<_>> = handles.into_iter().map(Some).collect();
+    // A shard is ready once it listens and has joined the mesh; one that has not within the
+    // deadline makes the start fail, rather than a server that says it listens and never
+    // accepts.
+    let deadline = Instant::now() + START_DEADLINE;
     for (id, started_rx) in started.into_iter().enumerate() {
-        let problem = match started_rx.recv() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let problem = match started_rx.recv_timeout(left) {
             Ok(Ok(())) => continue,
             Ok(Err(e)) => e,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                format!("shard {id} did not start within {START_DEADLINE:?}")
+            }
             // The executor never ran: its join says why (locked memory, most often).
-            Err(_) => match handles[id].take().map(|h| h.join()) {
-                Some(Err(e)) => executor_error(&e.to_string()),
-                _ => "a shard stopped before it could listen".to_string(),
-            },
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                match handles[id].take().map(|h| h.join()) {
+                    Some(Err(e)) => executor_error(&e.to_string()),
+                    _ => "a shard stopped before it could listen".to_string(),
+                }
+            }
         };
         // The shards that did start wait for the missing one in the mesh: leave them.
         runtime.stopping.store(true, Ordering::SeqCst);
@@ -195,11 +210,14 @@ async fn shard_main(
     mesh: MeshBuilder<Batch, glommio::channels::channel_mesh::Full>,
     runtime: Runtime,
     backlog: Arc<backlog::Backlog>,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) -> Result<(), String> {
-    let (senders, receivers) = mesh
+    let joined = mesh
         .join()
         .await
-        .map_err(|_| "cannot join the shard mesh".to_string())?;
+        .map_err(|_| "cannot join the shard mesh".to_string());
+    let _ = ready.send(joined.as_ref().map(|_| ()).map_err(Clone::clone));
+    let (senders, receivers) = joined?;
     let store: Rc<dyn crate::core::records::RecordStore> =
         Rc::new(crate::core::records::MemoryStore::default());
     let pump = mesh::Pump::start(
