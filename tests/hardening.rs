@@ -225,34 +225,25 @@ fn rules_read_data_as_javascript_does_or_deny() {
     );
     // Record write rules: the same reading.
     let mut writer = RawClient::login(server.port, "writer");
-    let reply = write(
-        &mut writer,
-        ra::UPDATE,
-        "guarded/r",
-        None,
-        r#"{"role":"user","role":"admin"}"#,
-    );
-    assert_eq!(reply.action, ra::MESSAGE_DENIED);
-    let reply = write(
-        &mut writer,
-        ra::UPDATE,
-        "guarded/r",
-        None,
-        r#"{"role":"admin","role":"user"}"#,
-    );
-    assert_eq!(reply.action, ra::WRITE_ACKNOWLEDGEMENT);
-    let reply = write(
-        &mut writer,
-        ra::PATCH,
-        "guarded/r",
-        Some("role"),
-        r#""admin""#,
-    );
-    assert_eq!(
-        reply.action,
-        ra::MESSAGE_DENIED,
-        "the rule sees the record as patched"
-    );
+    for (action, path, data, expected) in [
+        (
+            ra::UPDATE,
+            None,
+            r#"{"role":"user","role":"admin"}"#,
+            ra::MESSAGE_DENIED,
+        ),
+        (
+            ra::UPDATE,
+            None,
+            r#"{"role":"admin","role":"user"}"#,
+            ra::WRITE_ACKNOWLEDGEMENT,
+        ),
+        // The rule sees the record as patched.
+        (ra::PATCH, Some("role"), r#""admin""#, ra::MESSAGE_DENIED),
+    ] {
+        let reply = write(&mut writer, action, "guarded/r", path, data);
+        assert_eq!(reply.action, expected, "{data}");
+    }
 }
 
 fn limits_server() -> Server {

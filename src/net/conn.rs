@@ -353,7 +353,7 @@ async fn open(mut stream: TcpStream, io: Rc<ShardIo>) -> Option<Live> {
         outbox,
         local,
         decoder: FrameDecoder::new(limits.max_before_login),
-        max_message: limits.max_message,
+        max_message: u32::try_from(limits.max_message).unwrap_or(u32::MAX),
         inbound: None,
         unsent: None,
     };
@@ -402,8 +402,8 @@ struct Live {
     local: u32,
     decoder: FrameDecoder,
     /// The largest message once logged in; 0 once the decoder has it (before login the decoder
-    /// takes only `limits.unauthenticatedMaxMessageSize`).
-    max_message: usize,
+    /// takes only `limits.unauthenticatedMaxMessageSize`). u32: it packs beside `local`.
+    max_message: u32,
     /// Bytes of a frame not complete yet; `None` between frames, so no buffer is held.
     /// Boxed: rare, and the task should stay small while it waits.
     inbound: Option<Box<BytesMut>>,
@@ -616,7 +616,7 @@ impl Live {
         // A read that completed no frame gave the shard nothing to do.
         if handled {
             if self.max_message != 0 && io.shard.borrow().logged_in(self.local) {
-                self.decoder.set_max_message(self.max_message);
+                self.decoder.set_max_message(self.max_message as usize);
                 self.max_message = 0;
             }
             let jobs = io.shard.borrow_mut().take_auth_jobs();
