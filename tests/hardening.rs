@@ -600,3 +600,35 @@ fn password_hashing_stalls_no_one_and_does_not_tell_which_users_exist() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn partial_frames_from_connections_not_logged_in_have_a_shard_budget() {
+    let server = limits_server();
+    // Each holds a read buffer (16 KiB) for a frame it never finishes; the budget is 40,000.
+    let frame = corestream::protocol::ws::client_frame(
+        corestream::protocol::ws::OP_BINARY,
+        true,
+        &[0u8; 4000],
+        [1, 2, 3, 4],
+    );
+    let mut holders: Vec<RawClient> = (0..2).map(|_| RawClient::connect(server.port)).collect();
+    for holder in &mut holders {
+        holder.send_raw_bytes(&frame[..200]);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let mut third = RawClient::connect(server.port);
+    third.send_raw_bytes(&frame[..200]);
+    assert_eq!(third.expect_close(), 1008);
+    // Once one of them is gone, there is room again.
+    drop(holders.pop());
+    std::thread::sleep(Duration::from_millis(200));
+    let mut fourth = RawClient::connect(server.port);
+    fourth.send_raw_bytes(&frame[..200]);
+    fourth.send_raw_bytes(&frame[200..]);
+    let reply = fourth.expect_message();
+    assert_eq!(
+        reply.topic,
+        topic::PARSER,
+        "the whole frame was read: {reply:?}"
+    );
+}

@@ -11,6 +11,9 @@ pub struct Limits {
     pub unauthenticated_max_message_size: usize,
     /// Connections a shard holds that have not logged in yet; more are answered 503.
     pub unauthenticated_connections_per_shard: usize,
+    /// Bytes of partly received frames a shard holds for connections not logged in yet; the
+    /// connection that goes past it is closed.
+    pub unauthenticated_bytes_per_shard: usize,
     /// The whole HTTP request head must arrive within this (ms), however it is dripped.
     pub handshake_timeout_ms: u64,
     /// Sockets a shard has reading their request head at once; more are closed at accept.
@@ -28,6 +31,7 @@ impl Default for Limits {
         Limits {
             unauthenticated_max_message_size: 16 * 1024,
             unauthenticated_connections_per_shard: 10_000,
+            unauthenticated_bytes_per_shard: 64 << 20,
             handshake_timeout_ms: 10_000,
             handshakes_per_shard: 1_024,
             listen_patterns_per_connection: 100,
@@ -43,6 +47,7 @@ impl Default for Limits {
 pub(super) struct LimitsOptions {
     unauthenticated_max_message_size: Option<usize>,
     unauthenticated_connections_per_shard: Option<usize>,
+    unauthenticated_bytes_per_shard: Option<usize>,
     handshake_timeout: Option<u64>,
     handshakes_per_shard: Option<usize>,
     listen_patterns_per_connection: Option<usize>,
@@ -71,6 +76,11 @@ impl LimitsOptions {
             "unauthenticatedConnectionsPerShard",
             self.unauthenticated_connections_per_shard,
             &mut limits.unauthenticated_connections_per_shard,
+        )?;
+        positive(
+            "unauthenticatedBytesPerShard",
+            self.unauthenticated_bytes_per_shard,
+            &mut limits.unauthenticated_bytes_per_shard,
         )?;
         positive(
             "handshakesPerShard",

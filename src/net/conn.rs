@@ -51,6 +51,8 @@ pub struct ShardIo {
     pub live: Cell<usize>,
     /// Sockets reading their request head right now (`limits.handshakesPerShard`).
     handshaking: Cell<usize>,
+    /// Bytes buffered for connections not logged in (`limits.unauthenticatedBytesPerShard`).
+    unauthenticated_bytes: Cell<usize>,
     /// Every read lands here first; a connection keeps only what it read.
     scratch: RefCell<Box<[u8]>>,
     pool: RefCell<Vec<BytesMut>>,
@@ -82,6 +84,7 @@ impl ShardIo {
             runtime,
             live: Cell::new(0),
             handshaking: Cell::new(0),
+            unauthenticated_bytes: Cell::new(0),
             scratch: RefCell::new(vec![0; READ_CHUNK].into_boxed_slice()),
             pool: RefCell::default(),
             frames: RefCell::default(),
@@ -354,6 +357,7 @@ async fn open(mut stream: TcpStream, io: Rc<ShardIo>) -> Option<Live> {
         local,
         decoder: FrameDecoder::new(limits.max_before_login),
         max_message: u32::try_from(limits.max_message).unwrap_or(u32::MAX),
+        held_before_login: 0,
         inbound: None,
         unsent: None,
     };
@@ -404,6 +408,8 @@ struct Live {
     /// The largest message once logged in; 0 once the decoder has it (before login the decoder
     /// takes only `limits.unauthenticatedMaxMessageSize`). u32: it packs beside `local`.
     max_message: u32,
+    /// Bytes of `inbound` counted in the shard's `unauthenticated_bytes` (before login only).
+    held_before_login: u32,
     /// Bytes of a frame not complete yet; `None` between frames, so no buffer is held.
     /// Boxed: rare, and the task should stay small while it waits.
     inbound: Option<Box<BytesMut>>,
@@ -434,6 +440,17 @@ impl Future for Live {
             this.park(cx);
         }
         Poll::Pending
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let counter = &self.io.unauthenticated_bytes;
+        counter.set(
+            counter
+                .get()
+                .saturating_sub(self.held_before_login as usize),
+        );
     }
 }
 
@@ -574,10 +591,39 @@ impl Live {
 
     /// Keeps a buffer holding part of a frame; gives an empty one back to the pool.
     fn keep_or_return(&mut self, buf: BytesMut) {
+        let held = if buf.is_empty() { 0 } else { buf.capacity() };
+        self.count_before_login(held);
         if buf.is_empty() {
             self.io.put_buffer(buf);
         } else {
             self.inbound = Some(Box::new(buf));
+        }
+    }
+
+    /// Counts what a connection not logged in holds against the shard's budget, and closes
+    /// the one that goes past it. After login it counts nothing.
+    fn count_before_login(&mut self, held: usize) {
+        let held = if self.max_message == 0 { 0 } else { held };
+        let held = u32::try_from(held).unwrap_or(u32::MAX);
+        let counter = &self.io.unauthenticated_bytes;
+        let total = counter
+            .get()
+            .saturating_sub(self.held_before_login as usize)
+            + held as usize;
+        counter.set(total);
+        self.held_before_login = held;
+        let budget = self
+            .io
+            .shard
+            .borrow()
+            .config()
+            .limits
+            .unauthenticated_bytes_per_shard;
+        if held > 0 && total > budget {
+            self.outbox.close(
+                ws::CLOSE_POLICY,
+                "too many bytes from connections not logged in",
+            );
         }
     }
 
@@ -618,6 +664,13 @@ impl Live {
             if self.max_message != 0 && io.shard.borrow().logged_in(self.local) {
                 self.decoder.set_max_message(self.max_message as usize);
                 self.max_message = 0;
+                let counter = &io.unauthenticated_bytes;
+                counter.set(
+                    counter
+                        .get()
+                        .saturating_sub(self.held_before_login as usize),
+                );
+                self.held_before_login = 0;
             }
             let jobs = io.shard.borrow_mut().take_auth_jobs();
             for job in jobs {
