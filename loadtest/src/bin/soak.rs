@@ -37,6 +37,8 @@ struct Args {
 struct Client {
     stream: TcpStream,
     buf: BytesMut,
+    /// When it last sent anything: the server cuts connections silent for two heartbeats.
+    last_sent: Instant,
 }
 
 impl Client {
@@ -59,6 +61,7 @@ impl Client {
         Ok(Client {
             stream,
             buf: BytesMut::new(),
+            last_sent: Instant::now(),
         })
     }
 
@@ -82,8 +85,17 @@ impl Client {
     }
 
     fn send_raw(&mut self, opcode: u8, payload: &[u8]) -> std::io::Result<()> {
+        self.last_sent = Instant::now();
         self.stream
             .write_all(&ws::client_frame(opcode, true, payload, [7, 1, 7, 1]))
+    }
+
+    /// A ping now and then, as the real client sends them, for clients that only listen.
+    fn keepalive(&mut self) -> std::io::Result<()> {
+        if self.last_sent.elapsed() >= Duration::from_secs(10) {
+            self.send(&Message::new(topic::CONNECTION, connection_action::PING))?;
+        }
+        Ok(())
     }
 
     /// The next message; an error for a close frame or a closed socket.
@@ -237,6 +249,7 @@ fn events(shared: &Shared, id: usize) -> std::io::Result<()> {
             sent += 1;
         }
         while received < sent {
+            subscriber.keepalive()?;
             let msg = subscriber.expect(topic::EVENT, ea::EMIT)?;
             if msg.data.as_deref() != Some(received.to_string().as_bytes()) {
                 shared.failures.lost_events.fetch_add(1, Ordering::Relaxed);
@@ -345,7 +358,8 @@ fn listening(shared: &Shared) -> std::io::Result<()> {
     let mut subscriber = Client::login(shared.port, "listen-subscriber")?;
     let mut n = 0u64;
     while shared.running() {
-        let name = b(&format!("soak/l/{}", n % 10));
+        // Each name gains its subscriber, then loses it: offers come again and again.
+        let name = b(&format!("soak/l/{}", (n / 2) % 10));
         let action = if n.is_multiple_of(2) {
             ea::SUBSCRIBE
         } else {
@@ -357,6 +371,7 @@ fn listening(shared: &Shared) -> std::io::Result<()> {
             ..Message::new(topic::EVENT, action)
         })?;
         subscriber.expect(topic::EVENT, action)?;
+        listener.keepalive()?;
         while let Ok(offer) = listener.next() {
             if offer.action == ea::SUBSCRIPTION_FOR_PATTERN_FOUND {
                 listener.send(&Message {
@@ -381,7 +396,11 @@ fn slow_consumer(shared: &Shared) -> std::io::Result<bool> {
     })?;
     slow.stream.set_read_timeout(Some(Duration::from_secs(1)))?;
     slow.stream.set_nonblocking(false)?;
+    // It pings (so it is cut off for not reading, not for silence) but never reads.
     while shared.running() {
+        if slow.keepalive().is_err() {
+            return Ok(true);
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
     // Now read: a cut-off connection ends with a close (or a reset) after what was queued.
