@@ -39,8 +39,8 @@ def start_reference():
     return proc, 6020
 
 
-def start_corestream(cpus):
-    proc = subprocess.Popen([SERVER, 'start', '--cpus', cpus, '--host', '127.0.0.1', '--port', '7020'],
+def start_corestream(cpus, binary=SERVER):
+    proc = subprocess.Popen([binary, 'start', '--cpus', cpus, '--host', '127.0.0.1', '--port', '7020'],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     wait_healthy(7020)
     return proc, 7020

@@ -62,7 +62,7 @@ pub fn run(
     let config = Arc::new(config);
     let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(shards, MESH_CAPACITY);
     let backlog = Arc::new(backlog::Backlog::new(shards));
-    let port = resolve_port(&options.host, options.port)?;
+    let (port, port_holder) = resolve_port(&options.host, options.port)?;
     let mut handles = Vec::new();
     // Each shard reports whether it listens; a shard whose executor cannot start drops its
     // sender without a word, which the receiver sees.
@@ -129,6 +129,8 @@ pub fn run(
         runtime.stopping.store(true, Ordering::SeqCst);
         return Err(problem);
     }
+    // Every shard listens: the port is held by them now.
+    drop(port_holder);
     if !runtime.stopping.load(Ordering::SeqCst) {
         println!("listening on {}:{port}", options.host);
         use std::io::Write;
@@ -168,6 +170,13 @@ fn bind(host: &str, port: u16) -> Result<glommio::net::TcpListener, String> {
 /// which accepted sockets inherit: one setsockopt less per connection (the connect
 /// benchmark's server made 1 per login).
 fn listen_socket(addr: SocketAddr) -> std::io::Result<std::os::fd::OwnedFd> {
+    let fd = shared_socket(addr)?;
+    rustix::net::listen(&fd, 1024)?;
+    Ok(fd)
+}
+
+/// A TCP socket bound to `addr` with SO_REUSEPORT and TCP_NODELAY, not listening yet.
+fn shared_socket(addr: SocketAddr) -> std::io::Result<std::os::fd::OwnedFd> {
     use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
     let family = if addr.is_ipv6() {
         AddressFamily::INET6
@@ -178,30 +187,40 @@ fn listen_socket(addr: SocketAddr) -> std::io::Result<std::os::fd::OwnedFd> {
     sockopt::set_socket_reuseport(&fd, true)?;
     sockopt::set_tcp_nodelay(&fd, true)?;
     rustix::net::bind(&fd, &addr)?;
-    rustix::net::listen(&fd, 1024)?;
     Ok(fd)
 }
 
-/// `--port 0`: asks the kernel for a free port once, so every shard binds the same one.
+/// The port every shard binds, and a socket that holds it until they have.
+///
 /// A given port is checked first with a socket that does not share it: SO_REUSEPORT would let
 /// this server bind beside another one on the same port (say a corestream started twice), and
 /// the kernel would split clients between the two.
-fn resolve_port(host: &str, port: u16) -> Result<u16, String> {
+///
+/// `--port 0` asks the kernel for a free port with a socket that shares it (SO_REUSEPORT) and is
+/// bound but never listens, so it takes no connections; it is kept until every shard listens.
+/// A probe closed at once let another server starting at the same moment be handed the same
+/// port and bind beside this one (seen about once in 650 starts of tests run in parallel).
+fn resolve_port(host: &str, port: u16) -> Result<(u16, Option<std::os::fd::OwnedFd>), String> {
     if port != 0 {
         return match std::net::TcpListener::bind((host, port)) {
-            Ok(_) => Ok(port),
+            Ok(_) => Ok((port, None)),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(format!(
                 "port {port} on {host} is already in use (is another server running?)"
             )),
             Err(e) => Err(format!("cannot listen on {host}:{port}: {e}")),
         };
     }
-    let probe = std::net::TcpListener::bind((host, 0))
-        .map_err(|e| format!("cannot find a free port on {host}: {e}"))?;
-    probe
-        .local_addr()
+    let addr = format!("{host}:0")
+        .parse::<SocketAddr>()
+        .map_err(|e| format!("bad listen address {host}: {e}"))?;
+    let free = |e: std::io::Error| format!("cannot find a free port on {host}: {e}");
+    let holder = shared_socket(addr).map_err(free)?;
+    let port = rustix::net::getsockname(&holder)
+        .ok()
+        .and_then(|a| SocketAddr::try_from(a).ok())
         .map(|a| a.port())
-        .map_err(|e| e.to_string())
+        .ok_or_else(|| format!("cannot find a free port on {host}"))?;
+    Ok((port, Some(holder)))
 }
 
 async fn shard_main(
@@ -305,8 +324,27 @@ async fn shard_main(
 
 #[cfg(test)]
 mod tests {
-    use super::listen_socket;
+    use super::{listen_socket, resolve_port};
     use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn a_free_port_stays_taken_until_the_shards_listen() {
+        let (port, holder) = resolve_port("127.0.0.1", 0).unwrap();
+        assert!(holder.is_some());
+        // Held: no other server can be handed it or bind it without sharing.
+        let err = TcpListener::bind(("127.0.0.1", port)).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        // Shards share it.
+        let shard =
+            TcpListener::from(listen_socket(format!("127.0.0.1:{port}").parse().unwrap()).unwrap());
+        drop(holder);
+        let _client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        assert!(shard.accept().is_ok());
+        // A given port in use is refused.
+        assert!(resolve_port("127.0.0.1", port)
+            .unwrap_err()
+            .contains("already in use"));
+    }
 
     #[test]
     fn accepted_sockets_inherit_nodelay_from_the_listener() {
