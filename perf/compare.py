@@ -20,9 +20,11 @@ def log(*args):
     print(*args, file=sys.stderr, flush=True)
 
 
-def wait_healthy(port, timeout=60):
+def wait_healthy(port, timeout=60, exited=None):
     deadline = time.time() + timeout
     while time.time() < deadline:
+        if exited is not None and exited.poll() is not None:
+            break
         try:
             with urllib.request.urlopen(f'http://127.0.0.1:{port}/health-check', timeout=1) as r:
                 if r.status == 200:
@@ -41,8 +43,12 @@ def start_reference():
 
 def start_corestream(cpus, binary=SERVER):
     proc = subprocess.Popen([binary, 'start', '--cpus', cpus, '--host', '127.0.0.1', '--port', '7020'],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    wait_healthy(7020)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_healthy(7020, exited=proc)
+    except RuntimeError:
+        proc.kill()
+        raise RuntimeError(f'corestream did not start: {proc.stderr.read().decode()[-500:]}')
     return proc, 7020
 
 

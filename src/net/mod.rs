@@ -175,7 +175,23 @@ fn listen_socket(addr: SocketAddr) -> std::io::Result<std::os::fd::OwnedFd> {
     Ok(fd)
 }
 
-/// A TCP socket bound to `addr` with SO_REUSEPORT and TCP_NODELAY, not listening yet.
+/// Whether something accepts TCP connections on `host:port` (loopback for a wildcard host).
+fn answers(host: &str, port: u16) -> bool {
+    let Ok(ip) = host.parse::<std::net::IpAddr>() else {
+        return true;
+    };
+    let ip = match ip {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        other => other,
+    };
+    std::net::TcpStream::connect_timeout(&SocketAddr::new(ip, port), Duration::from_secs(1)).is_ok()
+}
+
+/// A TCP socket bound to `addr` with SO_REUSEPORT and TCP_NODELAY, not listening yet. Also
+/// SO_REUSEADDR, which accepted sockets inherit: the connections a stopped server leaves
+/// closing (TIME_WAIT and the like) then do not make the port look in use to the next start's
+/// check (which also sets it; only a listening socket conflicts then).
 fn shared_socket(addr: SocketAddr) -> std::io::Result<std::os::fd::OwnedFd> {
     use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
     let family = if addr.is_ipv6() {
@@ -185,6 +201,7 @@ fn shared_socket(addr: SocketAddr) -> std::io::Result<std::os::fd::OwnedFd> {
     };
     let fd = rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
     sockopt::set_socket_reuseport(&fd, true)?;
+    sockopt::set_socket_reuseaddr(&fd, true)?;
     sockopt::set_tcp_nodelay(&fd, true)?;
     rustix::net::bind(&fd, &addr)?;
     Ok(fd)
@@ -204,6 +221,12 @@ fn resolve_port(host: &str, port: u16) -> Result<(u16, Option<std::os::fd::Owned
     if port != 0 {
         return match std::net::TcpListener::bind((host, port)) {
             Ok(_) => Ok((port, None)),
+            // The bind also fails for connections a stopped server left closing (TIME_WAIT
+            // without SO_REUSEADDR, as servers before this check left them): only a server
+            // that answers is a server running.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && !answers(host, port) => {
+                Ok((port, None))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(format!(
                 "port {port} on {host} is already in use (is another server running?)"
             )),
