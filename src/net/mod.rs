@@ -170,7 +170,7 @@ fn bind(host: &str, port: u16) -> Result<glommio::net::TcpListener, String> {
 /// which accepted sockets inherit: one setsockopt less per connection (the connect
 /// benchmark's server made 1 per login).
 fn listen_socket(addr: SocketAddr) -> std::io::Result<std::os::fd::OwnedFd> {
-    let fd = shared_socket(addr)?;
+    let fd = shared_socket(addr, true)?;
     rustix::net::listen(&fd, 1024)?;
     Ok(fd)
 }
@@ -188,11 +188,11 @@ fn answers(host: &str, port: u16) -> bool {
     std::net::TcpStream::connect_timeout(&SocketAddr::new(ip, port), Duration::from_secs(1)).is_ok()
 }
 
-/// A TCP socket bound to `addr` with SO_REUSEPORT and TCP_NODELAY, not listening yet. Also
-/// SO_REUSEADDR, which accepted sockets inherit: the connections a stopped server leaves
-/// closing (TIME_WAIT and the like) then do not make the port look in use to the next start's
-/// check (which also sets it; only a listening socket conflicts then).
-fn shared_socket(addr: SocketAddr) -> std::io::Result<std::os::fd::OwnedFd> {
+/// A TCP socket bound to `addr` with SO_REUSEPORT and TCP_NODELAY, not listening yet. With
+/// `reuse_addr` also SO_REUSEADDR, which accepted sockets inherit: the connections a stopped
+/// server leaves closing (TIME_WAIT and the like) then do not make the port look in use to the
+/// next start's check (which also sets it; only a listening socket conflicts then).
+fn shared_socket(addr: SocketAddr, reuse_addr: bool) -> std::io::Result<std::os::fd::OwnedFd> {
     use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
     let family = if addr.is_ipv6() {
         AddressFamily::INET6
@@ -201,7 +201,7 @@ fn shared_socket(addr: SocketAddr) -> std::io::Result<std::os::fd::OwnedFd> {
     };
     let fd = rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
     sockopt::set_socket_reuseport(&fd, true)?;
-    sockopt::set_socket_reuseaddr(&fd, true)?;
+    sockopt::set_socket_reuseaddr(&fd, reuse_addr)?;
     sockopt::set_tcp_nodelay(&fd, true)?;
     rustix::net::bind(&fd, &addr)?;
     Ok(fd)
@@ -237,7 +237,8 @@ fn resolve_port(host: &str, port: u16) -> Result<(u16, Option<std::os::fd::Owned
         .parse::<SocketAddr>()
         .map_err(|e| format!("bad listen address {host}: {e}"))?;
     let free = |e: std::io::Error| format!("cannot find a free port on {host}: {e}");
-    let holder = shared_socket(addr).map_err(free)?;
+    // Without SO_REUSEADDR: nothing but the shards' SO_REUSEPORT sockets may bind beside it.
+    let holder = shared_socket(addr, false).map_err(free)?;
     let port = rustix::net::getsockname(&holder)
         .ok()
         .and_then(|a| SocketAddr::try_from(a).ok())
