@@ -44,6 +44,8 @@ impl Runtime {
 pub type Batch = Vec<crate::shard::msg::ShardMsg>;
 const MESH_CAPACITY: usize = 1024;
 const TICK: Duration = Duration::from_millis(50);
+/// How long a start waits for a port that a server which has just stopped still holds.
+const PORT_WAIT: Duration = Duration::from_secs(3);
 /// How long all shards together may take to listen and join the mesh.
 const START_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -175,6 +177,33 @@ fn listen_socket(addr: SocketAddr) -> std::io::Result<std::os::fd::OwnedFd> {
     Ok(fd)
 }
 
+/// Waits (at most `PORT_WAIT`) until nothing listens on `host:port`. A server that has just
+/// stopped can hold its port a little while after it has exited (its io_uring, torn down by the
+/// kernel after the process, still holds the listening socket and even completes handshakes),
+/// so a restart right after a stop waits for that instead of failing.
+fn wait_until_free(host: &str, port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + PORT_WAIT;
+    loop {
+        match std::net::TcpListener::bind((host, port)) {
+            Ok(_) => return Ok(()),
+            // The bind also fails for connections a stopped server left closing (TIME_WAIT
+            // without SO_REUSEADDR, as servers before this check left them): only a server
+            // that answers is a server running.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && !answers(host, port) => {
+                return Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
+            Err(e) => return Err(format!("cannot listen on {host}:{port}: {e}")),
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "port {port} on {host} is already in use (is another server running?)"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Whether something accepts TCP connections on `host:port` (loopback for a wildcard host).
 fn answers(host: &str, port: u16) -> bool {
     let Ok(ip) = host.parse::<std::net::IpAddr>() else {
@@ -219,19 +248,7 @@ fn shared_socket(addr: SocketAddr, reuse_addr: bool) -> std::io::Result<std::os:
 /// port and bind beside this one (seen about once in 650 starts of tests run in parallel).
 fn resolve_port(host: &str, port: u16) -> Result<(u16, Option<std::os::fd::OwnedFd>), String> {
     if port != 0 {
-        return match std::net::TcpListener::bind((host, port)) {
-            Ok(_) => Ok((port, None)),
-            // The bind also fails for connections a stopped server left closing (TIME_WAIT
-            // without SO_REUSEADDR, as servers before this check left them): only a server
-            // that answers is a server running.
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && !answers(host, port) => {
-                Ok((port, None))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(format!(
-                "port {port} on {host} is already in use (is another server running?)"
-            )),
-            Err(e) => Err(format!("cannot listen on {host}:{port}: {e}")),
-        };
+        return wait_until_free(host, port).map(|()| (port, None));
     }
     let addr = format!("{host}:0")
         .parse::<SocketAddr>()
