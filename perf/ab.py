@@ -4,7 +4,7 @@ and record updates (half whole, half path patches) at 1M deliveries/s, each on a
 pinned to cpu 0 after a warm-up, the loader on cpu 1, rounds alternating A and B. Prints every
 round and the medians; this machine's noise is judged from the spread of the rounds of one build.
 
-Usage: perf/ab.py OLD_BINARY NEW_BINARY [--rounds 3] [--duration 5]
+Usage: perf/ab.py OLD_BINARY NEW_BINARY [--rounds 3] [--duration 5] [--only rpc]
 """
 import argparse, os, statistics, sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -37,7 +37,12 @@ def main():
     ap.add_argument('new')
     ap.add_argument('--rounds', type=int, default=3)
     ap.add_argument('--duration', type=int, default=5)
+    ap.add_argument('--only', choices=sorted(SCENARIOS), help='one scenario')
     a = ap.parse_args()
+    if a.only:
+        for name in list(SCENARIOS):
+            if name != a.only:
+                del SCENARIOS[name]
     rounds = {'A': [], 'B': []}
     for _ in range(a.rounds):
         for label, binary in (('A', a.old), ('B', a.new)):

@@ -64,6 +64,8 @@ pub struct ShardIo {
     parking: Option<Rc<Parking>>,
     /// Whether any shard is too far behind to take more client input.
     backlog: Arc<Backlog>,
+    /// Whether this shard's queue for a peer is long (`Shard::backlog_flag`).
+    backlogged: Rc<Cell<bool>>,
     /// Connections that stopped reading for the backlog, to wake when it has cleared.
     paused: RefCell<Vec<Waker>>,
     /// The task that wakes them, while it waits for the first.
@@ -78,6 +80,7 @@ impl ShardIo {
         parking: Option<Rc<Parking>>,
         backlog: Arc<Backlog>,
     ) -> Rc<ShardIo> {
+        let backlogged = shard.borrow().backlog_flag();
         Rc::new(ShardIo {
             shard,
             pump,
@@ -91,6 +94,7 @@ impl ShardIo {
             joined: RefCell::default(),
             parking,
             backlog,
+            backlogged,
             paused: RefCell::default(),
             resumer: RefCell::default(),
         })
@@ -99,7 +103,7 @@ impl ShardIo {
     /// True while client input must wait: this shard's queue for a peer is long, or some shard
     /// has too much it has not handled yet.
     fn must_wait(&self) -> bool {
-        self.backlog.any_behind() || self.shard.borrow().backlogged()
+        self.backlog.any_behind() || self.backlogged.get()
     }
 
     /// A connection stops reading until the backlog clears.
@@ -591,8 +595,9 @@ impl Live {
 
     /// Keeps a buffer holding part of a frame; gives an empty one back to the pool.
     fn keep_or_return(&mut self, buf: BytesMut) {
-        let held = if buf.is_empty() { 0 } else { buf.capacity() };
-        self.count_before_login(held);
+        if self.max_message != 0 || self.held_before_login != 0 {
+            self.count_before_login(if buf.is_empty() { 0 } else { buf.capacity() });
+        }
         if buf.is_empty() {
             self.io.put_buffer(buf);
         } else {

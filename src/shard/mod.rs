@@ -21,6 +21,8 @@ use ahash::{AHashMap, AHashSet};
 use bytes::{Bytes, BytesMut};
 use msg::{Kind, ShardMsg};
 use outbox::Outbox;
+use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// Messages queued for one peer shard past which this shard is backlogged: the runtime stops
@@ -121,8 +123,10 @@ pub struct Shard {
     auth_jobs: Vec<session::AuthJob>,
     /// Login answers held until every shard has applied the user's going online.
     pending_logins: AHashMap<ConnId, (usize, Bytes)>,
-    /// A queue for a peer has reached `PEER_BACKLOG` since the runtime last took them.
-    backlogged: bool,
+    /// A queue for a peer has reached `PEER_BACKLOG` since the runtime last took them. Shared
+    /// (`backlog_flag`) so connections can check it on every read without reaching into the
+    /// shard.
+    backlogged: Rc<Cell<bool>>,
     /// The latest time any entry point was given, for work routed within this shard.
     now: u64,
     /// The identity of a connection before login, shared by all of them.
@@ -183,7 +187,7 @@ impl Shard {
             last_rematch: 0,
             now: 0,
             pending_logins: AHashMap::new(),
-            backlogged: false,
+            backlogged: Rc::default(),
             auth_jobs: Vec::new(),
             rule_refs: Vec::new(),
             resumed_rounds: 0,
@@ -297,19 +301,26 @@ impl Shard {
             self.on_peer_msg(msg, self.now);
         } else if let Some(queue) = self.outgoing.get_mut(to) {
             queue.push(msg);
-            self.backlogged |= queue.len() >= PEER_BACKLOG;
+            if queue.len() >= PEER_BACKLOG {
+                self.backlogged.set(true);
+            }
         }
     }
 
     /// True while a queue for a peer is long: the runtime reads no more client input on this
     /// shard until it has taken the queues (`take_outgoing`) and the peers have caught up.
     pub fn backlogged(&self) -> bool {
-        self.backlogged
+        self.backlogged.get()
+    }
+
+    /// The `backlogged` flag itself, for the runtime's read side.
+    pub fn backlog_flag(&self) -> Rc<Cell<bool>> {
+        self.backlogged.clone()
     }
 
     /// The messages queued for each peer, for the runtime to send.
     pub fn take_outgoing(&mut self) -> Vec<(usize, Vec<ShardMsg>)> {
-        self.backlogged = false;
+        self.backlogged.set(false);
         self.outgoing
             .iter_mut()
             .enumerate()
