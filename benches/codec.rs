@@ -87,7 +87,7 @@ fn patches(c: &mut Criterion) {
     group.bench_function("patch apply (300 B document)", |b| {
         b.iter(|| black_box(apply_write(Some(&current), 17, black_box(&set), 1 << 20)))
     });
-    group.bench_function("whole update (no parse)", |b| {
+    group.bench_function("whole update (validated)", |b| {
         b.iter(|| {
             black_box(apply_write(
                 Some(&current),
