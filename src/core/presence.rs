@@ -1,8 +1,9 @@
 //! Presence: on the owner shard of a user name, how many connections that user has (so join and
 //! leave happen once per transition); on every shard, a replica of who is online.
 
-use ahash::{AHashMap, AHashSet};
+use ahash::AHashMap;
 use bytes::Bytes;
+use std::collections::BTreeMap;
 
 #[derive(Default)]
 pub struct PresenceCounts {
@@ -34,27 +35,38 @@ impl PresenceCounts {
     }
 }
 
-/// Who is online, as every shard sees it (updated by the owners' transitions).
+/// Who is online, as every shard sees it (updated by the owners' transitions), in the order
+/// they came online, as the reference answers a query.
 #[derive(Default)]
 pub struct OnlineUsers {
-    users: AHashSet<Bytes>,
+    /// User → when it came online (a counter).
+    since: AHashMap<Bytes, u64>,
+    in_order: BTreeMap<u64, Bytes>,
+    next: u64,
 }
 
 impl OnlineUsers {
     pub fn set(&mut self, user: Bytes, online: bool) {
         if online {
-            self.users.insert(super::detach(&user));
-        } else {
-            self.users.remove(&user);
+            if self.since.contains_key(&user) {
+                return;
+            }
+            let user = super::detach(&user);
+            self.next += 1;
+            self.since.insert(user.clone(), self.next);
+            self.in_order.insert(self.next, user);
+        } else if let Some(at) = self.since.remove(&user) {
+            self.in_order.remove(&at);
         }
     }
 
     pub fn contains(&self, user: &[u8]) -> bool {
-        self.users.contains(user)
+        self.since.contains_key(user)
     }
 
+    /// Everyone online but `me`, oldest first.
     pub fn all_except<'a>(&'a self, me: &'a [u8]) -> impl Iterator<Item = &'a Bytes> {
-        self.users.iter().filter(move |u| u.as_ref() != me)
+        self.in_order.values().filter(move |u| u.as_ref() != me)
     }
 }
 
@@ -71,5 +83,19 @@ mod tests {
         assert!(!counts.update(&alice, false));
         assert!(counts.update(&alice, false));
         assert!(!counts.update(&alice, false));
+    }
+
+    #[test]
+    fn online_users_are_listed_in_the_order_they_came_online() {
+        let mut online = OnlineUsers::default();
+        for user in ["carol", "alice", "bob", "dave"] {
+            online.set(Bytes::from(user), true);
+        }
+        online.set(Bytes::from("alice"), false);
+        online.set(Bytes::from("carol"), true);
+        online.set(Bytes::from("alice"), true);
+        let listed: Vec<&Bytes> = online.all_except(b"dave").collect();
+        assert_eq!(listed, ["carol", "bob", "alice"]);
+        assert!(online.contains(b"bob") && !online.contains(b"eve"));
     }
 }

@@ -107,7 +107,7 @@ impl RpcRouter {
             ));
             return;
         };
-        let Some(provider) = pick(&self.providers, name, caller, &[]) else {
+        let Some(provider) = pick(&self.providers, name, &[]) else {
             out.push((caller, reply(&request, rpc_action::NO_RPC_PROVIDER)));
             return;
         };
@@ -174,7 +174,7 @@ impl RpcRouter {
         };
         call.tried.push(call.provider);
         let name = call.request.name.as_deref().unwrap_or_default();
-        match pick(&self.providers, name, call.caller, &call.tried) {
+        match pick(&self.providers, name, &call.tried) {
             Some(next) => {
                 call.provider = next;
                 call.accepted = false;
@@ -238,15 +238,11 @@ impl RpcRouter {
     }
 }
 
-/// A random provider of `name` other than the caller and those already tried. Counts, then
+/// A random provider of `name` other than those already tried; the caller may be one, as in
+/// the reference (a client that provides and calls the same RPC answers itself). Counts, then
 /// walks again to the chosen one: no allocation per call.
-fn pick(
-    providers: &AHashMap<Bytes, Vec<ConnId>>,
-    name: &[u8],
-    caller: ConnId,
-    tried: &[ConnId],
-) -> Option<ConnId> {
-    let eligible = |p: &&ConnId| **p != caller && !tried.contains(p);
+fn pick(providers: &AHashMap<Bytes, Vec<ConnId>>, name: &[u8], tried: &[ConnId]) -> Option<ConnId> {
+    let eligible = |p: &&ConnId| !tried.contains(p);
     let list = providers.get(name)?;
     let count = list.iter().filter(eligible).count();
     if count == 0 {
@@ -349,9 +345,16 @@ mod tests {
     }
 
     #[test]
-    fn requester_is_never_its_own_provider_and_timeouts_fire() {
+    fn the_requester_may_be_its_own_provider_and_timeouts_fire() {
         let (mut rpc, mut out) = called(&[CALLER]);
-        assert_eq!(actions(&out), vec![(CALLER, rpc_action::NO_RPC_PROVIDER)]);
+        assert_eq!(actions(&out), vec![(CALLER, rpc_action::REQUEST)]);
+        rpc.from_provider(answer("c1", rpc_action::ACCEPT), CALLER, 1, &mut out);
+        rpc.from_provider(answer("c1", rpc_action::RESPONSE), CALLER, 2, &mut out);
+        assert_eq!(
+            actions(&out)[1..],
+            [(CALLER, rpc_action::ACCEPT), (CALLER, rpc_action::RESPONSE)]
+        );
+        rpc.unprovide(&Bytes::from_static(b"add"), CALLER);
         rpc.provide(&Bytes::from_static(b"add"), P1);
         out.clear();
         rpc.request(request("c2"), CALLER, 0, &mut out);

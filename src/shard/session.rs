@@ -310,7 +310,10 @@ impl Shard {
                 conn.phase,
                 Phase::AwaitChallenge | Phase::AwaitAuth | Phase::Authenticating
             );
-            if logging_in && login_deadline.is_some_and(|t| conn.opened_at + t <= now) {
+            // As in the reference, a failed login clears the deadline: a client that waits
+            // before it tries again is not cut off meanwhile.
+            let deadline_applies = logging_in && conn.auth_attempts == 0;
+            if deadline_applies && login_deadline.is_some_and(|t| conn.opened_at + t <= now) {
                 if !unauthenticated.contains(&local) {
                     unauthenticated.push(local);
                 }
