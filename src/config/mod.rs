@@ -263,6 +263,49 @@ const NOT_BUILT: &[&str] = &[
 /// Keys that only change how the reference prints itself.
 const COSMETIC: &[&str] = &["showLogo", "logLevel", "libDir", "externalUrl"];
 
+/// A random (version 4) UUID in its usual text form.
+fn random_uuid() -> String {
+    let mut b = [0u8; 16];
+    // Without randomness the name is still unique enough per process for a server name.
+    if getrandom::getrandom(&mut b).is_err() {
+        b[..8].copy_from_slice(&u64::from(std::process::id()).to_be_bytes());
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// deepstream's `${NAME}` substitution, made on the file's text before it is parsed: the
+/// variable's value, or nothing when it is unset.
+fn substitute_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let Some(len) = rest[start + 2..].find('}') else {
+            break;
+        };
+        if len == 0 {
+            // `${}` names nothing: kept as it is, and the search goes on after it.
+            out.push_str(&rest[..start + 2]);
+            rest = &rest[start + 2..];
+            continue;
+        }
+        out.push_str(&rest[..start]);
+        out.push_str(&lookup(&rest[start + 2..start + 2 + len]).unwrap_or_default());
+        rest = &rest[start + 2 + len + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The line where `needle` first appears in the file, for error messages.
 fn line_of(text: &str, needle: &str) -> String {
     text.lines()
@@ -271,9 +314,12 @@ fn line_of(text: &str, needle: &str) -> String {
 }
 
 impl Config {
+    /// Reads a config file (YAML, or JSON, which the same parser reads), with `${NAME}`
+    /// replaced by the environment variable `NAME` first, as deepstream does.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
+        let text = substitute_env(&text, |name| std::env::var(name).ok());
         Config::parse(
             &text,
             path.parent().unwrap_or(Path::new(".")),
@@ -287,7 +333,8 @@ impl Config {
             serde_yaml::from_str(text).map_err(|e| ConfigError(format!("{origin}: {e}")))?;
         let mut config = Config::default();
         if let Some(name) = raw.server_name {
-            config.server_name = name;
+            // deepstream's shipped config says `serverName: UUID`: a fresh one per start.
+            config.server_name = if name == "UUID" { random_uuid() } else { name };
         }
         if let Some(http) = raw.http_server.and_then(|p| p.options) {
             config.host = http.host.unwrap_or(config.host);
@@ -537,6 +584,44 @@ fn load_users(reference: &str, dir: &Path, origin: &str) -> Result<Value, Config
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn server_name_uuid_is_a_fresh_uuid() {
+        let dir = std::path::Path::new(".");
+        let a = Config::parse("serverName: UUID", dir, "t")
+            .unwrap()
+            .server_name;
+        let b = Config::parse("serverName: UUID", dir, "t")
+            .unwrap()
+            .server_name;
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert_ne!(a, b);
+        assert_eq!(
+            Config::parse("serverName: edge-1", dir, "t")
+                .unwrap()
+                .server_name,
+            "edge-1"
+        );
+    }
+
+    #[test]
+    fn environment_variables_are_substituted_as_deepstream_does() {
+        let env = |name: &str| match name {
+            "HOST" => Some("10.0.0.1".to_string()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        assert_eq!(
+            super::substitute_env("host: ${HOST}\nport: ${PORT}\nx: ${EMPTY}", env),
+            "host: 10.0.0.1\nport: \nx: "
+        );
+        assert_eq!(
+            super::substitute_env("a ${} ${HOST} ${open", env),
+            "a ${} 10.0.0.1 ${open"
+        );
+        assert_eq!(super::substitute_env("$HOST {HOST}", env), "$HOST {HOST}");
+    }
+
     use super::*;
 
     #[test]
