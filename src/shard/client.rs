@@ -5,7 +5,7 @@ use super::msg::{Kind, ShardMsg};
 use super::{ws_frame, Shard};
 use crate::core::ids::ConnId;
 use crate::core::records::{
-    apply_write, check_patch, Change, StoredRecord, WriteOutcome, EMPTY_OBJECT,
+    apply_write, check_path, Change, StoredRecord, WriteOutcome, EMPTY_OBJECT,
 };
 use crate::permission::rules::{RuleType, User};
 use crate::protocol::message::{
@@ -106,8 +106,7 @@ impl Shard {
             (topic::RECORD, ra::UPDATE | ra::CREATEANDUPDATE) => self.route_to_owner(msg, from),
             (topic::RECORD, ra::PATCH | ra::ERASE | ra::CREATEANDPATCH) => {
                 // A path that can never apply is refused here, before it travels.
-                let value = msg.data.as_deref().filter(|_| msg.action != ra::ERASE);
-                match msg.path.as_deref().map(|path| check_patch(path, value)) {
+                match msg.path.as_deref().map(check_path) {
                     Some(Err(reason)) => self.send_local(local, &invalid_data(&msg, &reason)),
                     _ => self.route_to_owner(msg, from),
                 }
