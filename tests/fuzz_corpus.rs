@@ -1,7 +1,7 @@
 //! Replays every fuzz input kept in the repository (fuzz/corpus/<target>/ and
 //! fuzz/regressions/<target>/) through its target in corestream::fuzzing, so the inputs the
-//! fuzzers found stay fixed on the stable toolchain. `cargo test --test fuzz_corpus -- --ignored
-//! write_seeds` regenerates the seed corpus.
+//! fuzzers found stay fixed on the stable toolchain. `WRITE_FUZZ_SEEDS=1 cargo test --test
+//! fuzz_corpus` writes the seed corpus again first.
 
 use bytes::Bytes;
 use corestream::fuzzing::TARGETS;
@@ -16,6 +16,9 @@ fn fuzz_dir() -> PathBuf {
 
 #[test]
 fn every_kept_fuzz_input_passes_its_target() {
+    if std::env::var_os("WRITE_FUZZ_SEEDS").is_some() {
+        write_seeds();
+    }
     let mut replayed = 0;
     for (target, run) in TARGETS {
         for kind in ["corpus", "regressions"] {
@@ -124,8 +127,7 @@ fn messages() -> Vec<Message> {
     ]
 }
 
-#[test]
-#[ignore = "writes the seed corpus"]
+/// Writes the seed corpus (fuzz/corpus/<target>/seed-*).
 fn write_seeds() {
     let write = |target: &str, name: &str, bytes: &[u8]| {
         let dir = fuzz_dir().join("corpus").join(target);
