@@ -580,10 +580,19 @@ pub fn eval<'a>(expr: &'a Expr, cx: &Context<'a>, budget: &mut u32) -> Val<'a> {
                 .find(|(k, _)| k == var)
                 .map_or(Val::Undefined, |(_, v)| Val::Str(Cow::Owned(v.clone()))),
         },
-        Expr::Member(target, prop) => member(eval(target, cx, budget), prop, cx),
+        Expr::Member(target, prop) => {
+            let target = eval(target, cx, budget);
+            if throws_on_access(&target, budget) {
+                return Val::Undefined;
+            }
+            member(target, prop, cx)
+        }
         Expr::Index(target, index) => {
             let target = eval(target, cx, budget);
             let index = eval(index, cx, budget);
+            if throws_on_access(&target, budget) {
+                return Val::Undefined;
+            }
             if let (Val::Json(v), Val::Num(n)) = (&target, &index) {
                 let v: &'a OwnedValue = v;
                 if let Some(items) = v.as_array() {
@@ -597,6 +606,9 @@ pub fn eval<'a>(expr: &'a Expr, cx: &Context<'a>, budget: &mut u32) -> Val<'a> {
         }
         Expr::Call(target, method, args) => {
             let target = eval(target, cx, budget);
+            if throws_on_access(&target, budget) {
+                return Val::Undefined;
+            }
             let args: Vec<Val> = args.iter().map(|a| eval(a, cx, budget)).collect();
             // A call that throws in JavaScript (a bad regex) is an error, and errors deny:
             // an empty budget makes the rule fail.
@@ -689,6 +701,16 @@ fn member<'a>(target: Val<'a>, prop: &str, cx: &Context<'a>) -> Val<'a> {
     }
 }
 
+/// Reading a property of `undefined` or `null` throws a TypeError in JavaScript, which makes
+/// the reference deny: here it empties the budget, which fails the rule the same way.
+fn throws_on_access(target: &Val, budget: &mut u32) -> bool {
+    let throws = matches!(target, Val::Undefined | Val::Null);
+    if throws {
+        *budget = 0;
+    }
+    throws
+}
+
 /// Compiled `.match` patterns of this thread (a shard), so a rule does not compile its regex
 /// per message; emptied when full, so patterns taken from message data cannot fill memory.
 /// `None` remembers a pattern that does not compile.
@@ -721,15 +743,17 @@ fn call<'a>(target: Val<'a>, method: &str, args: &[Val<'a>]) -> Option<Val<'a>> 
             let position = items
                 .iter()
                 .position(|item| strict_eq(&Val::from_json(item), &needle));
-            return Some(match method {
-                "includes" => Val::Bool(position.is_some()),
-                "indexOf" => Val::Num(position.map_or(-1.0, |p| p as f64)),
-                _ => Val::Undefined,
-            });
+            return match method {
+                "includes" => Some(Val::Bool(position.is_some())),
+                "indexOf" => Some(Val::Num(position.map_or(-1.0, |p| p as f64))),
+                // Not a function on an array: calling it throws.
+                _ => None,
+            };
         }
     }
+    // Numbers, booleans and objects have none of the string methods: calling one throws.
     let Val::Str(s) = &target else {
-        return Some(Val::Undefined);
+        return None;
     };
     Some(match method {
         "startsWith" => Val::Bool(s.starts_with(arg(0).as_ref())),
@@ -789,6 +813,26 @@ mod tests {
         };
         let mut budget = 10_000;
         eval(&expr, &cx, &mut budget).truthy() && budget > 0
+    }
+
+    #[test]
+    fn reading_a_property_of_undefined_or_null_fails_the_rule_as_it_throws_in_javascript() {
+        let data = json(r#"{"a":null,"n":5,"list":[1]}"#);
+        for rule in [
+            "data.missing.x === undefined",
+            "!data.missing.x",
+            "!data.a.b",
+            "data.a[0] !== 1",
+            "!data.missing.startsWith('x')",
+            "!data.n.startsWith('x')",
+            "!data.list.startsWith('x')",
+        ] {
+            assert!(!check(rule, Some(&data), None), "{rule}");
+        }
+        // One level deep is a plain undefined, not an error.
+        assert!(check("data.missing === undefined", Some(&data), None));
+        assert!(check("!data.missing", Some(&data), None));
+        assert!(check("data.a === null", Some(&data), None));
     }
 
     #[test]
