@@ -31,7 +31,7 @@ fn evaluation(c: &mut Criterion) {
             let rule = permissions
                 .applicable(Section::Record, RuleType::Write, black_box("profile/alice"))
                 .expect("rule");
-            black_box(rule.eval(&RuleInput {
+            black_box(rule.check(&RuleInput {
                 user: &user,
                 name: "profile/alice",
                 action: 18,
@@ -48,7 +48,7 @@ fn evaluation(c: &mut Criterion) {
                 .applicable(Section::Record, RuleType::Write, black_box("price/EURUSD"))
                 .expect("rule");
             let data = simd_json::to_owned_value(&mut payload.to_vec()).ok();
-            black_box(rule.eval(&RuleInput {
+            black_box(rule.check(&RuleInput {
                 user: &user,
                 name: "price/EURUSD",
                 action: 18,

@@ -111,14 +111,14 @@ pub fn valve(data: &[u8]) {
     let Ok(rule) = std::str::from_utf8(rule) else {
         return;
     };
-    let Ok(expr) = crate::permission::expr::parse(rule) else {
+    let Ok((expr, _)) = crate::permission::js::parse(rule) else {
         return;
     };
     let data = json::parse(payload).ok();
     let user_data = json::parse(br#"{"role":"admin","teams":["a"]}"#).ok();
     let variables = [("$id".to_string(), "x".to_string())];
     let refs = [("r".to_string(), data.clone())];
-    let cx = crate::permission::expr::Context {
+    let cx = crate::permission::js::Context {
         user_id: "alice",
         authenticated: true,
         user_data: user_data.as_ref(),
@@ -130,8 +130,7 @@ pub fn valve(data: &[u8]) {
         variables: &variables,
         refs: &refs,
     };
-    let mut budget = 3000;
-    let _ = crate::permission::expr::eval(&expr, &cx, &mut budget);
+    let _ = crate::permission::js::run(&expr, &cx, 3000);
 }
 
 /// config.yml and permissions.yml text: loads or is refused with an error.

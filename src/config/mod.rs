@@ -383,8 +383,9 @@ impl Config {
                 .collect::<Result<_, _>>()?;
         }
         if let Some(permission) = raw.permission {
-            config.permissions =
-                std::sync::Arc::new(permission_plugin(permission, text, dir, origin)?);
+            let permissions = permission_plugin(permission, text, dir, origin)?;
+            config.warnings.extend(permissions.warnings().iter().cloned());
+            config.permissions = std::sync::Arc::new(permissions);
         }
         if let Some(rpc) = raw.rpc {
             config.rpc_ack_timeout_ms = rpc.ack_timeout.unwrap_or(config.rpc_ack_timeout_ms);

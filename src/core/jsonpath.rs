@@ -73,7 +73,7 @@ impl fmt::Display for PathError {
 impl std::error::Error for PathError {}
 
 /// JavaScript's whitespace for `String.prototype.trim` and `Number()`.
-fn is_js_space(c: char) -> bool {
+pub fn is_js_space(c: char) -> bool {
     matches!(
         c,
         '\u{9}'..='\u{d}'

@@ -1,3 +1,3 @@
 //! Permissions: deepstream's Valve rules from permissions.yml.
-pub mod expr;
+pub mod js;
 pub mod rules;

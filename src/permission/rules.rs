@@ -2,7 +2,8 @@
 //! For a name, the rule of the longest matching pattern that defines that type applies, as in
 //! deepstream's Valve.
 
-use super::expr::{self, Context, Expr};
+use super::js::{self, CompileError, Context, Expr, Var};
+use std::sync::atomic::{AtomicBool, Ordering};
 use regex::Regex;
 use serde_yaml::Value as Yaml;
 use simd_json::OwnedValue;
@@ -80,7 +81,26 @@ pub enum Rule {
         uses_now: bool,
         /// Reads other records with `_()`.
         uses_refs: bool,
+        /// Where the rule is written, for the log.
+        origin: String,
+        /// A failure of this rule is logged once, not per message.
+        failure_logged: AtomicBool,
     },
+    /// Valid JavaScript corestream does not evaluate: the rule fails each time, as a
+    /// warning at start-up said.
+    Unsupported(String),
+}
+
+/// What a rule decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuleVerdict {
+    Allow,
+    Deny,
+    /// The rule failed (a TypeError, or what corestream cannot evaluate exactly): the
+    /// reference answers MESSAGE_PERMISSION_ERROR.
+    Error(String),
+    /// The rule reads these records with `_()`; ask again once they are known.
+    Need(Vec<String>),
 }
 
 impl Rule {
@@ -117,7 +137,7 @@ impl Rule {
     /// True when the result depends only on the name and the user, so it may be cached.
     pub fn cacheable(&self) -> bool {
         match self {
-            Rule::Const(_) => true,
+            Rule::Const(_) | Rule::Unsupported(_) => true,
             Rule::Expr {
                 uses_data,
                 uses_old_data,
@@ -154,6 +174,8 @@ pub struct Permissions {
     max_rule_iterations: u32,
     /// No rules at all: everything is allowed without looking.
     open: bool,
+    /// Rules that load but will fail when they run (unknown names, unsupported constructs).
+    warnings: Vec<String>,
 }
 
 /// The rule that applies to one name, with the values of its `$variables`.
@@ -193,30 +215,41 @@ impl Applicable<'_> {
         }
     }
 
-    pub fn eval(&self, input: &RuleInput<'_>) -> bool {
-        match self.rule {
-            Rule::Const(allowed) => *allowed,
-            Rule::Expr { expr, .. } => {
-                let mut budget = input.max_work;
-                let result = expr::eval(expr, &self.context(input), &mut budget).truthy();
-                // A rule that ran out of budget is an error, and errors deny.
-                result && budget > 0
+    /// Runs the rule. A value is allowed when JavaScript would find it truthy (the reference
+    /// lets through anything but `false`; a rule that yields `undefined` denies here).
+    pub fn check(&self, input: &RuleInput<'_>) -> RuleVerdict {
+        let (expr, origin, failure_logged) = match self.rule {
+            Rule::Const(true) => return RuleVerdict::Allow,
+            Rule::Const(false) => return RuleVerdict::Deny,
+            Rule::Unsupported(what) => {
+                return RuleVerdict::Error(format!("corestream does not evaluate {what}"))
+            }
+            Rule::Expr {
+                expr,
+                origin,
+                failure_logged,
+                ..
+            } => (expr, origin, failure_logged),
+        };
+        let outcome = js::run(expr, &self.context(input), input.max_work);
+        // As in the reference, failures while records are still loading do not count.
+        if !outcome.missing.is_empty() {
+            return RuleVerdict::Need(outcome.missing);
+        }
+        match outcome.value {
+            Ok(value) if value.truthy() => RuleVerdict::Allow,
+            Ok(_) => RuleVerdict::Deny,
+            Err(fault) => {
+                let message = fault.to_string();
+                if !failure_logged.swap(true, Ordering::Relaxed) {
+                    eprintln!(
+                        "warning: {origin}: the rule failed for {}: {message} (logged once per rule)",
+                        input.name
+                    );
+                }
+                RuleVerdict::Error(message)
             }
         }
-    }
-
-    /// Records this rule reads with `_()` that `input.refs` does not hold yet.
-    pub fn missing_refs(&self, input: &RuleInput<'_>) -> Vec<String> {
-        let mut out = Vec::new();
-        if let Rule::Expr {
-            expr,
-            uses_refs: true,
-            ..
-        } = self.rule
-        {
-            expr::missing_refs(expr, &self.context(input), &mut out);
-        }
-        out
     }
 }
 
@@ -280,6 +313,7 @@ impl Permissions {
             max_work: 10_000,
             max_rule_iterations: 3,
             open: true,
+            warnings: Vec::new(),
         }
     }
 
@@ -296,6 +330,11 @@ impl Permissions {
         self.max_work
     }
 
+    /// What start-up should report about rules that load but fail when they run.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
     /// Compiles permissions.yml text; an error names the file, line, rule and what is wrong.
     pub fn parse(
         text: &str,
@@ -309,6 +348,7 @@ impl Permissions {
             ));
         };
         let mut sections = Vec::new();
+        let mut warnings = Vec::new();
         for (key, paths) in top {
             let key = key.as_str().unwrap_or_default().to_string();
             let section = section_of(&key).ok_or_else(|| {
@@ -346,33 +386,49 @@ impl Permissions {
                     })?;
                     let rule = match rule {
                         Yaml::Bool(b) => Rule::Const(b),
-                        Yaml::String(src) => {
-                            let expr = expr::parse(&src)
-                                .map_err(|e| format!("{} '{src}': {e}", where_(&src)))?;
-                            let uses_data = expr.mentions("data");
-                            let uses_old_data = expr.mentions("oldData");
-                            if uses_data && !ty.supports_data() {
-                                return Err(format!(
-                                    "{} '{src}': rule {ty_name} for {key} does not support data",
+                        Yaml::String(src) => match js::parse(&src) {
+                            Ok((expr, rule_warnings)) => {
+                                let reads = |var: Var| expr.any(&|e| *e == Expr::Var(var.clone()));
+                                let uses_data = reads(Var::Data);
+                                let uses_old_data = reads(Var::OldData);
+                                if uses_data && !ty.supports_data() {
+                                    return Err(format!(
+                                        "{} '{src}': rule {ty_name} for {key} does not support data",
+                                        where_(&src)
+                                    ));
+                                }
+                                if uses_old_data && !ty.supports_old_data() {
+                                    return Err(format!(
+                                        "{} '{src}': rule {ty_name} for {key} does not support oldData",
+                                        where_(&src)
+                                    ));
+                                }
+                                for warning in rule_warnings {
+                                    warnings.push(format!("{} '{src}': {warning}", where_(&src)));
+                                }
+                                let uses_now = reads(Var::Now);
+                                let uses_refs = expr.any(&|e| {
+                                    matches!(e, Expr::Ref(_) | Expr::Var(Var::CrossRef))
+                                });
+                                Rule::Expr {
+                                    expr,
+                                    uses_data,
+                                    uses_old_data,
+                                    uses_now,
+                                    uses_refs,
+                                    origin: format!("{} '{src}'", where_(&src)),
+                                    failure_logged: AtomicBool::new(false),
+                                }
+                            }
+                            Err(CompileError::Unsupported(what)) => {
+                                warnings.push(format!(
+                                    "{} '{src}': corestream does not evaluate {what}; the rule fails each time (MESSAGE_PERMISSION_ERROR)",
                                     where_(&src)
                                 ));
+                                Rule::Unsupported(what)
                             }
-                            if uses_old_data && !ty.supports_old_data() {
-                                return Err(format!(
-                                    "{} '{src}': rule {ty_name} for {key} does not support oldData",
-                                    where_(&src)
-                                ));
-                            }
-                            let uses_now = expr.mentions("now");
-                            let uses_refs = expr.mentions("_");
-                            Rule::Expr {
-                                expr,
-                                uses_data,
-                                uses_old_data,
-                                uses_now,
-                                uses_refs,
-                            }
-                        }
+                            Err(e) => return Err(format!("{} '{src}': {e}", where_(&src))),
+                        },
                         _ => {
                             return Err(format!(
                                 "{}: a rule is true, false or an expression",
@@ -396,6 +452,7 @@ impl Permissions {
             max_work: max_rule_iterations.max(1).saturating_mul(1000),
             max_rule_iterations: max_rule_iterations.max(1),
             open: false,
+            warnings,
         })
     }
 
@@ -483,7 +540,7 @@ rpc:
                 refs: &[],
                 max_work: p.max_work(),
             };
-            a.eval(&input)
+            a.check(&input) == RuleVerdict::Allow
         })
     }
 

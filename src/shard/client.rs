@@ -500,9 +500,8 @@ impl Shard {
             ) => {
                 for name in &msg.names {
                     let missing = self.records.get(name).is_none();
-                    if msg.action == ra::SUBSCRIBECREATEANDREAD
-                        && missing
-                        && !self.owner_permits(
+                    if msg.action == ra::SUBSCRIBECREATEANDREAD && missing {
+                        let permit = self.owner_permits(
                             user,
                             refs,
                             RuleType::Create,
@@ -510,10 +509,11 @@ impl Shard {
                             msg.action,
                             None,
                             None,
-                        )
-                    {
-                        self.send(from, &super::permit::denied(&msg, Some(name.clone())));
-                        continue;
+                        );
+                        if let Err(why) = permit {
+                            self.send(from, &super::permit::refused(&msg, Some(name.clone()), why));
+                            continue;
+                        }
                     }
                     let reply = self.read_reply(msg.action, name);
                     self.send(from, &reply);
@@ -662,12 +662,17 @@ impl Shard {
                 msg.action,
                 data,
                 old_data.as_deref(),
-            ) && (old_data.is_some()
-                || shard.owner_permits(user, refs, RuleType::Create, &name, msg.action, None, None))
+            )?;
+            if old_data.is_none() {
+                shard.owner_permits(user, refs, RuleType::Create, &name, msg.action, None, None)?;
+            }
+            Ok(())
         };
-        if !reads_data && !permits(self, None) {
-            self.send(from, &super::permit::denied(&msg, Some(name)));
-            return;
+        if !reads_data {
+            if let Err(why) = permits(self, None) {
+                self.send(from, &super::permit::refused(&msg, Some(name), why));
+                return;
+            }
         }
         let outcome = apply_write(
             self.records.get(&name),
@@ -678,9 +683,11 @@ impl Shard {
         let write_ack = msg.is_write_ack == Some(true);
         match outcome {
             WriteOutcome::Applied(record) => {
-                if reads_data && !permits(self, Some(&record.data)) {
-                    self.send(from, &super::permit::denied(&msg, Some(name)));
-                    return;
+                if reads_data {
+                    if let Err(why) = permits(self, Some(&record.data)) {
+                        self.send(from, &super::permit::refused(&msg, Some(name), why));
+                        return;
+                    }
                 }
                 let version = record.version;
                 // The ack waits for the store; subscribers hear of the write at once.
@@ -742,7 +749,7 @@ impl Shard {
     ) {
         let Some(name) = msg.name.clone() else { return };
         let current = self.records.get(&name).map(|r| r.data.clone());
-        if !self.owner_permits(
+        let permit = self.owner_permits(
             user,
             refs,
             RuleType::Delete,
@@ -750,8 +757,9 @@ impl Shard {
             msg.action,
             None,
             current.as_deref(),
-        ) {
-            self.send(from, &super::permit::denied(&msg, Some(name)));
+        );
+        if let Err(why) = permit {
+            self.send(from, &super::permit::refused(&msg, Some(name), why));
             return;
         }
         let deleted = ws_frame(&Message {

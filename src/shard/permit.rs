@@ -6,7 +6,7 @@
 
 use super::msg::ShardMsg;
 use super::Shard;
-use crate::permission::rules::{Permissions, RuleInput, RuleType, Section, User};
+use crate::permission::rules::{Permissions, RuleInput, RuleType, RuleVerdict, Section, User};
 use crate::protocol::message::{
     event_action, presence_action, record_action, rpc_action, topic, Message,
 };
@@ -60,10 +60,20 @@ pub struct WaitingCheck {
 
 pub enum Verdict {
     Allow,
-    Deny,
+    Refuse(Refused),
     /// The rule reads these records with `_()`; ask again once they are known.
     Need(Vec<String>),
 }
+
+/// Why a message is refused: its rule denied it, or failed (the reference answers a rule
+/// that throws with MESSAGE_PERMISSION_ERROR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    Denied,
+    Failed,
+}
+
+const DENY: Verdict = Verdict::Refuse(Refused::Denied);
 
 fn action_for(topic: i32, denied: bool) -> i32 {
     match (topic, denied) {
@@ -81,6 +91,11 @@ fn action_for(topic: i32, denied: bool) -> i32 {
 /// The reference's MESSAGE_DENIED shape.
 pub fn denied(msg: &Message, name: Option<Bytes>) -> Message {
     refusal(msg, name, true)
+}
+
+/// MESSAGE_DENIED or MESSAGE_PERMISSION_ERROR, as `why` says.
+pub fn refused(msg: &Message, name: Option<Bytes>, why: Refused) -> Message {
+    refusal(msg, name, why == Refused::Denied)
 }
 
 /// MESSAGE_DENIED, or MESSAGE_PERMISSION_ERROR when a rule could not be evaluated.
@@ -127,15 +142,15 @@ pub struct Ask<'a> {
 pub fn evaluate(permissions: &Permissions, user: &User, ask: &Ask<'_>, refs: &Refs) -> Verdict {
     let name = String::from_utf8_lossy(ask.name);
     let Some(applicable) = permissions.applicable(ask.section, ask.ty, &name) else {
-        return Verdict::Deny;
+        return DENY;
     };
     let rule = applicable.rule;
     // Data a rule cannot read exactly as a JavaScript receiver would is denied, never guessed.
     let Ok(data) = parse_for_rule(rule.uses_data(), ask.data) else {
-        return Verdict::Deny;
+        return DENY;
     };
     let Ok(old_data) = parse_for_rule(rule.uses_old_data(), ask.old_data) else {
-        return Verdict::Deny;
+        return DENY;
     };
     let input = RuleInput {
         user,
@@ -146,14 +161,11 @@ pub fn evaluate(permissions: &Permissions, user: &User, ask: &Ask<'_>, refs: &Re
         refs,
         max_work: permissions.max_work(),
     };
-    let missing = applicable.missing_refs(&input);
-    if !missing.is_empty() {
-        return Verdict::Need(missing);
-    }
-    if applicable.eval(&input) {
-        Verdict::Allow
-    } else {
-        Verdict::Deny
+    match applicable.check(&input) {
+        RuleVerdict::Allow => Verdict::Allow,
+        RuleVerdict::Deny => DENY,
+        RuleVerdict::Error(_) => Verdict::Refuse(Refused::Failed),
+        RuleVerdict::Need(names) => Verdict::Need(names),
     }
 }
 
@@ -217,21 +229,22 @@ impl Shard {
     fn decide(&mut self, local: u32, ask: &Ask<'_>, refs: &Refs) -> Verdict {
         let permissions = self.config.permissions.clone();
         let Some(conn) = self.conns.get_mut(&local) else {
-            return Verdict::Deny;
+            return DENY;
         };
         let cached = conn
             .extras()
             .permission_cache
             .get(ask.section, ask.ty, ask.name);
         if let Some(allow) = cached {
-            return if allow { Verdict::Allow } else { Verdict::Deny };
+            return if allow { Verdict::Allow } else { DENY };
         }
         let text = String::from_utf8_lossy(ask.name);
         let cacheable = permissions
             .applicable(ask.section, ask.ty, &text)
             .is_none_or(|a| a.rule.cacheable());
         let verdict = evaluate(&permissions, &conn.identity, ask, refs);
-        if cacheable {
+        // A failed rule is not cached: each message gets its MESSAGE_PERMISSION_ERROR.
+        if cacheable && matches!(verdict, Verdict::Allow | Verdict::Refuse(Refused::Denied)) {
             let allow = matches!(verdict, Verdict::Allow);
             conn.extras()
                 .permission_cache
@@ -248,7 +261,7 @@ impl Shard {
         }
         let refs = std::mem::take(&mut self.rule_refs);
         let mut need: Vec<String> = Vec::new();
-        let mut refused: Vec<Bytes> = Vec::new();
+        let mut refusals: Vec<(Bytes, Refused)> = Vec::new();
         let add_need = |names: Vec<String>, need: &mut Vec<String>| {
             for n in names {
                 if !need.contains(&n) {
@@ -265,7 +278,7 @@ impl Shard {
                 single.to_vec()
             };
             for name in &names {
-                let mut allowed = true;
+                let mut refusal = None;
                 for ty in types {
                     let ask = Ask {
                         section,
@@ -277,12 +290,12 @@ impl Shard {
                     };
                     match self.decide(local, &ask, &refs) {
                         Verdict::Allow => {}
-                        Verdict::Deny => allowed = false,
+                        Verdict::Refuse(why) => refusal = refusal.or(Some(why)),
                         Verdict::Need(names) => add_need(names, &mut need),
                     }
                 }
-                if !allowed {
-                    refused.push(name.clone());
+                if let Some(why) = refusal {
+                    refusals.push((name.clone(), why));
                 }
             }
         }
@@ -325,7 +338,9 @@ impl Shard {
                     refs: &refs,
                     max_work: self.config.permissions.max_work(),
                 };
-                add_need(applicable.missing_refs(&input), &mut need);
+                if let RuleVerdict::Need(names) = applicable.check(&input) {
+                    add_need(names, &mut need);
+                }
             }
         }
         if !need.is_empty() {
@@ -333,17 +348,18 @@ impl Shard {
             return false;
         }
         self.rule_refs = refs;
-        if refused.is_empty() {
+        if refusals.is_empty() {
             return true;
         }
         if !bulk {
-            let reply = denied(msg, msg.name.clone());
+            let why = refusals.first().map_or(Refused::Denied, |r| r.1);
+            let reply = refused(msg, msg.name.clone(), why);
             self.send_local(local, &reply);
             return false;
         }
-        msg.names.retain(|n| !refused.contains(n));
-        for name in refused {
-            let reply = denied(msg, Some(name));
+        msg.names.retain(|n| !refusals.iter().any(|(r, _)| r == n));
+        for (name, why) in refusals {
+            let reply = refused(msg, Some(name), why);
             self.send_local(local, &reply);
         }
         !msg.names.is_empty()
@@ -501,8 +517,8 @@ impl Shard {
         action: i32,
         data: Option<&[u8]>,
         old_data: Option<&[u8]>,
-    ) -> bool {
-        let Some(user) = user else { return true };
+    ) -> Result<(), Refused> {
+        let Some(user) = user else { return Ok(()) };
         let ask = Ask {
             section: Section::Record,
             ty,
@@ -512,44 +528,12 @@ impl Shard {
             old_data,
         };
         let none = Refs::new();
-        matches!(
-            evaluate(&self.config.permissions, user, &ask, refs.unwrap_or(&none)),
-            Verdict::Allow
-        )
-    }
-}
-
-#[cfg(test)]
-mod cache_tests {
-    use super::*;
-
-    #[test]
-    fn decisions_are_found_by_borrowed_name_and_the_cache_stays_bounded() {
-        let mut cache = DecisionCache::default();
-        cache.insert(Section::Event, RuleType::Publish, b"a", true);
-        cache.insert(Section::Event, RuleType::Subscribe, b"a", false);
-        assert_eq!(
-            cache.get(Section::Event, RuleType::Publish, b"a"),
-            Some(true)
-        );
-        assert_eq!(
-            cache.get(Section::Event, RuleType::Subscribe, b"a"),
-            Some(false)
-        );
-        assert_eq!(cache.get(Section::Record, RuleType::Publish, b"a"), None);
-        for i in 0..CACHE_LIMIT {
-            cache.insert(
-                Section::Event,
-                RuleType::Publish,
-                i.to_string().as_bytes(),
-                true,
-            );
+        match evaluate(&self.config.permissions, user, &ask, refs.unwrap_or(&none)) {
+            Verdict::Allow => Ok(()),
+            Verdict::Refuse(why) => Err(why),
+            // The connection's shard fetched every record the rule reads; one still missing
+            // means the rule cannot be decided, and undecided is refused.
+            Verdict::Need(_) => Err(Refused::Failed),
         }
-        assert!(cache.entries <= CACHE_LIMIT);
-        assert_eq!(
-            cache.get(Section::Event, RuleType::Subscribe, b"a"),
-            None,
-            "cleared when full"
-        );
     }
 }

@@ -445,8 +445,8 @@ event:
             .iter()
             .map(|m| m.action)
             .collect::<Vec<_>>(),
-        vec![event_action::MESSAGE_DENIED],
-        "no flag record yet"
+        vec![event_action::MESSAGE_PERMISSION_ERROR],
+        "no flag record yet: `null.on` throws, as in the reference"
     );
     let set = Message {
         name: Some(Bytes::from(flag)),

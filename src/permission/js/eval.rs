@@ -1,0 +1,430 @@
+//! Evaluation of a rule tree, operator by operator as JavaScript evaluates it (left before
+//! right, short-circuits, optional chains), with a bound on steps and on bytes built.
+
+use super::parse::{BinOp, Expr, Key, LogicOp, UnOp, Var};
+use super::props::{self, UserView};
+use super::value::{self, Func, JsArray, Val};
+use super::{methods, Fault, MAX_EVAL_BYTES};
+use simd_json::OwnedValue;
+use std::borrow::Cow;
+use std::rc::Rc;
+
+/// What a rule sees: the reference's function arguments.
+pub struct Context<'a> {
+    pub user_id: &'a str,
+    pub authenticated: bool,
+    pub user_data: Option<&'a OwnedValue>,
+    pub data: Option<&'a OwnedValue>,
+    pub old_data: Option<&'a OwnedValue>,
+    pub now: f64,
+    pub action: i32,
+    pub name: &'a str,
+    pub variables: &'a [(String, String)],
+    /// Records read with `_()`, by name; `None` for a record that does not exist.
+    pub refs: &'a [(String, Option<OwnedValue>)],
+}
+
+/// The result of one run: the value, or why it failed, and the records `_()` asked for that
+/// `refs` did not hold (the reference runs the rule again once they are loaded).
+pub struct Outcome<'a> {
+    pub value: Result<Val<'a>, Fault>,
+    pub missing: Vec<String>,
+}
+
+/// Runs `expr`, taking at most `max_steps` steps.
+pub fn run<'a>(expr: &'a Expr, cx: &Context<'a>, max_steps: u32) -> Outcome<'a> {
+    let mut eval = Eval {
+        cx,
+        user: UserView {
+            id: cx.user_id,
+            authenticated: cx.authenticated,
+            data: cx.user_data,
+        },
+        steps: max_steps,
+        bytes: 0,
+        missing: Vec::new(),
+    };
+    let value = match eval.eval(expr) {
+        Ok(v) => Ok(v),
+        Err(Stop::Fault(f)) => Err(f),
+        // A short-circuit always ends at its chain; none reaches the top.
+        Err(Stop::Short) => Ok(Val::Undefined),
+    };
+    Outcome {
+        value,
+        missing: eval.missing,
+    }
+}
+
+enum Stop {
+    Fault(Fault),
+    /// An optional link met `undefined` or `null`: the chain yields `undefined`.
+    Short,
+}
+
+impl From<Fault> for Stop {
+    fn from(f: Fault) -> Stop {
+        Stop::Fault(f)
+    }
+}
+
+type Step<'a> = Result<Val<'a>, Stop>;
+
+struct Eval<'a, 'c> {
+    cx: &'c Context<'a>,
+    user: UserView<'a>,
+    steps: u32,
+    bytes: usize,
+    missing: Vec<String>,
+}
+
+impl<'a> Eval<'a, '_> {
+    /// Counts the bytes of a string the rule built.
+    fn built(&mut self, text: String) -> Step<'a> {
+        self.bytes += text.len();
+        if self.bytes > MAX_EVAL_BYTES {
+            return Err(Fault::Budget.into());
+        }
+        Ok(Val::Str(Cow::Owned(text)))
+    }
+
+    fn var(&mut self, var: &'a Var) -> Step<'a> {
+        let cx = self.cx;
+        Ok(match var {
+            Var::CrossRef => Val::Func(Func::CrossRef),
+            Var::User => Val::User,
+            Var::Data => cx.data.map_or(Val::Undefined, Val::from_json),
+            Var::OldData => cx.old_data.map_or(Val::Null, Val::from_json),
+            Var::Now => Val::Num(cx.now),
+            Var::Action => Val::Num(f64::from(cx.action)),
+            Var::Name => Val::Str(Cow::Borrowed(cx.name)),
+            Var::This => Val::This,
+            Var::Path(name) => match cx.variables.iter().find(|(k, _)| k == name) {
+                Some((_, value)) => Val::Str(Cow::Borrowed(value.as_str())),
+                None => return Err(Fault::Reference(format!("{name} is not defined")).into()),
+            },
+            Var::Ctor(ctor) => Val::Func(Func::Ctor(*ctor)),
+            Var::Math => Val::Math,
+            Var::Json => Val::JsonNamespace,
+            Var::Unmodeled(name) => return Err(Fault::Inexact(format!("'{name}'")).into()),
+            Var::Undeclared(name) => {
+                return Err(Fault::Reference(format!("{name} is not defined")).into())
+            }
+        })
+    }
+
+    fn key(&mut self, key: &'a Key) -> Result<Cow<'a, str>, Stop> {
+        match key {
+            Key::Static(name) => Ok(Cow::Borrowed(name)),
+            Key::Computed(expr) => Ok(self.eval(expr)?.to_key()?),
+        }
+    }
+
+    /// `_(name)`: the record's data, `null` if it does not exist, `undefined` while unknown.
+    fn cross_ref(&mut self, args: &'a [Expr]) -> Step<'a> {
+        let mut values = Vec::with_capacity(args.len());
+        for arg in args {
+            values.push(self.eval(arg)?);
+        }
+        let name = match values.first() {
+            None | Some(Val::Undefined) => return Ok(Val::Undefined),
+            Some(Val::Str(name)) => name.clone(),
+            Some(other) => {
+                return Err(Fault::Type(format!(
+                    "crossreference got unsupported type {}",
+                    other.type_of()
+                ))
+                .into())
+            }
+        };
+        if name.contains("undefined") {
+            return Ok(Val::Undefined);
+        }
+        match self.cx.refs.iter().find(|(n, _)| *n == *name) {
+            Some((_, Some(data))) => Ok(Val::from_json(data)),
+            Some((_, None)) => Ok(Val::Null),
+            None => {
+                if !self.missing.iter().any(|m| *m == *name) {
+                    self.missing.push(name.into_owned());
+                }
+                Ok(Val::Undefined)
+            }
+        }
+    }
+
+    fn eval(&mut self, expr: &'a Expr) -> Step<'a> {
+        if self.steps == 0 {
+            return Err(Fault::Budget.into());
+        }
+        self.steps -= 1;
+        Ok(match expr {
+            Expr::Undefined => Val::Undefined,
+            Expr::Null => Val::Null,
+            Expr::Bool(b) => Val::Bool(*b),
+            Expr::Num(n) => Val::Num(*n),
+            Expr::Str(s) => Val::Str(Cow::Borrowed(s)),
+            Expr::Regex(lit) => Val::Regex(lit.clone()),
+            Expr::Template(strings, exprs) => {
+                let mut out = String::new();
+                for (i, text) in strings.iter().enumerate() {
+                    out.push_str(text);
+                    if let Some(e) = exprs.get(i) {
+                        let v = self.eval(e)?;
+                        out.push_str(&v.to_text()?);
+                    }
+                }
+                return self.built(out);
+            }
+            Expr::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    out.push(match item {
+                        Some(e) => Some(self.eval(e)?),
+                        None => None,
+                    });
+                }
+                Val::Array(Rc::new(JsArray {
+                    items: out,
+                    extra: Vec::new(),
+                }))
+            }
+            Expr::Object(props) => {
+                let mut out: Vec<(String, Val<'a>)> = Vec::with_capacity(props.len());
+                for (key, value) in props {
+                    let key = self.key(key)?.into_owned();
+                    let value = self.eval(value)?;
+                    match out.iter_mut().find(|(k, _)| *k == key) {
+                        Some(slot) => slot.1 = value,
+                        None => out.push((key, value)),
+                    }
+                }
+                Val::Object(Rc::new(out))
+            }
+            Expr::Var(var) => return self.var(var),
+            Expr::Member(target, key, optional) => {
+                let target = self.eval(target)?;
+                if *optional && target.is_nullish() {
+                    return Err(Stop::Short);
+                }
+                let key = self.key(key)?;
+                props::get(&target, &key, &self.user)?
+            }
+            Expr::Call(target, method, args, optional) => {
+                let target = self.eval(target)?;
+                if *optional && target.is_nullish() {
+                    return Err(Stop::Short);
+                }
+                // Reading the method throws before the arguments are evaluated.
+                props::get(&target, method, &self.user)?;
+                let mut values = Vec::with_capacity(args.len());
+                for arg in args {
+                    values.push(self.eval(arg)?);
+                }
+                methods::call(&target, method, &values)?
+            }
+            Expr::Ref(args) => return self.cross_ref(args),
+            Expr::Chain(inner) => match self.eval(inner) {
+                Err(Stop::Short) => Val::Undefined,
+                other => return other,
+            },
+            Expr::Unary(op, operand) => self.unary(*op, operand)?,
+            Expr::Binary(op, left, right) => {
+                let a = self.eval(left)?;
+                let b = self.eval(right)?;
+                return self.binary(*op, a, b);
+            }
+            Expr::Logical(op, left, right) => {
+                let l = self.eval(left)?;
+                let take_left = match op {
+                    LogicOp::And => !l.truthy(),
+                    LogicOp::Or => l.truthy(),
+                    LogicOp::Nullish => !l.is_nullish(),
+                };
+                if take_left {
+                    l
+                } else {
+                    return self.eval(right);
+                }
+            }
+            Expr::Cond(cond, yes, no) => {
+                let branch = if self.eval(cond)?.truthy() { yes } else { no };
+                return self.eval(branch);
+            }
+            Expr::Comma(first, second) => {
+                self.eval(first)?;
+                return self.eval(second);
+            }
+            Expr::Throw(message) => return Err(Fault::Reference(message.clone()).into()),
+        })
+    }
+
+    fn unary(&mut self, op: UnOp, operand: &'a Expr) -> Step<'a> {
+        if op == UnOp::Typeof {
+            // `typeof` of an undeclared name is "undefined", not a ReferenceError.
+            if let Expr::Var(Var::Undeclared(_)) = operand {
+                return Ok(Val::str("undefined"));
+            }
+            return Ok(Val::str(self.eval(operand)?.type_of()));
+        }
+        let v = self.eval(operand)?;
+        Ok(match op {
+            UnOp::Not => Val::Bool(!v.truthy()),
+            UnOp::Neg => Val::Num(-v.to_number()?),
+            UnOp::Plus => Val::Num(v.to_number()?),
+            UnOp::BitNot => Val::Num(f64::from(!value::to_int32(v.to_number()?))),
+            UnOp::Void | UnOp::Typeof => Val::Undefined,
+        })
+    }
+
+    fn binary(&mut self, op: BinOp, a: Val<'a>, b: Val<'a>) -> Step<'a> {
+        use value::{less_than, loose_eq, power, strict_eq, to_int32, to_uint32};
+        let num = |a: &Val, b: &Val| -> Result<(f64, f64), Fault> {
+            let x = a.to_number()?;
+            Ok((x, b.to_number()?))
+        };
+        Ok(match op {
+            BinOp::StrictEq => Val::Bool(strict_eq(&a, &b)),
+            BinOp::StrictNe => Val::Bool(!strict_eq(&a, &b)),
+            BinOp::LooseEq => Val::Bool(loose_eq(&a, &b)?),
+            BinOp::LooseNe => Val::Bool(!loose_eq(&a, &b)?),
+            BinOp::Lt => Val::Bool(less_than(&a, &b, true)? == Some(true)),
+            BinOp::Gt => Val::Bool(less_than(&b, &a, false)? == Some(true)),
+            BinOp::Le => Val::Bool(less_than(&b, &a, false)? == Some(false)),
+            BinOp::Ge => Val::Bool(less_than(&a, &b, true)? == Some(false)),
+            BinOp::In => {
+                if !b.is_object() {
+                    return Err(Fault::Type(format!(
+                        "Cannot use 'in' operator to search for '{}' in {}",
+                        a.to_key()?,
+                        b.to_text()?
+                    ))
+                    .into());
+                }
+                Val::Bool(props::has(&b, &a.to_key()?, &self.user)?)
+            }
+            BinOp::InstanceOf => Val::Bool(props::instance_of(&a, &b)?),
+            BinOp::Add => {
+                let pa = a.to_primitive()?;
+                let pb = b.to_primitive()?;
+                if matches!(pa, Val::Str(_)) || matches!(pb, Val::Str(_)) {
+                    let mut out = pa.to_text()?.into_owned();
+                    out.push_str(&pb.to_text()?);
+                    return self.built(out);
+                }
+                Val::Num(pa.to_number()? + pb.to_number()?)
+            }
+            BinOp::Sub => {
+                let (x, y) = num(&a, &b)?;
+                Val::Num(x - y)
+            }
+            BinOp::Mul => {
+                let (x, y) = num(&a, &b)?;
+                Val::Num(x * y)
+            }
+            BinOp::Div => {
+                let (x, y) = num(&a, &b)?;
+                Val::Num(x / y)
+            }
+            BinOp::Rem => {
+                let (x, y) = num(&a, &b)?;
+                Val::Num(x % y)
+            }
+            BinOp::Pow => {
+                let (x, y) = num(&a, &b)?;
+                Val::Num(power(x, y))
+            }
+            BinOp::BitAnd | BinOp::BitOr | BinOp::BitXor | BinOp::Shl | BinOp::Shr => {
+                let (x, y) = num(&a, &b)?;
+                let (x, y) = (to_int32(x), to_int32(y));
+                let shift = (y as u32) & 31;
+                Val::Num(f64::from(match op {
+                    BinOp::BitAnd => x & y,
+                    BinOp::BitOr => x | y,
+                    BinOp::BitXor => x ^ y,
+                    BinOp::Shl => x.wrapping_shl(shift),
+                    _ => x >> shift,
+                }))
+            }
+            BinOp::UShr => {
+                let (x, y) = num(&a, &b)?;
+                Val::Num(f64::from(to_uint32(x) >> (to_uint32(y) & 31)))
+            }
+        })
+    }
+}
+
+/// A value as text that tells apart everything a rule could observe: its type, `-0`, the
+/// items of arrays and the keys of objects (sorted). The differential test compares this
+/// with the same description made in Node.js.
+#[doc(hidden)]
+pub fn describe(v: &Val, user: &Context<'_>) -> String {
+    let view = UserView {
+        id: user.user_id,
+        authenticated: user.authenticated,
+        data: user.user_data,
+    };
+    let mut out = String::new();
+    describe_into(v, &view, &mut out, 0);
+    out
+}
+
+fn describe_into(v: &Val, user: &UserView<'_>, out: &mut String, depth: usize) {
+    use simd_json::prelude::*;
+    if depth > 20 {
+        out.push_str("...");
+        return;
+    }
+    match v {
+        Val::Undefined => out.push_str("undefined"),
+        Val::Null => out.push_str("null"),
+        Val::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Val::Num(n) if *n == 0.0 && n.is_sign_negative() => out.push_str("-0"),
+        Val::Num(n) => out.push_str(&value::number_text(*n)),
+        Val::Str(s) => out.push_str(&serde_json::to_string(s.as_ref()).unwrap_or_default()),
+        Val::Func(_) => {
+            out.push_str("function ");
+            if let Ok(Val::Str(name)) = props::get(v, "name", user) {
+                out.push_str(&name);
+            }
+        }
+        Val::Regex(_) => out.push_str(&v.to_text().unwrap_or_default()),
+        _ if v.is_array() => {
+            let len = match props::get(v, "length", user) {
+                Ok(Val::Num(n)) => n as usize,
+                _ => 0,
+            };
+            out.push('[');
+            for i in 0..len {
+                if i > 0 {
+                    out.push(',');
+                }
+                let item = props::get(v, &i.to_string(), user).unwrap_or(Val::Undefined);
+                describe_into(&item, user, out, depth + 1);
+            }
+            out.push(']');
+        }
+        _ => {
+            let mut keys: Vec<String> = match v {
+                Val::Json(json) => json
+                    .as_object()
+                    .map(|o| o.keys().cloned().collect())
+                    .unwrap_or_default(),
+                Val::Object(props) => props.iter().map(|(k, _)| k.clone()).collect(),
+                Val::User => vec!["data".into(), "id".into(), "isAuthenticated".into()],
+                _ => Vec::new(),
+            };
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::to_string(key).unwrap_or_default());
+                out.push(':');
+                let item = props::get(v, key, user).unwrap_or(Val::Undefined);
+                describe_into(&item, user, out, depth + 1);
+            }
+            out.push('}');
+        }
+    }
+}

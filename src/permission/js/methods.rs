@@ -1,0 +1,197 @@
+//! The functions a rule may call, with JavaScript's argument handling and UTF-16 positions:
+//! the string methods and `Array.prototype.includes` / `indexOf`.
+
+use super::regex::{MatchResult, RegexLit};
+use super::value::{same_value_zero, strict_eq, to_integer, JsArray, Val};
+use super::Fault;
+use simd_json::prelude::*;
+use simd_json::OwnedValue;
+use std::borrow::Cow;
+use std::rc::Rc;
+use std::sync::Arc;
+
+fn not_a_function(target: &Val, method: &str) -> Fault {
+    let what = match target {
+        Val::Json(_) | Val::Object(_) | Val::User | Val::This => "object".to_string(),
+        other => other.type_of().to_string(),
+    };
+    Fault::Type(format!("{what}.{method} is not a function"))
+}
+
+/// `target.method(args)`, where `target` is not nullish.
+pub fn call<'a>(target: &Val<'a>, method: &str, args: &[Val<'a>]) -> Result<Val<'a>, Fault> {
+    let arg = |i: usize| args.get(i).cloned().unwrap_or(Val::Undefined);
+    if target.is_array() {
+        return match method {
+            "includes" | "indexOf" => array_search(target, method, &arg(0), &arg(1)),
+            _ => Err(not_a_function(target, method)),
+        };
+    }
+    let Val::Str(s) = target else {
+        return Err(not_a_function(target, method));
+    };
+    let no_regex = |v: &Val| {
+        if matches!(v, Val::Regex(_)) {
+            return Err(Fault::Type(format!(
+                "First argument to String.prototype.{method} must not be a regular expression"
+            )));
+        }
+        Ok(())
+    };
+    Ok(match method {
+        "startsWith" | "endsWith" | "includes" => {
+            no_regex(&arg(0))?;
+            let search: Vec<u16> = arg(0).to_text()?.encode_utf16().collect();
+            let units: Vec<u16> = s.encode_utf16().collect();
+            let len = units.len() as f64;
+            let position = |v: Val, default: f64| -> Result<usize, Fault> {
+                let n = if matches!(v, Val::Undefined) {
+                    default
+                } else {
+                    to_integer(v.to_number()?)
+                };
+                Ok(n.clamp(0.0, len) as usize)
+            };
+            let found = match method {
+                "startsWith" => {
+                    let start = position(arg(1), 0.0)?;
+                    units[start..].starts_with(&search)
+                }
+                "endsWith" => {
+                    let end = position(arg(1), len)?;
+                    units[..end].ends_with(&search)
+                }
+                _ => {
+                    let start = position(arg(1), 0.0)?;
+                    find_units(&units, &search, start).is_some()
+                }
+            };
+            Val::Bool(found)
+        }
+        "indexOf" => {
+            let search: Vec<u16> = arg(0).to_text()?.encode_utf16().collect();
+            let units: Vec<u16> = s.encode_utf16().collect();
+            let start = to_integer(arg(1).to_number()?).clamp(0.0, units.len() as f64) as usize;
+            Val::Num(find_units(&units, &search, start).map_or(-1.0, |i| i as f64))
+        }
+        "toUpperCase" => Val::Str(Cow::Owned(s.to_uppercase())),
+        "toLowerCase" => Val::Str(Cow::Owned(s.to_lowercase())),
+        "trim" => Val::Str(Cow::Owned(
+            s.trim_matches(crate::core::jsonpath::is_js_space).to_string(),
+        )),
+        "match" => string_match(s, &arg(0))?,
+        _ => return Err(not_a_function(target, method)),
+    })
+}
+
+fn find_units(haystack: &[u16], needle: &[u16], start: usize) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(start.min(haystack.len()));
+    }
+    (start..=haystack.len().saturating_sub(needle.len()))
+        .find(|&i| haystack.get(i..i + needle.len()) == Some(needle))
+}
+
+fn array_search<'a>(
+    target: &Val<'a>,
+    method: &str,
+    needle: &Val<'a>,
+    from: &Val<'a>,
+) -> Result<Val<'a>, Fault> {
+    // Holes read as undefined for `includes` and are skipped by `indexOf`.
+    let items: Vec<Option<Val<'a>>> = match target {
+        Val::Json(v) => <&'a OwnedValue>::clone(v)
+            .as_array()
+            .map(|a| a.iter().map(|i| Some(Val::from_json(i))).collect())
+            .unwrap_or_default(),
+        Val::Array(array) => array.items.clone(),
+        _ => Vec::new(),
+    };
+    let len = items.len() as f64;
+    let mut start = to_integer(from.to_number()?);
+    if start < 0.0 {
+        start = (len + start).max(0.0);
+    }
+    let start = start.min(len) as usize;
+    let includes = method == "includes";
+    let position = items.iter().enumerate().skip(start).position(|(_, item)| {
+        match item {
+            Some(item) if includes => same_value_zero(item, needle),
+            Some(item) => strict_eq(item, needle),
+            None => includes && matches!(needle, Val::Undefined),
+        }
+    });
+    Ok(if includes {
+        Val::Bool(position.is_some())
+    } else {
+        Val::Num(position.map_or(-1.0, |p| (p + start) as f64))
+    })
+}
+
+/// Patterns built from strings at run time, compiled once per thread (a shard) and dropped
+/// all at once when full, so patterns from message data cannot fill memory.
+fn pattern_from_text(source: &str) -> Result<Arc<RegexLit>, Fault> {
+    const CACHED: usize = 256;
+    thread_local! {
+        static PATTERNS: std::cell::RefCell<ahash::AHashMap<String, Result<Arc<RegexLit>, Fault>>> =
+            std::cell::RefCell::default();
+    }
+    PATTERNS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(found) = cache.get(source) {
+            return found.clone();
+        }
+        if cache.len() >= CACHED {
+            cache.clear();
+        }
+        let compiled = RegexLit::compile(source, "").map(Arc::new).map_err(|e| match e {
+            super::regex::RegexError::Syntax(m) => Fault::Syntax(format!(
+                "Invalid regular expression: /{source}/: {m}"
+            )),
+            super::regex::RegexError::Unsupported(m) => {
+                Fault::Inexact(format!("regular expression /{source}/: {m}"))
+            }
+        });
+        cache.insert(source.to_string(), compiled.clone());
+        compiled
+    })
+}
+
+/// `s.match(pattern)`: a regex, or anything else as the source of `new RegExp(...)`.
+fn string_match<'a>(s: &str, pattern: &Val<'a>) -> Result<Val<'a>, Fault> {
+    let lit = match pattern {
+        Val::Regex(lit) => lit.clone(),
+        Val::Undefined => pattern_from_text("")?,
+        other => pattern_from_text(&other.to_text()?)?,
+    };
+    Ok(match lit.match_in(s).map_err(Fault::Inexact)? {
+        MatchResult::None => Val::Null,
+        MatchResult::All(all) => Val::Array(Rc::new(JsArray {
+            items: all.into_iter().map(|m| Some(Val::Str(Cow::Owned(m)))).collect(),
+            extra: Vec::new(),
+        })),
+        MatchResult::One {
+            groups,
+            index,
+            named,
+            has_named,
+        } => {
+            let text = |g: Option<String>| g.map_or(Val::Undefined, |t| Val::Str(Cow::Owned(t)));
+            let groups_value = if has_named {
+                Val::Object(Rc::new(
+                    named.into_iter().map(|(k, v)| (k, text(v))).collect(),
+                ))
+            } else {
+                Val::Undefined
+            };
+            Val::Array(Rc::new(JsArray {
+                items: groups.into_iter().map(|g| Some(text(g))).collect(),
+                extra: vec![
+                    ("index", Val::Num(index as f64)),
+                    ("input", Val::Str(Cow::Owned(s.to_string()))),
+                    ("groups", groups_value),
+                ],
+            }))
+        }
+    })
+}
