@@ -384,7 +384,9 @@ impl Config {
         }
         if let Some(permission) = raw.permission {
             let permissions = permission_plugin(permission, text, dir, origin)?;
-            config.warnings.extend(permissions.warnings().iter().cloned());
+            config
+                .warnings
+                .extend(permissions.warnings().iter().cloned());
             config.permissions = std::sync::Arc::new(permissions);
         }
         if let Some(rpc) = raw.rpc {

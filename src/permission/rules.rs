@@ -3,10 +3,10 @@
 //! deepstream's Valve.
 
 use super::js::{self, CompileError, Context, Expr, Var};
-use std::sync::atomic::{AtomicBool, Ordering};
 use regex::Regex;
 use serde_yaml::Value as Yaml;
 use simd_json::OwnedValue;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Section {
@@ -232,8 +232,10 @@ impl Applicable<'_> {
             } => (expr, origin, failure_logged),
         };
         let outcome = js::run(expr, &self.context(input), input.max_work);
-        // As in the reference, failures while records are still loading do not count.
-        if !outcome.missing.is_empty() {
+        // As in the reference, failures while records are still loading do not count,
+        // except `_()` of a value that is no name.
+        let names_a_record = !matches!(outcome.value, Err(js::Fault::CrossRef(_)));
+        if !outcome.missing.is_empty() && names_a_record {
             return RuleVerdict::Need(outcome.missing);
         }
         match outcome.value {
@@ -407,9 +409,8 @@ impl Permissions {
                                     warnings.push(format!("{} '{src}': {warning}", where_(&src)));
                                 }
                                 let uses_now = reads(Var::Now);
-                                let uses_refs = expr.any(&|e| {
-                                    matches!(e, Expr::Ref(_) | Expr::Var(Var::CrossRef))
-                                });
+                                let uses_refs = expr
+                                    .any(&|e| matches!(e, Expr::Ref(_) | Expr::Var(Var::CrossRef)));
                                 Rule::Expr {
                                     expr,
                                     uses_data,

@@ -130,7 +130,7 @@ impl<'a> Eval<'a, '_> {
             None | Some(Val::Undefined) => return Ok(Val::Undefined),
             Some(Val::Str(name)) => name.clone(),
             Some(other) => {
-                return Err(Fault::Type(format!(
+                return Err(Fault::CrossRef(format!(
                     "crossreference got unsupported type {}",
                     other.type_of()
                 ))
@@ -331,7 +331,7 @@ impl<'a> Eval<'a, '_> {
             }
             BinOp::Pow => {
                 let (x, y) = num(&a, &b)?;
-                Val::Num(power(x, y))
+                Val::Num(power(x, y)?)
             }
             BinOp::BitAnd | BinOp::BitOr | BinOp::BitXor | BinOp::Shl | BinOp::Shr => {
                 let (x, y) = num(&a, &b)?;
@@ -426,5 +426,202 @@ fn describe_into(v: &Val, user: &UserView<'_>, out: &mut String, depth: usize) {
             }
             out.push('}');
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(text: &str) -> OwnedValue {
+        crate::core::json::parse(text.as_bytes()).unwrap()
+    }
+
+    /// The value of `rule` printed, or the fault, with fixed user, refs and variables.
+    fn eval_rule(rule: &str, data: Option<&OwnedValue>) -> std::result::Result<String, Fault> {
+        let (expr, _) = super::super::parse(rule).unwrap_or_else(|e| panic!("{rule}: {e}"));
+        let user_data = json(r#"{"role":"admin","level":3,"teams":["a","b"]}"#);
+        let variables = vec![("$userId".to_string(), "alice".to_string())];
+        let refs = vec![
+            (
+                "settings".to_string(),
+                Some(json(r#"{"open":true,"admins":["alice"],"next":"limits"}"#)),
+            ),
+            ("limits".to_string(), Some(json(r#"{"max":5}"#))),
+            ("gone".to_string(), None),
+        ];
+        let cx = Context {
+            user_id: "alice",
+            authenticated: true,
+            user_data: Some(&user_data),
+            data,
+            old_data: None,
+            now: 1000.0,
+            action: 18,
+            name: "profile/alice",
+            variables: &variables,
+            refs: &refs,
+        };
+        let outcome = run(&expr, &cx, 10_000);
+        outcome.value.map(|v| describe(&v, &cx))
+    }
+
+    fn is(rule: &str, expected: &str) {
+        assert_eq!(eval_rule(rule, None).as_deref(), Ok(expected), "{rule}");
+    }
+
+    #[test]
+    fn operators_and_conversions_as_javascript() {
+        is("1 + 2 * 3", "7");
+        is("2 ** 3 ** 2", "512");
+        is("'a' + 1 + 2", "\"a12\"");
+        is("1 + 2 + 'a'", "\"3a\"");
+        is("[1, [2, 3]] + ''", "\"1,2,3\"");
+        is("({}) + 1", "\"[object Object]1\"");
+        is("'10' < '9'", "true");
+        is("'10' < 9", "false");
+        is("[] == false", "true");
+        is("null == 0", "false");
+        is("null >= 0", "true");
+        is("undefined == null", "true");
+        is("NaN !== NaN", "true");
+        is("-0", "-0");
+        is("0 * -1", "-0");
+        is("1 / 3", "0.3333333333333333");
+        is("1e21 + ''", "\"1e+21\"");
+        is("-1 >>> 28", "15");
+        is("~5 | 0", "-6");
+        is("1 << 33", "2");
+        is(
+            "typeof null + typeof [] + typeof _ + typeof nothing",
+            "\"objectobjectfunctionundefined\"",
+        );
+        is("void 0 ?? 'x'", "\"x\"");
+        is("0 || null && 1", "null");
+        is("(1, 2)", "2");
+        is("`${user.id}/${1 + 1}`", "\"alice/2\"");
+    }
+
+    #[test]
+    fn properties_prototypes_and_optional_chains() {
+        let data = json(r#"{"a":null,"n":5,"list":[1,"x"],"toString":1,"__proto__":{"p":1}}"#);
+        let d = |rule: &str| eval_rule(rule, Some(&data));
+        assert_eq!(d("data.list.length").as_deref(), Ok("2"));
+        assert_eq!(
+            d("'length' in data.list && 1 in data.list && !(2 in data.list)").as_deref(),
+            Ok("true")
+        );
+        assert_eq!(d("data.list.constructor === Array").as_deref(), Ok("true"));
+        assert_eq!(
+            d("typeof data.hasOwnProperty").as_deref(),
+            Ok("\"function\"")
+        );
+        assert_eq!(
+            d("data.__proto__.p").as_deref(),
+            Ok("1"),
+            "an own key, as JSON.parse makes it"
+        );
+        assert_eq!(d("data.a?.b.c").as_deref(), Ok("undefined"));
+        assert!(
+            matches!(d("(data.a?.b).c"), Err(Fault::Type(_))),
+            "parentheses end the chain"
+        );
+        assert!(matches!(d("data.a.b"), Err(Fault::Type(_))));
+        assert!(
+            matches!(d("data + ''"), Err(Fault::Type(_))),
+            "its own toString is no function"
+        );
+        assert!(matches!(d("'x' in data.n"), Err(Fault::Type(_))));
+        assert!(matches!(d("data.n.startsWith('5')"), Err(Fault::Type(_))));
+        assert!(matches!(d("usr.id"), Err(Fault::Reference(_))));
+        assert!(
+            matches!(d("'😀'[0]"), Err(Fault::Inexact(_))),
+            "half a surrogate pair"
+        );
+        assert_eq!(d("'😀'.length").as_deref(), Ok("2"), "UTF-16 units");
+    }
+
+    #[test]
+    fn methods_and_regexes() {
+        is("'abc'.indexOf('c', 1)", "2");
+        is("'abc'.startsWith('b', 1)", "true");
+        is("'abc'.endsWith('b', 2)", "true");
+        is(
+            "[1, NaN].includes(NaN) && [1, NaN].indexOf(NaN) === -1",
+            "true",
+        );
+        is(
+            "[1, , 3].indexOf(undefined) === -1 && [1, , 3].includes(undefined)",
+            "true",
+        );
+        is("' \\u00a0x\\ufeff'.trim()", "\"x\"");
+        is("'ß'.toUpperCase()", "\"SS\"");
+        is("'a1b22'.match(/\\d+/g)", "[\"1\",\"22\"]");
+        is("'a1b22'.match(/(\\d)(x)?/)", "[\"1\",\"1\",undefined]");
+        is("'a1b22'.match(/(\\d)/).index", "1");
+        is("'abc'.match('^a') !== null", "true");
+        is("'Abc'.match(/^a/i)[0]", "\"A\"");
+        assert!(matches!(
+            eval_rule("'a'.match('(')", None),
+            Err(Fault::Syntax(_))
+        ));
+        assert!(matches!(
+            eval_rule("'a'.includes(/a/)", None),
+            Err(Fault::Type(_))
+        ));
+    }
+
+    #[test]
+    fn cross_references_report_what_they_miss() {
+        is(
+            "_('settings').open && _('settings').admins.includes(user.id)",
+            "true",
+        );
+        is("_(_('settings').next).max", "5");
+        is("_('gone')", "null");
+        is("_(undefined)", "undefined");
+        is("_('an undefined name')", "undefined");
+        assert!(matches!(eval_rule("_(1)", None), Err(Fault::CrossRef(_))));
+        let (expr, _) = super::super::parse("_('p/' + $userId).x || _('q').y").unwrap();
+        let variables = vec![("$userId".to_string(), "bob".to_string())];
+        let cx = Context {
+            user_id: "bob",
+            authenticated: true,
+            user_data: None,
+            data: None,
+            old_data: None,
+            now: 0.0,
+            action: 0,
+            name: "",
+            variables: &variables,
+            refs: &[],
+        };
+        // `undefined.x` throws, and the reference runs the rule again once `p/bob` is loaded.
+        let outcome = run(&expr, &cx, 1000);
+        assert_eq!(outcome.missing, vec!["p/bob".to_string()]);
+    }
+
+    #[test]
+    fn work_and_bytes_are_bounded() {
+        let (expr, _) = super::super::parse("1 + 1 + 1 + 1 + 1 === 5").unwrap();
+        let cx = Context {
+            user_id: "",
+            authenticated: false,
+            user_data: None,
+            data: None,
+            old_data: None,
+            now: 0.0,
+            action: 0,
+            name: "",
+            variables: &[],
+            refs: &[],
+        };
+        assert_eq!(run(&expr, &cx, 3).value.err(), Some(Fault::Budget));
+        let big = json(&format!("{{\"s\":\"{}\"}}", "x".repeat(1 << 20)));
+        let doubling = "`${data.s}${data.s}${data.s}${data.s}${data.s}`";
+        assert_eq!(
+            eval_rule(&format!("{doubling} + {doubling}"), Some(&big)).err(),
+            Some(Fault::Budget)
+        );
     }
 }

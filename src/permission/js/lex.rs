@@ -105,11 +105,14 @@ impl Lexer<'_> {
             } else {
                 let punct = PUNCTS
                     .iter()
-                    .find(|p| p.chars().enumerate().all(|(i, pc)| self.peek(i) == Some(pc)))
+                    .find(|p| {
+                        p.chars()
+                            .enumerate()
+                            .all(|(i, pc)| self.peek(i) == Some(pc))
+                    })
                     .ok_or_else(|| syntax(format!("unexpected character '{c}'")))?;
                 // `a?.5:b` is a conditional, not optional chaining.
-                let punct = if *punct == "?." && self.peek(2).is_some_and(|d| d.is_ascii_digit())
-                {
+                let punct = if *punct == "?." && self.peek(2).is_some_and(|d| d.is_ascii_digit()) {
                     "?"
                 } else {
                     punct
@@ -203,8 +206,9 @@ impl Lexer<'_> {
                 self.pos += 1;
             }
             if text.chars().all(|d| d < '8') {
-                text.chars()
-                    .fold(0.0, |acc, d| acc * 8.0 + f64::from(d.to_digit(8).unwrap_or(0)))
+                text.chars().fold(0.0, |acc, d| {
+                    acc * 8.0 + f64::from(d.to_digit(8).unwrap_or(0))
+                })
             } else {
                 text.parse().map_err(|_| syntax("bad number"))?
             }
@@ -235,12 +239,16 @@ impl Lexer<'_> {
             } else {
                 text
             };
-            text.parse().map_err(|_| syntax(format!("bad number {text}")))?
+            text.parse()
+                .map_err(|_| syntax(format!("bad number {text}")))?
         };
         if self.peek(0) == Some('n') {
             return Err(CompileError::Unsupported("BigInt literals".into()));
         }
-        if self.peek(0).is_some_and(|c| is_id_start(c) || c.is_ascii_digit()) {
+        if self
+            .peek(0)
+            .is_some_and(|c| is_id_start(c) || c.is_ascii_digit())
+        {
             return Err(syntax("an identifier starts immediately after a number"));
         }
         Ok(value)
@@ -279,7 +287,9 @@ impl Lexer<'_> {
             '0' if !self.peek(0).is_some_and(|d| d.is_ascii_digit()) => out.push(0),
             '0'..='7' => {
                 if in_template {
-                    return Err(syntax("octal escape sequences are not allowed in templates"));
+                    return Err(syntax(
+                        "octal escape sequences are not allowed in templates",
+                    ));
                 }
                 // Sloppy mode's legacy octal escape: up to three digits, at most 0o377.
                 let mut value = c.to_digit(8).unwrap_or(0);
@@ -454,7 +464,9 @@ impl Lexer<'_> {
         let mut flags = String::new();
         while let Some(c) = self.peek(0).filter(|c| is_id_part(*c)) {
             if !"dgimsuyv".contains(c) || flags.contains(c) {
-                return Err(syntax(format!("invalid regular expression flags '{flags}{c}'")));
+                return Err(syntax(format!(
+                    "invalid regular expression flags '{flags}{c}'"
+                )));
             }
             flags.push(c);
             self.pos += 1;
@@ -538,10 +550,7 @@ mod tests {
             tokenize("x.match(/a[/]b/gi)").unwrap()[4],
             Tok::Regex("a[/]b".into(), "gi".into())
         );
-        assert!(matches!(
-            tokenize("typeof /x/").unwrap()[1],
-            Tok::Regex(..)
-        ));
+        assert!(matches!(tokenize("typeof /x/").unwrap()[1], Tok::Regex(..)));
         assert!(tokenize("/a/gg").is_err());
     }
 
@@ -558,7 +567,10 @@ mod tests {
 
     #[test]
     fn comments_are_skipped() {
-        assert_eq!(tokenize("1 /* two */ // three").unwrap(), vec![Tok::Num(1.0)]);
+        assert_eq!(
+            tokenize("1 /* two */ // three").unwrap(),
+            vec![Tok::Num(1.0)]
+        );
         assert_eq!(tokenize("a?.5:1").unwrap()[1], Tok::Punct("?"));
     }
 }

@@ -77,7 +77,8 @@ pub fn call<'a>(target: &Val<'a>, method: &str, args: &[Val<'a>]) -> Result<Val<
         "toUpperCase" => Val::Str(Cow::Owned(s.to_uppercase())),
         "toLowerCase" => Val::Str(Cow::Owned(s.to_lowercase())),
         "trim" => Val::Str(Cow::Owned(
-            s.trim_matches(crate::core::jsonpath::is_js_space).to_string(),
+            s.trim_matches(crate::core::jsonpath::is_js_space)
+                .to_string(),
         )),
         "match" => string_match(s, &arg(0))?,
         _ => return Err(not_a_function(target, method)),
@@ -114,13 +115,15 @@ fn array_search<'a>(
     }
     let start = start.min(len) as usize;
     let includes = method == "includes";
-    let position = items.iter().enumerate().skip(start).position(|(_, item)| {
-        match item {
+    let position = items
+        .iter()
+        .enumerate()
+        .skip(start)
+        .position(|(_, item)| match item {
             Some(item) if includes => same_value_zero(item, needle),
             Some(item) => strict_eq(item, needle),
             None => includes && matches!(needle, Val::Undefined),
-        }
-    });
+        });
     Ok(if includes {
         Val::Bool(position.is_some())
     } else {
@@ -144,14 +147,16 @@ fn pattern_from_text(source: &str) -> Result<Arc<RegexLit>, Fault> {
         if cache.len() >= CACHED {
             cache.clear();
         }
-        let compiled = RegexLit::compile(source, "").map(Arc::new).map_err(|e| match e {
-            super::regex::RegexError::Syntax(m) => Fault::Syntax(format!(
-                "Invalid regular expression: /{source}/: {m}"
-            )),
-            super::regex::RegexError::Unsupported(m) => {
-                Fault::Inexact(format!("regular expression /{source}/: {m}"))
-            }
-        });
+        let compiled = RegexLit::compile(source, "")
+            .map(Arc::new)
+            .map_err(|e| match e {
+                super::regex::RegexError::Syntax(m) => {
+                    Fault::Syntax(format!("Invalid regular expression: /{source}/: {m}"))
+                }
+                super::regex::RegexError::Unsupported(m) => {
+                    Fault::Inexact(format!("regular expression /{source}/: {m}"))
+                }
+            });
         cache.insert(source.to_string(), compiled.clone());
         compiled
     })
@@ -167,7 +172,10 @@ fn string_match<'a>(s: &str, pattern: &Val<'a>) -> Result<Val<'a>, Fault> {
     Ok(match lit.match_in(s).map_err(Fault::Inexact)? {
         MatchResult::None => Val::Null,
         MatchResult::All(all) => Val::Array(Rc::new(JsArray {
-            items: all.into_iter().map(|m| Some(Val::Str(Cow::Owned(m)))).collect(),
+            items: all
+                .into_iter()
+                .map(|m| Some(Val::Str(Cow::Owned(m))))
+                .collect(),
             extra: Vec::new(),
         })),
         MatchResult::One {

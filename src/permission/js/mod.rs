@@ -49,6 +49,9 @@ pub enum Fault {
     Type(String),
     Reference(String),
     Syntax(String),
+    /// `_()` of something that is no string: the reference fails the rule at once, even
+    /// while other records are still loading.
+    CrossRef(String),
     /// The answer could differ from the one JavaScript gives.
     Inexact(String),
     /// The rule did more work than `maxRuleIterations` allows.
@@ -61,6 +64,7 @@ impl std::fmt::Display for Fault {
             Fault::Type(m) => write!(f, "TypeError: {m}"),
             Fault::Reference(m) => write!(f, "ReferenceError: {m}"),
             Fault::Syntax(m) => write!(f, "SyntaxError: {m}"),
+            Fault::CrossRef(m) => f.write_str(m),
             Fault::Inexact(m) => write!(f, "corestream cannot evaluate {m} exactly"),
             Fault::Budget => f.write_str("the rule did more work than allowed"),
         }

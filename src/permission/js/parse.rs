@@ -298,7 +298,9 @@ pub fn parse(src: &str, warnings: &mut Vec<String>) -> Result<Expr, CompileError
     }
     let tokens = tokenize(src)?;
     // The reference looks for these before it compiles anything, wherever they stand.
-    if contains_token(&tokens, &|t| *t == Tok::Punct("=>") || *t == Tok::Ident("function".into())) {
+    if contains_token(&tokens, &|t| {
+        *t == Tok::Punct("=>") || *t == Tok::Ident("function".into())
+    }) {
         return Err(CompileError::Forbidden(
             "rule can't contain user functions".into(),
         ));
@@ -419,7 +421,9 @@ impl Parser<'_> {
             if matches!(p.peek(), Some(Tok::Ident(name)) if name == "async" || name == "yield")
                 && matches!(p.peek_at(1), Some(Tok::Ident(_)))
             {
-                return Err(CompileError::Forbidden("rule can't contain user functions".into()));
+                return Err(CompileError::Forbidden(
+                    "rule can't contain user functions".into(),
+                ));
             }
             let expr = p.conditional()?;
             match p.peek() {
@@ -427,8 +431,8 @@ impl Parser<'_> {
                     "rule can't contain user functions".into(),
                 )),
                 Some(Tok::Punct(
-                    "=" | "+=" | "-=" | "*=" | "/=" | "%=" | "**=" | "<<=" | ">>=" | ">>>="
-                    | "&=" | "|=" | "^=" | "&&=" | "||=" | "??=",
+                    "=" | "+=" | "-=" | "*=" | "/=" | "%=" | "**=" | "<<=" | ">>=" | ">>>=" | "&="
+                    | "|=" | "^=" | "&&=" | "||=" | "??=",
                 )) => Err(CompileError::Unsupported("assignments".into())),
                 _ => Ok(expr),
             }
@@ -456,7 +460,9 @@ impl Parser<'_> {
                 expr = Expr::Logical(LogicOp::Nullish, Box::new(expr), Box::new(right));
             }
             if self.is("&&") || self.is("||") {
-                return Err(syntax("'??' can't be mixed with '&&' or '||' without parentheses"));
+                return Err(syntax(
+                    "'??' can't be mixed with '&&' or '||' without parentheses",
+                ));
             }
             return Ok(expr);
         }
@@ -467,7 +473,9 @@ impl Parser<'_> {
             expr = Expr::Logical(LogicOp::Or, Box::new(expr), Box::new(right));
         }
         if self.is("??") {
-            return Err(syntax("'??' can't be mixed with '&&' or '||' without parentheses"));
+            return Err(syntax(
+                "'??' can't be mixed with '&&' or '||' without parentheses",
+            ));
         }
         Ok(expr)
     }
@@ -763,7 +771,10 @@ impl Parser<'_> {
         };
         let expr = inner.expression()?;
         if let Some(token) = inner.peek() {
-            return Err(syntax(format!("unexpected {} in a template", describe(token))));
+            return Err(syntax(format!(
+                "unexpected {} in a template",
+                describe(token)
+            )));
         }
         Ok(expr)
     }
@@ -851,7 +862,9 @@ impl Parser<'_> {
             }
             if key == Key::Static("__proto__".into()) {
                 // Sets the prototype in a literal, unlike any other key.
-                return Err(CompileError::Unsupported("__proto__ in object literals".into()));
+                return Err(CompileError::Unsupported(
+                    "__proto__ in object literals".into(),
+                ));
             }
             self.expect(":")?;
             let value = self.assignment()?;
@@ -1066,7 +1079,10 @@ mod tests {
             ("x => true", "user functions"),
             ("function () {}", "user functions"),
             ("Math.max(1, 2)", "function max is not supported"),
-            ("data.replace('a', 'b')", "function replace is not supported"),
+            (
+                "data.replace('a', 'b')",
+                "function replace is not supported",
+            ),
             ("eval('1')", "function eval is not supported"),
             ("data['startsWith']('a')", "by name"),
             ("(data.f)()", "by name"),
@@ -1077,7 +1093,15 @@ mod tests {
                 other => panic!("{src}: {other:?}"),
             }
         }
-        for src in ["user.id ===", "(1", "1 +* 2", "a b", "if (a) b", "{a: }", "'x"] {
+        for src in [
+            "user.id ===",
+            "(1",
+            "1 +* 2",
+            "a b",
+            "if (a) b",
+            "{a: }",
+            "'x",
+        ] {
             assert!(matches!(err(src), CompileError::Syntax(_)), "{src}");
         }
         for src in ["data.x = 1", "data.x++", "delete data.x", "[...data.list]"] {

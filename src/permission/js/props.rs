@@ -195,7 +195,10 @@ pub fn array_index(key: &str) -> Option<usize> {
     if !key.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    key.parse::<u32>().ok().filter(|i| *i < u32::MAX).map(|i| i as usize)
+    key.parse::<u32>()
+        .ok()
+        .filter(|i| *i < u32::MAX)
+        .map(|i| i as usize)
 }
 
 fn inexact(what: String) -> Fault {
@@ -295,9 +298,7 @@ fn own<'a>(v: &Val<'a>, key: &str, user: &UserView<'a>) -> Result<Option<Val<'a>
             }
             _ => match func {
                 Func::Ctor(Ctor::Number) => number_static(key),
-                Func::Ctor(ctor) if !FUNCTION_PROTO.contains(&key) && !OBJECT_PROTO.contains(&key) => {
-                    return Err(inexact(format!("{}.{key}", ctor.name())))
-                }
+                Func::Ctor(ctor) => ctor_static(*ctor, key)?,
                 _ => None,
             },
         },
@@ -310,6 +311,94 @@ fn own<'a>(v: &Val<'a>, key: &str, user: &UserView<'a>) -> Result<Option<Val<'a>
         Val::This => None,
         Val::Undefined | Val::Null | Val::Bool(_) | Val::Num(_) => None,
     })
+}
+
+/// The functions a constructor holds (`Array.isArray`); the legacy and symbol statics of
+/// `RegExp`, `Symbol` and `Error` are not modelled.
+fn ctor_static(ctor: Ctor, key: &str) -> Result<Option<Val<'static>>, Fault> {
+    let functions: &[&'static str] = match ctor {
+        Ctor::Object => &[
+            "assign",
+            "getOwnPropertyDescriptor",
+            "getOwnPropertyDescriptors",
+            "getOwnPropertyNames",
+            "getOwnPropertySymbols",
+            "hasOwn",
+            "is",
+            "preventExtensions",
+            "seal",
+            "create",
+            "defineProperties",
+            "defineProperty",
+            "freeze",
+            "getPrototypeOf",
+            "setPrototypeOf",
+            "isExtensible",
+            "isFrozen",
+            "isSealed",
+            "keys",
+            "entries",
+            "fromEntries",
+            "values",
+        ],
+        Ctor::Array => &["isArray", "from", "of"],
+        Ctor::String => &["fromCharCode", "fromCodePoint", "raw"],
+        Ctor::Date => &["now", "parse", "UTC"],
+        Ctor::Boolean | Ctor::Function | Ctor::Number => &[],
+        Ctor::RegExp | Ctor::Error | Ctor::Symbol => {
+            let unmodelled: &[&str] = match ctor {
+                Ctor::RegExp => &[
+                    "input",
+                    "$_",
+                    "lastMatch",
+                    "$&",
+                    "lastParen",
+                    "$+",
+                    "leftContext",
+                    "$`",
+                    "rightContext",
+                    "$'",
+                    "$1",
+                    "$2",
+                    "$3",
+                    "$4",
+                    "$5",
+                    "$6",
+                    "$7",
+                    "$8",
+                    "$9",
+                ],
+                Ctor::Error => &["captureStackTrace", "prepareStackTrace", "stackTraceLimit"],
+                _ => &[
+                    "for",
+                    "keyFor",
+                    "asyncIterator",
+                    "hasInstance",
+                    "isConcatSpreadable",
+                    "iterator",
+                    "match",
+                    "matchAll",
+                    "replace",
+                    "search",
+                    "species",
+                    "split",
+                    "toPrimitive",
+                    "toStringTag",
+                    "unscopables",
+                    "dispose",
+                    "asyncDispose",
+                ],
+            };
+            if unmodelled.contains(&key) {
+                return Err(inexact(format!("{}.{key}", ctor.name())));
+            }
+            &[]
+        }
+    };
+    Ok(functions
+        .iter()
+        .find(|f| **f == key)
+        .map(|f| Val::Func(Func::Static(ctor.name(), f))))
 }
 
 fn number_static(key: &str) -> Option<Val<'static>> {

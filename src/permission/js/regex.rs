@@ -40,8 +40,7 @@ impl PartialEq for RegexLit {
 }
 
 /// JavaScript's `\s`: WhiteSpace and LineTerminator.
-const JS_SPACE: &str =
-    r"\t\n\x0B\x0C\r \x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}\x{FEFF}";
+const JS_SPACE: &str = r"\t\n\x0B\x0C\r \x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}\x{FEFF}";
 const JS_WORD: &str = "0-9A-Za-z_";
 
 /// Characters whose case-insensitive matching differs between JavaScript and the crate.
@@ -206,7 +205,9 @@ impl Translation {
     }
 
     fn starts_with(&self, text: &str) -> bool {
-        text.chars().enumerate().all(|(i, c)| self.peek(i) == Some(c))
+        text.chars()
+            .enumerate()
+            .all(|(i, c)| self.peek(i) == Some(c))
     }
 
     fn push_literal(&mut self, c: char) {
@@ -365,7 +366,11 @@ impl Translation {
                 return Err(syntax("numbers out of order in {} quantifier"));
             }
         }
-        if parse(&min) > 1000 || max.as_deref().is_some_and(|m| parse(m) > 1000) {
+        if parse(&min) > 1000
+            || max
+                .as_deref()
+                .is_some_and(|m| !m.is_empty() && parse(m) > 1000)
+        {
             return Err(unsupported("repetition counts over 1000"));
         }
         Ok(Some(match max {
@@ -461,10 +466,7 @@ impl Translation {
                 None if self.unicode => return Err(syntax("invalid escape")),
                 None => 'x',
             },
-            'u' => match self.unicode_escape()? {
-                Some(ch) => ch,
-                None => 'u',
-            },
+            'u' => self.unicode_escape()?.unwrap_or('u'),
             '1'..='9' | '0' => return Err(unsupported("backreferences and octal escapes")),
             'k' => return Err(unsupported("named backreferences")),
             'p' | 'P' if self.unicode => return Ok(None),
@@ -639,7 +641,10 @@ mod tests {
         assert!(!matches(r"^\w$", "", "é"));
         assert!(!matches("^.$", "", "\r"));
         assert!(matches("^.$", "s", "\n"));
-        assert!(matches(r"^[\d-z]+$", "", "1-z"), "- after a class escape is literal");
+        assert!(
+            matches(r"^[\d-z]+$", "", "1-z"),
+            "- after a class escape is literal"
+        );
         assert!(matches(r"^[^]$", "", "\n"));
         assert!(!matches(r"[]", "", "a"));
         assert!(matches(r"a{", "", "a{"), "a lone brace is literal");

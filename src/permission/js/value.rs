@@ -125,12 +125,49 @@ impl<'a> Val<'a> {
         }
     }
 
-    /// ToPrimitive: every object here converts through its `toString`.
+    /// ToPrimitive (OrdinaryToPrimitive, `valueOf` then `toString`): the built-in `valueOf`
+    /// of every object here returns the object, so its `toString` decides, unless an own
+    /// property shadows one of them (`{"toString": 1}` cannot be converted at all).
     pub fn to_primitive(&self) -> Result<Val<'a>, Fault> {
-        if self.is_object() {
-            return Ok(Val::Str(self.to_text()?));
+        if !self.is_object() {
+            return Ok(self.clone());
         }
-        Ok(self.clone())
+        let own = |key: &str| -> Option<Val<'a>> {
+            match self {
+                Val::Json(v) if v.is_object() => {
+                    <&'a OwnedValue>::clone(v).get(key).map(Val::from_json)
+                }
+                Val::Object(props) => props
+                    .as_slice()
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.clone()),
+                _ => None,
+            }
+        };
+        match own("valueOf") {
+            Some(Val::Func(Func::Method(Proto::Object, "valueOf"))) | None => {}
+            Some(Val::Func(_)) => {
+                return Err(Fault::Inexact("an object with its own valueOf".into()))
+            }
+            // Not callable: skipped.
+            Some(_) => {}
+        }
+        match own("toString") {
+            None => Ok(Val::Str(self.builtin_text()?)),
+            Some(Val::Func(Func::Method(Proto::Object, "toString"))) => {
+                Ok(Val::str(if self.is_array() {
+                    "[object Array]"
+                } else {
+                    "[object Object]"
+                }))
+            }
+            Some(Val::Func(_)) => Err(Fault::Inexact("an object with its own toString".into())),
+            Some(_) => Err(Fault::Type(
+                "Cannot convert object to primitive value".into(),
+            )),
+        }
     }
 
     /// ToNumber.
@@ -147,6 +184,17 @@ impl<'a> Val<'a> {
 
     /// ToString.
     pub fn to_text(&self) -> Result<Cow<'a, str>, Fault> {
+        if matches!(self, Val::Json(_) | Val::Object(_)) {
+            return match self.to_primitive()? {
+                Val::Str(s) => Ok(s),
+                other => other.to_text(),
+            };
+        }
+        self.builtin_text()
+    }
+
+    /// ToString through the built-in `toString` of the value's kind.
+    fn builtin_text(&self) -> Result<Cow<'a, str>, Fault> {
         Ok(match self {
             Val::Undefined => "undefined".into(),
             Val::Null => "null".into(),
@@ -250,7 +298,7 @@ pub fn number_text(n: f64) -> String {
             out.push_str(&digits[1..]);
         }
         out.push('e');
-        out.push(if point - 1 >= 0 { '+' } else { '-' });
+        out.push(if point > 0 { '+' } else { '-' });
         out.push_str(&(point - 1).abs().to_string());
     }
     out
@@ -354,18 +402,35 @@ pub fn to_integer(n: f64) -> f64 {
     }
 }
 
-/// `**` as JavaScript defines it where IEEE `pow` differs.
-pub fn power(base: f64, exponent: f64) -> f64 {
+/// `**`. V8 computes powers with fdlibm's `pow`, which can differ from this platform's in
+/// the last bit: only the cases both get right are answered (the special values, and
+/// integer powers of integers that stay exact).
+pub fn power(base: f64, exponent: f64) -> Result<f64, Fault> {
     if exponent.is_nan() {
-        return f64::NAN;
+        return Ok(f64::NAN);
     }
     if exponent == 0.0 {
-        return 1.0;
+        return Ok(1.0);
     }
     if base.abs() == 1.0 && exponent.is_infinite() {
-        return f64::NAN;
+        return Ok(f64::NAN);
     }
-    base.powf(exponent)
+    let result = base.powf(exponent);
+    let special = !base.is_finite() || !exponent.is_finite() || base == 0.0 || base.is_nan();
+    let exact_integer = base.fract() == 0.0
+        && exponent.fract() == 0.0
+        && exponent > 0.0
+        && result.abs() < 9_007_199_254_740_992.0;
+    // Overflow and underflow give infinity and zero in both.
+    let out_of_range = result.is_infinite() || result == 0.0;
+    if special || exact_integer || out_of_range || exponent == 1.0 || result.is_nan() {
+        return Ok(result);
+    }
+    Err(Fault::Inexact(format!(
+        "{} ** {}",
+        number_text(base),
+        number_text(exponent)
+    )))
 }
 
 #[cfg(test)]
@@ -409,11 +474,22 @@ mod tests {
             Some(false)
         );
         assert_eq!(less_than(&s("10"), &s("9"), true).unwrap(), Some(true));
-        assert_eq!(less_than(&s("10"), &Val::Num(9.0), true).unwrap(), Some(false));
-        assert_eq!(less_than(&Val::Undefined, &Val::Num(9.0), true).unwrap(), None);
+        assert_eq!(
+            less_than(&s("10"), &Val::Num(9.0), true).unwrap(),
+            Some(false)
+        );
+        assert_eq!(
+            less_than(&Val::Undefined, &Val::Num(9.0), true).unwrap(),
+            None
+        );
         assert_eq!(to_int32(4_294_967_295.0), -1);
         assert_eq!(to_int32(-1.5), -1);
-        assert!(power(1.0, f64::INFINITY).is_nan());
-        assert_eq!(power(f64::NAN, 0.0), 1.0);
+        assert!(power(1.0, f64::INFINITY).unwrap().is_nan());
+        assert_eq!(power(f64::NAN, 0.0).unwrap(), 1.0);
+        assert_eq!(power(2.0, 10.0).unwrap(), 1024.0);
+        assert!(
+            power(15.0, 2.5).is_err(),
+            "the last bit may differ from V8's"
+        );
     }
 }
