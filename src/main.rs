@@ -23,7 +23,9 @@ struct Cli {
 enum Command {
     /// Runs the server.
     Start {
-        /// deepstream config.yml; without it the embedded defaults are used.
+        /// deepstream config.yml (or .yaml, .json); without it the places deepstream looks are
+        /// tried (DEEPSTREAM_CONFIG_DIRECTORY, /etc/deepstream/conf.yml, ./conf/config.yml,
+        /// ../conf/config.yml, conf/config.yml beside the binary), then the embedded defaults.
         #[arg(short, long)]
         config: Option<PathBuf>,
         /// Number of shards, one per core, pinned to cpus 0..N.
@@ -43,8 +45,13 @@ enum Command {
         #[arg(long, default_value_t = corestream::config::DEFAULT_PARK_AFTER_MS)]
         park_after_ms: u64,
     },
-    /// Loads a config file and reports what it would run with.
-    CheckConfig { config: PathBuf },
+    /// Loads a config file (or the one `start` would find) and reports what it would run with.
+    CheckConfig {
+        config: Option<PathBuf>,
+        /// Fails on any warning too, so it can gate a deployment.
+        #[arg(long)]
+        strict: bool,
+    },
     /// Prints a users.yml password hash with the file auth settings of a config, as
     /// `deepstream hash` does.
     Hash {
@@ -54,9 +61,24 @@ enum Command {
     },
 }
 
+/// The given config file; else the first one deepstream would find in its default places;
+/// else the embedded defaults.
 fn load(config: Option<&PathBuf>) -> Result<Config, String> {
-    match config {
-        Some(path) => Config::load(path).map_err(|e| e.to_string()),
+    let exe = std::env::current_exe().ok();
+    let found = match config {
+        Some(path) => Some(path.clone()),
+        None => corestream::config::default_location(
+            std::env::var_os("DEEPSTREAM_CONFIG_DIRECTORY").map(PathBuf::from),
+            exe.as_deref(),
+        )?,
+    };
+    match found {
+        Some(path) => {
+            if config.is_none() {
+                eprintln!("config: {}", path.display());
+            }
+            Config::load(&path).map_err(|e| e.to_string())
+        }
         None => Ok(Config::default()),
     }
 }
@@ -101,14 +123,21 @@ fn main() -> ExitCode {
             park_after_ms,
         } => start(config, cores, cpus, host, port, park_after_ms),
         Command::Hash { password, config } => hash(&password, config.as_ref()),
-        Command::CheckConfig { config } => load(Some(&config)).map(|c| {
+        Command::CheckConfig { config, strict } => load(config.as_ref()).and_then(|c| {
             for warning in &c.warnings {
                 eprintln!("warning: {warning}");
+            }
+            if strict && !c.warnings.is_empty() {
+                return Err(format!(
+                    "--strict: {} warning(s); the deployment would not run as written",
+                    c.warnings.len()
+                ));
             }
             println!(
                 "ok: {} listens on {}:{}{}",
                 c.server_name, c.host, c.port, c.url_path
             );
+            Ok(())
         }),
     };
     match result {

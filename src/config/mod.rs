@@ -1,6 +1,7 @@
 //! deepstream's `config.yml`: the keys and defaults of the reference's default config that
 //! corestream acts on, plus warnings for keys of features it does not have yet.
 
+mod keys;
 mod limits;
 
 pub use limits::Limits;
@@ -42,6 +43,72 @@ pub struct Config {
     pub permissions: std::sync::Arc<crate::permission::rules::Permissions>,
     /// Budgets per connection and per shard (the `limits` section).
     pub limits: Limits,
+    /// Which topics are served (`enabledFeatures`).
+    pub enabled_features: EnabledFeatures,
+}
+
+/// deepstream's `enabledFeatures`: a message of a disabled topic passes the permission check
+/// and is then answered PARSER UNKNOWN_TOPIC, as the reference answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnabledFeatures {
+    pub record: bool,
+    pub event: bool,
+    pub rpc: bool,
+    pub presence: bool,
+}
+
+impl Default for EnabledFeatures {
+    fn default() -> Self {
+        EnabledFeatures {
+            record: true,
+            event: true,
+            rpc: true,
+            presence: true,
+        }
+    }
+}
+
+impl EnabledFeatures {
+    /// Whether messages of `topic` are served.
+    pub fn serves(&self, topic: i32) -> bool {
+        use crate::protocol::message::topic as t;
+        match topic {
+            t::RECORD => self.record,
+            t::EVENT => self.event,
+            t::RPC => self.rpc,
+            t::PRESENCE => self.presence,
+            _ => true,
+        }
+    }
+}
+
+fn enabled_features(
+    value: &Value,
+    text: &str,
+    origin: &str,
+) -> Result<EnabledFeatures, ConfigError> {
+    let mut features = EnabledFeatures::default();
+    let flag = |key: &str| -> Result<Option<bool>, ConfigError> {
+        match value.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(ConfigError(format!(
+                "{origin}: enabledFeatures.{key} must be true or false{}",
+                line_of(text, key)
+            ))),
+        }
+    };
+    features.record = flag("record")?.unwrap_or(true);
+    features.event = flag("event")?.unwrap_or(true);
+    features.rpc = flag("rpc")?.unwrap_or(true);
+    features.presence = flag("presence")?.unwrap_or(true);
+    if flag("monitoring")? == Some(true) {
+        return Err(ConfigError(format!(
+            "{origin}: enabledFeatures.monitoring: the monitoring topic is not built yet{}",
+            line_of(text, "monitoring")
+        )));
+    }
+    Ok(features)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -150,6 +217,7 @@ impl Default for Config {
             warnings: Vec::new(),
             permissions: std::sync::Arc::new(crate::permission::rules::Permissions::allow_all()),
             limits: Limits::default(),
+            enabled_features: EnabledFeatures::default(),
         }
     }
 }
@@ -175,8 +243,22 @@ struct RawConfig {
     rpc: Option<RpcOptions>,
     listen: Option<ListenOptions>,
     limits: Option<Value>,
+    enabled_features: Option<Value>,
+    record: Option<Value>,
     #[serde(flatten)]
     rest: std::collections::BTreeMap<String, Value>,
+}
+
+/// The same file as plain values, to check its keys against what corestream knows.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RawSections {
+    http_server: Option<Value>,
+    permission: Option<Value>,
+    rpc: Option<Value>,
+    listen: Option<Value>,
+    enabled_features: Option<Value>,
+    record: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -239,30 +321,6 @@ struct ListenOptions {
     rematch_interval: Option<u64>,
 }
 
-/// Top-level keys of the reference's config that name features not built yet.
-const NOT_BUILT: &[&str] = &[
-    "cache",
-    "storage",
-    "monitoring",
-    "clusterNode",
-    "locks",
-    "plugins",
-    "logger",
-    "telemetry",
-    "record",
-    "presence",
-    "subscriptions",
-    "sslKey",
-    "sslCert",
-    "sslCa",
-    "storageExclusionPrefixes",
-    "storageHotPathPrefixes",
-    "dependencies",
-    "exitOnFatalError",
-];
-/// Keys that only change how the reference prints itself.
-const COSMETIC: &[&str] = &["showLogo", "logLevel", "libDir", "externalUrl"];
-
 /// A random (version 4) UUID in its usual text form.
 fn random_uuid() -> String {
     let mut b = [0u8; 16];
@@ -313,10 +371,56 @@ fn line_of(text: &str, needle: &str) -> String {
         .map_or_else(String::new, |n| format!(" (line {})", n + 1))
 }
 
+/// The extensions deepstream tries, in its order (`.js` it would run; corestream refuses it).
+const CONFIG_EXTENSIONS: &[&str] = &["yml", "yaml", "json", "js"];
+
+/// Where deepstream looks for its config when none is given: `DEEPSTREAM_CONFIG_DIRECTORY`
+/// (a file, despite its name), then `/etc/deepstream/conf`, `./conf/config` and
+/// `../conf/config`, then `conf/config` beside and above the program, each with the
+/// extensions above. `None`: nothing there, and the embedded defaults apply.
+pub fn default_location(
+    from_env: Option<PathBuf>,
+    exe: Option<&Path>,
+) -> Result<Option<PathBuf>, String> {
+    if let Some(path) = from_env {
+        if !path.is_file() {
+            return Err(format!(
+                "DEEPSTREAM_CONFIG_DIRECTORY: configuration file not found at {}",
+                path.display()
+            ));
+        }
+        return Ok(Some(path));
+    }
+    let mut stems = vec![
+        PathBuf::from("/etc/deepstream/conf"),
+        PathBuf::from("conf/config"),
+        PathBuf::from("../conf/config"),
+    ];
+    if let Some(dir) = exe.and_then(Path::parent) {
+        stems.push(dir.join("conf/config"));
+        stems.push(dir.join("../conf/config"));
+    }
+    for stem in stems {
+        for ext in CONFIG_EXTENSIONS {
+            let path = stem.with_extension(ext);
+            if path.is_file() {
+                return Ok(Some(path));
+            }
+        }
+    }
+    Ok(None)
+}
+
 impl Config {
     /// Reads a config file (YAML, or JSON, which the same parser reads), with `${NAME}`
     /// replaced by the environment variable `NAME` first, as deepstream does.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        if path.extension().is_some_and(|e| e == "js") {
+            return Err(ConfigError(format!(
+                "{}: JavaScript config files are not supported; write it as YAML or JSON",
+                path.display()
+            )));
+        }
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
         let text = substitute_env(&text, |name| std::env::var(name).ok());
@@ -331,10 +435,39 @@ impl Config {
     pub fn parse(text: &str, dir: &Path, origin: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig =
             serde_yaml::from_str(text).map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        let sections: RawSections =
+            serde_yaml::from_str(text).map_err(|e| ConfigError(format!("{origin}: {e}")))?;
         let mut config = Config::default();
         if let Some(name) = raw.server_name {
             // deepstream's shipped config says `serverName: UUID`: a fresh one per start.
             config.server_name = if name == "UUID" { random_uuid() } else { name };
+        }
+        let section = |value: Option<Value>, place: &str| -> Result<Option<Value>, ConfigError> {
+            match value {
+                None | Some(Value::Null) => Ok(None),
+                Some(v @ Value::Mapping(_)) => Ok(Some(v)),
+                Some(_) => Err(ConfigError(format!(
+                    "{origin}: {place} must be a mapping{}",
+                    line_of(text, place)
+                ))),
+            }
+        };
+        keys::refuse_unbuilt(&raw.rest).map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        if let Some(http) = section(sections.http_server, "httpServer")? {
+            keys::warn_unknown(
+                Some(&http),
+                keys::PLUGIN_KEYS,
+                "httpServer",
+                &mut config.warnings,
+            );
+            keys::warn_unknown(
+                http.get("options"),
+                keys::HTTP_SERVER_OPTIONS,
+                "httpServer.options",
+                &mut config.warnings,
+            );
+            keys::refuse_unbuilt_http(http.get("options"))
+                .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
         }
         if let Some(http) = raw.http_server.and_then(|p| p.options) {
             config.host = http.host.unwrap_or(config.host);
@@ -342,9 +475,32 @@ impl Config {
             config.health_check_path = http.health_check_path.unwrap_or(config.health_check_path);
             config.max_message_size = http.max_message_size.unwrap_or(config.max_message_size);
         }
+        if let Some(features) = section(sections.enabled_features, "enabledFeatures")? {
+            config.enabled_features = enabled_features(&features, text, origin)?;
+            keys::warn_unknown(
+                Some(&features),
+                &["record", "event", "rpc", "presence", "monitoring"],
+                "enabledFeatures",
+                &mut config.warnings,
+            );
+        }
+        if let Some(record) = section(sections.record, "record")? {
+            keys::warn_unknown(
+                Some(&record),
+                keys::RECORD_OPTIONS,
+                "record",
+                &mut config.warnings,
+            );
+        }
         for endpoint in raw.connection_endpoints.unwrap_or_default() {
             match endpoint.kind.as_deref() {
                 Some("ws-binary") => {
+                    keys::warn_unknown(
+                        endpoint.options.as_ref(),
+                        keys::WS_OPTIONS,
+                        "connectionEndpoints ws-binary options",
+                        &mut config.warnings,
+                    );
                     let options: WsOptions = match endpoint.options {
                         Some(v) => serde_yaml::from_value(v).map_err(|e| {
                             ConfigError(format!(
@@ -382,12 +538,29 @@ impl Config {
                 .map(|p| auth_plugin(p, text, dir, origin))
                 .collect::<Result<_, _>>()?;
         }
+        if let Some(permission) = section(sections.permission, "permission")? {
+            keys::warn_unknown(
+                Some(&permission),
+                keys::PLUGIN_KEYS,
+                "permission",
+                &mut config.warnings,
+            );
+            keys::warn_unknown(
+                permission.get("options"),
+                keys::PERMISSION_OPTIONS,
+                "permission.options",
+                &mut config.warnings,
+            );
+        }
         if let Some(permission) = raw.permission {
             let permissions = permission_plugin(permission, text, dir, origin)?;
             config
                 .warnings
                 .extend(permissions.warnings().iter().cloned());
             config.permissions = std::sync::Arc::new(permissions);
+        }
+        if let Some(rpc) = section(sections.rpc, "rpc")? {
+            keys::warn_unknown(Some(&rpc), keys::RPC_OPTIONS, "rpc", &mut config.warnings);
         }
         if let Some(rpc) = raw.rpc {
             config.rpc_ack_timeout_ms = rpc.ack_timeout.unwrap_or(config.rpc_ack_timeout_ms);
@@ -400,6 +573,14 @@ impl Config {
             config.provide_requestor_data = rpc
                 .provide_requestor_data
                 .unwrap_or(config.provide_requestor_data);
+        }
+        if let Some(listen) = section(sections.listen, "listen")? {
+            keys::warn_unknown(
+                Some(&listen),
+                keys::LISTEN_OPTIONS,
+                "listen",
+                &mut config.warnings,
+            );
         }
         if let Some(listen) = raw.listen {
             config.listen_shuffle_providers = listen
@@ -420,26 +601,7 @@ impl Config {
                 .apply(config.limits)
                 .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
         }
-        let ignored: Vec<&str> = raw
-            .rest
-            .keys()
-            .map(String::as_str)
-            .filter(|k| !COSMETIC.contains(k))
-            .collect();
-        let (unbuilt, unknown): (Vec<&str>, Vec<&str>) =
-            ignored.into_iter().partition(|k| NOT_BUILT.contains(k));
-        if !unbuilt.is_empty() {
-            config.warnings.push(format!(
-                "config keys for features not built yet, ignored: {}",
-                unbuilt.join(", ")
-            ));
-        }
-        if !unknown.is_empty() {
-            config.warnings.push(format!(
-                "unknown config keys, ignored: {}",
-                unknown.join(", ")
-            ));
-        }
+        keys::warn_top_level(&raw.rest, &mut config.warnings);
         Ok(config)
     }
 
@@ -639,10 +801,10 @@ mod tests {
         assert_eq!(config.unauthenticated_client_timeout_ms, Some(180_000));
         assert_eq!(config.auth, vec![AuthConfig::Open]);
         assert!(!config.permissions.is_open(), "permissions.yml was loaded");
-        assert!(
-            config.warnings.iter().any(|w| w.contains("logger")),
-            "{:?}",
-            config.warnings
+        assert_eq!(
+            config.warnings,
+            vec!["connection endpoint 'http' is not built yet; ignored".to_string()],
+            "every other key is acted on or has no effect"
         );
     }
 

@@ -57,6 +57,15 @@ impl Shard {
         if !self.gate(local, &mut msg) {
             return;
         }
+        // The reference checks permissions first and then finds no handler for the topic.
+        if !self.config.enabled_features.serves(msg.topic) {
+            let reply = Message {
+                original_topic: Some(msg.topic),
+                ..Message::new(topic::PARSER, parser_action::UNKNOWN_TOPIC)
+            };
+            self.send_local(local, &reply);
+            return;
+        }
         match (msg.topic, msg.action) {
             (topic::CONNECTION, crate::protocol::message::connection_action::PING) => {
                 self.send_local(

@@ -117,6 +117,7 @@ pub struct RawClient {
     buf: BytesMut,
 }
 
+#[derive(Debug)]
 pub enum Received {
     Message(Box<Message>),
     Close(u16),

@@ -1,0 +1,207 @@
+//! What each key of deepstream's config.yml means to corestream: acted on, documented as
+//! having no effect (docs/CONFIG.md), refused until built when ignoring it would change
+//! security or data, or unknown (a warning naming it, so a typo is seen).
+
+use serde_yaml::Value;
+use std::collections::BTreeMap;
+
+/// Top-level keys corestream reads itself.
+pub const ACTED_ON: &[&str] = &[
+    "serverName",
+    "httpServer",
+    "connectionEndpoints",
+    "auth",
+    "permission",
+    "rpc",
+    "listen",
+    "limits",
+    "enabledFeatures",
+    "record",
+];
+
+/// Top-level keys that change nothing in corestream (see docs/CONFIG.md for why).
+const NO_EFFECT: &[&str] = &[
+    "showLogo",
+    "logLevel",
+    "libDir",
+    "externalUrl",
+    "dependencyInitializationTimeout",
+    "exitOnFatalError",
+];
+
+/// Top-level keys of features not built yet whose absence changes no security or data.
+const NOT_BUILT: &[&str] = &["locks", "subscriptions", "clusterRegistry", "clusterStates"];
+
+pub const HTTP_SERVER_OPTIONS: &[&str] = &[
+    "host",
+    "port",
+    "healthCheckPath",
+    "maxMessageSize",
+    "allowAllOrigins",
+    "origins",
+    "headers",
+    "hostUrl",
+    "ssl",
+];
+pub const WS_OPTIONS: &[&str] = &[
+    "urlPath",
+    "heartbeatInterval",
+    "outgoingBufferTimeout",
+    "maxBufferByteSize",
+    "logInvalidAuthData",
+    "unauthenticatedClientTimeout",
+    "maxAuthAttempts",
+    "maxMessageSize",
+];
+pub const RPC_OPTIONS: &[&str] = &[
+    "ackTimeout",
+    "responseTimeout",
+    "provideRequestorName",
+    "provideRequestorData",
+];
+pub const LISTEN_OPTIONS: &[&str] = &[
+    "shuffleProviders",
+    "responseTimeout",
+    "rematchInterval",
+    "matchCooldown",
+];
+pub const PERMISSION_OPTIONS: &[&str] = &[
+    "permissions",
+    "path",
+    "maxRuleIterations",
+    "cacheEvacuationInterval",
+];
+pub const RECORD_OPTIONS: &[&str] = &[
+    "cacheRetrievalTimeout",
+    "storageRetrievalTimeout",
+    "storageExclusionPrefixes",
+    "storageHotPathPrefixes",
+];
+pub const PLUGIN_KEYS: &[&str] = &["type", "name", "path", "options"];
+
+/// A warning for each key of the mapping `value` not in `known`.
+pub fn warn_unknown(
+    value: Option<&Value>,
+    known: &[&str],
+    place: &str,
+    warnings: &mut Vec<String>,
+) {
+    let Some(Value::Mapping(map)) = value else {
+        return;
+    };
+    for key in map.keys() {
+        let key = key
+            .as_str()
+            .map_or_else(|| format!("{key:?}"), str::to_string);
+        if !known.contains(&key.as_str()) {
+            warnings.push(format!("{place}: unknown key '{key}', ignored"));
+        }
+    }
+}
+
+fn text<'v>(value: &'v Value, key: &str) -> Option<&'v str> {
+    value.get(key).and_then(Value::as_str)
+}
+
+/// A plugin section that asks for nothing beyond what corestream does anyway.
+fn plugin_is(value: &Value, inert_types: &[&str]) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Sequence(items) => items.iter().all(|v| plugin_is(v, inert_types)),
+        Value::Mapping(_) => {
+            value.get("name").is_none()
+                && value.get("path").is_none()
+                && text(value, "type").is_none_or(|t| inert_types.contains(&t))
+        }
+        _ => false,
+    }
+}
+
+/// Sections that would change security or data if ignored: starting with them is an error
+/// until corestream builds them. `rest` holds the top-level keys not read elsewhere.
+pub fn refuse_unbuilt(rest: &BTreeMap<String, Value>) -> Result<(), String> {
+    for (key, value) in rest {
+        let refusal = match key.as_str() {
+            "cache" | "storage" if !plugin_is(value, &["default"]) => format!(
+                "{key}: connectors are not built yet; corestream keeps records in memory only, \
+                 so this deployment's data would not be read or kept. Remove the section to run \
+                 in memory"
+            ),
+            "clusterNode" if !plugin_is(value, &["default"]) => {
+                "clusterNode: clustering is not built yet; this node would serve its clients \
+                 alone, apart from the cluster"
+                    .to_string()
+            }
+            "monitoring" if !plugin_is(value, &["none"]) => {
+                "monitoring: only type none is built yet; nothing would be monitored".to_string()
+            }
+            "plugins"
+                if !matches!(value, Value::Null)
+                    && value.as_mapping().is_none_or(|m| !m.is_empty()) =>
+            {
+                "plugins: custom plugins are not supported".to_string()
+            }
+            "sslKey" | "sslCert" | "sslCa" => format!(
+                "{key}: TLS is not built yet; corestream would serve plain ws:// and http://"
+            ),
+            _ => continue,
+        };
+        return Err(refusal);
+    }
+    Ok(())
+}
+
+/// `httpServer.options` keys that would change security if ignored.
+pub fn refuse_unbuilt_http(options: Option<&Value>) -> Result<(), String> {
+    let Some(options) = options else {
+        return Ok(());
+    };
+    if options.get("ssl").is_some_and(|v| !v.is_null()) {
+        return Err(
+            "httpServer.options.ssl: TLS is not built yet; corestream would serve plain ws:// \
+             and http://"
+                .into(),
+        );
+    }
+    if options.get("allowAllOrigins") == Some(&Value::Bool(false)) {
+        return Err(
+            "httpServer.options.allowAllOrigins: false: checking request origins is not built \
+             yet; corestream would answer every origin"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Warnings for top-level keys that are neither acted on nor documented as inert.
+pub fn warn_top_level(rest: &BTreeMap<String, Value>, warnings: &mut Vec<String>) {
+    let mut unbuilt = Vec::new();
+    let mut unknown = Vec::new();
+    for (key, value) in rest {
+        match key.as_str() {
+            k if NO_EFFECT.contains(&k) => {}
+            // Refused by `refuse_unbuilt` unless they ask for what corestream does anyway.
+            "cache" | "storage" | "clusterNode" | "monitoring" | "plugins" => {}
+            "logger" if plugin_is(value, &["default"]) => {}
+            "telemetry" => {
+                if value.get("options").and_then(|o| o.get("enabled")) == Some(&Value::Bool(true)) {
+                    warnings.push("telemetry: corestream sends no telemetry".into());
+                }
+            }
+            k if NOT_BUILT.contains(&k) || k == "logger" => unbuilt.push(k.to_string()),
+            k => unknown.push(k.to_string()),
+        }
+    }
+    if !unbuilt.is_empty() {
+        warnings.push(format!(
+            "config keys for features not built yet, ignored: {}",
+            unbuilt.join(", ")
+        ));
+    }
+    if !unknown.is_empty() {
+        warnings.push(format!(
+            "unknown config keys, ignored: {}",
+            unknown.join(", ")
+        ));
+    }
+}
