@@ -5,20 +5,6 @@
 use serde_yaml::Value;
 use std::collections::BTreeMap;
 
-/// Top-level keys corestream reads itself.
-pub const ACTED_ON: &[&str] = &[
-    "serverName",
-    "httpServer",
-    "connectionEndpoints",
-    "auth",
-    "permission",
-    "rpc",
-    "listen",
-    "limits",
-    "enabledFeatures",
-    "record",
-];
-
 /// Top-level keys that change nothing in corestream (see docs/CONFIG.md for why).
 const NO_EFFECT: &[&str] = &[
     "showLogo",

@@ -832,4 +832,120 @@ mod tests {
         assert_eq!(config.port, 6020);
         assert_eq!(config.heartbeat_interval_ms, 30_000);
     }
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("."), "c.yml")
+    }
+
+    #[test]
+    fn keys_that_would_change_security_or_data_refuse_to_start() {
+        for (text, needle) in [
+            ("cache:\n  name: redis\n", "cache"),
+            ("storage:\n  name: postgres\n  options: {}\n", "storage"),
+            ("clusterNode:\n  name: redis\n", "clusterNode"),
+            ("monitoring:\n  type: http\n", "monitoring"),
+            ("monitoring:\n  - type: none\n  - type: log\n", "monitoring"),
+            ("plugins:\n  custom:\n    path: ./x\n", "plugins"),
+            ("sslKey: fileLoad(key.pem)\n", "sslKey"),
+            (
+                "httpServer:\n  options:\n    ssl:\n      key: fileLoad(k.pem)\n",
+                "httpServer.options.ssl",
+            ),
+            (
+                "httpServer:\n  options:\n    allowAllOrigins: false\n    origins: ['https://a.example']\n",
+                "allowAllOrigins",
+            ),
+            ("enabledFeatures:\n  monitoring: true\n", "monitoring"),
+            ("enabledFeatures:\n  record: sometimes\n", "enabledFeatures.record"),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.0.contains(needle), "{text:?}: {err}");
+        }
+        // What asks for nothing beyond what corestream does anyway loads.
+        for text in [
+            "cache:\n  type: default\n",
+            "storage: null\n",
+            "clusterNode:\n  type: default\n",
+            "monitoring:\n  type: none\n",
+            "plugins: {}\n",
+            "httpServer:\n  options:\n    allowAllOrigins: true\n    origins: ['https://a.example']\n",
+        ] {
+            let config = parse(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert!(config.warnings.is_empty(), "{text:?}: {:?}", config.warnings);
+        }
+    }
+
+    #[test]
+    fn typos_inside_sections_are_warnings_naming_them() {
+        let config = parse(
+            "connectionEndpoints:\n  - type: ws-binary\n    options:\n      urlPat: /x\nrpc:\n  ackTimeot: 5\nlisten:\n  matchCooldown: 10\nrecord:\n  cacheRetrievalTimeout: 30000\n  storageHotPath: []\nhttpServer:\n  options:\n    prot: 1\nfoo: 1\nshowLogo: true\nlocks: {}\n",
+        )
+        .unwrap();
+        let all = config.warnings.join("\n");
+        for needle in [
+            "'urlPat'",
+            "'ackTimeot'",
+            "'storageHotPath'",
+            "'prot'",
+            "unknown config keys, ignored: foo",
+            "not built yet, ignored: locks",
+        ] {
+            assert!(all.contains(needle), "{needle} in {all}");
+        }
+        assert!(
+            !all.contains("matchCooldown") && !all.contains("showLogo"),
+            "{all}"
+        );
+        assert_eq!(config.url_path, "/deepstream", "the typo changed nothing");
+    }
+
+    #[test]
+    fn enabled_features_are_read() {
+        let config = parse(
+            "enabledFeatures:\n  record: true\n  event: false\n  rpc: false\n  presence: true\n",
+        )
+        .unwrap();
+        use crate::protocol::message::topic;
+        assert!(config.enabled_features.serves(topic::RECORD));
+        assert!(!config.enabled_features.serves(topic::EVENT));
+        assert!(!config.enabled_features.serves(topic::RPC));
+        assert!(config.enabled_features.serves(topic::PRESENCE));
+        assert!(config.enabled_features.serves(topic::CONNECTION));
+    }
+
+    #[test]
+    fn json_config_files_and_default_locations() {
+        let dir = std::env::temp_dir().join(format!("corestream-config-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("conf")).unwrap();
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        let json = dir.join("conf/config.json");
+        std::fs::write(
+            &json,
+            r#"{"serverName": "from-json", "httpServer": {"options": {"port": 7001}}}"#,
+        )
+        .unwrap();
+        let config = Config::load(&json).unwrap();
+        assert_eq!(
+            (config.server_name.as_str(), config.port),
+            ("from-json", 7001)
+        );
+        let exe = dir.join("bin/corestream");
+        assert_eq!(
+            default_location(None, Some(&exe)).unwrap(),
+            Some(dir.join("bin/../conf/config.json")),
+            "conf/config above the program"
+        );
+        std::fs::write(dir.join("conf/config.yml"), "serverName: yml\n").unwrap();
+        assert_eq!(
+            default_location(None, Some(&exe)).unwrap(),
+            Some(dir.join("bin/../conf/config.yml")),
+            ".yml before .json"
+        );
+        assert!(default_location(Some(dir.join("missing.yml")), None).is_err());
+        assert!(Config::load(&dir.join("conf/config.js"))
+            .unwrap_err()
+            .0
+            .contains("JavaScript"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
