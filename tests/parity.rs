@@ -121,3 +121,48 @@ fn presence_lists_users_in_the_order_they_came_online() {
         assert_eq!(reply.names, order.map(b).to_vec());
     });
 }
+
+/// The real client against tests/node/parity (the same files give the same answers in the
+/// reference server): Valve rules with each JavaScript construct, a rule that throws, the own
+/// RPC provider, the login deadline after a failed login, the presence order.
+#[test]
+fn the_real_client_sees_the_references_behaviour() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/parity/config.yml");
+    for cores in ["1", "2"] {
+        let server = Server::start(&["--cores", cores, "-c", config.to_str().unwrap()]);
+        let stdout = common::run_client_tests(&server.url(), &["parity/parity.test.mjs"]);
+        assert!(stdout.contains("# pass 17"), "{cores} shards:\n{stdout}");
+    }
+}
+
+/// `enabledFeatures`: RPC and presence off, with the real client and with raw frames.
+#[test]
+fn disabled_features_are_unknown_topics() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/parity/features.yml");
+    for cores in ["1", "2"] {
+        let server = Server::start(&["--cores", cores, "-c", config.to_str().unwrap()]);
+        common::run_client_tests(&server.url(), &["parity/features.test.mjs"]);
+        let mut raw = RawClient::login_with(server.port, "{}");
+        for (t, action) in [
+            (topic::RPC, rpc_action::REQUEST),
+            (topic::PRESENCE, pa::QUERY_ALL),
+        ] {
+            raw.send(&Message {
+                name: Some(b("x")),
+                correlation_id: Some(b("1")),
+                data: Some(b("1")),
+                ..Message::new(t, action)
+            });
+            let reply = raw.expect_message();
+            assert_eq!(
+                (reply.topic, reply.action, reply.original_topic),
+                (
+                    topic::PARSER,
+                    corestream::protocol::message::parser_action::UNKNOWN_TOPIC,
+                    Some(t)
+                ),
+                "{cores} shards: {reply:?}"
+            );
+        }
+    }
+}

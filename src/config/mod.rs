@@ -641,7 +641,7 @@ fn permission_plugin(
                 return Ok(Permissions::allow_all());
             };
             let path = dir.join(strip_file_load(&reference));
-            let rules = std::fs::read_to_string(&path).map_err(|e| {
+            let rules = read_loaded_file(&path).map_err(|e| {
                 ConfigError(format!(
                     "{origin}: permission: cannot read {}: {e}",
                     path.display()
@@ -735,10 +735,17 @@ fn auth_plugin(
     }
 }
 
+/// A file the config names (`fileLoad(...)`), with `${NAME}` replaced as in the config
+/// itself: deepstream does so in every file it loads, even inside a rule's template literal.
+fn read_loaded_file(path: &Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(substitute_env(&text, |name| std::env::var(name).ok()))
+}
+
 /// `fileLoad(users.yml)` or a plain path, relative to the config file.
 fn load_users(reference: &str, dir: &Path, origin: &str) -> Result<Value, ConfigError> {
     let path: PathBuf = dir.join(strip_file_load(reference));
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+    let text = read_loaded_file(&path).map_err(|e| {
         ConfigError(format!(
             "{origin}: auth file: cannot read {}: {e}",
             path.display()
