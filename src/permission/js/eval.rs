@@ -544,6 +544,16 @@ mod tests {
     #[test]
     fn methods_and_regexes() {
         is("'abc'.indexOf('c', 1)", "2");
+        // Positions count UTF-16 units, also in the middle of a surrogate pair.
+        is("[ '😀a😀'.indexOf('a', 1), '😀a'.indexOf('', 1), '😀a😀'.indexOf('😀', 1), 'x😀'.indexOf('😀', 2) ]", "[2,1,3,-1]");
+        is(
+            "[ '😀a'.startsWith('a', 2), '😀a'.startsWith('a', 1), '😀a'.includes('', 1) ]",
+            "[true,false,true]",
+        );
+        is(
+            "[ 'a😀'.endsWith('a', 1), 'a😀'.endsWith('😀', 2) ]",
+            "[true,false]",
+        );
         is("'abc'.startsWith('b', 1)", "true");
         is("'abc'.endsWith('b', 2)", "true");
         is(

@@ -38,41 +38,45 @@ pub fn call<'a>(target: &Val<'a>, method: &str, args: &[Val<'a>]) -> Result<Val<
         }
         Ok(())
     };
-    Ok(match method {
-        "startsWith" | "endsWith" | "includes" => {
-            no_regex(&arg(0))?;
-            let search: Vec<u16> = arg(0).to_text()?.encode_utf16().collect();
-            let units: Vec<u16> = s.encode_utf16().collect();
-            let len = units.len() as f64;
-            let position = |v: Val, default: f64| -> Result<usize, Fault> {
-                let n = if matches!(v, Val::Undefined) {
-                    default
-                } else {
-                    to_integer(v.to_number()?)
-                };
-                Ok(n.clamp(0.0, len) as usize)
-            };
-            let found = match method {
-                "startsWith" => {
-                    let start = position(arg(1), 0.0)?;
-                    units[start..].starts_with(&search)
-                }
-                "endsWith" => {
-                    let end = position(arg(1), len)?;
-                    units[..end].ends_with(&search)
-                }
-                _ => {
-                    let start = position(arg(1), 0.0)?;
-                    find_units(&units, &search, start).is_some()
-                }
-            };
-            Val::Bool(found)
+    // Positions are in UTF-16 units; the searches run on the UTF-8 text (linear, not
+    // O(n·m)). A match can only start on a character, as no needle starts with a low surrogate.
+    let len = s.encode_utf16().count();
+    let position = |v: Val, default: usize| -> Result<usize, Fault> {
+        if matches!(v, Val::Undefined) {
+            return Ok(default);
         }
-        "indexOf" => {
-            let search: Vec<u16> = arg(0).to_text()?.encode_utf16().collect();
-            let units: Vec<u16> = s.encode_utf16().collect();
-            let start = to_integer(arg(1).to_number()?).clamp(0.0, units.len() as f64) as usize;
-            Val::Num(find_units(&units, &search, start).map_or(-1.0, |i| i as f64))
+        Ok(to_integer(v.to_number()?).clamp(0.0, len as f64) as usize)
+    };
+    Ok(match method {
+        "startsWith" | "endsWith" | "includes" | "indexOf" => {
+            if method != "indexOf" {
+                no_regex(&arg(0))?;
+            }
+            let search = arg(0).to_text()?;
+            let at = position(arg(1), if method == "endsWith" { len } else { 0 })?;
+            let (byte, on_char) = utf16_offset(s, at);
+            match method {
+                "startsWith" => Val::Bool(
+                    search.is_empty() || (on_char && s[byte..].starts_with(search.as_ref())),
+                ),
+                "endsWith" => Val::Bool(
+                    search.is_empty() || (on_char && s[..byte].ends_with(search.as_ref())),
+                ),
+                _ => {
+                    let found = if search.is_empty() {
+                        Some(at)
+                    } else {
+                        s[byte..].find(search.as_ref()).map(|i| {
+                            at + usize::from(!on_char) + s[byte..byte + i].encode_utf16().count()
+                        })
+                    };
+                    if method == "includes" {
+                        Val::Bool(found.is_some())
+                    } else {
+                        Val::Num(found.map_or(-1.0, |i| i as f64))
+                    }
+                }
+            }
         }
         "toUpperCase" => Val::Str(Cow::Owned(s.to_uppercase())),
         "toLowerCase" => Val::Str(Cow::Owned(s.to_lowercase())),
@@ -85,12 +89,17 @@ pub fn call<'a>(target: &Val<'a>, method: &str, args: &[Val<'a>]) -> Result<Val<
     })
 }
 
-fn find_units(haystack: &[u16], needle: &[u16], start: usize) -> Option<usize> {
-    if needle.is_empty() {
-        return Some(start.min(haystack.len()));
+/// The byte offset of UTF-16 unit `units` of `s`, and whether it falls between characters
+/// (inside a surrogate pair it is rounded up to the next character).
+fn utf16_offset(s: &str, units: usize) -> (usize, bool) {
+    let mut count = 0;
+    for (byte, c) in s.char_indices() {
+        if count >= units {
+            return (byte, count == units);
+        }
+        count += c.len_utf16();
     }
-    (start..=haystack.len().saturating_sub(needle.len()))
-        .find(|&i| haystack.get(i..i + needle.len()) == Some(needle))
+    (s.len(), count == units)
 }
 
 fn array_search<'a>(
