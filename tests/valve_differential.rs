@@ -159,6 +159,27 @@ const PROPS: &[&str] = &[
     "teams",
     "level",
 ];
+/// Keys of generated JSON objects.
+const JSON_KEYS: &[&str] = &[
+    "a",
+    "b",
+    "c",
+    "x",
+    "n",
+    "s",
+    "list",
+    "obj",
+    "length",
+    "0",
+    "id",
+    "on",
+    "next",
+    "constructor",
+    "toString",
+    "valueOf",
+    "__proto__",
+    "hasOwnProperty",
+];
 const METHODS: &[&str] = &[
     "startsWith",
     "endsWith",
@@ -404,26 +425,7 @@ impl Gen {
         }
         let mut map = serde_json::Map::new();
         for _ in 0..self.rng.usize(..5) {
-            let key = self.pick(&[
-                "a",
-                "b",
-                "c",
-                "x",
-                "n",
-                "s",
-                "list",
-                "obj",
-                "length",
-                "0",
-                "id",
-                "on",
-                "next",
-                "constructor",
-                "toString",
-                "valueOf",
-                "__proto__",
-                "hasOwnProperty",
-            ]);
+            let key = self.pick(JSON_KEYS);
             map.insert(key.to_string(), self.json(depth - 1));
         }
         Value::Object(map)

@@ -466,6 +466,22 @@ mod tests {
         outcome.value.map(|v| describe(&v, &cx))
     }
 
+    /// A context with nothing in it but `$variables`.
+    fn bare_context(variables: &[(String, String)]) -> Context<'_> {
+        Context {
+            user_id: "bob",
+            authenticated: true,
+            user_data: None,
+            data: None,
+            old_data: None,
+            now: 0.0,
+            action: 0,
+            name: "",
+            variables,
+            refs: &[],
+        }
+    }
+
     fn is(rule: &str, expected: &str) {
         assert_eq!(eval_rule(rule, None).as_deref(), Ok(expected), "{rule}");
     }
@@ -594,18 +610,7 @@ mod tests {
         assert!(matches!(eval_rule("_(1)", None), Err(Fault::CrossRef(_))));
         let (expr, _) = super::super::parse("_('p/' + $userId).x || _('q').y").unwrap();
         let variables = vec![("$userId".to_string(), "bob".to_string())];
-        let cx = Context {
-            user_id: "bob",
-            authenticated: true,
-            user_data: None,
-            data: None,
-            old_data: None,
-            now: 0.0,
-            action: 0,
-            name: "",
-            variables: &variables,
-            refs: &[],
-        };
+        let cx = bare_context(&variables);
         // `undefined.x` throws, and the reference runs the rule again once `p/bob` is loaded.
         let outcome = run(&expr, &cx, 1000);
         assert_eq!(outcome.missing, vec!["p/bob".to_string()]);
@@ -614,18 +619,7 @@ mod tests {
     #[test]
     fn work_and_bytes_are_bounded() {
         let (expr, _) = super::super::parse("1 + 1 + 1 + 1 + 1 === 5").unwrap();
-        let cx = Context {
-            user_id: "",
-            authenticated: false,
-            user_data: None,
-            data: None,
-            old_data: None,
-            now: 0.0,
-            action: 0,
-            name: "",
-            variables: &[],
-            refs: &[],
-        };
+        let cx = bare_context(&[]);
         assert_eq!(run(&expr, &cx, 3).value.err(), Some(Fault::Budget));
         let big = json(&format!("{{\"s\":\"{}\"}}", "x".repeat(1 << 20)));
         let doubling = "`${data.s}${data.s}${data.s}${data.s}${data.s}`";

@@ -311,18 +311,8 @@ impl Lexer<'_> {
             'x' => out.push(self.hex(2)? as u16),
             'u' => {
                 if self.peek(0) == Some('{') {
-                    self.pos += 1;
-                    let mut value: u32 = 0;
-                    let mut digits = 0;
-                    while let Some(d) = self.peek(0).and_then(|c| c.to_digit(16)) {
-                        value = value.saturating_mul(16).saturating_add(d);
-                        digits += 1;
-                        self.pos += 1;
-                    }
-                    if digits == 0 || self.peek(0) != Some('}') || value > 0x10ffff {
-                        return Err(syntax("invalid Unicode escape sequence"));
-                    }
-                    self.pos += 1;
+                    let value = braced_code_point(self.chars, &mut self.pos)
+                        .ok_or_else(|| syntax("invalid Unicode escape sequence"))?;
                     match char::from_u32(value) {
                         Some(ch) => unit(ch, out),
                         None => out.push(value as u16),
@@ -476,6 +466,27 @@ impl Lexer<'_> {
         }
         Ok(Tok::Regex(body, flags))
     }
+}
+
+/// `{hex digits}` at `*pos`, as in `\u{1F600}`: the code point, with `*pos` after the `}`.
+/// `None` (and `*pos` unspecified) when it is not one or is above U+10FFFF.
+pub fn braced_code_point(chars: &[char], pos: &mut usize) -> Option<u32> {
+    if chars.get(*pos) != Some(&'{') {
+        return None;
+    }
+    *pos += 1;
+    let mut value: u32 = 0;
+    let mut digits = 0;
+    while let Some(d) = chars.get(*pos).and_then(|c| c.to_digit(16)) {
+        value = value.saturating_mul(16).saturating_add(d);
+        digits += 1;
+        *pos += 1;
+    }
+    if digits == 0 || chars.get(*pos) != Some(&'}') || value > 0x10ffff {
+        return None;
+    }
+    *pos += 1;
+    Some(value)
 }
 
 /// A string from UTF-16 units; one that holds a lone surrogate cannot be a Rust string.

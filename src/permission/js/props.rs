@@ -237,9 +237,7 @@ fn own<'a>(v: &Val<'a>, key: &str, user: &UserView<'a>) -> Result<Option<Val<'a>
                         .map(Val::from_json)
                 }
             }
-            None => <&'a simd_json::OwnedValue>::clone(json)
-                .get(key)
-                .map(Val::from_json),
+            None => v.own_of_object(key),
         },
         Val::Array(array) => {
             if key == "length" {
@@ -254,12 +252,7 @@ fn own<'a>(v: &Val<'a>, key: &str, user: &UserView<'a>) -> Result<Option<Val<'a>
                     .map(|(_, v)| v.clone())
             }
         }
-        Val::Object(props) => props
-            .as_slice()
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone()),
+        Val::Object(_) => v.own_of_object(key),
         Val::User => match key {
             "id" => Some(Val::Str(Cow::Borrowed(user.id))),
             "isAuthenticated" => Some(Val::Bool(user.authenticated)),

@@ -391,18 +391,8 @@ impl Translation {
     /// `\u` escapes: a code point, pairing surrogates; `None` when the text is not one.
     fn unicode_escape(&mut self) -> Result<Option<char>, RegexError> {
         if self.unicode && self.peek(0) == Some('{') {
-            self.pos += 1;
-            let mut value: u32 = 0;
-            let mut digits = 0;
-            while let Some(d) = self.peek(0).and_then(|c| c.to_digit(16)) {
-                value = value.saturating_mul(16).saturating_add(d);
-                digits += 1;
-                self.pos += 1;
-            }
-            if digits == 0 || self.peek(0) != Some('}') {
-                return Err(syntax("invalid Unicode escape"));
-            }
-            self.pos += 1;
+            let value = super::lex::braced_code_point(&self.chars, &mut self.pos)
+                .ok_or_else(|| syntax("invalid Unicode escape"))?;
             return char::from_u32(value)
                 .map(Some)
                 .ok_or_else(|| unsupported("lone surrogates"));

@@ -132,20 +132,7 @@ impl<'a> Val<'a> {
         if !self.is_object() {
             return Ok(self.clone());
         }
-        let own = |key: &str| -> Option<Val<'a>> {
-            match self {
-                Val::Json(v) if v.is_object() => {
-                    <&'a OwnedValue>::clone(v).get(key).map(Val::from_json)
-                }
-                Val::Object(props) => props
-                    .as_slice()
-                    .iter()
-                    .rev()
-                    .find(|(k, _)| k == key)
-                    .map(|(_, v)| v.clone()),
-                _ => None,
-            }
-        };
+        let own = |key: &str| self.own_of_object(key);
         match own("valueOf") {
             Some(Val::Func(Func::Method(Proto::Object, "valueOf"))) | None => {}
             Some(Val::Func(_)) => {
@@ -167,6 +154,22 @@ impl<'a> Val<'a> {
             Some(_) => Err(Fault::Type(
                 "Cannot convert object to primitive value".into(),
             )),
+        }
+    }
+
+    /// An own property of a JSON object or an object literal.
+    pub fn own_of_object(&self, key: &str) -> Option<Val<'a>> {
+        match self {
+            Val::Json(v) if v.is_object() => {
+                <&'a OwnedValue>::clone(v).get(key).map(Val::from_json)
+            }
+            Val::Object(props) => props
+                .as_slice()
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone()),
+            _ => None,
         }
     }
 
