@@ -198,9 +198,15 @@ pub struct RuleInput<'a> {
 
 impl Applicable<'_> {
     fn context<'a>(&'a self, input: &RuleInput<'a>) -> Context<'a> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_millis() as f64);
+        // Read the clock only for rules that read `now`.
+        let reads_now = matches!(self.rule, Rule::Expr { uses_now: true, .. });
+        let now = if reads_now {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_millis() as f64)
+        } else {
+            0.0
+        };
         Context {
             user_id: std::str::from_utf8(&input.user.id).unwrap_or_default(),
             authenticated: input.user.authenticated,

@@ -46,7 +46,7 @@ pub fn run<'a>(expr: &'a Expr, cx: &Context<'a>, max_steps: u32) -> Outcome<'a> 
     };
     let value = match eval.eval(expr) {
         Ok(v) => Ok(v),
-        Err(Stop::Fault(f)) => Err(f),
+        Err(Stop::Fault(f)) => Err(*f),
         // A short-circuit always ends at its chain; none reaches the top.
         Err(Stop::Short) => Ok(Val::Undefined),
     };
@@ -57,14 +57,15 @@ pub fn run<'a>(expr: &'a Expr, cx: &Context<'a>, max_steps: u32) -> Outcome<'a> 
 }
 
 enum Stop {
-    Fault(Fault),
+    /// Boxed, so that the `Result` every step returns stays small.
+    Fault(Box<Fault>),
     /// An optional link met `undefined` or `null`: the chain yields `undefined`.
     Short,
 }
 
 impl From<Fault> for Stop {
     fn from(f: Fault) -> Stop {
-        Stop::Fault(f)
+        Stop::Fault(Box::new(f))
     }
 }
 
@@ -214,8 +215,11 @@ impl<'a> Eval<'a, '_> {
                 if *optional && target.is_nullish() {
                     return Err(Stop::Short);
                 }
-                // Reading the method throws before the arguments are evaluated.
-                props::get(&target, method, &self.user)?;
+                // Reading the method of `undefined` or `null` throws before the arguments are
+                // evaluated; reading it from anything else cannot throw.
+                if target.is_nullish() {
+                    props::get(&target, method, &self.user)?;
+                }
                 let mut values = Vec::with_capacity(args.len());
                 for arg in args {
                     values.push(self.eval(arg)?);

@@ -40,12 +40,13 @@ pub fn call<'a>(target: &Val<'a>, method: &str, args: &[Val<'a>]) -> Result<Val<
     };
     // Positions are in UTF-16 units; the searches run on the UTF-8 text (linear, not
     // O(n·m)). A match can only start on a character, as no needle starts with a low surrogate.
-    let len = s.encode_utf16().count();
-    let position = |v: Val, default: usize| -> Result<usize, Fault> {
+    // A position, clamped to the string's UTF-16 length (counted only when one is given).
+    let position = |v: Val| -> Result<Option<usize>, Fault> {
         if matches!(v, Val::Undefined) {
-            return Ok(default);
+            return Ok(None);
         }
-        Ok(to_integer(v.to_number()?).clamp(0.0, len as f64) as usize)
+        let len = s.encode_utf16().count() as f64;
+        Ok(Some(to_integer(v.to_number()?).clamp(0.0, len) as usize))
     };
     Ok(match method {
         "startsWith" | "endsWith" | "includes" | "indexOf" => {
@@ -53,8 +54,14 @@ pub fn call<'a>(target: &Val<'a>, method: &str, args: &[Val<'a>]) -> Result<Val<
                 no_regex(&arg(0))?;
             }
             let search = arg(0).to_text()?;
-            let at = position(arg(1), if method == "endsWith" { len } else { 0 })?;
-            let (byte, on_char) = utf16_offset(s, at);
+            let (at, byte, on_char) = match position(arg(1))? {
+                Some(at) => {
+                    let (byte, on_char) = utf16_offset(s, at);
+                    (at, byte, on_char)
+                }
+                None if method == "endsWith" => (0, s.len(), true),
+                None => (0, 0, true),
+            };
             match method {
                 "startsWith" => Val::Bool(
                     search.is_empty() || (on_char && s[byte..].starts_with(search.as_ref())),
@@ -108,31 +115,44 @@ fn array_search<'a>(
     needle: &Val<'a>,
     from: &Val<'a>,
 ) -> Result<Val<'a>, Fault> {
-    // Holes read as undefined for `includes` and are skipped by `indexOf`.
-    let items: Vec<Option<Val<'a>>> = match target {
-        Val::Json(v) => <&'a OwnedValue>::clone(v)
-            .as_array()
-            .map(|a| a.iter().map(|i| Some(Val::from_json(i))).collect())
-            .unwrap_or_default(),
-        Val::Array(array) => array.items.clone(),
-        _ => Vec::new(),
-    };
-    let len = items.len() as f64;
-    let mut start = to_integer(from.to_number()?);
-    if start < 0.0 {
-        start = (len + start).max(0.0);
-    }
-    let start = start.min(len) as usize;
     let includes = method == "includes";
-    let position = items
-        .iter()
-        .enumerate()
-        .skip(start)
-        .position(|(_, item)| match item {
-            Some(item) if includes => same_value_zero(item, needle),
-            Some(item) => strict_eq(item, needle),
-            None => includes && matches!(needle, Val::Undefined),
-        });
+    // Holes read as undefined for `includes` and are skipped by `indexOf`.
+    let matches = |item: Option<&Val<'a>>| match item {
+        Some(item) if includes => same_value_zero(item, needle),
+        Some(item) => strict_eq(item, needle),
+        None => includes && matches!(needle, Val::Undefined),
+    };
+    let start = |len: usize| -> Result<usize, Fault> {
+        let len = len as f64;
+        let mut start = to_integer(from.to_number()?);
+        if start < 0.0 {
+            start = (len + start).max(0.0);
+        }
+        Ok(start.min(len) as usize)
+    };
+    let (position, start) = match target {
+        Val::Json(v) => {
+            let items = <&'a OwnedValue>::clone(v)
+                .as_array()
+                .map_or(&[][..], |a| a.as_slice());
+            let start = start(items.len())?;
+            let found = items
+                .iter()
+                .skip(start)
+                .position(|i| matches(Some(&Val::from_json(i))));
+            (found, start)
+        }
+        Val::Array(array) => {
+            let start = start(array.items.len())?;
+            let found = array
+                .items
+                .iter()
+                .skip(start)
+                .position(|i| matches(i.as_ref()));
+            (found, start)
+        }
+        _ => (None, 0),
+    };
     Ok(if includes {
         Val::Bool(position.is_some())
     } else {

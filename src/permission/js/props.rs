@@ -444,11 +444,23 @@ pub struct UserView<'a> {
 
 /// `v[key]`: reading from `undefined` or `null` is a TypeError.
 pub fn get<'a>(v: &Val<'a>, key: &str, user: &UserView<'a>) -> Result<Val<'a>, Fault> {
-    if v.is_nullish() {
-        return Err(Fault::Type(format!(
-            "Cannot read properties of {} (reading '{key}')",
-            v.to_text()?
-        )));
+    // The common reads first: a key of a JSON object, a field of `user`.
+    match v {
+        Val::Json(json) => {
+            if let Some(found) = <&'a simd_json::OwnedValue>::clone(json)
+                .as_object()
+                .and_then(|o| o.get(key))
+            {
+                return Ok(Val::from_json(found));
+            }
+        }
+        Val::User => match key {
+            "id" => return Ok(Val::Str(Cow::Borrowed(user.id))),
+            "data" => return Ok(user.data.map_or(Val::Null, Val::from_json)),
+            _ => {}
+        },
+        Val::Undefined | Val::Null => return Err(read_of_nothing(v, key)),
+        _ => {}
     }
     if let Some(found) = own(v, key, user)? {
         return Ok(found);
@@ -466,6 +478,18 @@ pub fn get<'a>(v: &Val<'a>, key: &str, user: &UserView<'a>) -> Result<Val<'a>, F
         }
     }
     Ok(Val::Undefined)
+}
+
+#[cold]
+fn read_of_nothing(v: &Val, key: &str) -> Fault {
+    let what = if matches!(v, Val::Null) {
+        "null"
+    } else {
+        "undefined"
+    };
+    Fault::Type(format!(
+        "Cannot read properties of {what} (reading '{key}')"
+    ))
 }
 
 fn static_name(proto: Proto, key: &str) -> &'static str {

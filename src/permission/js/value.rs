@@ -66,19 +66,16 @@ pub struct JsArray<'a> {
 
 impl<'a> Val<'a> {
     pub fn from_json(v: &'a OwnedValue) -> Val<'a> {
-        if let Some(s) = v.as_str() {
-            return Val::Str(Cow::Borrowed(s));
+        use simd_json::StaticNode;
+        match v {
+            OwnedValue::String(s) => Val::Str(Cow::Borrowed(s)),
+            OwnedValue::Static(StaticNode::Bool(b)) => Val::Bool(*b),
+            OwnedValue::Static(StaticNode::Null) => Val::Null,
+            OwnedValue::Static(StaticNode::F64(n)) => Val::Num(*n),
+            OwnedValue::Static(StaticNode::I64(n)) => Val::Num(*n as f64),
+            OwnedValue::Static(StaticNode::U64(n)) => Val::Num(*n as f64),
+            OwnedValue::Array(_) | OwnedValue::Object(_) => Val::Json(v),
         }
-        if let Some(b) = v.as_bool() {
-            return Val::Bool(b);
-        }
-        if let Some(n) = v.cast_f64() {
-            return Val::Num(n);
-        }
-        if v.is_null() {
-            return Val::Null;
-        }
-        Val::Json(v)
     }
 
     pub fn str(text: impl Into<Cow<'a, str>>) -> Val<'a> {
@@ -366,6 +363,12 @@ pub fn utf16_cmp(a: &str, b: &str) -> Ordering {
 
 /// The Abstract Relational Comparison of `a < b`; `None` when either side is NaN.
 pub fn less_than(a: &Val, b: &Val, left_first: bool) -> Result<Option<bool>, Fault> {
+    // Numbers and strings, the common cases, need no conversion.
+    match (a, b) {
+        (Val::Num(x), Val::Num(y)) => return Ok((!x.is_nan() && !y.is_nan()).then_some(x < y)),
+        (Val::Str(x), Val::Str(y)) => return Ok(Some(utf16_cmp(x, y) == Ordering::Less)),
+        _ => {}
+    }
     let (pa, pb) = if left_first {
         let pa = a.to_primitive()?;
         (pa, b.to_primitive()?)
