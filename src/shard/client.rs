@@ -1,8 +1,12 @@
 //! Client messages by topic and action: what the connection's shard does itself (subscriptions,
 //! acks, presence queries) and what the owner shard of the name does (writes, emits, RPC).
 
-use super::msg::{Kind, ShardMsg};
-use super::{ws_frame, Shard};
+use super::msg::{Kind, Refs, ShardMsg};
+use super::ops::{Op, Route};
+use super::replies::{
+    ack, denied, error_reply, invalid_data, invalid_data_action, refused, ws_frame,
+};
+use super::Shard;
 use crate::core::ids::ConnId;
 use crate::core::records::{
     apply_write, check_path, Change, StoredRecord, WriteOutcome, EMPTY_OBJECT,
@@ -15,46 +19,11 @@ use crate::protocol::message::{
 use bytes::Bytes;
 use std::sync::Arc;
 
-fn ack(msg: &Message) -> Message {
-    Message {
-        correlation_id: msg.correlation_id.clone(),
-        is_ack: Some(true),
-        ..Message::new(msg.topic, msg.action)
-    }
-}
-
-pub(super) fn error_reply(msg: &Message, action: i32) -> Message {
-    Message {
-        name: msg.name.clone(),
-        correlation_id: msg.correlation_id.clone(),
-        original_action: Some(msg.action),
-        is_error: Some(true),
-        // The client matches errors of acknowledged writes by this flag.
-        is_write_ack: msg.is_write_ack,
-        ..Message::new(msg.topic, action)
-    }
-}
-
-/// INVALID_MESSAGE_DATA with the reason as a JSON string.
-fn invalid_data(msg: &Message, reason: &str) -> Message {
-    Message {
-        data: serde_json::to_string(reason).ok().map(Bytes::from),
-        ..error_reply(msg, invalid_data_action(msg.topic))
-    }
-}
-
-fn invalid_data_action(topic: i32) -> i32 {
-    match topic {
-        topic::EVENT => ea::INVALID_MESSAGE_DATA,
-        topic::RECORD => ra::INVALID_MESSAGE_DATA,
-        _ => rpc_action::INVALID_MESSAGE_DATA,
-    }
-}
-
 impl Shard {
     pub(super) fn on_client_message(&mut self, local: u32, mut msg: Box<Message>, now: u64) {
         let from = self.conn_id(local);
-        if !self.gate(local, &mut msg) {
+        let op = Op::of(&msg);
+        if !self.gate(op, local, &mut msg) {
             return;
         }
         // The reference checks permissions first and then finds no handler for the topic.
@@ -66,92 +35,84 @@ impl Shard {
             self.send_local(local, &reply);
             return;
         }
-        match (msg.topic, msg.action) {
-            (topic::CONNECTION, crate::protocol::message::connection_action::PING) => {
-                self.send_local(
-                    local,
-                    &Message::new(
-                        topic::CONNECTION,
-                        crate::protocol::message::connection_action::PONG,
-                    ),
-                );
+        // The connection's part; what is not answered here goes where `op.route()` says.
+        match op {
+            Op::Ping => {
+                let pong = crate::protocol::message::connection_action::PONG;
+                self.send_local(local, &Message::new(topic::CONNECTION, pong));
+                return;
             }
-            (topic::CONNECTION, _) => {}
-            (topic::EVENT, ea::SUBSCRIBE) => {
-                if self.subscriptions_within_budget(local, &mut msg, |e| {
-                    &e.subscriptions[Kind::Event as usize]
-                }) {
-                    self.bulk_subscribe(Kind::Event, local, &msg)
+            Op::ConnectionOther => return,
+            Op::Subscribe { kind, on } => {
+                let held: fn(&super::ConnExtras) -> &ahash::AHashSet<Bytes> = match kind {
+                    Kind::Event => |e| &e.subscriptions[Kind::Event as usize],
+                    Kind::Record => |e| &e.subscriptions[Kind::Record as usize],
+                };
+                if on && !self.subscriptions_within_budget(local, &mut msg, held) {
+                    return;
                 }
+                self.bulk_subscribe(kind, local, &msg);
+                return;
             }
-            (topic::EVENT, ea::UNSUBSCRIBE) => self.bulk_subscribe(Kind::Event, local, &msg),
-            (topic::RECORD, ra::UNSUBSCRIBE) => self.bulk_subscribe(Kind::Record, local, &msg),
-            (
-                topic::RECORD,
-                ra::SUBSCRIBECREATEANDREAD | ra::SUBSCRIBEANDREAD | ra::SUBSCRIBEANDHEAD,
-            ) => {
-                if self.subscriptions_within_budget(local, &mut msg, |e| {
+            Op::RecordSubscribe { .. } => {
+                if !self.subscriptions_within_budget(local, &mut msg, |e| {
                     &e.subscriptions[Kind::Record as usize]
                 }) {
-                    self.bulk_subscribe(Kind::Record, local, &msg);
-                    self.split_by_owner(msg, from);
+                    return;
                 }
+                self.bulk_subscribe(Kind::Record, local, &msg);
             }
-            (topic::EVENT, ea::EMIT) => match msg.name {
-                Some(name) => {
-                    let owner = self.owner(&name);
-                    self.route(
-                        owner,
-                        ShardMsg::Emit {
+            Op::Emit => {
+                match msg.name {
+                    Some(name) => {
+                        let owner = self.owner(&name);
+                        let emit = ShardMsg::Emit {
                             name,
                             data: msg.data,
                             from,
-                        },
-                    );
+                        };
+                        self.route(owner, emit);
+                    }
+                    None => self.send_local(local, &error_reply(&msg, ea::INVALID_MESSAGE_DATA)),
                 }
-                None => self.send_local(local, &error_reply(&msg, ea::INVALID_MESSAGE_DATA)),
-            },
-            (topic::RECORD, ra::READ | ra::HEAD | ra::DELETE) => self.route_to_owner(msg, from),
-            (topic::RECORD, ra::UPDATE | ra::CREATEANDUPDATE) => self.route_to_owner(msg, from),
-            (topic::RECORD, ra::PATCH | ra::ERASE | ra::CREATEANDPATCH) => {
+                return;
+            }
+            Op::RecordWrite { path: true } => {
                 // A path that can never apply is refused here, before it travels.
-                match msg.path.as_deref().map(check_path) {
-                    Some(Err(reason)) => self.send_local(local, &invalid_data(&msg, &reason)),
-                    _ => self.route_to_owner(msg, from),
+                if let Some(Err(reason)) = msg.path.as_deref().map(check_path) {
+                    self.send_local(local, &invalid_data(&msg, &reason));
+                    return;
                 }
             }
-            (topic::RECORD, ra::HEAD_BULK) => self.split_by_owner(msg, from),
-            (topic::RECORD, ra::NOTIFY) => {
+            Op::RecordNotify => {
                 // Nothing outside the store writes records here, so there is nothing to re-read.
                 self.send_local(local, &ack(&msg));
+                return;
             }
-            (topic::EVENT, ea::LISTEN | ea::UNLISTEN) => self.listen(Kind::Event, local, &msg),
-            (topic::RECORD, ra::LISTEN | ra::UNLISTEN) => self.listen(Kind::Record, local, &msg),
-            (topic::EVENT, ea::LISTEN_ACCEPT | ea::LISTEN_REJECT)
-            | (topic::RECORD, ra::LISTEN_ACCEPT | ra::LISTEN_REJECT) => {
+            Op::Listen { kind, .. } => {
+                self.listen(kind, local, &msg);
+                return;
+            }
+            Op::ListenResponse { .. } => {
                 match msg.subscription.clone() {
                     Some(name) => {
                         let owner = self.owner(&name);
-                        self.route(
-                            owner,
-                            ShardMsg::Op {
-                                msg,
-                                from,
-                                user: None,
-                                refs: None,
-                            },
-                        );
+                        let op = ShardMsg::Op {
+                            msg,
+                            from,
+                            user: None,
+                            refs: None,
+                        };
+                        self.route(owner, op);
                     }
                     None => {
                         self.send_local(local, &error_reply(&msg, invalid_data_action(msg.topic)))
                     }
                 }
+                return;
             }
-            (topic::RPC, rpc_action::PROVIDE | rpc_action::UNPROVIDE) => {
-                self.send_local(local, &ack(&msg));
-                self.split_by_owner(msg, from);
-            }
-            (topic::RPC, rpc_action::REQUEST) => {
+            Op::RpcProvide { .. } => self.send_local(local, &ack(&msg)),
+            Op::RpcRequest => {
                 let user = self
                     .conns
                     .get(&local)
@@ -159,31 +120,39 @@ impl Shard {
                     .unwrap_or_default();
                 msg.requestor_name = self.config.provide_requestor_name.then_some(user);
                 msg.requestor_data = None;
-                self.route_to_owner(msg, from);
             }
-            (
-                topic::RPC,
-                rpc_action::ACCEPT
-                | rpc_action::REJECT
-                | rpc_action::RESPONSE
-                | rpc_action::REQUEST_ERROR,
-            ) => self.route_to_owner(msg, from),
-            (topic::PRESENCE, _) => self.presence(local, msg),
-            (topic::EVENT | topic::RECORD | topic::RPC, _) => {
+            Op::Presence(_) => {
+                self.presence(local, msg);
+                return;
+            }
+            Op::UnknownAction => {
                 let reply = Message {
                     original_topic: Some(msg.topic),
                     original_action: Some(msg.action),
                     ..Message::new(topic::PARSER, parser_action::UNKNOWN_ACTION)
                 };
                 self.send_local(local, &reply);
+                return;
             }
-            (other, _) => {
+            Op::UnknownTopic => {
                 let reply = Message {
-                    original_topic: Some(other),
+                    original_topic: Some(msg.topic),
                     ..Message::new(topic::PARSER, parser_action::UNKNOWN_TOPIC)
                 };
                 self.send_local(local, &reply);
+                return;
             }
+            Op::RecordWrite { path: false }
+            | Op::RecordRead
+            | Op::RecordHead
+            | Op::RecordHeadBulk
+            | Op::RecordDelete
+            | Op::RpcFromProvider => {}
+        }
+        match op.route() {
+            Route::Owner => self.route_to_owner(msg, from),
+            Route::SplitByOwner => self.split_by_owner(msg, from),
+            Route::Local => {}
         }
         let _ = now;
     }
@@ -281,7 +250,7 @@ impl Shard {
             (topic::EVENT, ea::LISTEN) | (topic::RECORD, ra::LISTEN)
         );
         if is_listen && !self.listen_within_budget(kind, local, &pattern) {
-            self.send_local(local, &super::permit::denied(msg, Some(pattern)));
+            self.send_local(local, &denied(msg, Some(pattern)));
             return;
         }
         let regex = if is_listen {
@@ -377,7 +346,7 @@ impl Shard {
             true
         });
         for name in refused {
-            self.send_local(local, &super::permit::denied(msg, Some(name)));
+            self.send_local(local, &denied(msg, Some(name)));
         }
         !msg.names.is_empty()
     }
@@ -468,48 +437,41 @@ impl Shard {
         msg: Box<Message>,
         from: ConnId,
         user: Option<&User>,
-        refs: Option<&super::permit::Refs>,
+        refs: Option<&Refs>,
         now: u64,
     ) {
-        let touches_records = msg.topic == topic::RECORD
-            && !matches!(msg.action, ra::LISTEN_ACCEPT | ra::LISTEN_REJECT);
-        if !touches_records {
-            return self.handle_owner_op(msg, from, user, refs, now);
+        let op = Op::of(&msg);
+        if !op.touches_records() {
+            return self.handle_owner_op(op, msg, from, user, refs, now);
         }
         if !self.records_ready(&msg, from, user, refs) {
             return;
         }
         let mut names = msg.names.clone();
         names.extend(msg.name.clone());
-        self.handle_owner_op(msg, from, user, refs, now);
+        self.handle_owner_op(op, msg, from, user, refs, now);
         for name in names {
             let subscribed = self.interest[Kind::Record as usize].shards(&name) != 0;
             self.records.evict_if_idle(&name, subscribed);
         }
     }
 
+    /// The owner's part of an operation.
     fn handle_owner_op(
         &mut self,
+        op: Op,
         msg: Box<Message>,
         from: ConnId,
         user: Option<&User>,
-        refs: Option<&super::permit::Refs>,
+        refs: Option<&Refs>,
         now: u64,
     ) {
-        match (msg.topic, msg.action) {
-            (topic::EVENT, ea::LISTEN_ACCEPT | ea::LISTEN_REJECT) => {
-                self.listen_response(Kind::Event, msg, from, now)
-            }
-            (topic::RECORD, ra::LISTEN_ACCEPT | ra::LISTEN_REJECT) => {
-                self.listen_response(Kind::Record, msg, from, now)
-            }
-            (
-                topic::RECORD,
-                ra::SUBSCRIBECREATEANDREAD | ra::SUBSCRIBEANDREAD | ra::SUBSCRIBEANDHEAD,
-            ) => {
+        match op {
+            Op::ListenResponse { kind } => self.listen_response(kind, msg, from, now),
+            Op::RecordSubscribe { create } => {
                 for name in &msg.names {
                     let missing = self.records.get(name).is_none();
-                    if msg.action == ra::SUBSCRIBECREATEANDREAD && missing {
+                    if create && missing {
                         let permit = self.owner_permits(
                             user,
                             refs,
@@ -520,7 +482,7 @@ impl Shard {
                             None,
                         );
                         if let Err(why) = permit {
-                            self.send(from, &super::permit::refused(&msg, Some(name.clone()), why));
+                            self.send(from, &refused(&msg, Some(name.clone()), why));
                             continue;
                         }
                     }
@@ -536,14 +498,14 @@ impl Shard {
                     }
                 }
             }
-            (topic::RECORD, ra::READ | ra::HEAD) => {
+            Op::RecordRead | Op::RecordHead => {
                 let Some(name) = msg.name.as_ref() else {
                     return;
                 };
                 let reply = self.read_reply(msg.action, name);
                 self.send(from, &reply);
             }
-            (topic::RECORD, ra::HEAD_BULK) => {
+            Op::RecordHeadBulk => {
                 let versions = msg
                     .names
                     .iter()
@@ -556,17 +518,17 @@ impl Shard {
                 };
                 self.send(from, &reply);
             }
-            (topic::RECORD, ra::DELETE) => self.delete_record(msg, from, user, refs),
-            (topic::RECORD, _) => self.write_record(msg, from, user, refs),
-            (topic::RPC, rpc_action::PROVIDE | rpc_action::UNPROVIDE) => {
+            Op::RecordDelete => self.delete_record(msg, from, user, refs),
+            Op::RecordWrite { .. } => self.write_record(msg, from, user, refs),
+            Op::RpcProvide { on } => {
                 for name in &msg.names {
-                    let changed = if msg.action == rpc_action::PROVIDE {
+                    let changed = if on {
                         self.rpc.provide(name, from)
                     } else {
                         self.rpc.unprovide(name, from)
                     };
                     if !changed {
-                        let action = if msg.action == rpc_action::PROVIDE {
+                        let action = if on {
                             rpc_action::MULTIPLE_PROVIDERS
                         } else {
                             rpc_action::NOT_PROVIDED
@@ -579,11 +541,20 @@ impl Shard {
                     }
                 }
             }
-            (topic::RPC, rpc_action::REQUEST) => {
-                self.route_rpc(|rpc, out| rpc.request(msg, from, now, out))
+            Op::RpcRequest => self.route_rpc(|rpc, out| rpc.request(msg, from, now, out)),
+            Op::RpcFromProvider => {
+                self.route_rpc(|rpc, out| rpc.from_provider(msg, from, now, out))
             }
-            (topic::RPC, _) => self.route_rpc(|rpc, out| rpc.from_provider(msg, from, now, out)),
-            _ => {}
+            // Handled on the connection's shard.
+            Op::Ping
+            | Op::ConnectionOther
+            | Op::Subscribe { .. }
+            | Op::Emit
+            | Op::RecordNotify
+            | Op::Listen { .. }
+            | Op::Presence(_)
+            | Op::UnknownAction
+            | Op::UnknownTopic => {}
         }
     }
 
@@ -641,7 +612,7 @@ impl Shard {
         msg: Box<Message>,
         from: ConnId,
         user: Option<&User>,
-        refs: Option<&super::permit::Refs>,
+        refs: Option<&Refs>,
     ) {
         let Some(name) = msg.name.clone() else { return };
         let change = match (msg.action, msg.path.clone(), msg.data.clone()) {
@@ -679,7 +650,7 @@ impl Shard {
         };
         if !reads_data {
             if let Err(why) = permits(self, None) {
-                self.send(from, &super::permit::refused(&msg, Some(name), why));
+                self.send(from, &refused(&msg, Some(name), why));
                 return;
             }
         }
@@ -694,7 +665,7 @@ impl Shard {
             WriteOutcome::Applied(record) => {
                 if reads_data {
                     if let Err(why) = permits(self, Some(&record.data)) {
-                        self.send(from, &super::permit::refused(&msg, Some(name), why));
+                        self.send(from, &refused(&msg, Some(name), why));
                         return;
                     }
                 }
@@ -754,7 +725,7 @@ impl Shard {
         msg: Box<Message>,
         from: ConnId,
         user: Option<&User>,
-        refs: Option<&super::permit::Refs>,
+        refs: Option<&Refs>,
     ) {
         let Some(name) = msg.name.clone() else { return };
         let current = self.records.get(&name).map(|r| r.data.clone());
@@ -768,7 +739,7 @@ impl Shard {
             current.as_deref(),
         );
         if let Err(why) = permit {
-            self.send(from, &super::permit::refused(&msg, Some(name), why));
+            self.send(from, &refused(&msg, Some(name), why));
             return;
         }
         let deleted = ws_frame(&Message {

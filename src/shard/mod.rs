@@ -4,9 +4,11 @@
 mod client;
 mod held;
 pub mod msg;
+mod ops;
 pub mod outbox;
 mod permit;
 pub mod records;
+mod replies;
 pub mod session;
 
 use crate::config::Config;
@@ -16,9 +18,8 @@ use crate::core::listen::{ListenEffect, Listening};
 use crate::core::presence::{OnlineUsers, PresenceCounts};
 use crate::core::rpc::RpcRouter;
 use crate::protocol::message::{event_action, presence_action, record_action, topic, Message};
-use crate::protocol::ws;
 use ahash::{AHashMap, AHashSet};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use msg::{Kind, ShardMsg};
 use outbox::Outbox;
 use std::cell::Cell;
@@ -113,7 +114,7 @@ pub struct Shard {
     pub outgoing: Vec<Vec<ShardMsg>>,
     last_rematch: u64,
     /// Records read by `_()` rules for the message being handled again.
-    rule_refs: permit::Refs,
+    rule_refs: msg::Refs,
     /// How many times the message being handled has waited for such records.
     resumed_rounds: u32,
     /// Messages waiting for records their permission rules read.
@@ -144,14 +145,7 @@ pub struct Shard {
     awaiting_login: usize,
 }
 
-/// One WebSocket binary frame holding `msg`, built in a single buffer.
-pub fn ws_frame(msg: &Message) -> Bytes {
-    let len = msg.encoded_len();
-    let mut out = BytesMut::with_capacity(ws::frame_header_len(len) + len);
-    ws::put_frame_header(&mut out, ws::OP_BINARY, len);
-    msg.encode_into(&mut out);
-    out.freeze()
-}
+pub use replies::ws_frame;
 
 fn kind_topic(kind: Kind) -> i32 {
     match kind {

@@ -7,6 +7,9 @@ use bytes::Bytes;
 use regex::Regex;
 use std::sync::Arc;
 
+/// Records read by `_()` rules, parsed; `None` where the record does not exist.
+pub type Refs = Vec<(String, Option<simd_json::OwnedValue>)>;
+
 /// Which subscription space a name lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -22,7 +25,7 @@ pub enum ShardMsg {
         msg: Box<Message>,
         from: ConnId,
         user: Option<Arc<User>>,
-        refs: Option<Arc<super::permit::Refs>>,
+        refs: Option<Arc<Refs>>,
     },
     /// To the owner: the stored data of records a permission rule elsewhere reads with `_()`.
     RuleRead {

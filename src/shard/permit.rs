@@ -4,19 +4,16 @@
 //! exists). Records a rule reads with `_()` are fetched from their owners first: the message
 //! waits, then is handled again with them (at most `maxRuleIterations` rounds).
 
-use super::msg::ShardMsg;
+use super::msg::{Refs, ShardMsg};
+use super::ops::{Checks, Op};
+use super::replies::{refused, Refused};
 use super::Shard;
 use crate::permission::rules::{Permissions, RuleInput, RuleType, RuleVerdict, Section, User};
-use crate::protocol::message::{
-    event_action, presence_action, record_action, rpc_action, topic, Message,
-};
+use crate::protocol::message::Message;
 use ahash::AHashMap;
 use bytes::Bytes;
 use simd_json::OwnedValue;
 use std::sync::Arc;
-
-/// Records read by `_()` rules, parsed; `None` where the record does not exist.
-pub type Refs = Vec<(String, Option<OwnedValue>)>;
 
 /// Cached decisions of one connection; cleared when full so it stays bounded. Keyed by section
 /// and rule type first, so a lookup borrows the name instead of copying it.
@@ -65,50 +62,7 @@ pub enum Verdict {
     Need(Vec<String>),
 }
 
-/// Why a message is refused: its rule denied it, or failed (the reference answers a rule
-/// that throws with MESSAGE_PERMISSION_ERROR).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    Denied,
-    Failed,
-}
-
 const DENY: Verdict = Verdict::Refuse(Refused::Denied);
-
-fn action_for(topic: i32, denied: bool) -> i32 {
-    match (topic, denied) {
-        (topic::EVENT, true) => event_action::MESSAGE_DENIED,
-        (topic::EVENT, false) => event_action::MESSAGE_PERMISSION_ERROR,
-        (topic::RECORD, true) => record_action::MESSAGE_DENIED,
-        (topic::RECORD, false) => record_action::MESSAGE_PERMISSION_ERROR,
-        (topic::RPC, true) => rpc_action::MESSAGE_DENIED,
-        (topic::RPC, false) => rpc_action::MESSAGE_PERMISSION_ERROR,
-        (_, true) => presence_action::MESSAGE_DENIED,
-        (_, false) => presence_action::MESSAGE_PERMISSION_ERROR,
-    }
-}
-
-/// The reference's MESSAGE_DENIED shape.
-pub fn denied(msg: &Message, name: Option<Bytes>) -> Message {
-    refusal(msg, name, true)
-}
-
-/// MESSAGE_DENIED or MESSAGE_PERMISSION_ERROR, as `why` says.
-pub fn refused(msg: &Message, name: Option<Bytes>, why: Refused) -> Message {
-    refusal(msg, name, why == Refused::Denied)
-}
-
-/// MESSAGE_DENIED, or MESSAGE_PERMISSION_ERROR when a rule could not be evaluated.
-fn refusal(msg: &Message, name: Option<Bytes>, denied: bool) -> Message {
-    Message {
-        name,
-        correlation_id: msg.correlation_id.clone(),
-        original_action: Some(msg.action),
-        is_error: Some(true),
-        is_write_ack: msg.is_write_ack.filter(|w| *w),
-        ..Message::new(msg.topic, action_for(msg.topic, denied))
-    }
-}
 
 /// JSON as the clients will read it; what cannot be read exactly is `Err`, and a rule that
 /// would read it denies.
@@ -169,53 +123,6 @@ pub fn evaluate(permissions: &Permissions, user: &User, ask: &Ask<'_>, refs: &Re
     }
 }
 
-/// What the connection's shard checks for a message: `(section, rule type, one name or the
-/// names list)`; record writes and deletes are listed so `_()` records can be fetched for the
-/// owner's check.
-fn checks_for(msg: &Message) -> Option<(Section, &'static [RuleType], bool)> {
-    use event_action as ea;
-    use presence_action as pa;
-    use record_action as ra;
-    use RuleType::*;
-    Some(match (msg.topic, msg.action) {
-        (topic::EVENT, ea::SUBSCRIBE) => (Section::Event, &[Subscribe], true),
-        (topic::EVENT, ea::EMIT) => (Section::Event, &[Publish], false),
-        (topic::EVENT, ea::LISTEN) => (Section::Event, &[Listen], false),
-        (
-            topic::RECORD,
-            ra::SUBSCRIBECREATEANDREAD
-            | ra::SUBSCRIBEANDREAD
-            | ra::SUBSCRIBEANDHEAD
-            | ra::HEAD_BULK,
-        ) => (Section::Record, &[Read], true),
-        (topic::RECORD, ra::READ | ra::HEAD) => (Section::Record, &[Read], false),
-        (topic::RECORD, ra::LISTEN) => (Section::Record, &[Listen], false),
-        (topic::RECORD, ra::NOTIFY) => (Section::Record, &[Notify], true),
-        (topic::RPC, rpc_action::PROVIDE) => (Section::Rpc, &[Provide], true),
-        (topic::RPC, rpc_action::REQUEST) => (Section::Rpc, &[Request], false),
-        (topic::PRESENCE, pa::SUBSCRIBE | pa::QUERY) => (Section::Presence, &[Allow], true),
-        (topic::PRESENCE, pa::SUBSCRIBE_ALL | pa::QUERY_ALL) => {
-            (Section::Presence, &[Allow], false)
-        }
-        _ => return None,
-    })
-}
-
-/// Rules the owner evaluates for record writes and deletes, whose `_()` records the
-/// connection's shard fetches beforehand.
-fn owner_rules(msg: &Message) -> &'static [RuleType] {
-    use record_action as ra;
-    match (msg.topic, msg.action) {
-        (
-            topic::RECORD,
-            ra::UPDATE | ra::PATCH | ra::ERASE | ra::CREATEANDUPDATE | ra::CREATEANDPATCH,
-        ) => &[RuleType::Write, RuleType::Create],
-        (topic::RECORD, ra::DELETE) => &[RuleType::Delete],
-        (topic::RECORD, ra::SUBSCRIBECREATEANDREAD) => &[RuleType::Create],
-        _ => &[],
-    }
-}
-
 impl Shard {
     /// The user to carry to an owner shard, when there are rules to check there.
     pub(super) fn op_user(&self, local: u32) -> Option<Arc<User>> {
@@ -255,7 +162,7 @@ impl Shard {
 
     /// The checks made on the connection's shard before a message is handled. False when the
     /// message was refused (and answered) or waits for records its rules read.
-    pub(super) fn gate(&mut self, local: u32, msg: &mut Message) -> bool {
+    pub(super) fn gate(&mut self, op: Op, local: u32, msg: &mut Message) -> bool {
         if self.config.permissions.is_open() {
             return true;
         }
@@ -269,8 +176,9 @@ impl Shard {
                 }
             }
         };
-        let bulk = matches!(checks_for(msg), Some((_, _, true)));
-        if let Some((section, types, _)) = checks_for(msg) {
+        let checks = op.checks();
+        let bulk = checks.is_some_and(|c| c.bulk);
+        if let Some(Checks { section, types, .. }) = checks {
             let single = [msg.name.clone().unwrap_or_default()];
             let names: Vec<Bytes> = if bulk {
                 msg.names.clone()
@@ -306,7 +214,7 @@ impl Shard {
         } else {
             msg.names.clone()
         };
-        for ty in owner_rules(msg) {
+        for ty in op.owner_rules() {
             for name in &owner_names {
                 let text = String::from_utf8_lossy(name);
                 let Some(applicable) =
@@ -371,7 +279,7 @@ impl Shard {
         if rounds >= self.config.permissions.max_rule_iterations()
             || self.waiting_checks.len() >= MAX_WAITING_CHECKS
         {
-            let reply = refusal(&msg, msg.name.clone(), false);
+            let reply = refused(&msg, msg.name.clone(), Refused::Failed);
             self.send_local(local, &reply);
             return;
         }
@@ -472,7 +380,7 @@ impl Shard {
             return;
         }
         if check.unreadable {
-            let reply = refusal(&check.msg, check.msg.name.clone(), false);
+            let reply = refused(&check.msg, check.msg.name.clone(), Refused::Failed);
             self.send_local(check.local, &reply);
             return;
         }

@@ -4,8 +4,7 @@
 //! later writes coalesced; write acks go out when the store has taken the write. A record with no
 //! subscribers, no write in flight and nothing waiting leaves memory.
 
-use super::msg::ShardMsg;
-use super::permit::Refs;
+use super::msg::{Refs, ShardMsg};
 use super::Shard;
 use crate::core::ids::ConnId;
 use crate::core::records::{StorageError, StoredRecord};
@@ -323,6 +322,6 @@ fn store_error(msg: &Message, action: i32, error: &StorageError) -> Message {
         data: Some(Bytes::from(
             simd_json::to_string(&error.0).unwrap_or_default(),
         )),
-        ..super::client::error_reply(msg, action)
+        ..super::replies::error_reply(msg, action)
     }
 }

@@ -4,6 +4,7 @@
 use super::*;
 use crate::core::records::{StorageError, StoredRecord};
 use crate::protocol::message::{auth_action, connection_action, rpc_action};
+use crate::protocol::ws;
 
 struct Cluster {
     shards: Vec<Shard>,
