@@ -1,9 +1,11 @@
 //! corestream: a thread-per-core realtime server speaking the deepstream protocol.
 pub mod auth;
+pub mod bridge;
 pub mod config;
 pub mod core;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod log;
 pub mod net;
 pub mod permission;
 pub mod protocol;

@@ -159,8 +159,9 @@ fn start(
 ) -> Result<(), String> {
     let mut config = load(config.as_ref())?;
     config.park_after_ms = (park_after_ms > 0).then_some(park_after_ms);
+    corestream::log::configure(config.log_level, config.log_format);
     for warning in &config.warnings {
-        eprintln!("warning: {warning}");
+        corestream::log!(corestream::log::Level::Warn, "CONFIG", "{warning}");
     }
     let cpus = choose_cpus(cpus, cores, online_cpus())?;
     let options = ServerOptions {

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 /// Top-level keys that change nothing in corestream (see docs/CONFIG.md for why).
 const NO_EFFECT: &[&str] = &[
     "showLogo",
-    "logLevel",
     "libDir",
     "externalUrl",
     "dependencyInitializationTimeout",
@@ -165,10 +164,12 @@ pub fn warn_top_level(rest: &BTreeMap<String, Value>, warnings: &mut Vec<String>
     let mut unknown = Vec::new();
     for (key, value) in rest {
         match key.as_str() {
+            // Read by `Config::read_logging`.
+            "logLevel" => {}
             k if NO_EFFECT.contains(&k) => {}
             // Refused by `refuse_unbuilt` unless they ask for what corestream does anyway.
             "cache" | "storage" | "clusterNode" | "monitoring" | "plugins" => {}
-            "logger" if plugin_is(value, &["default"]) => {}
+            "logger" if plugin_is(value, &["default", "json"]) => {}
             "telemetry" => {
                 if value.get("options").and_then(|o| o.get("enabled")) == Some(&Value::Bool(true)) {
                     warnings.push("telemetry: corestream sends no telemetry".into());

@@ -45,6 +45,10 @@ pub struct Config {
     pub limits: Limits,
     /// Which topics are served (`enabledFeatures`).
     pub enabled_features: EnabledFeatures,
+    /// `logLevel`, or the `logger` section's `options.logLevel`, which wins as in deepstream 7.
+    pub log_level: crate::log::Level,
+    /// `logger: {type: json}` writes JSON lines; `default` writes text.
+    pub log_format: crate::log::Format,
 }
 
 /// deepstream's `enabledFeatures`: a message of a disabled topic passes the permission check
@@ -218,6 +222,8 @@ impl Default for Config {
             permissions: std::sync::Arc::new(crate::permission::rules::Permissions::allow_all()),
             limits: Limits::default(),
             enabled_features: EnabledFeatures::default(),
+            log_level: crate::log::Level::Info,
+            log_format: crate::log::Format::Text,
         }
     }
 }
@@ -259,6 +265,8 @@ struct RawSections {
     listen: Option<Value>,
     enabled_features: Option<Value>,
     record: Option<Value>,
+    log_level: Option<Value>,
+    logger: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -438,6 +446,7 @@ impl Config {
         let sections: RawSections =
             serde_yaml::from_str(text).map_err(|e| ConfigError(format!("{origin}: {e}")))?;
         let mut config = Config::default();
+        config.read_logging(&sections, text, origin)?;
         if let Some(name) = raw.server_name {
             // deepstream's shipped config says `serverName: UUID`: a fresh one per start.
             config.server_name = if name == "UUID" { random_uuid() } else { name };
@@ -603,6 +612,39 @@ impl Config {
         }
         keys::warn_top_level(&raw.rest, &mut config.warnings);
         Ok(config)
+    }
+
+    fn read_logging(
+        &mut self,
+        sections: &RawSections,
+        text: &str,
+        origin: &str,
+    ) -> Result<(), ConfigError> {
+        let level = |value: &Value, place: &str| -> Result<crate::log::Level, ConfigError> {
+            let text_value = match value {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => String::new(),
+            };
+            crate::log::Level::parse(&text_value).ok_or_else(|| {
+                ConfigError(format!(
+                    "{origin}: {place} must be DEBUG, INFO, WARN, ERROR or OFF{}",
+                    line_of(text, place)
+                ))
+            })
+        };
+        if let Some(value) = &sections.log_level {
+            self.log_level = level(value, "logLevel")?;
+        }
+        if let Some(logger) = &sections.logger {
+            if let Some(value) = logger.get("options").and_then(|o| o.get("logLevel")) {
+                self.log_level = level(value, "logLevel")?;
+            }
+            if logger.get("type").and_then(Value::as_str) == Some("json") {
+                self.log_format = crate::log::Format::Json;
+            }
+        }
+        Ok(())
     }
 
     fn apply_ws(&mut self, options: WsOptions) {
@@ -954,5 +996,26 @@ mod tests {
             .0
             .contains("JavaScript"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn log_level_and_format_are_read_as_deepstream_names_them() {
+        use crate::log::{Format, Level};
+        let config = parse("logLevel: WARN\n").unwrap();
+        assert_eq!(
+            (config.log_level, config.log_format),
+            (Level::Warn, Format::Text)
+        );
+        let config =
+            parse("logLevel: INFO\nlogger:\n  type: json\n  options:\n    logLevel: 3\n").unwrap();
+        assert_eq!(
+            (config.log_level, config.log_format),
+            (Level::Error, Format::Json)
+        );
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        assert!(parse("logLevel: LOUD\n")
+            .unwrap_err()
+            .0
+            .contains("logLevel"));
     }
 }

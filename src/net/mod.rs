@@ -99,7 +99,7 @@ pub fn run(
                     }
                 };
                 if let Err(e) = &result {
-                    eprintln!("shard {id}: {e}");
+                    crate::log!(crate::log::Level::Error, "SHARD_FAILED", "shard {id}: {e}");
                 }
                 result
             })
@@ -134,6 +134,17 @@ pub fn run(
     // Every shard listens: the port is held by them now.
     drop(port_holder);
     if !runtime.stopping.load(Ordering::SeqCst) {
+        crate::log!(
+            crate::log::Level::Info,
+            "STARTED",
+            "corestream {} \"{}\": {} shards on cpus {:?}, ws-binary on {}:{port}{}",
+            env!("CARGO_PKG_VERSION"),
+            config.server_name,
+            options.cpus.len(),
+            options.cpus,
+            options.host,
+            config.url_path
+        );
         println!("listening on {}:{port}", options.host);
         use std::io::Write;
         let _ = std::io::stdout().flush();
@@ -303,7 +314,11 @@ async fn shard_main(
     let parking = match park_after.map(|_| park::Parking::new()) {
         Some(Ok(parking)) => Some(parking),
         Some(Err(e)) => {
-            eprintln!("cannot park quiet connections (epoll: {e}); they stay active");
+            crate::log!(
+                crate::log::Level::Warn,
+                "PARKING_OFF",
+                "cannot park quiet connections (epoll: {e}); they stay active"
+            );
             None
         }
         None => None,
@@ -339,7 +354,11 @@ async fn shard_main(
             Some(Err(e)) => {
                 accept_errors += 1;
                 if last_accept_report.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                    eprintln!("accept failed ({accept_errors} times so far): {e}");
+                    crate::log!(
+                        crate::log::Level::Error,
+                        "ACCEPT_FAILED",
+                        "accept failed ({accept_errors} times so far): {e}"
+                    );
                     last_accept_report = Some(Instant::now());
                 }
                 glommio::timer::sleep(Duration::from_millis(10)).await;
@@ -350,7 +369,7 @@ async fn shard_main(
     // Shutdown: every connection gets a close frame after what is queued, with a deadline.
     shard.borrow().close_all(
         crate::protocol::ws::CLOSE_GOING_AWAY,
-        "server shutting down",
+        crate::shard::outbox::SHUTDOWN,
     );
     let deadline = Instant::now() + Duration::from_secs(2);
     while io.live.get() > 0 && Instant::now() < deadline {

@@ -43,13 +43,20 @@ async fn ask_with_retries(settings: &HttpAuth, body: &str) -> Result<LoginOk, Op
             Ok((status, response)) if !settings.retry_status.contains(&status) => {
                 return auth::webhook_verdict(status, &response, &settings.permitted_status);
             }
-            Ok((status, _)) => eprintln!(
+            Ok((status, _)) => crate::log!(
+                crate::log::Level::Warn,
+                "AUTH_WEBHOOK",
                 "auth webhook {}:{}: status {status}, retrying",
-                settings.host, settings.port
+                settings.host,
+                settings.port
             ),
-            Err(reason) => eprintln!(
+            Err(reason) => crate::log!(
+                crate::log::Level::Warn,
+                "AUTH_WEBHOOK",
                 "auth webhook {}:{}{}: {reason}",
-                settings.host, settings.port, settings.path
+                settings.host,
+                settings.port,
+                settings.path
             ),
         }
         if attempt >= settings.retry_attempts {

@@ -250,8 +250,10 @@ impl Applicable<'_> {
             Err(fault) => {
                 let message = fault.to_string();
                 if !failure_logged.swap(true, Ordering::Relaxed) {
-                    eprintln!(
-                        "warning: {origin}: the rule failed for {}: {message} (logged once per rule)",
+                    crate::log!(
+                        crate::log::Level::Warn,
+                        "MESSAGE_PERMISSION_ERROR",
+                        "{origin}: the rule failed for {}: {message} (logged once per rule)",
                         input.name
                     );
                 }

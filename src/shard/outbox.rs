@@ -9,6 +9,9 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::task::Waker;
 
+/// The reason every connection is closed with when the server stops.
+pub const SHUTDOWN: &str = "server shutting down";
+
 /// The close "code" of an aborted connection: no close frame is sent.
 pub const ABORTED: u16 = 0;
 
@@ -100,6 +103,16 @@ impl Outbox {
         let mut inner = self.0.borrow_mut();
         if inner.closing.is_none() {
             inner.closing = Some(Box::new((code, reason)));
+            // The server's own reasons (slow consumer, heartbeat, limits) are worth an
+            // operator's look; a client's own close and shutdown are not.
+            if !reason.is_empty() && code != crate::protocol::ws::CLOSE_NORMAL && reason != SHUTDOWN
+            {
+                crate::log!(
+                    crate::log::Level::Info,
+                    "CONNECTION_CLOSED",
+                    "a connection was closed with {code}: {reason}"
+                );
+            }
         }
         inner.wake();
     }

@@ -261,6 +261,12 @@ impl Shard {
             return;
         };
         conn.auth_attempts = conn.auth_attempts.saturating_add(1);
+        crate::log!(
+            crate::log::Level::Info,
+            "INVALID_AUTH_DATA",
+            "a login was refused (attempt {} of {max})",
+            conn.auth_attempts
+        );
         if u32::from(conn.auth_attempts) >= max {
             self.send_local(
                 local,
