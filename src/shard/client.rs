@@ -1,7 +1,7 @@
 //! Client messages by topic and action: what the connection's shard does itself (subscriptions,
 //! acks, presence queries) and what the owner shard of the name does (writes, emits, RPC).
 
-use super::msg::{Kind, Refs, ShardMsg};
+use super::msg::{Kind, MsgContext, Refs, ShardMsg};
 use super::ops::{Op, Route};
 use super::replies::{
     ack, denied, error_reply, invalid_data, invalid_data_action, refused, ws_frame,
@@ -20,12 +20,18 @@ use bytes::Bytes;
 use std::sync::Arc;
 
 impl Shard {
-    pub(super) fn on_client_message(&mut self, local: u32, mut msg: Box<Message>, now: u64) {
+    pub(super) fn on_client_message(
+        &mut self,
+        local: u32,
+        mut msg: Box<Message>,
+        ctx: MsgContext,
+        now: u64,
+    ) {
         let from = self.conn_id(local);
         let op = Op::of(&msg);
-        if !self.gate(op, local, &mut msg) {
+        let Some(refs) = self.gate(op, local, &mut msg, ctx) else {
             return;
-        }
+        };
         // The reference checks permissions first and then finds no handler for the topic.
         if !self.config.enabled_features.serves(msg.topic) {
             let reply = Message {
@@ -150,15 +156,15 @@ impl Shard {
             | Op::RpcFromProvider => {}
         }
         match op.route() {
-            Route::Owner => self.route_to_owner(msg, from),
-            Route::SplitByOwner => self.split_by_owner(msg, from),
+            Route::Owner => self.route_to_owner(msg, from, refs),
+            Route::SplitByOwner => self.split_by_owner(msg, from, refs),
             Route::Local => {}
         }
         let _ = now;
     }
 
     /// A message about one name goes to that name's owner.
-    fn route_to_owner(&mut self, msg: Box<Message>, from: ConnId) {
+    fn route_to_owner(&mut self, msg: Box<Message>, from: ConnId, refs: Option<Arc<Refs>>) {
         let Some(name) = msg.name.as_ref() else {
             self.send(from, &error_reply(&msg, invalid_data_action(msg.topic)));
             return;
@@ -170,13 +176,13 @@ impl Shard {
                 msg,
                 from,
                 user: self.op_user(from.local),
-                refs: self.op_refs(),
+                refs,
             },
         );
     }
 
     /// A bulk message is split into one message per owner shard, each with its own names.
-    fn split_by_owner(&mut self, msg: Box<Message>, from: ConnId) {
+    fn split_by_owner(&mut self, msg: Box<Message>, from: ConnId, refs: Option<Arc<Refs>>) {
         let mut per_shard: Vec<Vec<Bytes>> = vec![Vec::new(); self.shards];
         for name in &msg.names {
             per_shard[self.owner(name)].push(name.clone());
@@ -193,7 +199,7 @@ impl Shard {
                         msg: Box::new(part),
                         from,
                         user: self.op_user(from.local),
-                        refs: self.op_refs(),
+                        refs: refs.clone(),
                     },
                 );
             }

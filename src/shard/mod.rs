@@ -113,10 +113,6 @@ pub struct Shard {
     /// Messages for other shards, by shard, drained by the runtime.
     pub outgoing: Vec<Vec<ShardMsg>>,
     last_rematch: u64,
-    /// Records read by `_()` rules for the message being handled again.
-    rule_refs: msg::Refs,
-    /// How many times the message being handled has waited for such records.
-    resumed_rounds: u32,
     /// Messages waiting for records their permission rules read.
     waiting_checks: AHashMap<u64, permit::WaitingCheck>,
     next_check: u64,
@@ -183,8 +179,6 @@ impl Shard {
             pending_logins: AHashMap::new(),
             backlogged: Rc::default(),
             auth_jobs: Vec::new(),
-            rule_refs: Vec::new(),
-            resumed_rounds: 0,
             waiting_checks: AHashMap::new(),
             next_check: 0,
             anonymous: Arc::default(),

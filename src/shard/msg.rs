@@ -10,6 +10,14 @@ use std::sync::Arc;
 /// Records read by `_()` rules, parsed; `None` where the record does not exist.
 pub type Refs = Vec<(String, Option<simd_json::OwnedValue>)>;
 
+/// What a client message carries while it is handled: the `_()` records fetched for its rules
+/// and how many rounds of fetching it has waited (none for a fresh message).
+#[derive(Debug, Default)]
+pub struct MsgContext {
+    pub refs: Refs,
+    pub rounds: u32,
+}
+
 /// Which subscription space a name lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -4,7 +4,7 @@
 //! exists). Records a rule reads with `_()` are fetched from their owners first: the message
 //! waits, then is handled again with them (at most `maxRuleIterations` rounds).
 
-use super::msg::{Refs, ShardMsg};
+use super::msg::{MsgContext, Refs, ShardMsg};
 use super::ops::{Checks, Op};
 use super::replies::{refused, Refused};
 use super::Shard;
@@ -160,13 +160,20 @@ impl Shard {
         verdict
     }
 
-    /// The checks made on the connection's shard before a message is handled. False when the
-    /// message was refused (and answered) or waits for records its rules read.
-    pub(super) fn gate(&mut self, op: Op, local: u32, msg: &mut Message) -> bool {
+    /// The checks made on the connection's shard before a message is handled. `None` when the
+    /// message was refused (and answered) or waits for records its rules read; else the
+    /// records fetched for the owner's rules, to travel with the message.
+    pub(super) fn gate(
+        &mut self,
+        op: Op,
+        local: u32,
+        msg: &mut Message,
+        ctx: MsgContext,
+    ) -> Option<Option<Arc<Refs>>> {
         if self.config.permissions.is_open() {
-            return true;
+            return Some(None);
         }
-        let refs = std::mem::take(&mut self.rule_refs);
+        let MsgContext { refs, rounds } = ctx;
         let mut need: Vec<String> = Vec::new();
         let mut refusals: Vec<(Bytes, Refused)> = Vec::new();
         let add_need = |names: Vec<String>, need: &mut Vec<String>| {
@@ -252,30 +259,36 @@ impl Shard {
             }
         }
         if !need.is_empty() {
-            self.wait_for_records(local, Box::new(msg.clone()), refs, need);
-            return false;
+            self.wait_for_records(local, Box::new(msg.clone()), refs, need, rounds);
+            return None;
         }
-        self.rule_refs = refs;
+        let refs = (!refs.is_empty()).then(|| Arc::new(refs));
         if refusals.is_empty() {
-            return true;
+            return Some(refs);
         }
         if !bulk {
             let why = refusals.first().map_or(Refused::Denied, |r| r.1);
             let reply = refused(msg, msg.name.clone(), why);
             self.send_local(local, &reply);
-            return false;
+            return None;
         }
         msg.names.retain(|n| !refusals.iter().any(|(r, _)| r == n));
         for (name, why) in refusals {
             let reply = refused(msg, Some(name), why);
             self.send_local(local, &reply);
         }
-        !msg.names.is_empty()
+        (!msg.names.is_empty()).then_some(refs)
     }
 
     /// Parks a message until the records its rules read have come from their owners.
-    fn wait_for_records(&mut self, local: u32, msg: Box<Message>, refs: Refs, names: Vec<String>) {
-        let rounds = self.resumed_rounds;
+    fn wait_for_records(
+        &mut self,
+        local: u32,
+        msg: Box<Message>,
+        refs: Refs,
+        names: Vec<String>,
+        rounds: u32,
+    ) {
         if rounds >= self.config.permissions.max_rule_iterations()
             || self.waiting_checks.len() >= MAX_WAITING_CHECKS
         {
@@ -384,17 +397,11 @@ impl Shard {
             self.send_local(check.local, &reply);
             return;
         }
-        self.rule_refs = check.refs;
-        self.resumed_rounds = check.rounds;
-        self.on_client_message(check.local, check.msg, now);
-        self.resumed_rounds = 0;
-        self.rule_refs = Refs::new();
-    }
-
-    /// The `_()` records fetched for the message being handled, for the owner's checks.
-    pub(super) fn op_refs(&self) -> Option<Arc<Refs>> {
-        (!self.config.permissions.is_open() && !self.rule_refs.is_empty())
-            .then(|| Arc::new(self.rule_refs.clone()))
+        let ctx = MsgContext {
+            refs: check.refs,
+            rounds: check.rounds,
+        };
+        self.on_client_message(check.local, check.msg, ctx, now);
     }
 
     /// Whether the owner's write or create rule for `name` reads `data` (then the change is

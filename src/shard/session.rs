@@ -71,7 +71,9 @@ impl Shard {
                 };
                 self.send_local(local, &reply);
             }
-            Phase::Open => self.on_client_message(local, msg, now),
+            Phase::Open => {
+                self.on_client_message(local, msg, super::msg::MsgContext::default(), now)
+            }
             Phase::Closed => {}
         }
     }
