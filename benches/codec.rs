@@ -149,7 +149,7 @@ fn fan_out(c: &mut Criterion) {
     .encode();
     let mut group = c.benchmark_group("fan-out to 1,000 local subscribers");
     group.throughput(Throughput::Elements(1000));
-    let store = corestream::core::records::MemoryStore::default();
+    let store = corestream::store::MemoryStore::default();
     group.bench_function("record update", |b| {
         b.iter(|| {
             shard.on_client_frame(writer, &update, 0);

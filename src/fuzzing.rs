@@ -148,7 +148,7 @@ pub fn shard(data: &[u8]) {
         ..Config::default()
     });
     let mut shards: Vec<Shard> = (0..2).map(|id| Shard::new(id, 2, config.clone())).collect();
-    let store = crate::core::records::MemoryStore::default();
+    let store = crate::store::MemoryStore::default();
     let mut clients = Vec::new();
     for i in 0..3u8 {
         let home = usize::from(i % 2);
@@ -186,7 +186,7 @@ pub fn shard(data: &[u8]) {
     settle(&mut shards, &store);
 }
 
-fn settle(shards: &mut [Shard], store: &crate::core::records::MemoryStore) {
+fn settle(shards: &mut [Shard], store: &crate::store::MemoryStore) {
     for _ in 0..64 {
         let mut moved = false;
         for i in 0..shards.len() {

@@ -10,3 +10,4 @@ pub mod net;
 pub mod permission;
 pub mod protocol;
 pub mod shard;
+pub mod store;

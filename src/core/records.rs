@@ -4,7 +4,6 @@
 
 use super::json;
 use super::jsonpath::{self, Path};
-use ahash::AHashMap;
 use bytes::Bytes;
 use simd_json::prelude::*;
 
@@ -117,51 +116,6 @@ fn patch(
         return Err(format!("the record would be larger than {max_bytes} bytes"));
     }
     Ok(Bytes::from(text))
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StorageError(pub String);
-
-type StoreFuture<'a, T> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StorageError>> + 'a>>;
-
-/// deepstream's storage V2 API, asynchronous: `set(name, version, data)`, `get` → version and
-/// data, `delete`. The owner shard keeps the records in use in memory (its cache) and reads and
-/// writes everything else through this; errors reach the writer.
-pub trait RecordStore {
-    fn get<'a>(&'a self, name: &'a [u8]) -> StoreFuture<'a, Option<StoredRecord>>;
-    fn set<'a>(&'a self, name: &'a [u8], version: i32, data: Bytes) -> StoreFuture<'a, ()>;
-    fn delete<'a>(&'a self, name: &'a [u8]) -> StoreFuture<'a, ()>;
-}
-
-/// The embedded default: a map per shard; a record costs its name and its bytes.
-#[derive(Default)]
-pub struct MemoryStore {
-    records: std::cell::RefCell<AHashMap<Bytes, StoredRecord>>,
-}
-
-impl RecordStore for MemoryStore {
-    fn get<'a>(&'a self, name: &'a [u8]) -> StoreFuture<'a, Option<StoredRecord>> {
-        let found = self.records.borrow().get(name).cloned();
-        Box::pin(std::future::ready(Ok(found)))
-    }
-
-    fn set<'a>(&'a self, name: &'a [u8], version: i32, data: Bytes) -> StoreFuture<'a, ()> {
-        // Both may be slices of a read buffer: keep only their own bytes.
-        let record = StoredRecord {
-            version,
-            data: super::detach(&data),
-        };
-        self.records
-            .borrow_mut()
-            .insert(super::detach(name), record);
-        Box::pin(std::future::ready(Ok(())))
-    }
-
-    fn delete<'a>(&'a self, name: &'a [u8]) -> StoreFuture<'a, ()> {
-        self.records.borrow_mut().remove(name);
-        Box::pin(std::future::ready(Ok(())))
-    }
 }
 
 #[cfg(test)]

@@ -2,10 +2,10 @@
 //! into the mesh (one batch per peer per wake-up), one receiver task per peer feeds the shard.
 
 use super::backlog::Backlog;
+use super::store_workers::StoreWorkers;
 use super::{Batch, Runtime};
-use crate::core::records::RecordStore;
-use crate::shard::records::{StoreJob, StoreResult};
 use crate::shard::Shard;
+use crate::store::RecordStore;
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -101,10 +101,20 @@ impl Pump {
         }
     }
 
-    /// One task per shard runs the store jobs in order. (glommio runs a freshly spawned task at
-    /// once, so spawning one per job from a job would nest them on the stack.)
+    /// One task per shard hands the store jobs the shard made to the workers, which run up to
+    /// the store's concurrency at a time. (glommio runs a freshly spawned task at once, so
+    /// spawning one per job from a job would nest them on the stack.)
     fn start_store_worker(&self) {
         let pump = self.clone();
+        let on_result = {
+            let pump = pump.clone();
+            std::rc::Rc::new(move |result| {
+                let now = pump.runtime.now_ms();
+                pump.shard.borrow_mut().on_store_result(result, now);
+                pump.wake();
+            })
+        };
+        let workers = StoreWorkers::start(pump.store.clone(), on_result);
         glommio::spawn_local(async move {
             loop {
                 poll_fn(|cx| {
@@ -115,37 +125,12 @@ impl Pump {
                     Poll::Pending
                 })
                 .await;
-                loop {
-                    let jobs = pump.shard.borrow_mut().take_store_jobs();
-                    if jobs.is_empty() {
-                        break;
-                    }
-                    for job in jobs {
-                        let result = run_store_job(job, pump.store.as_ref()).await;
-                        let now = pump.runtime.now_ms();
-                        pump.shard.borrow_mut().on_store_result(result, now);
-                        pump.wake();
-                    }
+                let jobs = pump.shard.borrow_mut().take_store_jobs();
+                if !jobs.is_empty() {
+                    workers.submit(jobs);
                 }
             }
         })
         .detach();
-    }
-}
-
-/// One load, write or delete against the record store.
-async fn run_store_job(job: StoreJob, store: &dyn RecordStore) -> StoreResult {
-    match job {
-        StoreJob::Load { name } => {
-            let result = store.get(&name).await;
-            StoreResult::Loaded { name, result }
-        }
-        StoreJob::Write { name, record } => {
-            let result = match record {
-                Some(record) => store.set(&name, record.version, record.data).await,
-                None => store.delete(&name).await,
-            };
-            StoreResult::Written { name, result }
-        }
     }
 }

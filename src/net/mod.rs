@@ -5,6 +5,7 @@ mod backlog;
 mod conn;
 mod mesh;
 mod park;
+mod store_workers;
 mod webhook;
 
 use crate::config::Config;
@@ -289,8 +290,7 @@ async fn shard_main(
         .map_err(|_| "cannot join the shard mesh".to_string());
     let _ = ready.send(joined.as_ref().map(|_| ()).map_err(Clone::clone));
     let (senders, receivers) = joined?;
-    let store: Rc<dyn crate::core::records::RecordStore> =
-        Rc::new(crate::core::records::MemoryStore::default());
+    let store: Rc<dyn crate::store::RecordStore> = Rc::new(crate::store::MemoryStore::default());
     let pump = mesh::Pump::start(
         shard.clone(),
         senders,

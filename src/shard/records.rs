@@ -1,4 +1,4 @@
-//! The owner shard's records in use: a cache in front of the asynchronous `RecordStore`.
+//! The owner shard's records in use: a cache in front of the asynchronous `store::RecordStore`.
 //! Messages about a record that is not in memory wait while it loads; writes go to the cache at
 //! once (so fan-out does not wait) and to the store in order, one at a time per record, with
 //! later writes coalesced; write acks go out when the store has taken the write. A record with no
@@ -7,9 +7,9 @@
 use super::msg::{Refs, ShardMsg};
 use super::Shard;
 use crate::core::ids::ConnId;
-use crate::core::records::{StorageError, StoredRecord};
 use crate::permission::rules::User;
 use crate::protocol::message::{record_action, topic, Message};
+use crate::store::{StorageError, StoredRecord};
 use ahash::AHashMap;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -187,7 +187,8 @@ impl Shard {
             refs: refs.map(|r| Arc::new(r.clone())),
         };
         if let Err(Waiting::Op { msg, from, .. }) = self.records.wait_for(&name, waiting) {
-            let error = StorageError("too many messages wait for this record to load".into());
+            let error =
+                StorageError::Other("too many messages wait for this record to load".into());
             self.send(
                 from,
                 &store_error(&msg, record_action::RECORD_LOAD_ERROR, &error),
@@ -280,7 +281,7 @@ impl Shard {
     /// Returns how many jobs ran.
     pub fn run_store_jobs_inline(
         &mut self,
-        store: &dyn crate::core::records::RecordStore,
+        store: &dyn crate::store::RecordStore,
         now: u64,
     ) -> usize {
         let mut ran = 0;
@@ -320,7 +321,7 @@ fn store_error(msg: &Message, action: i32, error: &StorageError) -> Message {
     Message {
         topic: topic::RECORD,
         data: Some(Bytes::from(
-            simd_json::to_string(&error.0).unwrap_or_default(),
+            simd_json::to_string(&error.to_string()).unwrap_or_default(),
         )),
         ..super::replies::error_reply(msg, action)
     }

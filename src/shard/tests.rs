@@ -2,13 +2,13 @@
 //! explicitly, so routing and fan-out can be checked step by step.
 
 use super::*;
-use crate::core::records::{StorageError, StoredRecord};
 use crate::protocol::message::{auth_action, connection_action, rpc_action};
 use crate::protocol::ws;
+use crate::store::{StorageError, StoredRecord};
 
 struct Cluster {
     shards: Vec<Shard>,
-    stores: Vec<crate::core::records::MemoryStore>,
+    stores: Vec<crate::store::MemoryStore>,
 }
 
 struct Client {
@@ -574,14 +574,16 @@ fn write_acks_wait_for_the_store_and_idle_records_leave_memory() {
 /// A store that fails every call.
 struct BrokenStore;
 
-impl crate::core::records::RecordStore for BrokenStore {
+impl crate::store::RecordStore for BrokenStore {
     fn get<'a>(
         &'a self,
         _: &'a [u8],
     ) -> std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<Option<StoredRecord>, StorageError>> + 'a>,
     > {
-        Box::pin(std::future::ready(Err(StorageError("disk on fire".into()))))
+        Box::pin(std::future::ready(Err(StorageError::Unavailable(
+            "disk on fire".into(),
+        ))))
     }
     fn set<'a>(
         &'a self,
@@ -589,13 +591,17 @@ impl crate::core::records::RecordStore for BrokenStore {
         _: i32,
         _: Bytes,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StorageError>> + 'a>> {
-        Box::pin(std::future::ready(Err(StorageError("disk on fire".into()))))
+        Box::pin(std::future::ready(Err(StorageError::Unavailable(
+            "disk on fire".into(),
+        ))))
     }
     fn delete<'a>(
         &'a self,
         _: &'a [u8],
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StorageError>> + 'a>> {
-        Box::pin(std::future::ready(Err(StorageError("disk on fire".into()))))
+        Box::pin(std::future::ready(Err(StorageError::Unavailable(
+            "disk on fire".into(),
+        ))))
     }
 }
 
@@ -614,7 +620,10 @@ fn store_failures_reach_the_client() {
         (got[0].action, got[0].is_error),
         (record_action::RECORD_LOAD_ERROR, Some(true))
     );
-    assert_eq!(got[0].data.as_deref(), Some(&br#""disk on fire""#[..]));
+    assert_eq!(
+        got[0].data.as_deref(),
+        Some(&br#""store unavailable: disk on fire""#[..])
+    );
 }
 
 #[test]
