@@ -108,9 +108,12 @@ impl Pump {
         let pump = self.clone();
         let on_result = {
             let pump = pump.clone();
-            std::rc::Rc::new(move |result| {
+            std::rc::Rc::new(move |result, took: std::time::Duration| {
                 let now = pump.runtime.now_ms();
-                pump.shard.borrow_mut().on_store_result(result, now);
+                let mut shard = pump.shard.borrow_mut();
+                shard.record_store_latency(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+                shard.on_store_result(result, now);
+                drop(shard);
                 pump.wake();
             })
         };

@@ -11,8 +11,8 @@ use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
-/// What runs after each job: hand the result to the shard.
-pub type OnResult = Rc<dyn Fn(StoreResult)>;
+/// What runs after each job: hand the result, and how long the store took, to the shard.
+pub type OnResult = Rc<dyn Fn(StoreResult, std::time::Duration)>;
 
 #[derive(Default)]
 struct Queue {
@@ -48,8 +48,9 @@ impl StoreWorkers {
                         }
                     })
                     .await;
+                    let started = std::time::Instant::now();
                     let result = run(job, store.as_ref()).await;
-                    on_result(result);
+                    on_result(result, started.elapsed());
                 }
             })
             .detach();
@@ -133,7 +134,7 @@ mod tests {
                 });
                 let answered = Rc::new(RefCell::new(Vec::new()));
                 let seen = answered.clone();
-                let on_result: OnResult = Rc::new(move |result| {
+                let on_result: OnResult = Rc::new(move |result, _| {
                     if let StoreResult::Loaded { name, result } = result {
                         assert_eq!(result, Ok(None));
                         seen.borrow_mut().push(name);

@@ -3,6 +3,7 @@
 
 mod client;
 mod held;
+pub mod metrics;
 pub mod msg;
 mod ops;
 pub mod outbox;
@@ -139,6 +140,12 @@ pub struct Shard {
     held_replies: held::HeldReplies,
     /// Connections that have not logged in yet (their identity is still `anonymous`).
     awaiting_login: usize,
+    /// This shard's counters. A `RefCell` so that `&self` paths (sending) can count too.
+    metrics: std::cell::RefCell<metrics::Metrics>,
+    /// Sums being gathered from every shard, by token: shards yet to answer, the sum so far.
+    metrics_gathering: AHashMap<u64, (usize, metrics::Metrics)>,
+    /// Sums gathered, for the runtime to take (`take_metrics`).
+    metrics_done: Vec<(u64, metrics::Metrics)>,
 }
 
 pub use replies::ws_frame;
@@ -187,6 +194,9 @@ impl Shard {
             sweep_cursor: 0,
             held_replies: held::HeldReplies::default(),
             awaiting_login: 0,
+            metrics: Default::default(),
+            metrics_gathering: AHashMap::new(),
+            metrics_done: Vec::new(),
             config,
         }
     }
@@ -209,6 +219,7 @@ impl Shard {
             self.next_local = self.next_local.wrapping_add(1);
         }
         let local = self.next_local;
+        self.count(|m| m.connections_opened += 1);
         let sweep_slot = u32::try_from(self.sweep_order.len()).unwrap_or(u32::MAX);
         self.awaiting_login += 1;
         self.sweep_order.push(local);
@@ -256,7 +267,51 @@ impl Shard {
     }
 
     fn send(&mut self, to: ConnId, msg: &Message) {
+        self.count(|m| m.messages_out.add(msg.topic, msg.action));
         self.send_frame(to, ws_frame(msg));
+    }
+
+    /// Bumps this shard's counters.
+    #[inline]
+    fn count(&self, bump: impl FnOnce(&mut metrics::Metrics)) {
+        bump(&mut self.metrics.borrow_mut());
+    }
+
+    /// How long one store operation took, as the runtime measured it.
+    pub fn record_store_latency(&self, micros: u64) {
+        self.count(|m| m.record_store_latency(micros));
+    }
+
+    /// This shard's counters as they are now.
+    pub fn metrics(&self) -> metrics::Metrics {
+        self.metrics.borrow().clone()
+    }
+
+    /// Asks every shard for its counters; their sum comes out of `take_metrics` under `token`.
+    pub fn request_metrics(&mut self, token: u64) {
+        self.metrics_gathering
+            .insert(token, (self.shards, metrics::Metrics::default()));
+        let reply_to = self.id as u16;
+        self.broadcast(ShardMsg::MetricsRequest { token, reply_to });
+    }
+
+    /// Sums gathered since the last call.
+    #[must_use]
+    pub fn take_metrics(&mut self) -> Vec<(u64, metrics::Metrics)> {
+        std::mem::take(&mut self.metrics_done)
+    }
+
+    fn on_metrics_reply(&mut self, token: u64, part: &metrics::Metrics) {
+        let Some((left, sum)) = self.metrics_gathering.get_mut(&token) else {
+            return;
+        };
+        sum.merge(part);
+        *left = left.saturating_sub(1);
+        if *left == 0 {
+            if let Some((_, sum)) = self.metrics_gathering.remove(&token) {
+                self.metrics_done.push((token, sum));
+            }
+        }
     }
 
     fn send_frame(&mut self, to: ConnId, frame: Bytes) {
@@ -271,6 +326,7 @@ impl Shard {
 
     fn send_local(&self, local: u32, msg: &Message) {
         if let Some(conn) = self.conns.get(&local) {
+            self.count(|m| m.messages_out.add(msg.topic, msg.action));
             conn.outbox.push(ws_frame(msg));
         }
     }
@@ -292,6 +348,14 @@ impl Shard {
             if queue.len() >= PEER_BACKLOG {
                 self.backlogged.set(true);
             }
+        } else {
+            self.count(|m| m.dropped_peer_messages += 1);
+            crate::log!(
+                crate::log::Level::Error,
+                "DROPPED_PEER_MESSAGE",
+                "shard {}: a message for shard {to}, which does not exist, was dropped",
+                self.id
+            );
         }
     }
 
@@ -384,13 +448,16 @@ impl Shard {
                 let skip = exclude
                     .filter(|c| usize::from(c.shard) == self.id)
                     .map(|c| c.local);
+                let mut delivered = 0;
                 for local in self.local[kind as usize].get(&name) {
                     if Some(*local) != skip {
                         if let Some(conn) = self.conns.get(local) {
                             conn.outbox.push(frame.clone());
+                            delivered += 1;
                         }
                     }
                 }
+                self.count(|m| m.deliveries += delivered);
             }
             ShardMsg::ToConn { conn, frame } => {
                 if let Some(c) = self.conns.get(&conn.local) {
@@ -472,6 +539,14 @@ impl Shard {
                     self.send_frames_local(local, frames);
                 }
             }
+            ShardMsg::MetricsRequest { token, reply_to } => {
+                let metrics = Box::new(self.metrics());
+                self.route(
+                    usize::from(reply_to),
+                    ShardMsg::MetricsReply { token, metrics },
+                );
+            }
+            ShardMsg::MetricsReply { token, metrics } => self.on_metrics_reply(token, &metrics),
             ShardMsg::ConnClosed { conn } => {
                 self.route_rpc(|rpc, out| rpc.conn_closed(conn, now, out));
                 for kind in [Kind::Event, Kind::Record] {
@@ -626,6 +701,14 @@ impl Shard {
         let Some(conn) = self.conns.remove(&local) else {
             return;
         };
+        let slow = conn
+            .outbox
+            .closing()
+            .is_some_and(|(_, r)| r == outbox::SLOW_CONSUMER);
+        self.count(|m| {
+            m.connections_closed += 1;
+            m.slow_consumer_closes += u64::from(slow);
+        });
         self.leave_sweep(local, conn.sweep_slot);
         if Arc::ptr_eq(&conn.identity, &self.anonymous) {
             self.awaiting_login -= 1;

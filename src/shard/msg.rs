@@ -103,4 +103,10 @@ pub enum ShardMsg {
     PresenceApplied { user: Bytes, login: ConnId },
     /// A connection closed: drop whatever this shard holds for it.
     ConnClosed { conn: ConnId },
+    /// Asks a shard for its counters, to be summed on `reply_to`.
+    MetricsRequest { token: u64, reply_to: u16 },
+    MetricsReply {
+        token: u64,
+        metrics: Box<super::metrics::Metrics>,
+    },
 }

@@ -9,6 +9,9 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::task::Waker;
 
+/// The reason a connection is closed with when its outgoing buffer is full.
+pub const SLOW_CONSUMER: &str = "slow consumer: outgoing buffer full";
+
 /// The reason every connection is closed with when the server stops.
 pub const SHUTDOWN: &str = "server shutting down";
 
@@ -83,10 +86,7 @@ impl Outbox {
         if inner.bytes + frame.len() > inner.limit {
             inner.clear();
             drop(inner);
-            self.close(
-                crate::protocol::ws::CLOSE_POLICY,
-                "slow consumer: outgoing buffer full",
-            );
+            self.close(crate::protocol::ws::CLOSE_POLICY, SLOW_CONSUMER);
             return;
         }
         inner.bytes += frame.len();

@@ -199,6 +199,14 @@ impl Shard {
 
     /// The store's answers come back here.
     pub fn on_store_result(&mut self, result: StoreResult, now: u64) {
+        let failed = match &result {
+            StoreResult::Loaded { result, .. } => result.is_err(),
+            StoreResult::Written { result, .. } => result.is_err(),
+        };
+        self.count(|m| {
+            m.store_operations += 1;
+            m.store_errors += u64::from(failed);
+        });
         match result {
             StoreResult::Loaded { name, result } => {
                 let waiting = self.records.loading.remove(&name).unwrap_or_default();

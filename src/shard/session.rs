@@ -59,6 +59,7 @@ impl Shard {
                 return;
             }
         };
+        self.count(|m| m.messages_in.add(msg.topic, msg.action));
         match phase {
             Phase::AwaitChallenge => self.on_challenge(local, &msg),
             Phase::AwaitAuth => self.on_auth(local, &msg),
@@ -216,6 +217,7 @@ impl Shard {
     }
 
     fn login_succeeded(&mut self, local: u32, login: auth::LoginOk) {
+        self.count(|m| m.logins_accepted += 1);
         let user = Bytes::from(login.id);
         let identity = crate::permission::rules::User {
             authenticated: user.as_ref() != auth::OPEN_USER.as_bytes(),
@@ -240,6 +242,8 @@ impl Shard {
             self.send_local(local, &reply);
         } else {
             let owner = self.owner(&user);
+            // Sent later, by the owner of the user's presence, as a frame: counted here.
+            self.count(|m| m.messages_out.add(reply.topic, reply.action));
             let reply = Some((self.conn_id(local), super::ws_frame(&reply)));
             self.route(
                 owner,
@@ -263,6 +267,7 @@ impl Shard {
             return;
         };
         conn.auth_attempts = conn.auth_attempts.saturating_add(1);
+        self.metrics.borrow_mut().logins_refused += 1;
         crate::log!(
             crate::log::Level::Info,
             "INVALID_AUTH_DATA",

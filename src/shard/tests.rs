@@ -758,3 +758,62 @@ fn a_stalled_peer_backlogs_the_shard_and_loses_nothing() {
     let last = received(&writer).pop().expect("a read response");
     assert_eq!(last.version, Some(writes as i32), "every write was applied");
 }
+
+#[test]
+fn metrics_are_counted_per_shard_and_summed_over_the_mesh_on_demand() {
+    let mut cluster = Cluster::new(2);
+    let a = cluster.login(0, "a");
+    let b = cluster.login(1, "b");
+    let event = name_owned_by(1, 2, "m");
+    let subscribe = Message {
+        correlation_id: Some(Bytes::from_static(b"1")),
+        names: names(&[&event]),
+        ..Message::new(topic::EVENT, event_action::SUBSCRIBE)
+    };
+    cluster.send(&b, &subscribe);
+    received(&b);
+    let emit = Message {
+        name: Some(event.clone()),
+        data: Some(Bytes::from_static(b"1")),
+        ..Message::new(topic::EVENT, event_action::EMIT)
+    };
+    for _ in 0..3 {
+        cluster.send(&a, &emit);
+    }
+    assert_eq!(received(&b).len(), 3);
+    let write = Message {
+        name: Some(Bytes::from_static(b"m/record")),
+        version: Some(-1),
+        data: Some(Bytes::from_static(b"{}")),
+        ..Message::new(topic::RECORD, record_action::UPDATE)
+    };
+    cluster.send(&a, &write);
+    cluster.shards[0].request_metrics(7);
+    cluster.settle();
+    let gathered = cluster.shards[0].take_metrics();
+    let [(7, sum)] = gathered.as_slice() else {
+        panic!("{gathered:?}")
+    };
+    assert_eq!((sum.connections_opened, sum.logins_accepted), (2, 2));
+    assert_eq!(sum.messages_in.get(topic::EVENT, event_action::EMIT), 3);
+    assert_eq!(
+        sum.messages_in.get(topic::EVENT, event_action::SUBSCRIBE),
+        1
+    );
+    assert_eq!(sum.deliveries, 3);
+    assert!(
+        sum.store_operations >= 1,
+        "the write went to the store: {sum:?}"
+    );
+    assert!(
+        sum.messages_out
+            .get(topic::AUTH, auth_action::AUTH_SUCCESSFUL)
+            == 2
+    );
+    assert!(
+        cluster.shards[1].take_metrics().is_empty(),
+        "only the asking shard gets the sum"
+    );
+    // Each shard's own part.
+    assert_eq!(cluster.shards[1].metrics().deliveries, 3);
+}
