@@ -1,6 +1,7 @@
 //! corestream: a thread-per-core realtime server speaking the deepstream protocol.
 pub mod auth;
 pub mod bridge;
+pub mod cluster;
 pub mod config;
 pub mod core;
 #[doc(hidden)]

@@ -1,10 +1,23 @@
-//! Identities that cross cores: connections and the owner shard of a name.
+//! Identities that cross cores and nodes: connections and the owner of a name.
 
-/// A connection anywhere in the server: its shard and its number there.
+/// A server process in a cluster. A node running alone is `LOCAL_NODE`.
+pub type NodeId = u32;
+pub const LOCAL_NODE: NodeId = 0;
+
+/// A connection anywhere in the cluster: its node, its shard there and its number there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId {
+    pub node: NodeId,
     pub shard: u16,
     pub local: u32,
+}
+
+/// Where a name is owned: a shard of a node. Shard sets stay 64-bit masks per node; nodes
+/// are not bits in them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Owner {
+    pub node: NodeId,
+    pub shard: u16,
 }
 
 /// Fixed seeds: every shard must agree on the owner of a name.

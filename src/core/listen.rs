@@ -315,8 +315,16 @@ impl Listening {
 mod tests {
     use super::*;
 
-    const A: ConnId = ConnId { shard: 0, local: 1 };
-    const B: ConnId = ConnId { shard: 1, local: 2 };
+    const A: ConnId = ConnId {
+        node: 0,
+        shard: 0,
+        local: 1,
+    };
+    const B: ConnId = ConnId {
+        node: 0,
+        shard: 1,
+        local: 2,
+    };
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())

@@ -207,6 +207,7 @@ impl Shard {
 
     fn conn_id(&self, local: u32) -> ConnId {
         ConnId {
+            node: crate::core::ids::LOCAL_NODE,
             shard: self.id as u16,
             local,
         }
