@@ -1,9 +1,10 @@
 //! Authentication strategies from config.yml's `auth:` list, tried in order.
 
 pub mod jwt;
+pub mod settings;
 
-use crate::config::{AuthConfig, HashSettings};
 use serde_yaml::Value as Yaml;
+use settings::{AuthConfig, HashSettings};
 use simd_json::prelude::*;
 use simd_json::OwnedValue;
 
@@ -360,7 +361,7 @@ mod tests {
     #[test]
     fn strategies_run_in_order_and_stop_at_a_webhook() {
         let users: Yaml = serde_yaml::from_str("bob:\n  password: pw\n").unwrap();
-        let http = AuthConfig::Http(crate::config::HttpAuth {
+        let http = AuthConfig::Http(settings::HttpAuth {
             host: "127.0.0.1".into(),
             port: 1,
             path: "/".into(),

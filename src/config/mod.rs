@@ -115,30 +115,7 @@ fn enabled_features(
     Ok(features)
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum AuthConfig {
-    Open,
-    File {
-        users: Value,
-        hash: Option<HashSettings>,
-    },
-    Http(HttpAuth),
-    /// JWT logins (a corestream addition): see `auth::jwt`.
-    Jwt(crate::auth::jwt::JwtAuth),
-}
-
-/// deepstream's http auth: the auth data is POSTed to a webhook, a permitted status allows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpAuth {
-    pub host: String,
-    pub port: u16,
-    pub path: String,
-    pub permitted_status: Vec<u16>,
-    pub retry_status: Vec<u16>,
-    pub retry_attempts: u32,
-    pub retry_interval_ms: u64,
-    pub timeout_ms: u64,
-}
+pub use crate::auth::settings::{AuthConfig, HashSettings, HttpAuth};
 
 impl HttpAuth {
     /// Reads the plugin options; only plain `http://` endpoints are supported.
@@ -186,14 +163,6 @@ impl HttpAuth {
             timeout_ms: number("requestTimeout", 2000),
         })
     }
-}
-
-/// How users.yml passwords are hashed (deepstream's file auth `hash`, `iterations`, `keyLength`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HashSettings {
-    pub algorithm: String,
-    pub iterations: u32,
-    pub key_length: usize,
 }
 
 impl Default for Config {

@@ -94,6 +94,12 @@ impl Conn {
     }
 }
 
+/// One core's state, without I/O (docs/ARCHITECTURE.md, "the sans-I/O contract").
+///
+/// Inputs, each with the time passed in: `on_client_frame`, `open_conn` / `close_conn`,
+/// `on_peer_msg`, `on_store_result`, `on_auth_answer`, `tick`, `request_metrics`. After every
+/// input the runtime drains the outputs, all pull-based: `take_outgoing` (messages for peer
+/// shards), `take_store_jobs`, `take_auth_jobs`, `take_metrics`; outboxes wake their writers.
 pub struct Shard {
     pub id: usize,
     pub shards: usize,
@@ -372,6 +378,7 @@ impl Shard {
     }
 
     /// The messages queued for each peer, for the runtime to send.
+    #[must_use]
     pub fn take_outgoing(&mut self) -> Vec<(usize, Vec<ShardMsg>)> {
         self.backlogged.set(false);
         self.outgoing

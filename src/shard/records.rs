@@ -319,6 +319,7 @@ impl Shard {
     }
 
     /// Store jobs for the runtime.
+    #[must_use]
     pub fn take_store_jobs(&mut self) -> Vec<StoreJob> {
         self.records.take_jobs()
     }

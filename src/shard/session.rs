@@ -212,6 +212,7 @@ impl Shard {
     }
 
     /// Webhook calls the runtime must make.
+    #[must_use]
     pub fn take_auth_jobs(&mut self) -> Vec<AuthJob> {
         std::mem::take(&mut self.auth_jobs)
     }
