@@ -206,6 +206,8 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
+impl std::error::Error for ConfigError {}
+
 /// The file as written; unknown and unbuilt sections are kept as raw values to warn about.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
