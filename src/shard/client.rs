@@ -120,6 +120,7 @@ impl Shard {
             Op::RpcProvide { .. } => self.send_local(local, &ack(&msg)),
             Op::RpcRequest => {
                 let user = self
+                    .conn_side
                     .conns
                     .get(&local)
                     .map(|c| c.user().clone())
@@ -215,7 +216,7 @@ impl Shard {
         if kind == Kind::Record {
             reply.names = msg.names.clone();
         }
-        let token = subscribe.then(|| self.held_replies.begin(local));
+        let token = subscribe.then(|| self.conn_side.held_replies.begin(local));
         let mut replies = vec![super::ws_frame(&reply)];
         for name in &msg.names {
             let changed = if subscribe {
@@ -237,7 +238,7 @@ impl Shard {
             }
         }
         let ready = match token {
-            Some(token) => self.held_replies.finish(token, replies),
+            Some(token) => self.conn_side.held_replies.finish(token, replies),
             None => Some((local, replies)),
         };
         if let Some((local, replies)) = ready {
@@ -283,7 +284,7 @@ impl Shard {
                 ..ack(msg)
             },
         );
-        if let Some(c) = self.conns.get_mut(&local) {
+        if let Some(c) = self.conn_side.conns.get_mut(&local) {
             let listens = &mut c.extras().listens[kind as usize];
             if is_listen {
                 listens.insert(crate::core::detach(&pattern));
@@ -311,7 +312,7 @@ impl Shard {
     /// that gains a subscriber is matched against every distinct pattern.
     fn listen_within_budget(&mut self, kind: Kind, local: u32, pattern: &Bytes) -> bool {
         let limits = &self.config.limits;
-        let Some(conn) = self.conns.get_mut(&local) else {
+        let Some(conn) = self.conn_side.conns.get_mut(&local) else {
             return false;
         };
         let listens = &conn.extras().listens;
@@ -319,7 +320,12 @@ impl Shard {
             return true;
         }
         let held = listens[0].len() + listens[1].len();
-        let total: usize = self.listening.iter().map(|l| l.pattern_count()).sum();
+        let total: usize = self
+            .owner_side
+            .listening
+            .iter()
+            .map(|l| l.pattern_count())
+            .sum();
         held < limits.listen_patterns_per_connection && total < limits.listen_patterns
     }
 
@@ -334,7 +340,7 @@ impl Shard {
         held: fn(&super::ConnExtras) -> &ahash::AHashSet<Bytes>,
     ) -> bool {
         let limit = self.config.limits.subscriptions_per_connection;
-        let Some(conn) = self.conns.get_mut(&local) else {
+        let Some(conn) = self.conn_side.conns.get_mut(&local) else {
             return false;
         };
         let held = held(conn.extras());
@@ -358,7 +364,7 @@ impl Shard {
     }
 
     fn presence(&mut self, local: u32, mut msg: Box<Message>) {
-        let Some(me) = self.conns.get(&local).map(|c| c.user().clone()) else {
+        let Some(me) = self.conn_side.conns.get(&local).map(|c| c.user().clone()) else {
             return;
         };
         if msg.action == pa::SUBSCRIBE
@@ -370,14 +376,17 @@ impl Shard {
             pa::SUBSCRIBE | pa::UNSUBSCRIBE => {
                 for user in &msg.names {
                     if msg.action == pa::SUBSCRIBE {
-                        self.presence_subscribers.add(user, local);
-                        if let Some(c) = self.conns.get_mut(&local) {
+                        self.conn_side.presence_subscribers.add(user, local);
+                        if let Some(c) = self.conn_side.conns.get_mut(&local) {
                             c.extras().presence_users.insert(crate::core::detach(user));
                         }
                     } else {
-                        self.presence_subscribers.remove(user, local);
-                        if let Some(extras) =
-                            self.conns.get_mut(&local).and_then(|c| c.extras.as_mut())
+                        self.conn_side.presence_subscribers.remove(user, local);
+                        if let Some(extras) = self
+                            .conn_side
+                            .conns
+                            .get_mut(&local)
+                            .and_then(|c| c.extras.as_mut())
                         {
                             extras.presence_users.remove(user);
                         }
@@ -387,11 +396,11 @@ impl Shard {
             }
             pa::SUBSCRIBE_ALL | pa::UNSUBSCRIBE_ALL => {
                 let on = msg.action == pa::SUBSCRIBE_ALL;
-                self.presence_all.retain(|c| *c != local);
+                self.conn_side.presence_all.retain(|c| *c != local);
                 if on {
-                    self.presence_all.push(local);
+                    self.conn_side.presence_all.push(local);
                 }
-                if let Some(c) = self.conns.get_mut(&local) {
+                if let Some(c) = self.conn_side.conns.get_mut(&local) {
                     c.extras().presence_all = on;
                 }
                 self.send_local(local, &ack(&msg));
@@ -457,8 +466,8 @@ impl Shard {
         names.extend(msg.name.clone());
         self.handle_owner_op(op, msg, from, user, refs, now);
         for name in names {
-            let subscribed = self.interest[Kind::Record as usize].shards(&name) != 0;
-            self.records.evict_if_idle(&name, subscribed);
+            let subscribed = self.owner_side.interest[Kind::Record as usize].shards(&name) != 0;
+            self.owner_side.records.evict_if_idle(&name, subscribed);
         }
     }
 
@@ -476,7 +485,7 @@ impl Shard {
             Op::ListenResponse { kind } => self.listen_response(kind, msg, from, now),
             Op::RecordSubscribe { create } => {
                 for name in &msg.names {
-                    let missing = self.records.get(name).is_none();
+                    let missing = self.owner_side.records.get(name).is_none();
                     if create && missing {
                         let permit = self.owner_permits(
                             user,
@@ -495,7 +504,7 @@ impl Shard {
                     let reply = self.read_reply(msg.action, name);
                     self.send(from, &reply);
                     // A subscriber arriving after a provider accepted learns of it too.
-                    if self.listening[Kind::Record as usize].has_provider(name) {
+                    if self.owner_side.listening[Kind::Record as usize].has_provider(name) {
                         let has = Message {
                             name: Some(name.clone()),
                             ..Message::new(topic::RECORD, ra::SUBSCRIPTION_HAS_PROVIDER)
@@ -515,7 +524,12 @@ impl Shard {
                 let versions = msg
                     .names
                     .iter()
-                    .map(|n| (n.clone(), self.records.get(n).map_or(-1, |r| r.version)))
+                    .map(|n| {
+                        (
+                            n.clone(),
+                            self.owner_side.records.get(n).map_or(-1, |r| r.version),
+                        )
+                    })
                     .collect();
                 let reply = Message {
                     correlation_id: msg.correlation_id.clone(),
@@ -529,9 +543,9 @@ impl Shard {
             Op::RpcProvide { on } => {
                 for name in &msg.names {
                     let changed = if on {
-                        self.rpc.provide(name, from)
+                        self.owner_side.rpc.provide(name, from)
                     } else {
-                        self.rpc.unprovide(name, from)
+                        self.owner_side.rpc.unprovide(name, from)
                     };
                     if !changed {
                         let action = if on {
@@ -574,23 +588,23 @@ impl Shard {
         );
         let mut effects = Vec::new();
         if accept {
-            self.listening[kind as usize].accept(from, pattern, name, &mut effects);
+            self.owner_side.listening[kind as usize].accept(from, pattern, name, &mut effects);
         } else {
-            self.listening[kind as usize].reject(from, pattern, name, now, &mut effects);
+            self.owner_side.listening[kind as usize].reject(from, pattern, name, now, &mut effects);
         }
         self.apply_listen_effects(kind, effects);
     }
 
     /// READ_RESPONSE / HEAD_RESPONSE for one record; subscribe-create makes a missing one.
     fn read_reply(&mut self, action: i32, name: &Bytes) -> Message {
-        if action == ra::SUBSCRIBECREATEANDREAD && self.records.get(name).is_none() {
+        if action == ra::SUBSCRIBECREATEANDREAD && self.owner_side.records.get(name).is_none() {
             let created = StoredRecord {
                 version: 0,
                 data: Bytes::from_static(EMPTY_OBJECT),
             };
-            self.records.put(name, Some(created), None);
+            self.owner_side.records.put(name, Some(created), None);
         }
-        let stored = self.records.get(name).cloned();
+        let stored = self.owner_side.records.get(name).cloned();
         let head = matches!(action, ra::HEAD | ra::SUBSCRIBEANDHEAD);
         match (stored, head) {
             (Some(record), false) => Message {
@@ -637,7 +651,7 @@ impl Shard {
         let version = msg.version.unwrap_or(-1);
         // Rules that do not read `data` are decided before the change is worked out, so a
         // denied write costs no patching; the others see the record as it would become.
-        let old_data = self.records.get(&name).map(|r| r.data.clone());
+        let old_data = self.owner_side.records.get(&name).map(|r| r.data.clone());
         let reads_data = self.owner_write_rules_read_data(user, &name);
         let permits = |shard: &Self, data: Option<&[u8]>| {
             shard.owner_permits(
@@ -661,7 +675,7 @@ impl Shard {
             }
         }
         let outcome = apply_write(
-            self.records.get(&name),
+            self.owner_side.records.get(&name),
             version,
             &change,
             self.config.max_message_size,
@@ -686,7 +700,7 @@ impl Shard {
                     };
                     (from, reply)
                 });
-                self.records.put(&name, Some(record), ack);
+                self.owner_side.records.put(&name, Some(record), ack);
                 let out = match change {
                     Change::Replace(data) => Message {
                         data: Some(data),
@@ -734,7 +748,7 @@ impl Shard {
         refs: Option<&Refs>,
     ) {
         let Some(name) = msg.name.clone() else { return };
-        let current = self.records.get(&name).map(|r| r.data.clone());
+        let current = self.owner_side.records.get(&name).map(|r| r.data.clone());
         let permit = self.owner_permits(
             user,
             refs,
@@ -758,6 +772,8 @@ impl Shard {
             correlation_id: msg.correlation_id.clone(),
             ..Message::new(topic::RECORD, ra::DELETE_SUCCESS)
         };
-        self.records.put(&name, None, Some((from, reply)));
+        self.owner_side
+            .records
+            .put(&name, None, Some((from, reply)));
     }
 }

@@ -104,37 +104,49 @@ pub struct Shard {
     pub id: usize,
     pub shards: usize,
     config: Arc<Config>,
-    conns: AHashMap<u32, Conn>,
-    next_local: u32,
-    local: [LocalSubscribers; 2],
-    interest: [ShardInterest; 2],
-    listening: [Listening; 2],
-    records: records::RecordCache,
-    rpc: RpcRouter,
-    /// The RPC router's decisions, kept between calls (see `route_rpc`).
-    rpc_sends: Vec<crate::core::rpc::Send>,
-    presence_counts: PresenceCounts,
+    /// What this shard holds for the connections it accepted.
+    conn_side: ConnSide,
+    /// What this shard holds for the names it owns.
+    owner_side: OwnerSide,
+    /// The replica of who is online, kept by every shard from the owners' broadcasts.
     online: OnlineUsers,
-    presence_subscribers: LocalSubscribers,
-    presence_all: Vec<u32>,
     /// Messages for other shards, by shard, drained by the runtime.
     pub outgoing: Vec<Vec<ShardMsg>>,
-    last_rematch: u64,
-    /// Messages waiting for records their permission rules read.
-    waiting_checks: AHashMap<u64, permit::WaitingCheck>,
-    next_check: u64,
-    /// Webhook calls for the runtime to make.
-    auth_jobs: Vec<session::AuthJob>,
-    /// Login answers held until every shard has applied the user's going online.
-    pending_logins: AHashMap<ConnId, (usize, Bytes)>,
     /// A queue for a peer has reached `PEER_BACKLOG` since the runtime last took them. Shared
     /// (`backlog_flag`) so connections can check it on every read without reaching into the
     /// shard.
     backlogged: Rc<Cell<bool>>,
     /// The latest time any entry point was given, for work routed within this shard.
     now: u64,
+    /// This shard's counters. A `RefCell` so that `&self` paths (sending) can count too.
+    metrics: std::cell::RefCell<metrics::Metrics>,
+    /// Sums being gathered from every shard, by token: shards yet to answer, the sum so far.
+    metrics_gathering: AHashMap<u64, (usize, metrics::Metrics)>,
+    /// Sums gathered, for the runtime to take (`take_metrics`).
+    metrics_done: Vec<(u64, metrics::Metrics)>,
+}
+
+/// The connection side: connections, their local subscriptions and presence subscriptions,
+/// replies held for remote owners, permission checks waiting for records, logins being
+/// checked, and the sweep over deadlines.
+#[derive(Default)]
+struct ConnSide {
+    conns: AHashMap<u32, Conn>,
+    next_local: u32,
+    local: [LocalSubscribers; 2],
+    presence_subscribers: LocalSubscribers,
+    presence_all: Vec<u32>,
+    /// Subscribe acks waiting for remote owners to confirm.
+    held_replies: held::HeldReplies,
+    /// Messages waiting for records their permission rules read.
+    waiting_checks: AHashMap<u64, permit::WaitingCheck>,
+    next_check: u64,
+    /// Webhook calls for the runtime to make.
+    auth_jobs: Vec<session::AuthJob>,
     /// The identity of a connection before login, shared by all of them.
     anonymous: Arc<crate::permission::rules::User>,
+    /// Connections that have not logged in yet (their identity is still `anonymous`).
+    awaiting_login: usize,
     /// When connections were last checked for login and heartbeat deadlines.
     last_sweep: u64,
     /// Connections in the order the sweep visits them; a closed one leaves at once (the last
@@ -142,16 +154,22 @@ pub struct Shard {
     sweep_order: Vec<u32>,
     /// Where the next sweep starts in `sweep_order`.
     sweep_cursor: usize,
-    /// Subscribe acks waiting for remote owners to confirm.
-    held_replies: held::HeldReplies,
-    /// Connections that have not logged in yet (their identity is still `anonymous`).
-    awaiting_login: usize,
-    /// This shard's counters. A `RefCell` so that `&self` paths (sending) can count too.
-    metrics: std::cell::RefCell<metrics::Metrics>,
-    /// Sums being gathered from every shard, by token: shards yet to answer, the sum so far.
-    metrics_gathering: AHashMap<u64, (usize, metrics::Metrics)>,
-    /// Sums gathered, for the runtime to take (`take_metrics`).
-    metrics_done: Vec<(u64, metrics::Metrics)>,
+}
+
+/// The owner side: for the names this shard owns, which shards have subscribers, listening,
+/// the live records, RPC routing, presence counts, and logins waiting for every shard to
+/// learn the user is online.
+struct OwnerSide {
+    interest: [ShardInterest; 2],
+    listening: [Listening; 2],
+    records: records::RecordCache,
+    rpc: RpcRouter,
+    /// The RPC router's decisions, kept between calls (see `route_rpc`).
+    rpc_sends: Vec<crate::core::rpc::Send>,
+    presence_counts: PresenceCounts,
+    /// Login answers held until every shard has applied the user's going online.
+    pending_logins: AHashMap<ConnId, (usize, Bytes)>,
+    last_rematch: u64,
 }
 
 pub use replies::ws_frame;
@@ -174,32 +192,21 @@ impl Shard {
         Shard {
             id,
             shards,
-            conns: AHashMap::new(),
-            next_local: 0,
-            local: Default::default(),
-            interest: Default::default(),
-            listening: [listening(), listening()],
-            records: records::RecordCache::default(),
-            rpc: RpcRouter::new(config.rpc_ack_timeout_ms, config.rpc_response_timeout_ms),
-            rpc_sends: Vec::new(),
-            presence_counts: PresenceCounts::default(),
+            conn_side: ConnSide::default(),
+            owner_side: OwnerSide {
+                interest: Default::default(),
+                listening: [listening(), listening()],
+                records: records::RecordCache::default(),
+                rpc: RpcRouter::new(config.rpc_ack_timeout_ms, config.rpc_response_timeout_ms),
+                rpc_sends: Vec::new(),
+                presence_counts: PresenceCounts::default(),
+                pending_logins: AHashMap::new(),
+                last_rematch: 0,
+            },
             online: OnlineUsers::default(),
-            presence_subscribers: LocalSubscribers::default(),
-            presence_all: Vec::new(),
             outgoing: (0..shards).map(|_| Vec::new()).collect(),
-            last_rematch: 0,
             now: 0,
-            pending_logins: AHashMap::new(),
             backlogged: Rc::default(),
-            auth_jobs: Vec::new(),
-            waiting_checks: AHashMap::new(),
-            next_check: 0,
-            anonymous: Arc::default(),
-            last_sweep: 0,
-            sweep_order: Vec::new(),
-            sweep_cursor: 0,
-            held_replies: held::HeldReplies::default(),
-            awaiting_login: 0,
             metrics: Default::default(),
             metrics_gathering: AHashMap::new(),
             metrics_done: Vec::new(),
@@ -221,16 +228,20 @@ impl Shard {
 
     /// A new WebSocket connection; returns its local number.
     pub fn open_conn(&mut self, outbox: Outbox, now: u64) -> u32 {
-        self.next_local = self.next_local.wrapping_add(1);
-        while self.conns.contains_key(&self.next_local) {
-            self.next_local = self.next_local.wrapping_add(1);
+        self.conn_side.next_local = self.conn_side.next_local.wrapping_add(1);
+        while self
+            .conn_side
+            .conns
+            .contains_key(&self.conn_side.next_local)
+        {
+            self.conn_side.next_local = self.conn_side.next_local.wrapping_add(1);
         }
-        let local = self.next_local;
+        let local = self.conn_side.next_local;
         self.count(|m| m.connections_opened += 1);
-        let sweep_slot = u32::try_from(self.sweep_order.len()).unwrap_or(u32::MAX);
-        self.awaiting_login += 1;
-        self.sweep_order.push(local);
-        self.conns.insert(
+        let sweep_slot = u32::try_from(self.conn_side.sweep_order.len()).unwrap_or(u32::MAX);
+        self.conn_side.awaiting_login += 1;
+        self.conn_side.sweep_order.push(local);
+        self.conn_side.conns.insert(
             local,
             Conn {
                 outbox,
@@ -238,7 +249,7 @@ impl Shard {
                 auth_attempts: 0,
                 sweep_slot,
                 opened_at: now,
-                identity: self.anonymous.clone(),
+                identity: self.conn_side.anonymous.clone(),
                 extras: None,
             },
         );
@@ -246,31 +257,32 @@ impl Shard {
     }
 
     pub fn connections(&self) -> usize {
-        self.conns.len()
+        self.conn_side.conns.len()
     }
 
     /// Connections that have not logged in yet.
     pub fn awaiting_login(&self) -> usize {
-        self.awaiting_login
+        self.conn_side.awaiting_login
     }
 
     /// Whether a connection has logged in (and may send messages of full size).
     pub fn logged_in(&self, local: u32) -> bool {
-        self.conns
+        self.conn_side
+            .conns
             .get(&local)
-            .is_some_and(|c| !Arc::ptr_eq(&c.identity, &self.anonymous))
+            .is_some_and(|c| !Arc::ptr_eq(&c.identity, &self.conn_side.anonymous))
     }
 
     /// Sends `msg` to a connection on any shard.
     /// Runs the RPC router with the shard's reusable output buffer (so routing allocates
     /// nothing) and sends what it decided.
     fn route_rpc(&mut self, decide: impl FnOnce(&mut RpcRouter, &mut Vec<crate::core::rpc::Send>)) {
-        let mut sends = std::mem::take(&mut self.rpc_sends);
-        decide(&mut self.rpc, &mut sends);
+        let mut sends = std::mem::take(&mut self.owner_side.rpc_sends);
+        decide(&mut self.owner_side.rpc, &mut sends);
         for (to, msg) in sends.drain(..) {
             self.send(to, &msg);
         }
-        self.rpc_sends = sends;
+        self.owner_side.rpc_sends = sends;
     }
 
     fn send(&mut self, to: ConnId, msg: &Message) {
@@ -323,7 +335,7 @@ impl Shard {
 
     fn send_frame(&mut self, to: ConnId, frame: Bytes) {
         if usize::from(to.shard) == self.id {
-            if let Some(conn) = self.conns.get(&to.local) {
+            if let Some(conn) = self.conn_side.conns.get(&to.local) {
                 conn.outbox.push(frame);
             }
         } else {
@@ -332,14 +344,14 @@ impl Shard {
     }
 
     fn send_local(&self, local: u32, msg: &Message) {
-        if let Some(conn) = self.conns.get(&local) {
+        if let Some(conn) = self.conn_side.conns.get(&local) {
             self.count(|m| m.messages_out.add(msg.topic, msg.action));
             conn.outbox.push(ws_frame(msg));
         }
     }
 
     fn send_frames_local(&self, local: u32, frames: Vec<Bytes>) {
-        if let Some(conn) = self.conns.get(&local) {
+        if let Some(conn) = self.conn_side.conns.get(&local) {
             for frame in frames {
                 conn.outbox.push(frame);
             }
@@ -399,10 +411,33 @@ impl Shard {
         owner_of(name, self.shards)
     }
 
-    /// Handles a message from another shard (or this one).
+    /// Handles a message from another shard (or this one): owner-bound messages go to the
+    /// owner side's dispatcher, the rest to the connection side's.
     pub fn on_peer_msg(&mut self, msg: ShardMsg, now: u64) {
         self.now = self.now.max(now);
         let now = self.now;
+        if matches!(
+            msg,
+            ShardMsg::Op { .. }
+                | ShardMsg::RuleRead { .. }
+                | ShardMsg::Emit { .. }
+                | ShardMsg::Interest { .. }
+                | ShardMsg::Listen { .. }
+                | ShardMsg::Unlisten { .. }
+                | ShardMsg::PresenceLogin { .. }
+                | ShardMsg::PresenceApplied { .. }
+                | ShardMsg::MetricsRequest { .. }
+                | ShardMsg::ConnClosed { .. }
+        ) {
+            self.on_owner_msg(msg, now);
+        } else {
+            self.on_conn_msg(msg, now);
+        }
+    }
+
+    /// The owner side: messages about names this shard owns, and what every shard applies as
+    /// an owner (listeners, closed connections' providers and calls).
+    fn on_owner_msg(&mut self, msg: ShardMsg, now: u64) {
         match msg {
             ShardMsg::Op {
                 msg,
@@ -415,7 +450,6 @@ impl Shard {
                 token,
                 reply_to,
             } => self.on_rule_read(names, token, reply_to),
-            ShardMsg::RuleData { token, records } => self.on_rule_data(token, records, now),
             ShardMsg::Emit { name, data, from } => {
                 let out = Message {
                     name: Some(name.clone()),
@@ -434,42 +468,24 @@ impl Shard {
                 if let Some(token) = confirm {
                     self.route(usize::from(shard), ShardMsg::InterestApplied { token });
                 }
-                if self.interest[kind as usize].set(&name, usize::from(shard), on) == Change::Edge {
+                if self.owner_side.interest[kind as usize].set(&name, usize::from(shard), on)
+                    == Change::Edge
+                {
                     if !on && kind == Kind::Record {
-                        self.records.evict_if_idle(&name, false);
+                        self.owner_side.records.evict_if_idle(&name, false);
                     }
                     let mut effects = Vec::new();
                     if on {
-                        self.listening[kind as usize].interest_started(&name, now, &mut effects);
+                        self.owner_side.listening[kind as usize].interest_started(
+                            &name,
+                            now,
+                            &mut effects,
+                        );
                     } else {
-                        self.listening[kind as usize].interest_ended(&name, &mut effects);
+                        self.owner_side.listening[kind as usize]
+                            .interest_ended(&name, &mut effects);
                     }
                     self.apply_listen_effects(kind, effects);
-                }
-            }
-            ShardMsg::Deliver {
-                kind,
-                name,
-                frame,
-                exclude,
-            } => {
-                let skip = exclude
-                    .filter(|c| usize::from(c.shard) == self.id)
-                    .map(|c| c.local);
-                let mut delivered = 0;
-                for local in self.local[kind as usize].get(&name) {
-                    if Some(*local) != skip {
-                        if let Some(conn) = self.conns.get(local) {
-                            conn.outbox.push(frame.clone());
-                            delivered += 1;
-                        }
-                    }
-                }
-                self.count(|m| m.deliveries += delivered);
-            }
-            ShardMsg::ToConn { conn, frame } => {
-                if let Some(c) = self.conns.get(&conn.local) {
-                    c.outbox.push(frame);
                 }
             }
             ShardMsg::Listen {
@@ -480,8 +496,8 @@ impl Shard {
             } => {
                 let Some(regex) = regex else { return };
                 let mut effects = Vec::new();
-                let interest = &self.interest[kind as usize];
-                self.listening[kind as usize].add_listener(
+                let interest = &self.owner_side.interest[kind as usize];
+                self.owner_side.listening[kind as usize].add_listener(
                     pattern,
                     regex,
                     conn,
@@ -497,15 +513,22 @@ impl Shard {
                 conn,
             } => {
                 let mut effects = Vec::new();
-                self.listening[kind as usize].remove_listener(&pattern, conn, now, &mut effects);
+                self.owner_side.listening[kind as usize].remove_listener(
+                    &pattern,
+                    conn,
+                    now,
+                    &mut effects,
+                );
                 self.apply_listen_effects(kind, effects);
             }
             ShardMsg::PresenceLogin { user, login, reply } => {
-                let changed = self.presence_counts.update(&user, login);
+                let changed = self.owner_side.presence_counts.update(&user, login);
                 match reply {
                     // Every shard must know the user is online before the client hears it is in.
                     Some((conn, frame)) if changed => {
-                        self.pending_logins.insert(conn, (self.shards, frame));
+                        self.owner_side
+                            .pending_logins
+                            .insert(conn, (self.shards, frame));
                         self.broadcast(ShardMsg::PresenceChanged {
                             user,
                             online: login,
@@ -521,6 +544,64 @@ impl Shard {
                     None => {}
                 }
             }
+            ShardMsg::PresenceApplied { login, .. } => {
+                if let Some((left, _)) = self.owner_side.pending_logins.get_mut(&login) {
+                    *left -= 1;
+                    if *left == 0 {
+                        if let Some((_, frame)) = self.owner_side.pending_logins.remove(&login) {
+                            self.send_frame(login, frame);
+                        }
+                    }
+                }
+            }
+            ShardMsg::MetricsRequest { token, reply_to } => {
+                let metrics = Box::new(self.metrics());
+                self.route(
+                    usize::from(reply_to),
+                    ShardMsg::MetricsReply { token, metrics },
+                );
+            }
+            ShardMsg::ConnClosed { conn } => {
+                self.route_rpc(|rpc, out| rpc.conn_closed(conn, now, out));
+                for kind in [Kind::Event, Kind::Record] {
+                    let mut effects = Vec::new();
+                    self.owner_side.listening[kind as usize].conn_closed(conn, now, &mut effects);
+                    self.apply_listen_effects(kind, effects);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The connection side: deliveries, answers and replicas for this shard's connections.
+    fn on_conn_msg(&mut self, msg: ShardMsg, now: u64) {
+        match msg {
+            ShardMsg::RuleData { token, records } => self.on_rule_data(token, records, now),
+            ShardMsg::Deliver {
+                kind,
+                name,
+                frame,
+                exclude,
+            } => {
+                let skip = exclude
+                    .filter(|c| usize::from(c.shard) == self.id)
+                    .map(|c| c.local);
+                let mut delivered = 0;
+                for local in self.conn_side.local[kind as usize].get(&name) {
+                    if Some(*local) != skip {
+                        if let Some(conn) = self.conn_side.conns.get(local) {
+                            conn.outbox.push(frame.clone());
+                            delivered += 1;
+                        }
+                    }
+                }
+                self.count(|m| m.deliveries += delivered);
+            }
+            ShardMsg::ToConn { conn, frame } => {
+                if let Some(c) = self.conn_side.conns.get(&conn.local) {
+                    c.outbox.push(frame);
+                }
+            }
             ShardMsg::PresenceChanged {
                 user,
                 online,
@@ -532,38 +613,15 @@ impl Shard {
                     self.route(owner, ShardMsg::PresenceApplied { user, login });
                 }
             }
-            ShardMsg::PresenceApplied { login, .. } => {
-                if let Some((left, _)) = self.pending_logins.get_mut(&login) {
-                    *left -= 1;
-                    if *left == 0 {
-                        if let Some((_, frame)) = self.pending_logins.remove(&login) {
-                            self.send_frame(login, frame);
-                        }
-                    }
-                }
-            }
             ShardMsg::InterestApplied { token } => {
-                if let Some((local, frames)) = self.held_replies.confirmed(token) {
+                if let Some((local, frames)) = self.conn_side.held_replies.confirmed(token) {
                     self.send_frames_local(local, frames);
                 }
             }
-            ShardMsg::MetricsRequest { token, reply_to } => {
-                let metrics = Box::new(self.metrics());
-                self.route(
-                    usize::from(reply_to),
-                    ShardMsg::MetricsReply { token, metrics },
-                );
-            }
             ShardMsg::MetricsReply { token, metrics } => self.on_metrics_reply(token, &metrics),
-            ShardMsg::ConnClosed { conn } => {
-                self.route_rpc(|rpc, out| rpc.conn_closed(conn, now, out));
-                for kind in [Kind::Event, Kind::Record] {
-                    let mut effects = Vec::new();
-                    self.listening[kind as usize].conn_closed(conn, now, &mut effects);
-                    self.apply_listen_effects(kind, effects);
-                }
-            }
+            _ => {}
         }
+        let _ = now;
     }
 
     fn apply_listen_effects(&mut self, kind: Kind, effects: Vec<ListenEffect>) {
@@ -617,7 +675,7 @@ impl Shard {
 
     /// Sends an encoded frame to every shard with subscribers of `name` (owner side).
     fn fan_out(&mut self, kind: Kind, name: &Bytes, frame: Bytes, exclude: Option<ConnId>) {
-        for shard in each_shard(self.interest[kind as usize].shards(name)) {
+        for shard in each_shard(self.owner_side.interest[kind as usize].shards(name)) {
             self.route(
                 shard,
                 ShardMsg::Deliver {
@@ -647,8 +705,8 @@ impl Shard {
             name: Some(user.clone()),
             ..Message::new(topic::PRESENCE, one)
         });
-        for local in self.presence_subscribers.get(&user) {
-            if let Some(conn) = self.conns.get(local) {
+        for local in self.conn_side.presence_subscribers.get(&user) {
+            if let Some(conn) = self.conn_side.conns.get(local) {
                 conn.outbox.push(frame.clone());
             }
         }
@@ -656,8 +714,8 @@ impl Shard {
             name: Some(user.clone()),
             ..Message::new(topic::PRESENCE, all)
         });
-        for local in &self.presence_all {
-            if let Some(conn) = self.conns.get(local) {
+        for local in &self.conn_side.presence_all {
+            if let Some(conn) = self.conn_side.conns.get(local) {
                 if *conn.user() != user {
                     conn.outbox.push(frame.clone());
                 }
@@ -668,37 +726,37 @@ impl Shard {
     /// Periodic work: login and listen deadlines, RPC timeouts, listen rematching.
     pub fn tick(&mut self, now: u64) {
         self.now = self.now.max(now);
-        if now.saturating_sub(self.last_sweep) >= SWEEP_INTERVAL_MS {
-            self.last_sweep = now;
+        if now.saturating_sub(self.conn_side.last_sweep) >= SWEEP_INTERVAL_MS {
+            self.conn_side.last_sweep = now;
             self.sweep_connections(now);
         }
         self.route_rpc(|rpc, out| rpc.tick(now, out));
-        let rematch =
-            now.saturating_sub(self.last_rematch) >= self.config.listen_rematch_interval_ms;
+        let rematch = now.saturating_sub(self.owner_side.last_rematch)
+            >= self.config.listen_rematch_interval_ms;
         for kind in [Kind::Event, Kind::Record] {
             let mut effects = Vec::new();
-            self.listening[kind as usize].tick(now, &mut effects);
+            self.owner_side.listening[kind as usize].tick(now, &mut effects);
             if rematch {
-                self.listening[kind as usize].rematch(now, &mut effects);
+                self.owner_side.listening[kind as usize].rematch(now, &mut effects);
             }
             self.apply_listen_effects(kind, effects);
         }
         if rematch {
-            self.last_rematch = now;
+            self.owner_side.last_rematch = now;
         }
     }
 
     /// Takes a closed connection out of the sweep's list; the last entry moves into its slot.
     fn leave_sweep(&mut self, local: u32, slot: u32) {
         let slot = slot as usize;
-        if self.sweep_order.get(slot) != Some(&local) {
+        if self.conn_side.sweep_order.get(slot) != Some(&local) {
             debug_assert!(false, "sweep slot of {local} out of date");
-            self.sweep_order.retain(|l| *l != local);
+            self.conn_side.sweep_order.retain(|l| *l != local);
             return;
         }
-        self.sweep_order.swap_remove(slot);
-        if let Some(moved) = self.sweep_order.get(slot).copied() {
-            if let Some(conn) = self.conns.get_mut(&moved) {
+        self.conn_side.sweep_order.swap_remove(slot);
+        if let Some(moved) = self.conn_side.sweep_order.get(slot).copied() {
+            if let Some(conn) = self.conn_side.conns.get_mut(&moved) {
                 conn.sweep_slot = slot as u32;
             }
         }
@@ -706,7 +764,7 @@ impl Shard {
 
     /// A connection is gone: its subscriptions, presence and everything other shards hold.
     pub fn close_conn(&mut self, local: u32) {
-        let Some(conn) = self.conns.remove(&local) else {
+        let Some(conn) = self.conn_side.conns.remove(&local) else {
             return;
         };
         let slow = conn
@@ -718,11 +776,11 @@ impl Shard {
             m.slow_consumer_closes += u64::from(slow);
         });
         self.leave_sweep(local, conn.sweep_slot);
-        if Arc::ptr_eq(&conn.identity, &self.anonymous) {
-            self.awaiting_login -= 1;
+        if Arc::ptr_eq(&conn.identity, &self.conn_side.anonymous) {
+            self.conn_side.awaiting_login -= 1;
         }
         let me = self.conn_id(local);
-        self.held_replies.forget(local);
+        self.conn_side.held_replies.forget(local);
         if let Some(extras) = &conn.extras {
             for kind in [Kind::Event, Kind::Record] {
                 for name in &extras.subscriptions[kind as usize] {
@@ -730,10 +788,10 @@ impl Shard {
                 }
             }
             for user in &extras.presence_users {
-                self.presence_subscribers.remove(user, local);
+                self.conn_side.presence_subscribers.remove(user, local);
             }
             if extras.presence_all {
-                self.presence_all.retain(|c| *c != local);
+                self.conn_side.presence_all.retain(|c| *c != local);
             }
         }
         // Only a logged-in connection has a user; anonymous ones are not in presence.
@@ -762,7 +820,7 @@ impl Shard {
 
     /// Adds or removes a local subscriber; the owner hears only of the first and the last.
     fn set_local_subscription(&mut self, kind: Kind, name: &Bytes, local: u32, on: bool) -> bool {
-        let list = &mut self.local[kind as usize];
+        let list = &mut self.conn_side.local[kind as usize];
         let change = if on {
             list.add(name, local)
         } else {
@@ -774,9 +832,9 @@ impl Shard {
                 let owner = self.owner(name);
                 // A subscriber's ack waits until a remote owner knows of the subscription, so
                 // an emit made after the ack always reaches it.
-                let confirm = match self.held_replies.collecting {
+                let confirm = match self.conn_side.held_replies.collecting {
                     Some(token) if on && owner != self.id => {
-                        self.held_replies.expect_confirmation(token);
+                        self.conn_side.held_replies.expect_confirmation(token);
                         Some(token)
                     }
                     _ => None,
@@ -792,7 +850,7 @@ impl Shard {
             }
             Change::Changed => {}
         }
-        if let Some(conn) = self.conns.get_mut(&local) {
+        if let Some(conn) = self.conn_side.conns.get_mut(&local) {
             if on {
                 conn.extras().subscriptions[kind as usize].insert(crate::core::detach(name));
             } else if let Some(extras) = conn.extras.as_mut() {
@@ -807,7 +865,7 @@ impl Shard {
     /// Parked sockets that have bytes: their connections run again.
     pub fn sockets_readable(&self, locals: &[u32]) {
         for local in locals {
-            if let Some(conn) = self.conns.get(local) {
+            if let Some(conn) = self.conn_side.conns.get(local) {
                 conn.outbox.mark_readable();
             }
         }
@@ -815,7 +873,7 @@ impl Shard {
 
     /// Server shutdown: every connection is closed after what is queued for it.
     pub fn close_all(&self, code: u16, reason: &'static str) {
-        for conn in self.conns.values() {
+        for conn in self.conn_side.conns.values() {
             conn.outbox.close(code, reason);
         }
     }

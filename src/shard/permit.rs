@@ -129,13 +129,13 @@ impl Shard {
         if self.config.permissions.is_open() {
             return None;
         }
-        self.conns.get(&local).map(|c| c.identity.clone())
+        self.conn_side.conns.get(&local).map(|c| c.identity.clone())
     }
 
     /// One decision, cached per connection when it depends only on the name and the user.
     fn decide(&mut self, local: u32, ask: &Ask<'_>, refs: &Refs) -> Verdict {
         let permissions = self.config.permissions.clone();
-        let Some(conn) = self.conns.get_mut(&local) else {
+        let Some(conn) = self.conn_side.conns.get_mut(&local) else {
             return DENY;
         };
         let cached = conn
@@ -235,6 +235,7 @@ impl Shard {
                     continue;
                 }
                 let identity = self
+                    .conn_side
                     .conns
                     .get(&local)
                     .map(|c| c.identity.clone())
@@ -290,14 +291,14 @@ impl Shard {
         rounds: u32,
     ) {
         if rounds >= self.config.permissions.max_rule_iterations()
-            || self.waiting_checks.len() >= MAX_WAITING_CHECKS
+            || self.conn_side.waiting_checks.len() >= MAX_WAITING_CHECKS
         {
             let reply = refused(&msg, msg.name.clone(), Refused::Failed);
             self.send_local(local, &reply);
             return;
         }
-        self.next_check = self.next_check.wrapping_add(1);
-        let token = self.next_check;
+        self.conn_side.next_check = self.conn_side.next_check.wrapping_add(1);
+        let token = self.conn_side.next_check;
         let mut per_owner: AHashMap<usize, Vec<String>> = AHashMap::new();
         for name in &names {
             per_owner
@@ -305,7 +306,7 @@ impl Shard {
                 .or_default()
                 .push(name.clone());
         }
-        self.waiting_checks.insert(
+        self.conn_side.waiting_checks.insert(
             token,
             WaitingCheck {
                 local,
@@ -330,7 +331,10 @@ impl Shard {
 
     /// An owner's part: the stored data of records a rule elsewhere reads (loaded first).
     pub(super) fn on_rule_read(&mut self, names: Vec<String>, token: u64, reply_to: u16) {
-        if let Some(missing) = names.iter().find(|n| !self.records.is_loaded(n.as_bytes())) {
+        if let Some(missing) = names
+            .iter()
+            .find(|n| !self.owner_side.records.is_loaded(n.as_bytes()))
+        {
             let missing = Bytes::copy_from_slice(missing.as_bytes());
             let waiting = super::records::Waiting::RuleRead {
                 names,
@@ -341,7 +345,7 @@ impl Shard {
                 names,
                 token,
                 reply_to,
-            }) = self.records.wait_for(&missing, waiting)
+            }) = self.owner_side.records.wait_for(&missing, waiting)
             {
                 // Too busy to wait: the rule sees these records as missing rather than hanging.
                 let records = names.into_iter().map(|n| (n, None)).collect();
@@ -352,14 +356,21 @@ impl Shard {
         let records: Vec<(String, Option<Bytes>)> = names
             .into_iter()
             .map(|n| {
-                let data = self.records.get(n.as_bytes()).map(|r| r.data.clone());
+                let data = self
+                    .owner_side
+                    .records
+                    .get(n.as_bytes())
+                    .map(|r| r.data.clone());
                 (n, data)
             })
             .collect();
         for (name, _) in &records {
-            let subscribed =
-                self.interest[super::msg::Kind::Record as usize].shards(name.as_bytes()) != 0;
-            self.records.evict_if_idle(name.as_bytes(), subscribed);
+            let subscribed = self.owner_side.interest[super::msg::Kind::Record as usize]
+                .shards(name.as_bytes())
+                != 0;
+            self.owner_side
+                .records
+                .evict_if_idle(name.as_bytes(), subscribed);
         }
         self.route(usize::from(reply_to), ShardMsg::RuleData { token, records });
     }
@@ -371,7 +382,7 @@ impl Shard {
         records: Vec<(String, Option<Bytes>)>,
         now: u64,
     ) {
-        let Some(check) = self.waiting_checks.get_mut(&token) else {
+        let Some(check) = self.conn_side.waiting_checks.get_mut(&token) else {
             return;
         };
         for (name, data) in records {
@@ -386,10 +397,10 @@ impl Shard {
         if !check.waiting.is_empty() {
             return;
         }
-        let Some(check) = self.waiting_checks.remove(&token) else {
+        let Some(check) = self.conn_side.waiting_checks.remove(&token) else {
             return;
         };
-        if !self.conns.contains_key(&check.local) {
+        if !self.conn_side.conns.contains_key(&check.local) {
             return;
         }
         if check.unreadable {

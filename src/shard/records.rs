@@ -170,7 +170,7 @@ impl Shard {
             .names
             .iter()
             .chain(msg.name.iter())
-            .filter(|n| !self.records.is_loaded(n))
+            .filter(|n| !self.owner_side.records.is_loaded(n))
             .cloned()
             .collect();
         let Some(name) = missing.first().cloned() else {
@@ -178,7 +178,7 @@ impl Shard {
         };
         // Load them all at once; the message waits on the first and checks again when it is in.
         for other in &missing[1..] {
-            self.records.prefetch(other);
+            self.owner_side.records.prefetch(other);
         }
         let waiting = Waiting::Op {
             msg: Box::new(msg.clone()),
@@ -186,7 +186,8 @@ impl Shard {
             user: user.map(|u| Arc::new(u.clone())),
             refs: refs.map(|r| Arc::new(r.clone())),
         };
-        if let Err(Waiting::Op { msg, from, .. }) = self.records.wait_for(&name, waiting) {
+        if let Err(Waiting::Op { msg, from, .. }) = self.owner_side.records.wait_for(&name, waiting)
+        {
             let error =
                 StorageError::Other("too many messages wait for this record to load".into());
             self.send(
@@ -209,11 +210,16 @@ impl Shard {
         });
         match result {
             StoreResult::Loaded { name, result } => {
-                let waiting = self.records.loading.remove(&name).unwrap_or_default();
+                let waiting = self
+                    .owner_side
+                    .records
+                    .loading
+                    .remove(&name)
+                    .unwrap_or_default();
                 match result {
                     Ok(record) => {
-                        let key = crate::core::map_key(&self.records.cached, &name);
-                        self.records.cached.entry(key).or_insert(record);
+                        let key = crate::core::map_key(&self.owner_side.records.cached, &name);
+                        self.owner_side.records.cached.entry(key).or_insert(record);
                         // No eviction here: a message waiting on several records must find
                         // the ones loaded before it in memory when it checks again.
                         for item in waiting {
@@ -233,7 +239,7 @@ impl Shard {
                 }
             }
             StoreResult::Written { name, result } => {
-                let Some(mut queue) = self.records.writing.remove(&name) else {
+                let Some(mut queue) = self.owner_side.records.writing.remove(&name) else {
                     return;
                 };
                 for (to, ack) in std::mem::take(&mut queue.in_flight_acks) {
@@ -244,18 +250,22 @@ impl Shard {
                     self.send(to, &reply);
                 }
                 if let Some((record, acks)) = queue.next.take() {
-                    self.records.writing.insert(
+                    self.owner_side.records.writing.insert(
                         name.clone(),
                         WriteQueue {
                             in_flight_acks: acks,
                             next: None,
                         },
                     );
-                    self.records.jobs.push(StoreJob::Write { name, record });
+                    self.owner_side
+                        .records
+                        .jobs
+                        .push(StoreJob::Write { name, record });
                 } else {
-                    let subscribed =
-                        self.interest[super::msg::Kind::Record as usize].shards(&name) != 0;
-                    self.records.evict_if_idle(&name, subscribed);
+                    let subscribed = self.owner_side.interest[super::msg::Kind::Record as usize]
+                        .shards(&name)
+                        != 0;
+                    self.owner_side.records.evict_if_idle(&name, subscribed);
                 }
             }
         }
@@ -321,7 +331,7 @@ impl Shard {
     /// Store jobs for the runtime.
     #[must_use]
     pub fn take_store_jobs(&mut self) -> Vec<StoreJob> {
-        self.records.take_jobs()
+        self.owner_side.records.take_jobs()
     }
 }
 

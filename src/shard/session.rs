@@ -39,7 +39,7 @@ impl Shard {
     /// One binary WebSocket message from connection `local`.
     pub fn on_client_frame(&mut self, local: u32, frame: &Bytes, now: u64) {
         self.now = self.now.max(now);
-        let Some(phase) = self.conns.get(&local).map(|c| c.phase) else {
+        let Some(phase) = self.conn_side.conns.get(&local).map(|c| c.phase) else {
             return;
         };
         let msg = match Message::parse_boxed(frame) {
@@ -95,7 +95,7 @@ impl Shard {
             return;
         }
         if msg.topic == topic::CONNECTION && msg.action == connection_action::CHALLENGE {
-            if let Some(conn) = self.conns.get_mut(&local) {
+            if let Some(conn) = self.conn_side.conns.get_mut(&local) {
                 conn.phase = Phase::AwaitAuth;
             }
             self.send_local(
@@ -175,12 +175,12 @@ impl Shard {
         auth_data: simd_json::OwnedValue,
         work: AuthWork,
     ) {
-        let Some(conn) = self.conns.get_mut(&local) else {
+        let Some(conn) = self.conn_side.conns.get_mut(&local) else {
             return;
         };
         conn.phase = Phase::Authenticating;
         conn.extras().pending_auth = Some(auth_data);
-        self.auth_jobs.push(AuthJob {
+        self.conn_side.auth_jobs.push(AuthJob {
             local,
             strategy,
             work,
@@ -195,7 +195,7 @@ impl Shard {
         strategy: usize,
         answer: Result<auth::LoginOk, Option<String>>,
     ) {
-        let Some(conn) = self.conns.get_mut(&local) else {
+        let Some(conn) = self.conn_side.conns.get_mut(&local) else {
             return;
         };
         if conn.phase != Phase::Authenticating {
@@ -214,7 +214,7 @@ impl Shard {
     /// Webhook calls the runtime must make.
     #[must_use]
     pub fn take_auth_jobs(&mut self) -> Vec<AuthJob> {
-        std::mem::take(&mut self.auth_jobs)
+        std::mem::take(&mut self.conn_side.auth_jobs)
     }
 
     fn login_succeeded(&mut self, local: u32, login: auth::LoginOk) {
@@ -228,9 +228,9 @@ impl Shard {
                 .and_then(|d| simd_json::to_owned_value(&mut d.clone().into_bytes()).ok()),
             id: user.clone(),
         };
-        if let Some(conn) = self.conns.get_mut(&local) {
-            if std::sync::Arc::ptr_eq(&conn.identity, &self.anonymous) {
-                self.awaiting_login -= 1;
+        if let Some(conn) = self.conn_side.conns.get_mut(&local) {
+            if std::sync::Arc::ptr_eq(&conn.identity, &self.conn_side.anonymous) {
+                self.conn_side.awaiting_login -= 1;
             }
             conn.phase = Phase::Open;
             conn.identity = std::sync::Arc::new(identity);
@@ -264,7 +264,7 @@ impl Shard {
         };
         self.send_local(local, &reply);
         let max = self.config.max_auth_attempts;
-        let Some(conn) = self.conns.get_mut(&local) else {
+        let Some(conn) = self.conn_side.conns.get_mut(&local) else {
             return;
         };
         conn.auth_attempts = conn.auth_attempts.saturating_add(1);
@@ -286,7 +286,7 @@ impl Shard {
 
     /// Stops reading from a connection and closes it after what is queued.
     pub(super) fn close_with(&mut self, local: u32, code: u16, reason: &'static str) {
-        if let Some(conn) = self.conns.get_mut(&local) {
+        if let Some(conn) = self.conn_side.conns.get_mut(&local) {
             conn.phase = Phase::Closed;
             conn.outbox.close(code, reason);
         }
@@ -306,15 +306,15 @@ impl Shard {
         let park_after = self.config.park_after_ms;
         let mut unauthenticated = Vec::new();
         // At most one visit per connection and sweep.
-        for _ in 0..super::SWEEP_BATCH.min(self.sweep_order.len()) {
-            if self.sweep_cursor >= self.sweep_order.len() {
-                self.sweep_cursor = 0;
+        for _ in 0..super::SWEEP_BATCH.min(self.conn_side.sweep_order.len()) {
+            if self.conn_side.sweep_cursor >= self.conn_side.sweep_order.len() {
+                self.conn_side.sweep_cursor = 0;
             }
-            let Some(&local) = self.sweep_order.get(self.sweep_cursor) else {
+            let Some(&local) = self.conn_side.sweep_order.get(self.conn_side.sweep_cursor) else {
                 break;
             };
-            self.sweep_cursor += 1;
-            let Some(conn) = self.conns.get(&local) else {
+            self.conn_side.sweep_cursor += 1;
+            let Some(conn) = self.conn_side.conns.get(&local) else {
                 continue;
             };
             if conn.phase == Phase::Closed || conn.outbox.closing().is_some() {

@@ -544,7 +544,7 @@ fn write_acks_wait_for_the_store_and_idle_records_leave_memory() {
         vec![record_action::WRITE_ACKNOWLEDGEMENT]
     );
     assert_eq!(
-        cluster.shards[0].records.loaded_records(),
+        cluster.shards[0].owner_side.records.loaded_records(),
         0,
         "nobody holds it: only the store keeps it"
     );
@@ -675,13 +675,13 @@ fn the_sweep_list_holds_exactly_the_open_connections() {
         cluster.shards[0].close_conn(clients[i].local);
     }
     let shard = &cluster.shards[0];
-    let mut listed = shard.sweep_order.clone();
+    let mut listed = shard.conn_side.sweep_order.clone();
     listed.sort_unstable();
-    let mut open: Vec<u32> = shard.conns.keys().copied().collect();
+    let mut open: Vec<u32> = shard.conn_side.conns.keys().copied().collect();
     open.sort_unstable();
     assert_eq!(listed, open);
-    for (slot, local) in shard.sweep_order.iter().enumerate() {
-        assert_eq!(shard.conns[local].sweep_slot as usize, slot);
+    for (slot, local) in shard.conn_side.sweep_order.iter().enumerate() {
+        assert_eq!(shard.conn_side.conns[local].sweep_slot as usize, slot);
     }
     // The remaining ones are still swept.
     let heartbeat = shard.config().heartbeat_interval_ms;
