@@ -76,7 +76,94 @@ pub struct RecordCache {
     jobs: Vec<StoreJob>,
 }
 
+/// What a store result asks of the shard.
+pub enum RecordEffect {
+    /// The record is in: handle this again.
+    Resume(Waiting),
+    /// An answer for a client: a write ack, or the store's error.
+    Reply(ConnId, Box<Message>),
+    /// Records a rule on another shard reads could not be loaded.
+    RuleReadFailed {
+        names: Vec<String>,
+        token: u64,
+        reply_to: u16,
+    },
+}
+
 impl RecordCache {
+    /// Applies a store result to the cache; `subscribed` tells whether a name has subscribers
+    /// anywhere (a record without them, and with nothing pending, leaves memory).
+    pub fn on_store_result(
+        &mut self,
+        result: StoreResult,
+        subscribed: impl Fn(&[u8]) -> bool,
+    ) -> Vec<RecordEffect> {
+        let mut effects = Vec::new();
+        match result {
+            StoreResult::Loaded { name, result } => {
+                let waiting = self.loading.remove(&name).unwrap_or_default();
+                match result {
+                    Ok(record) => {
+                        let key = crate::core::map_key(&self.cached, &name);
+                        self.cached.entry(key).or_insert(record);
+                        // No eviction here: a message waiting on several records must find
+                        // the ones loaded before it in memory when it checks again.
+                        effects.extend(waiting.into_iter().map(RecordEffect::Resume));
+                    }
+                    Err(error) => {
+                        for item in waiting {
+                            effects.push(match item {
+                                Waiting::Op { msg, from, .. } => RecordEffect::Reply(
+                                    from,
+                                    Box::new(store_error(
+                                        &msg,
+                                        record_action::RECORD_LOAD_ERROR,
+                                        &error,
+                                    )),
+                                ),
+                                Waiting::RuleRead {
+                                    names,
+                                    token,
+                                    reply_to,
+                                } => RecordEffect::RuleReadFailed {
+                                    names,
+                                    token,
+                                    reply_to,
+                                },
+                            });
+                        }
+                    }
+                }
+            }
+            StoreResult::Written { name, result } => {
+                let Some(mut queue) = self.writing.remove(&name) else {
+                    return effects;
+                };
+                for (to, ack) in std::mem::take(&mut queue.in_flight_acks) {
+                    let reply = match &result {
+                        Ok(()) => ack,
+                        Err(error) => store_error(&ack, record_action::RECORD_UPDATE_ERROR, error),
+                    };
+                    effects.push(RecordEffect::Reply(to, Box::new(reply)));
+                }
+                if let Some((record, acks)) = queue.next.take() {
+                    self.writing.insert(
+                        name.clone(),
+                        WriteQueue {
+                            in_flight_acks: acks,
+                            next: None,
+                        },
+                    );
+                    self.jobs.push(StoreJob::Write { name, record });
+                } else {
+                    let subscribed = subscribed(&name);
+                    self.evict_if_idle(&name, subscribed);
+                }
+            }
+        }
+        effects
+    }
+
     pub fn is_loaded(&self, name: &[u8]) -> bool {
         self.cached.contains_key(name)
     }
@@ -198,7 +285,8 @@ impl Shard {
         false
     }
 
-    /// The store's answers come back here.
+    /// The store's answers come back here; the cache works out what they mean
+    /// (`RecordCache::on_store_result`) and the shard carries it out.
     pub fn on_store_result(&mut self, result: StoreResult, now: u64) {
         let failed = match &result {
             StoreResult::Loaded { result, .. } => result.is_err(),
@@ -208,64 +296,24 @@ impl Shard {
             m.store_operations += 1;
             m.store_errors += u64::from(failed);
         });
-        match result {
-            StoreResult::Loaded { name, result } => {
-                let waiting = self
-                    .owner_side
-                    .records
-                    .loading
-                    .remove(&name)
-                    .unwrap_or_default();
-                match result {
-                    Ok(record) => {
-                        let key = crate::core::map_key(&self.owner_side.records.cached, &name);
-                        self.owner_side.records.cached.entry(key).or_insert(record);
-                        // No eviction here: a message waiting on several records must find
-                        // the ones loaded before it in memory when it checks again.
-                        for item in waiting {
-                            self.resume(item, now);
-                        }
-                    }
-                    Err(error) => {
-                        for item in waiting {
-                            if let Waiting::Op { msg, from, .. } = item {
-                                self.send(
-                                    from,
-                                    &store_error(&msg, record_action::RECORD_LOAD_ERROR, &error),
-                                );
-                            }
-                        }
-                    }
-                }
-            }
-            StoreResult::Written { name, result } => {
-                let Some(mut queue) = self.owner_side.records.writing.remove(&name) else {
-                    return;
-                };
-                for (to, ack) in std::mem::take(&mut queue.in_flight_acks) {
-                    let reply = match &result {
-                        Ok(()) => ack,
-                        Err(error) => store_error(&ack, record_action::RECORD_UPDATE_ERROR, error),
-                    };
-                    self.send(to, &reply);
-                }
-                if let Some((record, acks)) = queue.next.take() {
-                    self.owner_side.records.writing.insert(
-                        name.clone(),
-                        WriteQueue {
-                            in_flight_acks: acks,
-                            next: None,
-                        },
-                    );
-                    self.owner_side
-                        .records
-                        .jobs
-                        .push(StoreJob::Write { name, record });
-                } else {
-                    let subscribed = self.owner_side.interest[super::msg::Kind::Record as usize]
-                        .shards(&name)
-                        != 0;
-                    self.owner_side.records.evict_if_idle(&name, subscribed);
+        let super::OwnerSide {
+            records, interest, ..
+        } = &mut self.owner_side;
+        let record_interest = &interest[super::msg::Kind::Record as usize];
+        let effects = records.on_store_result(result, |name| record_interest.shards(name) != 0);
+        for effect in effects {
+            match effect {
+                RecordEffect::Resume(waiting) => self.resume(waiting, now),
+                RecordEffect::Reply(to, msg) => self.send(to, &msg),
+                RecordEffect::RuleReadFailed {
+                    names,
+                    token,
+                    reply_to,
+                } => {
+                    // Empty bytes are no JSON: the asking shard answers the rule's message
+                    // with MESSAGE_PERMISSION_ERROR instead of waiting for ever.
+                    let records = names.into_iter().map(|n| (n, Some(Bytes::new()))).collect();
+                    self.route(usize::from(reply_to), ShardMsg::RuleData { token, records });
                 }
             }
         }

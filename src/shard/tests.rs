@@ -817,3 +817,33 @@ fn metrics_are_counted_per_shard_and_summed_over_the_mesh_on_demand() {
     // Each shard's own part.
     assert_eq!(cluster.shards[1].metrics().deliveries, 3);
 }
+
+#[test]
+fn a_record_a_rule_reads_that_cannot_be_loaded_answers_permission_error_not_silence() {
+    use crate::permission::rules::Permissions;
+    let rules = "event:\n  \"*\": { subscribe: true, publish: \"_('flags/x').on === true\" }\n";
+    let permissions = Permissions::parse(rules, "test.yml", 3).unwrap();
+    let mut cluster = Cluster::with(
+        1,
+        Config {
+            permissions: Arc::new(permissions),
+            ..Config::default()
+        },
+    );
+    let publisher = cluster.login(0, "p");
+    let emit = Message {
+        name: Some(Bytes::from_static(b"news")),
+        data: Some(Bytes::from_static(b"1")),
+        ..Message::new(topic::EVENT, event_action::EMIT)
+    };
+    cluster.shards[0].on_client_frame(publisher.local, &emit.encode(), 0);
+    assert!(received(&publisher).is_empty(), "waits for flags/x");
+    cluster.shards[0].run_store_jobs_inline(&BrokenStore, 0);
+    assert_eq!(
+        received(&publisher)
+            .iter()
+            .map(|m| m.action)
+            .collect::<Vec<_>>(),
+        vec![event_action::MESSAGE_PERMISSION_ERROR]
+    );
+}
