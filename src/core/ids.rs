@@ -12,6 +12,17 @@ pub struct ConnId {
     pub local: u32,
 }
 
+impl ConnId {
+    /// A connection of this node.
+    pub const fn on_this_node(shard: u16, local: u32) -> ConnId {
+        ConnId {
+            node: LOCAL_NODE,
+            shard,
+            local,
+        }
+    }
+}
+
 /// Where a name is owned: a shard of a node. Shard sets stay 64-bit masks per node; nodes
 /// are not bits in them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -315,16 +315,8 @@ impl Listening {
 mod tests {
     use super::*;
 
-    const A: ConnId = ConnId {
-        node: 0,
-        shard: 0,
-        local: 1,
-    };
-    const B: ConnId = ConnId {
-        node: 0,
-        shard: 1,
-        local: 2,
-    };
+    const A: ConnId = ConnId::on_this_node(0, 1);
+    const B: ConnId = ConnId::on_this_node(1, 2);
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())

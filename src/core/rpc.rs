@@ -258,21 +258,9 @@ fn pick(providers: &AHashMap<Bytes, Vec<ConnId>>, name: &[u8], tried: &[ConnId])
 mod tests {
     use super::*;
 
-    const CALLER: ConnId = ConnId {
-        node: 0,
-        shard: 0,
-        local: 1,
-    };
-    const P1: ConnId = ConnId {
-        node: 0,
-        shard: 0,
-        local: 2,
-    };
-    const P2: ConnId = ConnId {
-        node: 0,
-        shard: 1,
-        local: 3,
-    };
+    const CALLER: ConnId = ConnId::on_this_node(0, 1);
+    const P1: ConnId = ConnId::on_this_node(0, 2);
+    const P2: ConnId = ConnId::on_this_node(1, 3);
 
     fn request(cid: &str) -> Box<Message> {
         Box::new(Message {

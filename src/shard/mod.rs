@@ -219,11 +219,7 @@ impl Shard {
     }
 
     fn conn_id(&self, local: u32) -> ConnId {
-        ConnId {
-            node: crate::core::ids::LOCAL_NODE,
-            shard: self.id as u16,
-            local,
-        }
+        ConnId::on_this_node(self.id as u16, local)
     }
 
     /// A new WebSocket connection; returns its local number.
