@@ -306,8 +306,7 @@ impl Future for Connection {
                     let Poll::Ready(end) = Pin::new(&mut *live).poll(cx) else {
                         return Poll::Pending;
                     };
-                    live.io.shard.borrow_mut().close_conn(live.local);
-                    live.io.pump.wake();
+                    live.io.pump.enter().close_conn(live.local);
                     let State::Open(live) = std::mem::replace(this, State::Done) else {
                         return Poll::Ready(());
                     };
@@ -353,7 +352,7 @@ async fn open(mut stream: TcpStream, io: Rc<ShardIo>) -> Option<Live> {
     };
     let now = io.runtime.now_ms();
     let outbox = Outbox::new(limits.outgoing, now);
-    let local = io.shard.borrow_mut().open_conn(outbox.clone(), now);
+    let local = io.pump.enter().open_conn(outbox.clone(), now);
     let mut live = Live {
         socket: Socket::Active(Box::new(stream)),
         io,
@@ -642,11 +641,10 @@ impl Live {
             handled |= !matches!(decoded, Ok(None));
             match decoded {
                 Ok(Some(event)) => match event {
-                    WsEvent::Binary(payload) => io
-                        .shard
-                        .borrow_mut()
-                        .on_client_frame(self.local, &payload, now),
-                    WsEvent::Text(_) => io.shard.borrow_mut().on_client_text(self.local),
+                    WsEvent::Binary(payload) => {
+                        io.pump.enter().on_client_frame(self.local, &payload, now)
+                    }
+                    WsEvent::Text(_) => io.pump.enter().on_client_text(self.local),
                     WsEvent::Ping(payload) => self.outbox.push(ws::frame(ws::OP_PONG, &payload)),
                     WsEvent::Pong(_) => {}
                     WsEvent::Close(_, _) => {
@@ -657,32 +655,24 @@ impl Live {
                 Ok(None) => break true,
                 Err(violation) => {
                     if violation.code == ws::CLOSE_TOO_BIG {
-                        io.shard.borrow_mut().on_oversize(self.local);
+                        io.pump.enter().on_oversize(self.local);
                     }
                     self.outbox.close(violation.code, violation.reason);
                     break false;
                 }
             }
         };
-        // A read that completed no frame gave the shard nothing to do.
-        if handled {
-            if self.max_message != 0 && io.shard.borrow().logged_in(self.local) {
-                self.decoder.set_max_message(self.max_message as usize);
-                self.max_message = 0;
-                let counter = &io.unauthenticated_bytes;
-                counter.set(
-                    counter
-                        .get()
-                        .saturating_sub(self.held_before_login as usize),
-                );
-                self.held_before_login = 0;
-            }
-            let jobs = io.shard.borrow_mut().take_auth_jobs();
-            for job in jobs {
-                glommio::spawn_local(super::webhook::run(job, io.shard.clone(), io.pump.clone()))
-                    .detach();
-            }
-            io.pump.wake();
+        // Once logged in, a connection may send frames of full size.
+        if handled && self.max_message != 0 && io.shard.borrow().logged_in(self.local) {
+            self.decoder.set_max_message(self.max_message as usize);
+            self.max_message = 0;
+            let counter = &io.unauthenticated_bytes;
+            counter.set(
+                counter
+                    .get()
+                    .saturating_sub(self.held_before_login as usize),
+            );
+            self.held_before_login = 0;
         }
         keep_going
     }

@@ -47,19 +47,18 @@ impl Pump {
         pump.start_store_worker();
         let me = shard.borrow().id;
         for (_, receiver) in receivers.streams() {
-            let (shard, pump, runtime) = (shard.clone(), pump.clone(), runtime.clone());
+            let (pump, runtime) = (pump.clone(), runtime.clone());
             let backlog = backlog.clone();
             glommio::spawn_local(async move {
                 while let Some(batch) = receiver.recv().await {
                     let now = runtime.now_ms();
                     let count = batch.len();
-                    let mut shard = shard.borrow_mut();
+                    let mut entered = pump.enter();
                     for msg in batch {
-                        shard.on_peer_msg(msg, now);
+                        entered.on_peer_msg(msg, now);
                     }
-                    drop(shard);
+                    drop(entered);
                     backlog.handled(me, count);
-                    pump.wake();
                 }
             })
             .detach();
@@ -89,8 +88,23 @@ impl Pump {
         pump
     }
 
-    /// Call after any shard work: peers' messages go out, store jobs start.
-    pub fn wake(&self) {
+    /// The shard, for one input. Dropping the guard drains the outputs: auth jobs start,
+    /// messages for peers go out, store jobs start. Every input goes through here, so no caller
+    /// can forget to.
+    pub fn enter(&self) -> Entered<'_> {
+        Entered {
+            shard: Some(self.shard.borrow_mut()),
+            pump: self,
+        }
+    }
+
+    /// The shard's config (shared, read-only).
+    pub fn config(&self) -> std::sync::Arc<crate::config::Config> {
+        self.shard.borrow().config_arc()
+    }
+
+    /// Wakes the tasks that drain the shard's outputs (peers' messages, store jobs).
+    fn wake(&self) {
         self.pending.set(true);
         if let Some(waker) = self.waker.borrow_mut().take() {
             waker.wake();
@@ -110,11 +124,9 @@ impl Pump {
             let pump = pump.clone();
             std::rc::Rc::new(move |result, took: std::time::Duration| {
                 let now = pump.runtime.now_ms();
-                let mut shard = pump.shard.borrow_mut();
+                let mut shard = pump.enter();
                 shard.record_store_latency(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
                 shard.on_store_result(result, now);
-                drop(shard);
-                pump.wake();
             })
         };
         let workers = StoreWorkers::start(pump.store.clone(), on_result);
@@ -135,5 +147,41 @@ impl Pump {
             }
         })
         .detach();
+    }
+}
+
+/// The shard borrowed for one input; see `Pump::enter`.
+pub struct Entered<'a> {
+    shard: Option<std::cell::RefMut<'a, Shard>>,
+    pump: &'a Pump,
+}
+
+impl std::ops::Deref for Entered<'_> {
+    type Target = Shard;
+    fn deref(&self) -> &Shard {
+        // Some until the guard drops.
+        self.shard.as_deref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl std::ops::DerefMut for Entered<'_> {
+    fn deref_mut(&mut self) -> &mut Shard {
+        self.shard.as_deref_mut().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        let jobs = self
+            .shard
+            .as_mut()
+            .map(|s| s.take_auth_jobs())
+            .unwrap_or_default();
+        // The shard is released before any task that may borrow it starts.
+        self.shard = None;
+        for job in jobs {
+            glommio::spawn_local(super::webhook::run(job, self.pump.clone())).detach();
+        }
+        self.pump.wake();
     }
 }

@@ -300,12 +300,11 @@ async fn shard_main(
         backlog.clone(),
     );
     let ticker = {
-        let (shard, pump, runtime) = (shard.clone(), pump.clone(), runtime.clone());
+        let (pump, runtime) = (pump.clone(), runtime.clone());
         glommio::spawn_local(async move {
             while !runtime.stopping.load(Ordering::Relaxed) {
                 glommio::timer::sleep(TICK).await;
-                shard.borrow_mut().tick(runtime.now_ms());
-                pump.wake();
+                pump.enter().tick(runtime.now_ms());
             }
         })
         .detach()

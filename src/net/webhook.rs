@@ -6,20 +6,17 @@ use super::mesh::Pump;
 use crate::auth::{self, LoginOk};
 use crate::config::{AuthConfig, HttpAuth};
 use crate::shard::session::{AuthJob, AuthWork};
-use crate::shard::Shard;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::time::Duration;
 
 /// Largest webhook answer read; more is refused.
 const MAX_RESPONSE: usize = 64 * 1024;
 
 /// Does one job and hands the verdict back to the shard.
-pub async fn run(job: AuthJob, shard: Rc<RefCell<Shard>>, pump: Pump) {
+pub async fn run(job: AuthJob, pump: Pump) {
     let answer = match job.work {
         AuthWork::Webhook(body) => {
-            let settings = match shard.borrow().config().auth.get(job.strategy) {
+            let settings = match pump.config().auth.get(job.strategy) {
                 Some(AuthConfig::Http(settings)) => settings.clone(),
                 _ => return,
             };
@@ -30,10 +27,7 @@ pub async fn run(job: AuthJob, shard: Rc<RefCell<Shard>>, pump: Pump) {
             .await
             .ok_or(None),
     };
-    shard
-        .borrow_mut()
-        .on_auth_answer(job.local, job.strategy, answer);
-    pump.wake();
+    pump.enter().on_auth_answer(job.local, job.strategy, answer);
 }
 
 async fn ask_with_retries(settings: &HttpAuth, body: &str) -> Result<LoginOk, Option<String>> {

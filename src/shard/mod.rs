@@ -214,6 +214,10 @@ impl Shard {
         }
     }
 
+    pub fn config_arc(&self) -> Arc<Config> {
+        self.config.clone()
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
