@@ -9,14 +9,20 @@ use corestream::config::{AuthConfig, Config};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// conf/ of the published package, unpacked once into target/.
+/// The tests of this file fetch the package once between them.
+static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// conf/ of the published package, unpacked once into target/ (into a scratch folder first,
+/// then renamed, so no reader ever sees half of it).
 fn shipped_conf() -> PathBuf {
+    let _one_at_a_time = FETCH.lock().unwrap_or_else(|e| e.into_inner());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/deepstream-server-7.0.2");
     let conf = root.join("package/conf");
     if conf.join("config.yml").is_file() {
         return conf;
     }
-    std::fs::create_dir_all(&root).expect("target dir");
+    let scratch = root.join(format!("unpacking-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).expect("target dir");
     let pack = Command::new("npm")
         .args([
             "pack",
@@ -24,7 +30,7 @@ fn shipped_conf() -> PathBuf {
             "--silent",
             "--pack-destination",
         ])
-        .arg(&root)
+        .arg(&scratch)
         .output()
         .expect("npm runs (the project's real-client tests need it too)");
     assert!(
@@ -34,13 +40,17 @@ fn shipped_conf() -> PathBuf {
     );
     let untar = Command::new("tar")
         .arg("xzf")
-        .arg(root.join("deepstream-server-7.0.2.tgz"))
+        .arg(scratch.join("deepstream-server-7.0.2.tgz"))
         .arg("-C")
-        .arg(&root)
+        .arg(&scratch)
         .arg("package/conf")
         .status()
         .expect("tar");
     assert!(untar.success());
+    // Another process may have finished first: then its copy stands.
+    let _ = std::fs::rename(scratch.join("package"), root.join("package"));
+    let _ = std::fs::remove_dir_all(&scratch);
+    assert!(conf.join("config.yml").is_file(), "unpacked");
     conf
 }
 
