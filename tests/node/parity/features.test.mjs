@@ -1,21 +1,11 @@
 // enabledFeatures with the real client, against a server started with features.yml beside
 // this file (corestream or the reference): RPC and presence are switched off.
-import { test, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createRequire } from 'node:module'
-
-const require = createRequire(`${process.env.DS_CLIENT_HOME}/package.json`)
-const { DeepstreamClient } = require('@deepstream/client')
-const URL = process.env.DS_URL
-const open = []
-after(() => { while (open.length) open.pop().close() })
-const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
+import { sleep, connect } from '../lib/users.mjs'
 
 async function client () {
-  const c = new DeepstreamClient(URL, { offlineEnabled: false, maxReconnectAttempts: 0 })
-  c.errors = []
-  c.on('error', (error, event) => c.errors.push(String(event || error)))
-  open.push(c)
+  const c = connect()
   await c.login({})
   return c
 }

@@ -1,33 +1,9 @@
 // Behaviours where corestream once differed from deepstream 7, with the real client. Runs
 // against any server started with the config.yml beside this file (corestream or the
 // reference), and gives the same answers on both.
-import { test, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createRequire } from 'node:module'
-
-const require = createRequire(`${process.env.DS_CLIENT_HOME}/package.json`)
-const { DeepstreamClient } = require('@deepstream/client')
-const URL = process.env.DS_URL
-const open = []
-after(() => { while (open.length) open.pop().close() })
-
-const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
-const uniq = prefix => `${prefix}/${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`
-const within = (promise, ms, what) => Promise.race([promise, sleep(ms).then(() => { throw new Error(`timed out: ${what}`) })])
-
-function connect () {
-  const c = new DeepstreamClient(URL, { offlineEnabled: false, maxReconnectAttempts: 0 })
-  c.errors = []
-  c.on('error', (error, event) => c.errors.push(String(event || error)))
-  open.push(c)
-  return c
-}
-
-async function login (username, password = 'secret') {
-  const c = connect()
-  await within(c.login({ username, password }), 3000, `${username} login`)
-  return c
-}
+import { sleep, uniq, within, connect, login } from '../lib/users.mjs'
 
 // Which of `payloads` alice may publish on a fresh name under `prefix`, as a subscriber sees.
 async function published (prefix, payloads) {

@@ -1,39 +1,17 @@
 // File auth and Valve permissions with the real @deepstream/client. Runs against any server
 // started with the config.yml beside this file (corestream or the reference).
-import { test, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createRequire } from 'node:module'
-
-const require = createRequire(`${process.env.DS_CLIENT_HOME}/package.json`)
-const { DeepstreamClient } = require('@deepstream/client')
-const URL = process.env.DS_URL
-const open = []
-after(() => { while (open.length) open.pop().close() })
-
-const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
-const uniq = prefix => `${prefix}/${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`
-const within = (promise, ms, what) => Promise.race([promise, sleep(ms).then(() => { throw new Error(`timed out: ${what}`) })])
-
-async function login (username, password = 'secret') {
-  const c = new DeepstreamClient(URL, { offlineEnabled: false, maxReconnectAttempts: 0 })
-  c.errors = []
-  c.on('error', (error, event) => c.errors.push(String(event || error)))
-  open.push(c)
-  const clientData = await c.login({ username, password })
-  return Object.assign(c, { clientData })
-}
+import { sleep, uniq, within, connect, login } from '../lib/users.mjs'
 
 test('good logins carry clientData, bad ones fail, too many close the connection', async () => {
   const alice = await within(login('alice'), 3000, 'alice login')
   assert.deepEqual(alice.clientData, { greeting: 'hello alice' })
-  const c = new DeepstreamClient(URL, { offlineEnabled: false, maxReconnectAttempts: 0 })
-  open.push(c)
-  const errors = []
-  c.on('error', (error, event) => errors.push(String(event || error)))
+  const c = connect()
   await assert.rejects(within(c.login({ username: 'alice', password: 'wrong' }), 3000, 'bad login'))
   await assert.rejects(within(c.login({ username: 'mallory', password: 'secret' }), 3000, 'unknown user'))
   await sleep(300)
-  assert.ok(errors.some(e => e.includes('TOO_MANY_AUTH_ATTEMPTS')), `errors: ${errors}`)
+  assert.ok(c.errors.some(e => e.includes('TOO_MANY_AUTH_ATTEMPTS')), `errors: ${c.errors}`)
 })
 
 test('users may only write their own profile; a denied write leaves the record unchanged', async () => {
