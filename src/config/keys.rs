@@ -107,11 +107,6 @@ fn plugin_is(value: &Value, inert_types: &[&str]) -> bool {
 pub fn refuse_unbuilt(rest: &BTreeMap<String, Value>) -> Result<(), String> {
     for (key, value) in rest {
         let refusal = match key.as_str() {
-            "cache" | "storage" if !plugin_is(value, &["default"]) => format!(
-                "{key}: connectors are not built yet; corestream keeps records in memory only, \
-                 so this deployment's data would not be read or kept. Remove the section to run \
-                 in memory"
-            ),
             "clusterNode" if !plugin_is(value, &["default"]) => {
                 "clusterNode: clustering is not built yet; this node would serve its clients \
                  alone, apart from the cluster"
@@ -167,8 +162,10 @@ pub fn warn_top_level(rest: &BTreeMap<String, Value>, warnings: &mut Vec<String>
             // Read by `Config::read_logging`.
             "logLevel" => {}
             k if NO_EFFECT.contains(&k) => {}
+            // Read by `StoreConfig::read_plugins`.
+            "cache" | "storage" => {}
             // Refused by `refuse_unbuilt` unless they ask for what corestream does anyway.
-            "cache" | "storage" | "clusterNode" | "monitoring" | "plugins" => {}
+            "clusterNode" | "monitoring" | "plugins" => {}
             "logger" if plugin_is(value, &["default", "json"]) => {}
             "telemetry" => {
                 if value.get("options").and_then(|o| o.get("enabled")) == Some(&Value::Bool(true)) {

@@ -49,6 +49,8 @@ pub struct Config {
     pub log_level: crate::log::Level,
     /// `logger: {type: json}` writes JSON lines; `default` writes text.
     pub log_format: crate::log::Format,
+    /// The record layer: `cache`, `storage` and the `record` section's store keys.
+    pub store: crate::store::StoreConfig,
 }
 
 /// deepstream's `enabledFeatures`: a message of a disabled topic passes the permission check
@@ -193,6 +195,7 @@ impl Default for Config {
             enabled_features: EnabledFeatures::default(),
             log_level: crate::log::Level::Info,
             log_format: crate::log::Format::Text,
+            store: crate::store::StoreConfig::default(),
         }
     }
 }
@@ -471,7 +474,15 @@ impl Config {
                 "record",
                 &mut config.warnings,
             );
+            config
+                .store
+                .read_record(&record)
+                .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
         }
+        config
+            .store
+            .read_plugins(raw.rest.get("cache"), raw.rest.get("storage"), dir)
+            .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
         for endpoint in raw.connection_endpoints.unwrap_or_default() {
             match endpoint.kind.as_deref() {
                 Some("ws-binary") => {
@@ -860,8 +871,11 @@ mod tests {
     #[test]
     fn keys_that_would_change_security_or_data_refuse_to_start() {
         for (text, needle) in [
-            ("cache:\n  name: redis\n", "cache"),
-            ("storage:\n  name: postgres\n  options: {}\n", "storage"),
+            ("cache:\n  name: memcached\n", "cache"),
+            ("storage:\n  name: mongodb\n  options: {}\n", "storage"),
+            ("storage:\n  path: ./my-storage.js\n", "storage.path"),
+            ("cache:\n  name: redis\n  options: {nodes: [{host: a}]}\n", "nodes"),
+            ("record:\n  storageExclusionPrefixes: tmp/\n", "storageExclusionPrefixes"),
             ("clusterNode:\n  name: redis\n", "clusterNode"),
             ("monitoring:\n  type: http\n", "monitoring"),
             ("monitoring:\n  - type: none\n  - type: log\n", "monitoring"),

@@ -62,6 +62,7 @@ pub fn run(
         started: Instant::now(),
         stopping,
     };
+    let connectors = Arc::new(crate::store::Connectors::start(&config.store, shards)?);
     let config = Arc::new(config);
     let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(shards, MESH_CAPACITY);
     let backlog = Arc::new(backlog::Backlog::new(shards));
@@ -73,12 +74,13 @@ pub fn run(
     for (id, cpu) in options.cpus.iter().copied().enumerate() {
         let (ready, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         started.push(started_rx);
-        let (mesh, config, runtime, host, backlog) = (
+        let (mesh, config, runtime, host, backlog, connectors) = (
             mesh.clone(),
             config.clone(),
             runtime.clone(),
             options.host.clone(),
             backlog.clone(),
+            connectors.clone(),
         );
         // The blocking pool runs password hashes and the parked sockets' epoll wait: two
         // threads, so neither waits for the other, left unpinned, so a hash does not take
@@ -90,9 +92,19 @@ pub fn run(
         let handle = builder
             .spawn(move || async move {
                 let shard = Rc::new(RefCell::new(Shard::new(id, shards, config)));
-                let result = match bind(&host, port) {
-                    Ok(listener) => {
-                        shard_main(shard, listener, mesh, runtime, backlog, ready).await
+                let opened = connectors
+                    .open(id)
+                    .and_then(|store| Ok((store, bind(&host, port)?)));
+                let result = match opened {
+                    Ok((store, listener)) => {
+                        let parts = ShardParts {
+                            listener,
+                            store,
+                            mesh,
+                            runtime,
+                            backlog,
+                        };
+                        shard_main(shard, parts, ready).await
                     }
                     Err(e) => {
                         let _ = ready.send(Err(e.clone()));
@@ -138,13 +150,14 @@ pub fn run(
         crate::log!(
             crate::log::Level::Info,
             "STARTED",
-            "corestream {} \"{}\": {} shards on cpus {:?}, ws-binary on {}:{port}{}",
+            "corestream {} \"{}\": {} shards on cpus {:?}, ws-binary on {}:{port}{}, {}",
             env!("CARGO_PKG_VERSION"),
             config.server_name,
             options.cpus.len(),
             options.cpus,
             options.host,
-            config.url_path
+            config.url_path,
+            config.store.describe()
         );
         println!("listening on {}:{port}", options.host);
         use std::io::Write;
@@ -276,21 +289,33 @@ fn resolve_port(host: &str, port: u16) -> Result<(u16, Option<std::os::fd::Owned
     Ok((port, Some(holder)))
 }
 
-async fn shard_main(
-    shard: Rc<RefCell<Shard>>,
+/// What a shard runs with besides its state.
+struct ShardParts {
     listener: glommio::net::TcpListener,
+    store: Rc<dyn crate::store::RecordStore>,
     mesh: MeshBuilder<Batch, glommio::channels::channel_mesh::Full>,
     runtime: Runtime,
     backlog: Arc<backlog::Backlog>,
+}
+
+async fn shard_main(
+    shard: Rc<RefCell<Shard>>,
+    parts: ShardParts,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) -> Result<(), String> {
+    let ShardParts {
+        listener,
+        store,
+        mesh,
+        runtime,
+        backlog,
+    } = parts;
     let joined = mesh
         .join()
         .await
         .map_err(|_| "cannot join the shard mesh".to_string());
     let _ = ready.send(joined.as_ref().map(|_| ()).map_err(Clone::clone));
     let (senders, receivers) = joined?;
-    let store: Rc<dyn crate::store::RecordStore> = Rc::new(crate::store::MemoryStore::default());
     let pump = mesh::Pump::start(
         shard.clone(),
         senders,

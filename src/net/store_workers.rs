@@ -1,15 +1,18 @@
-//! A shard's store jobs, run on the shard's executor up to the store's `concurrency()` at a
-//! time. Order per record is kept by the shard's `RecordCache` (one load and one write in flight
-//! per record), so jobs for different records may overlap: a remote store is not one round trip
-//! at a time per shard.
+//! A shard's store jobs, run on the shard's executor in batches, up to the store's
+//! `concurrency()` batches at a time. A worker takes every job queued (up to `MAX_BATCH`) as one
+//! batch: one round trip to a remote store, one commit to a durable one, however many records.
+//! Order per record is kept by the shard's `RecordCache` (one load and one write in flight per
+//! record), so batches may overlap.
 
-use crate::shard::records::{StoreJob, StoreResult};
-use crate::store::RecordStore;
+use crate::store::{RecordStore, StoreJob, StoreResult};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
+
+/// Jobs one batch takes at most.
+const MAX_BATCH: usize = 1024;
 
 /// What runs after each job: hand the result, and how long the store took, to the shard.
 pub type OnResult = Rc<dyn Fn(StoreResult, std::time::Duration)>;
@@ -37,20 +40,22 @@ impl StoreWorkers {
                 (workers.queue.clone(), store.clone(), on_result.clone());
             glommio::spawn_local(async move {
                 loop {
-                    let job = poll_fn(|cx| {
+                    let batch = poll_fn(|cx| {
                         let mut queue = queue.borrow_mut();
-                        match queue.jobs.pop_front() {
-                            Some(job) => Poll::Ready(job),
-                            None => {
-                                queue.idle.push(cx.waker().clone());
-                                Poll::Pending
-                            }
+                        if queue.jobs.is_empty() {
+                            queue.idle.push(cx.waker().clone());
+                            return Poll::Pending;
                         }
+                        let n = queue.jobs.len().min(MAX_BATCH);
+                        Poll::Ready(queue.jobs.drain(..n).collect::<Vec<_>>())
                     })
                     .await;
                     let started = std::time::Instant::now();
-                    let result = run(job, store.as_ref()).await;
-                    on_result(result, started.elapsed());
+                    let results = store.run_batch(batch).await;
+                    let took = started.elapsed();
+                    for result in results {
+                        on_result(result, took);
+                    }
                 }
             })
             .detach();
@@ -58,34 +63,20 @@ impl StoreWorkers {
         workers
     }
 
-    /// Queues jobs and wakes as many idle workers.
+    /// Queues jobs and wakes an idle worker for each batch's worth.
     pub fn submit(&self, jobs: Vec<StoreJob>) {
+        if jobs.is_empty() {
+            return;
+        }
         let wake: Vec<Waker> = {
             let mut queue = self.queue.borrow_mut();
-            let n = jobs.len().min(queue.idle.len());
             queue.jobs.extend(jobs);
+            let n = queue.jobs.len().div_ceil(MAX_BATCH).min(queue.idle.len());
             let at = queue.idle.len() - n;
             queue.idle.split_off(at)
         };
         for waker in wake {
             waker.wake();
-        }
-    }
-}
-
-/// One load, write or delete against the store.
-async fn run(job: StoreJob, store: &dyn RecordStore) -> StoreResult {
-    match job {
-        StoreJob::Load { name } => {
-            let result = store.get(&name).await;
-            StoreResult::Loaded { name, result }
-        }
-        StoreJob::Write { name, record } => {
-            let result = match record {
-                Some(record) => store.set(&name, record.version, record.data).await,
-                None => store.delete(&name).await,
-            };
-            StoreResult::Written { name, result }
         }
     }
 }
@@ -97,7 +88,8 @@ mod tests {
     use bytes::Bytes;
     use std::cell::Cell;
 
-    /// A store that answers after a timer, counting how many operations overlap.
+    /// A store that answers after a timer, counting how many operations overlap (the default
+    /// `run_batch` runs a batch's jobs one after the other, so that is how many batches).
     struct SlowStore {
         running: Cell<usize>,
         most: Cell<usize>,
@@ -125,7 +117,7 @@ mod tests {
     }
 
     #[test]
-    fn jobs_overlap_up_to_the_stores_concurrency_and_every_one_is_answered() {
+    fn batches_overlap_up_to_the_stores_concurrency_and_every_job_is_answered() {
         let most = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .spawn(|| async {
                 let store = Rc::new(SlowStore {
@@ -141,12 +133,13 @@ mod tests {
                     }
                 });
                 let workers = StoreWorkers::start(store.clone(), on_result);
-                let jobs = (0..40)
-                    .map(|i| StoreJob::Load {
+                // One job at a time, letting a worker pick each up: batches then overlap.
+                for i in 0..40 {
+                    workers.submit(vec![StoreJob::Load {
                         name: Bytes::from(format!("r{i}")),
-                    })
-                    .collect();
-                workers.submit(jobs);
+                    }]);
+                    futures_lite::future::yield_now().await;
+                }
                 while answered.borrow().len() < 40 {
                     glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
                 }

@@ -107,6 +107,8 @@ pub mod record_action {
     pub const SUBSCRIPTION_HAS_NO_PROVIDER: i32 = 32;
     pub const SUBSCRIPTION_FOR_PATTERN_FOUND: i32 = 33;
     pub const SUBSCRIPTION_FOR_PATTERN_REMOVED: i32 = 34;
+    pub const CACHE_RETRIEVAL_TIMEOUT: i32 = 100;
+    pub const STORAGE_RETRIEVAL_TIMEOUT: i32 = 101;
     pub const VERSION_EXISTS: i32 = 102;
     pub const RECORD_LOAD_ERROR: i32 = 103;
     pub const RECORD_CREATE_ERROR: i32 = 104;

@@ -14,31 +14,7 @@ use ahash::AHashMap;
 use bytes::Bytes;
 use std::sync::Arc;
 
-/// Work for the runtime's store.
-#[derive(Debug, Clone)]
-pub enum StoreJob {
-    Load {
-        name: Bytes,
-    },
-    /// `None` deletes.
-    Write {
-        name: Bytes,
-        record: Option<StoredRecord>,
-    },
-}
-
-/// The store's answer to a `StoreJob`.
-#[derive(Debug, Clone)]
-pub enum StoreResult {
-    Loaded {
-        name: Bytes,
-        result: Result<Option<StoredRecord>, StorageError>,
-    },
-    Written {
-        name: Bytes,
-        result: Result<(), StorageError>,
-    },
-}
+pub use crate::store::{StoreJob, StoreResult};
 
 /// Something that needs a record loaded first.
 pub enum Waiting {
@@ -115,11 +91,7 @@ impl RecordCache {
                             effects.push(match item {
                                 Waiting::Op { msg, from, .. } => RecordEffect::Reply(
                                     from,
-                                    Box::new(store_error(
-                                        &msg,
-                                        record_action::RECORD_LOAD_ERROR,
-                                        &error,
-                                    )),
+                                    Box::new(store_error(&msg, load_error_action(&error), &error)),
                                 ),
                                 Waiting::RuleRead {
                                     names,
@@ -135,6 +107,8 @@ impl RecordCache {
                     }
                 }
             }
+            // Nothing asks for a version alone yet: heads are answered from loaded records.
+            StoreResult::Headed { .. } => {}
             StoreResult::Written { name, result } => {
                 let Some(mut queue) = self.writing.remove(&name) else {
                     return effects;
@@ -288,10 +262,7 @@ impl Shard {
     /// The store's answers come back here; the cache works out what they mean
     /// (`RecordCache::on_store_result`) and the shard carries it out.
     pub fn on_store_result(&mut self, result: StoreResult, now: u64) {
-        let failed = match &result {
-            StoreResult::Loaded { result, .. } => result.is_err(),
-            StoreResult::Written { result, .. } => result.is_err(),
-        };
+        let failed = result.is_err();
         self.count(|m| {
             m.store_operations += 1;
             m.store_errors += u64::from(failed);
@@ -357,20 +328,7 @@ impl Shard {
                 return ran;
             }
             ran += jobs.len();
-            for job in jobs {
-                let result = match job {
-                    StoreJob::Load { name } => {
-                        let result = futures_lite::future::block_on(store.get(&name));
-                        StoreResult::Loaded { name, result }
-                    }
-                    StoreJob::Write { name, record } => {
-                        let result = futures_lite::future::block_on(match record {
-                            Some(record) => store.set(&name, record.version, record.data),
-                            None => store.delete(&name),
-                        });
-                        StoreResult::Written { name, result }
-                    }
-                };
+            for result in futures_lite::future::block_on(store.run_batch(jobs)) {
                 self.on_store_result(result, now);
             }
         }
@@ -380,6 +338,18 @@ impl Shard {
     #[must_use]
     pub fn take_store_jobs(&mut self) -> Vec<StoreJob> {
         self.owner_side.records.take_jobs()
+    }
+}
+
+/// The reference's answer to a read that failed: a layer that did not answer in time has an
+/// action of its own.
+fn load_error_action(error: &StorageError) -> i32 {
+    match error {
+        StorageError::Timeout(crate::store::Layer::Cache) => record_action::CACHE_RETRIEVAL_TIMEOUT,
+        StorageError::Timeout(crate::store::Layer::Storage) => {
+            record_action::STORAGE_RETRIEVAL_TIMEOUT
+        }
+        _ => record_action::RECORD_LOAD_ERROR,
     }
 }
 

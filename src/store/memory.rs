@@ -1,4 +1,5 @@
-//! The embedded default store: a map per shard; a record costs its name and its bytes.
+//! The default store: a map per shard; a record costs its name and its bytes. It is also
+//! deepstream's default cache in front of storage, for the names storage does not keep.
 
 use super::{RecordStore, StoreFuture, StoredRecord};
 use ahash::AHashMap;
@@ -56,12 +57,24 @@ mod tests {
         );
         assert_eq!(block_on(store.head(b"a")).unwrap(), 3);
         assert_eq!(block_on(store.head(b"b")).unwrap(), -1);
-        let names = [Bytes::from_static(b"a"), Bytes::from_static(b"b")];
-        let bulk = block_on(store.get_bulk(&names)).unwrap();
-        assert_eq!(
-            bulk.iter().map(Option::is_some).collect::<Vec<_>>(),
-            [true, false]
-        );
+        let jobs = ["a", "b"].map(|n| crate::store::StoreJob::Load {
+            name: Bytes::from_static(n.as_bytes()),
+        });
+        let bulk = block_on(store.run_batch(jobs.to_vec()));
+        assert!(matches!(
+            &bulk[0],
+            crate::store::StoreResult::Loaded {
+                result: Ok(Some(_)),
+                ..
+            }
+        ));
+        assert!(matches!(
+            &bulk[1],
+            crate::store::StoreResult::Loaded {
+                result: Ok(None),
+                ..
+            }
+        ));
         block_on(store.delete(b"a")).unwrap();
         assert_eq!(block_on(store.get(b"a")).unwrap(), None);
         assert_eq!(store.concurrency(), 1);

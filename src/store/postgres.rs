@@ -1,0 +1,594 @@
+//! The PostgreSQL storage connector, with the layout of deepstream's
+//! `@deepstream/storage-postgres` 3.0.4: schema `ds` by default, one table per name prefix
+//! before the first `/` (else `defaultTable`), the rest of the name as the row's id, columns
+//! `id text primary key, version int, val text|jsonb`. Tables are made on first use; writes wait
+//! up to `writeInterval` ms to be grouped and go out as one upsert per table. Unlike the
+//! reference, names travel as query parameters and table names as quoted identifiers, so no
+//! name can change the SQL; `"` and `;` are still dropped from tables and ids, as the reference
+//! drops them, so rows it wrote are found under the same names.
+
+use super::remote::Connector;
+use super::{Layer, StorageError, StoreJob, StoreResult, StoredRecord};
+use ahash::AHashMap;
+use bytes::Bytes;
+use serde_yaml::Value;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Batches a shard keeps in flight against PostgreSQL.
+const CONCURRENCY: usize = 8;
+/// Writes waiting for the next flush before writers are refused.
+pub const MAX_BUFFERED_WRITES: usize = 100_000;
+/// The reference's code for "no such table".
+const UNDEFINED_TABLE: &str = "42P01";
+
+/// `storage.options` as the reference connector reads them (pg's pool options and its own).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostgresOptions {
+    pub connection_string: Option<String>,
+    pub host: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub database: Option<String>,
+    pub schema: String,
+    pub default_table: String,
+    pub max_connections: usize,
+    pub write_interval: Duration,
+    pub use_jsonb: bool,
+    /// Tables get the reference's trigger that NOTIFYs the schema's channel on each change.
+    pub notify_on_change: bool,
+}
+
+impl PostgresOptions {
+    pub fn parse(options: Option<&Value>) -> Result<PostgresOptions, String> {
+        let empty = Value::Null;
+        let o = options.unwrap_or(&empty);
+        if o.get("ssl")
+            .is_some_and(|v| !v.is_null() && v != &Value::Bool(false))
+        {
+            return Err("storage.options.ssl: TLS to PostgreSQL is not supported yet".into());
+        }
+        let text = |key: &str| -> Result<Option<String>, String> {
+            match o.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(Value::Number(n)) => Ok(Some(n.to_string())),
+                Some(_) => Err(format!("storage.options.{key} must be text")),
+            }
+        };
+        let number = |key: &str| -> Result<Option<u64>, String> {
+            match o.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Number(n)) => n
+                    .as_u64()
+                    .map(Some)
+                    .ok_or_else(|| format!("storage.options.{key} must be a whole number")),
+                Some(Value::String(s)) => s
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| format!("storage.options.{key} must be a whole number")),
+                Some(_) => Err(format!("storage.options.{key} must be a whole number")),
+            }
+        };
+        let flag = |key: &str| -> Result<Option<bool>, String> {
+            match o.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Bool(b)) => Ok(Some(*b)),
+                Some(_) => Err(format!("storage.options.{key} must be true or false")),
+            }
+        };
+        let notifications = match o.get("notifications") {
+            None | Some(Value::Null) => true,
+            Some(Value::Mapping(m)) => ["INSERT", "UPDATE", "DELETE"]
+                .iter()
+                .any(|k| m.get(*k) != Some(&Value::Bool(false))),
+            Some(_) => return Err("storage.options.notifications must be a mapping".into()),
+        };
+        let port = number("port")?.unwrap_or(5432);
+        Ok(PostgresOptions {
+            connection_string: text("connectionString")?,
+            host: text("host")?.unwrap_or_else(|| "localhost".into()),
+            port: u16::try_from(port).map_err(|_| "storage.options.port is out of range")?,
+            user: text("user")?,
+            password: text("password")?,
+            database: text("database")?,
+            schema: text("schema")?.unwrap_or_else(|| "ds".into()),
+            default_table: text("defaultTable")?.unwrap_or_else(|| "default".into()),
+            max_connections: number("max")?.map_or(10, |n| n.clamp(1, 1000) as usize),
+            write_interval: Duration::from_millis(number("writeInterval")?.unwrap_or(200)),
+            use_jsonb: flag("useJsonb")?.unwrap_or(false),
+            notify_on_change: notifications,
+        })
+    }
+
+    fn pg_config(&self, timeout: Duration) -> Result<tokio_postgres::Config, String> {
+        let mut config = match &self.connection_string {
+            Some(s) => s
+                .parse::<tokio_postgres::Config>()
+                .map_err(|e| format!("storage.options.connectionString: {e}"))?,
+            None => {
+                let mut c = tokio_postgres::Config::new();
+                c.host(&self.host).port(self.port);
+                c
+            }
+        };
+        if let Some(user) = &self.user {
+            config.user(user);
+        } else if config.get_user().is_none() {
+            config.user(std::env::var("PGUSER").unwrap_or_else(|_| "postgres".into()));
+        }
+        if let Some(password) = &self.password {
+            config.password(password);
+        }
+        if let Some(database) = &self.database {
+            config.dbname(database);
+        }
+        config.connect_timeout(timeout);
+        config.application_name("corestream");
+        Ok(config)
+    }
+}
+
+/// Where a record lives: the reference's `parseDSKey`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RowKey {
+    pub table: String,
+    pub id: String,
+}
+
+pub fn row_key(name: &[u8], default_table: &str) -> RowKey {
+    let name = String::from_utf8_lossy(name);
+    let clean = |s: &str| s.replace(['"', ';'], "");
+    match name.find('/') {
+        Some(at) => RowKey {
+            table: clean(&name[..at]),
+            id: clean(&name[at + 1..]),
+        },
+        None => RowKey {
+            table: default_table.to_string(),
+            id: clean(&name),
+        },
+    }
+}
+
+/// An identifier quoted for SQL: `"` doubled inside quotes.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+type WriteDone = tokio::sync::oneshot::Sender<Result<(), StorageError>>;
+/// A row waiting to be written: its version, its JSON and who waits for it.
+type BufferedRow = (i32, Bytes, Vec<WriteDone>);
+
+/// Writes waiting for the next flush, by table, last write per row winning.
+#[derive(Default)]
+struct Buffered {
+    tables: AHashMap<String, AHashMap<String, BufferedRow>>,
+    count: usize,
+    flush_scheduled: bool,
+}
+
+pub struct PostgresStorage {
+    options: PostgresOptions,
+    pool: deadpool_postgres::Pool,
+    timeout: Duration,
+    ready: tokio::sync::OnceCell<()>,
+    buffered: Mutex<Buffered>,
+}
+
+impl PostgresStorage {
+    /// `timeout` is `record.storageRetrievalTimeout`: no read or flush waits longer.
+    pub fn new(
+        options: PostgresOptions,
+        timeout: Duration,
+    ) -> Result<Arc<PostgresStorage>, String> {
+        let manager = deadpool_postgres::Manager::from_config(
+            options.pg_config(timeout)?,
+            tokio_postgres::NoTls,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        );
+        let pool = deadpool_postgres::Pool::builder(manager)
+            .max_size(options.max_connections)
+            .build()
+            .map_err(|e| format!("storage: {e}"))?;
+        Ok(Arc::new(PostgresStorage {
+            options,
+            pool,
+            timeout,
+            ready: tokio::sync::OnceCell::new(),
+            buffered: Mutex::default(),
+        }))
+    }
+
+    pub fn options(&self) -> &PostgresOptions {
+        &self.options
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StorageError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| StorageError::Unavailable(format!("postgres: {e}")))?;
+        // The schema and the trigger function once per process, retried until it works.
+        self.ready
+            .get_or_try_init(|| async {
+                client
+                    .batch_execute(&self.init_sql())
+                    .await
+                    .map_err(|e| StorageError::Unavailable(format!("postgres: {e}")))
+            })
+            .await?;
+        Ok(client)
+    }
+
+    fn init_sql(&self) -> String {
+        let schema = ident(&self.options.schema);
+        // The trigger function the reference's tables call: NOTIFY "<schema>", 'OP:table:id'.
+        format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema};
+             CREATE OR REPLACE FUNCTION broadcast_update() RETURNS trigger AS $$
+             BEGIN
+               PERFORM pg_notify(TG_TABLE_SCHEMA, TG_OP || ':' || TG_TABLE_NAME || ':' ||
+                 CASE WHEN TG_OP = 'DELETE' THEN OLD.id ELSE NEW.id END);
+               RETURN NULL;
+             END;
+             $$ LANGUAGE plpgsql;"
+        )
+    }
+
+    fn table(&self, table: &str) -> String {
+        format!("{}.{}", ident(&self.options.schema), ident(table))
+    }
+
+    async fn create_table(
+        &self,
+        client: &deadpool_postgres::Object,
+        table: &str,
+    ) -> Result<(), StorageError> {
+        let qualified = self.table(table);
+        let kind = if self.options.use_jsonb {
+            "jsonb"
+        } else {
+            "text"
+        };
+        let mut sql = format!(
+            "CREATE TABLE IF NOT EXISTS {qualified} (id text NOT NULL, version int DEFAULT 0, \
+             val {kind} NOT NULL, PRIMARY KEY (id));"
+        );
+        if self.options.notify_on_change {
+            let trigger = ident(&format!(
+                "broadcast_update_{}_{}",
+                self.options.schema, table
+            ));
+            sql.push_str(&format!(
+                "DROP TRIGGER IF EXISTS {trigger} ON {qualified};
+                 CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {qualified}
+                 FOR EACH ROW EXECUTE PROCEDURE broadcast_update();"
+            ));
+        }
+        // Two servers may make the same table at once: the loser's error is not one.
+        match client.batch_execute(&sql).await {
+            Ok(()) => Ok(()),
+            Err(e)
+                if e.code()
+                    .is_some_and(|c| c.code() == "23505" || c.code() == "42P07") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(StorageError::Unavailable(format!("postgres: {e}"))),
+        }
+    }
+
+    /// Reads for one batch: one query per table.
+    async fn read(&self, names: Vec<Bytes>) -> Vec<Result<Option<StoredRecord>, StorageError>> {
+        let keys: Vec<RowKey> = names
+            .iter()
+            .map(|n| row_key(n, &self.options.default_table))
+            .collect();
+        let mut by_table: AHashMap<&str, Vec<&str>> = AHashMap::new();
+        for key in &keys {
+            by_table.entry(&key.table).or_default().push(&key.id);
+        }
+        let work = async {
+            let client = self.client().await?;
+            let mut found: AHashMap<RowKey, StoredRecord> = AHashMap::new();
+            for (table, ids) in by_table {
+                let sql = format!(
+                    "SELECT id, version, val::text FROM {} WHERE id = ANY($1)",
+                    self.table(table)
+                );
+                match client.query(&sql, &[&ids]).await {
+                    Ok(rows) => {
+                        for row in rows {
+                            let id: String = row.try_get(0).map_err(corrupt)?;
+                            let version: Option<i32> = row.try_get(1).map_err(corrupt)?;
+                            let val: String = row.try_get(2).map_err(corrupt)?;
+                            let key = RowKey {
+                                table: table.to_string(),
+                                id,
+                            };
+                            let record = StoredRecord {
+                                version: version.unwrap_or(0),
+                                data: Bytes::from(val),
+                            };
+                            found.insert(key, record);
+                        }
+                    }
+                    // No table yet: nothing of that prefix was ever written.
+                    Err(e) if e.code().is_some_and(|c| c.code() == UNDEFINED_TABLE) => {}
+                    Err(e) => return Err(StorageError::Unavailable(format!("postgres: {e}"))),
+                }
+            }
+            Ok(found)
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(Ok(mut found)) => keys.iter().map(|k| Ok(found.remove(k))).collect(),
+            Ok(Err(e)) => keys.iter().map(|_| Err(e.clone())).collect(),
+            Err(_) => keys
+                .iter()
+                .map(|_| Err(StorageError::Timeout(Layer::Storage)))
+                .collect(),
+        }
+    }
+
+    /// Queues a write for the next flush; the answer comes once it is written.
+    fn buffer(
+        self: &Arc<Self>,
+        name: &[u8],
+        record: StoredRecord,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<(), StorageError>>, StorageError> {
+        let key = row_key(name, &self.options.default_table);
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let schedule = {
+            let mut buffered = self.buffered.lock().map_err(|_| poisoned())?;
+            if buffered.count >= MAX_BUFFERED_WRITES {
+                return Err(StorageError::Unavailable(
+                    "storage write buffer is full".into(),
+                ));
+            }
+            let rows = buffered.tables.entry(key.table).or_default();
+            match rows.get_mut(&key.id) {
+                Some(row) => {
+                    row.0 = record.version;
+                    row.1 = record.data;
+                    row.2.push(done);
+                }
+                None => {
+                    rows.insert(key.id, (record.version, record.data, vec![done]));
+                    buffered.count += 1;
+                }
+            }
+            !std::mem::replace(&mut buffered.flush_scheduled, true)
+        };
+        if schedule {
+            let this = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(this.options.write_interval).await;
+                this.flush().await;
+            });
+        }
+        Ok(answer)
+    }
+
+    /// Writes everything buffered: one upsert per table.
+    async fn flush(&self) {
+        let tables = match self.buffered.lock() {
+            Ok(mut b) => {
+                b.flush_scheduled = false;
+                b.count = 0;
+                std::mem::take(&mut b.tables)
+            }
+            Err(_) => return,
+        };
+        for (table, rows) in tables {
+            let mut ids = Vec::with_capacity(rows.len());
+            let mut versions = Vec::with_capacity(rows.len());
+            let mut vals = Vec::with_capacity(rows.len());
+            let mut waiting = Vec::with_capacity(rows.len());
+            for (id, (version, data, done)) in rows {
+                ids.push(id);
+                versions.push(version);
+                vals.push(String::from_utf8_lossy(&data).into_owned());
+                waiting.extend(done);
+            }
+            let result = match tokio::time::timeout(
+                self.timeout,
+                self.upsert(&table, &ids, &versions, &vals),
+            )
+            .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(StorageError::Timeout(Layer::Storage)),
+            };
+            for done in waiting {
+                let _ = done.send(result.clone());
+            }
+        }
+    }
+
+    async fn upsert(
+        &self,
+        table: &str,
+        ids: &[String],
+        versions: &[i32],
+        vals: &[String],
+    ) -> Result<(), StorageError> {
+        let client = self.client().await?;
+        let val = if self.options.use_jsonb {
+            "d::jsonb"
+        } else {
+            "d"
+        };
+        let sql = format!(
+            "INSERT INTO {} (id, version, val) SELECT i, v, {val} \
+             FROM UNNEST($1::text[], $2::int[], $3::text[]) AS u(i, v, d) \
+             ON CONFLICT (id) DO UPDATE SET val = EXCLUDED.val, version = EXCLUDED.version",
+            self.table(table)
+        );
+        for attempt in 0..2 {
+            match client.execute(&sql, &[&ids, &versions, &vals]).await {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt == 0 && e.code().is_some_and(|c| c.code() == UNDEFINED_TABLE) => {
+                    self.create_table(&client, table).await?;
+                }
+                Err(e) => return Err(StorageError::Unavailable(format!("postgres: {e}"))),
+            }
+        }
+        Err(StorageError::Other(
+            "postgres: the table could not be made".into(),
+        ))
+    }
+
+    async fn delete(&self, name: &[u8]) -> Result<(), StorageError> {
+        let key = row_key(name, &self.options.default_table);
+        let work = async {
+            let client = self.client().await?;
+            let sql = format!("DELETE FROM {} WHERE id = $1", self.table(&key.table));
+            match client.execute(&sql, &[&key.id]).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.code().is_some_and(|c| c.code() == UNDEFINED_TABLE) => Ok(()),
+                Err(e) => Err(StorageError::Unavailable(format!("postgres: {e}"))),
+            }
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .unwrap_or(Err(StorageError::Timeout(Layer::Storage)))
+    }
+
+    async fn run_batch(self: Arc<Self>, jobs: Vec<StoreJob>) -> Vec<StoreResult> {
+        let reads: Vec<Bytes> = jobs
+            .iter()
+            .filter(|j| !matches!(j, StoreJob::Write { .. }))
+            .map(|j| j.name().clone())
+            .collect();
+        let mut read = self.read(reads).await.into_iter();
+        let mut out = Vec::with_capacity(jobs.len());
+        let mut pending = Vec::new();
+        for job in jobs {
+            match job {
+                StoreJob::Load { name } => {
+                    let result = read.next().unwrap_or(Err(lost()));
+                    out.push(StoreResult::Loaded { name, result });
+                }
+                StoreJob::Head { name } => {
+                    let result = read
+                        .next()
+                        .unwrap_or(Err(lost()))
+                        .map(|r| r.map_or(-1, |r| r.version));
+                    out.push(StoreResult::Headed { name, result });
+                }
+                StoreJob::Write {
+                    name,
+                    record: Some(record),
+                } => match self.buffer(&name, record) {
+                    Ok(answer) => {
+                        pending.push((out.len(), answer));
+                        out.push(StoreResult::Written {
+                            name,
+                            result: Ok(()),
+                        });
+                    }
+                    Err(e) => out.push(StoreResult::Written {
+                        name,
+                        result: Err(e),
+                    }),
+                },
+                StoreJob::Write { name, record: None } => {
+                    let result = self.delete(&name).await;
+                    out.push(StoreResult::Written { name, result });
+                }
+            }
+        }
+        for (at, answer) in pending {
+            let result = answer.await.unwrap_or_else(|_| Err(lost()));
+            if let Some(StoreResult::Written { result: slot, .. }) = out.get_mut(at) {
+                *slot = result;
+            }
+        }
+        out
+    }
+}
+
+fn corrupt(e: tokio_postgres::Error) -> StorageError {
+    StorageError::Corrupt(format!("postgres: {e}"))
+}
+
+fn poisoned() -> StorageError {
+    StorageError::Other("postgres: the write buffer's lock was poisoned".into())
+}
+
+fn lost() -> StorageError {
+    StorageError::Other("postgres: the write was lost before it was answered".into())
+}
+
+impl Connector for PostgresStorage {
+    fn run(
+        self: Arc<Self>,
+        jobs: Vec<StoreJob>,
+    ) -> Pin<Box<dyn Future<Output = Vec<StoreResult>> + Send>> {
+        if jobs.is_empty() {
+            return Box::pin(async { Vec::new() });
+        }
+        Box::pin(self.run_batch(jobs))
+    }
+
+    fn concurrency(&self) -> usize {
+        CONCURRENCY
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_to_tables_and_ids_as_the_reference_maps_them() {
+        assert_eq!(
+            row_key(b"users/ann/x", "default"),
+            RowKey {
+                table: "users".into(),
+                id: "ann/x".into()
+            }
+        );
+        assert_eq!(
+            row_key(b"plain", "default"),
+            RowKey {
+                table: "default".into(),
+                id: "plain".into()
+            }
+        );
+        assert_eq!(row_key(b"a\";b/c;d", "t").table, "ab");
+        assert_eq!(row_key(b"a\";b/c;d", "t").id, "cd");
+        assert_eq!(ident("we\"ird"), "\"we\"\"ird\"");
+    }
+
+    #[test]
+    fn options_read_as_the_reference_reads_them() {
+        let yaml: Value = serde_yaml::from_str(
+            "user: u\npassword: p\nhost: db\nport: 5433\ndatabase: d\nschema: s\n\
+             defaultTable: t\nmax: 4\nwriteInterval: 20\nuseJsonb: true\n\
+             notifications: {INSERT: false, UPDATE: false, DELETE: false}",
+        )
+        .unwrap();
+        let o = PostgresOptions::parse(Some(&yaml)).unwrap();
+        assert_eq!((o.schema.as_str(), o.default_table.as_str()), ("s", "t"));
+        assert_eq!((o.port, o.max_connections, o.use_jsonb), (5433, 4, true));
+        assert_eq!(o.write_interval, Duration::from_millis(20));
+        assert!(!o.notify_on_change);
+        let d = PostgresOptions::parse(None).unwrap();
+        assert_eq!(
+            (d.schema.as_str(), d.default_table.as_str()),
+            ("ds", "default")
+        );
+        assert_eq!(d.write_interval, Duration::from_millis(200));
+        assert!(d.notify_on_change);
+        let ssl: Value = serde_yaml::from_str("ssl: true").unwrap();
+        assert!(PostgresOptions::parse(Some(&ssl)).is_err());
+    }
+}
