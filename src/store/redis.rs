@@ -91,11 +91,8 @@ impl RedisOptions {
                 .into_connection_info()
                 .map_err(|e| format!("cache.options: {e}"))?,
         };
-        let mut redis = info.redis_settings().clone();
-        // Options beside a url win over it, as with ioredis.
-        if self.url.is_none() || self.db != 0 {
-            redis = redis.set_db(self.db);
-        }
+        // As the reference reads a url: host, port and password from it, the db from `db`.
+        let mut redis = info.redis_settings().clone().set_db(self.db);
         if let Some(user) = &self.username {
             redis = redis.set_username(user);
         }

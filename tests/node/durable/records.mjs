@@ -1,0 +1,65 @@
+// Drives the real @deepstream/client for the durability tests (tests/stores.rs), one mode per run:
+//   write PREFIX RECORDS   each record is written again and again with write acks, one write in
+//                          flight per record; every acknowledged write is printed as
+//                          `ACK <name> <version> <n>` the moment its ack arrives. Runs until
+//                          the server goes away (or 60 s).
+//   read PREFIX RECORDS    prints `GOT <name> <version> <json>` for each record.
+//   notify NAME...         record.notify(names) and prints `NOTIFIED` (or `ERROR <why>`).
+//   watch NAME             subscribes and prints `UPDATE <version> <json>` or `DELETED` on changes.
+import { createRequire } from 'node:module'
+
+const require = createRequire(`${process.env.DS_CLIENT_HOME}/package.json`)
+const { DeepstreamClient } = require('@deepstream/client')
+const [mode, ...args] = process.argv.slice(2)
+const say = line => process.stdout.write(line + '\n')
+
+const client = new DeepstreamClient(process.env.DS_URL, { offlineEnabled: false, maxReconnectAttempts: 0 })
+client.on('error', (error, event) => { if (mode !== 'write') say(`ERROR ${event || error}`) })
+await client.login({})
+setTimeout(() => process.exit(0), 60000).unref()
+
+if (mode === 'write') {
+  const [prefix, count] = [args[0], Number(args[1])]
+  client.on('connectionStateChanged', state => { if (state === 'CLOSED' || state === 'ERROR') process.exit(0) })
+  const writer = async i => {
+    const name = `${prefix}/${i}`
+    const record = client.record.getRecord(name)
+    await record.whenReady()
+    for (let n = 1; ; n++) {
+      try {
+        await record.setWithAck({ n, pad: 'x'.repeat(64) })
+      } catch (error) {
+        return
+      }
+      say(`ACK ${name} ${record.version} ${n}`)
+    }
+  }
+  await Promise.all(Array.from({ length: count }, (_, i) => writer(i)))
+} else if (mode === 'read') {
+  const [prefix, count] = [args[0], Number(args[1])]
+  for (let i = 0; i < count; i++) {
+    const record = client.record.getRecord(`${prefix}/${i}`)
+    await record.whenReady()
+    say(`GOT ${record.name} ${record.version} ${JSON.stringify(record.get())}`)
+    record.discard()
+  }
+  client.close()
+  process.exit(0)
+} else if (mode === 'notify') {
+  try {
+    await client.record.notify(args)
+    say('NOTIFIED')
+  } catch (error) {
+    say(`ERROR ${error}`)
+  }
+  client.close()
+  process.exit(0)
+} else if (mode === 'watch') {
+  const record = client.record.getRecord(args[0])
+  await record.whenReady()
+  say(`READY ${record.version} ${JSON.stringify(record.get())}`)
+  record.subscribe(data => say(`UPDATE ${record.version} ${JSON.stringify(data)}`))
+  record.on('delete', () => say('DELETED'))
+  // Runs until the test stops it.
+  await new Promise(() => {})
+}

@@ -1,0 +1,436 @@
+//! Records that survive: the real `@deepstream/client` writes with write acks, the server is
+//! killed with SIGKILL mid-stream, restarted, and every acknowledged write must be there with
+//! its version; for the durable embedded store and for Redis + PostgreSQL, on one shard and on
+//! two. Also `storageExclusionPrefixes`, and `record.notify` after a change made behind the
+//! server's back.
+//!
+//! Redis and PostgreSQL tests use the machine's services with a key prefix and a schema of
+//! their own, removed afterwards; without the services they say they skipped, and under CI
+//! (`CI` set) a missing service fails them.
+
+mod common;
+
+use common::Server;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Whether a service answers on loopback; under CI its absence is a failure, not a skip.
+fn service(name: &str, port: u16) -> bool {
+    let up = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(1),
+    )
+    .is_ok();
+    if !up {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but {name} does not answer on 127.0.0.1:{port}"
+        );
+        println!("skipped: {name} does not answer on 127.0.0.1:{port}");
+    }
+    up
+}
+
+fn scratch_name(what: &str) -> String {
+    format!("cs_{what}_{}_{}", std::process::id(), fastrand::u32(..))
+}
+
+fn scratch_dir(what: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(scratch_name(what));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// A config file in `dir` with `body` after a ws-binary endpoint.
+fn config_file(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("config.yml");
+    std::fs::write(&path, body).expect("config");
+    path
+}
+
+fn start(config: &Path, shards: usize) -> Server {
+    Server::start(&[
+        "--cores",
+        &shards.to_string(),
+        "-c",
+        config.to_str().expect("utf-8 path"),
+    ])
+}
+
+/// tests/node with its packages installed.
+fn node_home() -> PathBuf {
+    let home = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    if !home.join("node_modules/@deepstream/client").exists() {
+        let ok = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&home)
+            .status()
+            .expect("npm")
+            .success();
+        assert!(ok, "npm ci in tests/node failed");
+    }
+    home
+}
+
+/// Runs tests/node/durable/records.mjs with `args` against `server`.
+fn client(server: &Server, args: &[&str]) -> Child {
+    let home = node_home();
+    Command::new("node")
+        .arg(home.join("durable/records.mjs"))
+        .args(args)
+        .env("DS_URL", server.url())
+        .env("DS_CLIENT_HOME", &home)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node")
+}
+
+/// Lines of a child's stdout, read on a thread so the test can wait with a deadline.
+fn lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn run_to_end(server: &Server, args: &[&str]) -> Vec<String> {
+    let mut child = client(server, args);
+    let out = lines(&mut child);
+    let mut all = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Ok(line) = out.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        all.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    all
+}
+
+/// Writes with acks until `acks` have arrived, kills the server with SIGKILL, restarts it on
+/// the same config and checks that every acknowledged write is there: the record's version is
+/// at least the acknowledged one, and with that version its data is the acknowledged data.
+/// Returns the prefix of the records' names.
+fn acknowledged_writes_survive_sigkill(config: &Path, shards: usize, acks: usize) -> String {
+    let prefix = scratch_name("durable");
+    let server = start(config, shards);
+    let mut writer = client(&server, &["write", &prefix, "24"]);
+    let out = lines(&mut writer);
+    let mut acked: HashMap<String, (i64, i64)> = HashMap::new();
+    let mut count = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count < acks {
+        let line = out
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("only {count} acks in 30 s"));
+        if let Some((name, version, n)) = parse_ack(&line) {
+            acked.insert(name, (version, n));
+            count += 1;
+        }
+    }
+    // SIGKILL, with writes in flight.
+    drop(server);
+    let _ = writer.kill();
+    let _ = writer.wait();
+    // The acks that arrived before the kill but were not read yet count too.
+    while let Ok(line) = out.recv_timeout(Duration::from_millis(200)) {
+        if let Some((name, version, n)) = parse_ack(&line) {
+            acked.insert(name, (version, n));
+        }
+    }
+    let server = start(config, shards);
+    let read = run_to_end(&server, &["read", &prefix, "24"]);
+    let mut found: HashMap<String, (i64, serde_json::Value)> = HashMap::new();
+    for line in &read {
+        let mut parts = line.splitn(4, ' ');
+        if parts.next() == Some("GOT") {
+            let (name, version, json) = (parts.next(), parts.next(), parts.next());
+            let (Some(name), Some(version), Some(json)) = (name, version, json) else {
+                continue;
+            };
+            let data = serde_json::from_str(json).unwrap_or(serde_json::Value::Null);
+            found.insert(name.to_string(), (version.parse().unwrap_or(-1), data));
+        }
+    }
+    assert!(!acked.is_empty());
+    for (name, (version, n)) in &acked {
+        let (stored, data) = found
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is gone after the restart: {read:?}"));
+        assert!(
+            stored >= version,
+            "{name}: version {version} was acknowledged, {stored} is stored"
+        );
+        if stored == version {
+            assert_eq!(
+                data["n"],
+                serde_json::json!(n),
+                "{name} at version {version}"
+            );
+        }
+    }
+    println!(
+        "{} acknowledged writes over {} records survived SIGKILL on {shards} shard(s)",
+        count,
+        acked.len()
+    );
+    prefix
+}
+
+fn parse_ack(line: &str) -> Option<(String, i64, i64)> {
+    let mut parts = line.split(' ');
+    if parts.next()? != "ACK" {
+        return None;
+    }
+    let name = parts.next()?.to_string();
+    let version = parts.next()?.parse().ok()?;
+    let n = parts.next()?.parse().ok()?;
+    Some((name, version, n))
+}
+
+const ENDPOINT: &str = "connectionEndpoints:\n  - type: ws-binary\n";
+
+#[test]
+fn the_embedded_store_keeps_every_acknowledged_write_through_sigkill() {
+    for shards in [1, 2] {
+        let dir = scratch_dir("embedded");
+        let config = config_file(
+            &dir,
+            &format!(
+                "{ENDPOINT}storage:\n  name: embedded\n  options:\n    path: {}\n",
+                dir.join("data").display()
+            ),
+        );
+        let _ = acknowledged_writes_survive_sigkill(&config, shards, 1500);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn the_embedded_store_refuses_a_directory_written_with_other_shards() {
+    let dir = scratch_dir("embedded-layout");
+    let config = config_file(
+        &dir,
+        &format!(
+            "{ENDPOINT}storage:\n  name: embedded\n  options:\n    path: {}\n",
+            dir.join("data").display()
+        ),
+    );
+    drop(start(&config, 2));
+    let output = Command::new(env!("CARGO_BIN_EXE_corestream"))
+        .args([
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--cores",
+            "1",
+            "-c",
+        ])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("shards=2"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Redis keys of one test, removed when dropped.
+struct RedisScratch {
+    prefix: String,
+}
+
+impl RedisScratch {
+    fn new() -> RedisScratch {
+        RedisScratch {
+            prefix: format!("{}:", scratch_name("redis")),
+        }
+    }
+
+    fn connection() -> redis::Connection {
+        redis::Client::open("redis://127.0.0.1:6379/0")
+            .and_then(|c| c.get_connection())
+            .expect("redis")
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        redis::cmd("GET")
+            .arg(format!("{}{key}", self.prefix))
+            .query(&mut Self::connection())
+            .expect("GET")
+    }
+}
+
+impl Drop for RedisScratch {
+    fn drop(&mut self) {
+        let mut c = Self::connection();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query(&mut c)
+            .unwrap_or_default();
+        for key in keys {
+            let _: Result<(), _> = redis::cmd("DEL").arg(key).query(&mut c);
+        }
+    }
+}
+
+/// A PostgreSQL schema of one test, dropped when dropped.
+struct PgScratch {
+    schema: String,
+}
+
+impl PgScratch {
+    fn new() -> PgScratch {
+        PgScratch {
+            schema: scratch_name("pg"),
+        }
+    }
+
+    fn sql(&self, statement: &str) -> String {
+        let output = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "test",
+                "-tA",
+                "-c",
+            ])
+            .arg(statement)
+            .output()
+            .expect("psql");
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+}
+
+impl Drop for PgScratch {
+    fn drop(&mut self) {
+        self.sql(&format!(
+            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            self.schema
+        ));
+    }
+}
+
+fn redis_postgres_config(
+    dir: &Path,
+    redis: &RedisScratch,
+    pg: &PgScratch,
+    record: &str,
+) -> PathBuf {
+    config_file(
+        dir,
+        &format!(
+            "{ENDPOINT}cache:\n  name: redis\n  options:\n    host: 127.0.0.1\n    port: 6379\n    \
+             keyPrefix: '{}'\nstorage:\n  name: postgres\n  options:\n    host: 127.0.0.1\n    \
+             port: 5432\n    user: postgres\n    database: test\n    schema: {}\n    \
+             writeInterval: 20\n{record}",
+            redis.prefix, pg.schema
+        ),
+    )
+}
+
+#[test]
+fn redis_and_postgres_keep_every_acknowledged_write_through_sigkill() {
+    if !service("redis", 6379) || !service("postgres", 5432) {
+        return;
+    }
+    for shards in [1, 2] {
+        let (redis, pg, dir) = (RedisScratch::new(), PgScratch::new(), scratch_dir("rp"));
+        let config = redis_postgres_config(&dir, &redis, &pg, "");
+        let prefix = acknowledged_writes_survive_sigkill(&config, shards, 600);
+        // Both layers hold the records, in the reference connectors' layouts: a table per
+        // prefix with the rest of the name as the id, and `<name>_v` / `<name>_d` in Redis.
+        let rows = pg.sql(&format!(
+            "SELECT count(*) FROM \"{}\".\"{prefix}\"",
+            pg.schema
+        ));
+        assert_eq!(rows, "24");
+        // A write in flight at the kill may have reached one layer and not the other; both
+        // hold a version of every record.
+        let version = redis
+            .get(&format!("{prefix}/0_v"))
+            .expect("version in redis");
+        let row = pg.sql(&format!(
+            "SELECT version FROM \"{}\".\"{prefix}\" WHERE id = '0'",
+            pg.schema
+        ));
+        assert!(
+            version.parse::<i32>().is_ok() && row.parse::<i32>().is_ok(),
+            "{version} {row}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn excluded_prefixes_stay_in_the_cache_and_the_rest_reach_both_layers() {
+    if !service("redis", 6379) || !service("postgres", 5432) {
+        return;
+    }
+    let (redis, pg, dir) = (RedisScratch::new(), PgScratch::new(), scratch_dir("excl"));
+    let config = redis_postgres_config(
+        &dir,
+        &redis,
+        &pg,
+        "record:\n  storageExclusionPrefixes: [tmp]\n",
+    );
+    let server = start(&config, 2);
+    let mut writer = client(&server, &["write", "keep", "3"]);
+    let keep = lines(&mut writer);
+    let mut tmp_writer = client(&server, &["write", "tmp", "3"]);
+    let tmp = lines(&mut tmp_writer);
+    for (out, what) in [(&keep, "keep"), (&tmp, "tmp")] {
+        let mut acks = 0;
+        while acks < 30 {
+            let line = out
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("{what}: only {acks} acks"));
+            acks += usize::from(line.starts_with("ACK"));
+        }
+    }
+    let _ = writer.kill();
+    let _ = tmp_writer.kill();
+    let _ = writer.wait();
+    let _ = tmp_writer.wait();
+    // Both in Redis, with the reference's key layout.
+    for name in ["keep/0", "tmp/0"] {
+        let version = redis.get(&format!("{name}_v")).expect("a version in redis");
+        assert!(
+            version.parse::<i32>().is_ok_and(|v| v >= 10),
+            "{name}: {version}"
+        );
+        let data = redis.get(&format!("{name}_d")).expect("data in redis");
+        assert!(data.contains("\"n\""), "{name}: {data}");
+    }
+    // Only keep/ in PostgreSQL: table `keep`, row ids without the prefix.
+    let rows = pg.sql(&format!(
+        "SELECT id || ':' || version FROM \"{}\".\"keep\" ORDER BY id",
+        pg.schema
+    ));
+    assert_eq!(rows.lines().count(), 3, "{rows}");
+    assert!(rows.starts_with("0:"), "{rows}");
+    let tables = pg.sql(&format!(
+        "SELECT string_agg(table_name, ',') FROM information_schema.tables WHERE table_schema = '{}'",
+        pg.schema
+    ));
+    assert_eq!(tables, "keep");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
