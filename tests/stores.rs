@@ -434,3 +434,57 @@ fn excluded_prefixes_stay_in_the_cache_and_the_rest_reach_both_layers() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn notify_sends_a_change_made_in_postgres_to_subscribers() {
+    if !service("redis", 6379) || !service("postgres", 5432) {
+        return;
+    }
+    for shards in [1, 2] {
+        let (redis, pg, dir) = (RedisScratch::new(), PgScratch::new(), scratch_dir("notify"));
+        let config = redis_postgres_config(&dir, &redis, &pg, "");
+        let server = start(&config, shards);
+        // Make the record (and its table) through the server first.
+        let mut writer = client(&server, &["write", "ext", "1"]);
+        let out = lines(&mut writer);
+        let first = out.recv_timeout(Duration::from_secs(20)).expect("an ack");
+        assert!(first.starts_with("ACK ext/0 "), "{first}");
+        let _ = writer.kill();
+        let _ = writer.wait();
+        // Its last writes reach PostgreSQL within the 20 ms write interval.
+        std::thread::sleep(Duration::from_millis(200));
+        let mut watcher = client(&server, &["watch", "ext/0"]);
+        let heard = lines(&mut watcher);
+        let ready = heard.recv_timeout(Duration::from_secs(20)).expect("ready");
+        assert!(ready.starts_with("READY "), "{ready}");
+        // Another program changes the row (to the next version, as a writer would: the
+        // client takes a jump in versions for a conflict); the server learns of it from notify.
+        let current: i32 = ready
+            .split(' ')
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .expect("a version");
+        let next = current + 1;
+        pg.sql(&format!(
+            "UPDATE \"{}\".\"ext\" SET version = {next}, val = '{{\"from\":\"sql\"}}' WHERE id = '0'",
+            pg.schema
+        ));
+        let notified = run_to_end(&server, &["notify", "ext/0"]);
+        assert_eq!(notified, vec!["NOTIFIED".to_string()]);
+        let update = heard.recv_timeout(Duration::from_secs(10)).expect("update");
+        assert_eq!(update, format!(r#"UPDATE {next} {{"from":"sql"}}"#));
+        // The cache was corrected too: Redis holds the new version.
+        assert_eq!(redis.get("ext/0_v"), Some(next.to_string()));
+        pg.sql(&format!("DELETE FROM \"{}\".\"ext\"", pg.schema));
+        let notified = run_to_end(&server, &["notify", "ext/0"]);
+        assert_eq!(notified, vec!["NOTIFIED".to_string()]);
+        assert_eq!(
+            heard.recv_timeout(Duration::from_secs(10)).as_deref(),
+            Ok("DELETED")
+        );
+        let _ = watcher.kill();
+        let _ = watcher.wait();
+        drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

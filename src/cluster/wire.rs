@@ -288,6 +288,28 @@ pub fn encode(msg: &ShardMsg) -> Option<Bytes> {
             w.u64(*token);
             w.u16(*reply_to);
         }
+        ShardMsg::Refresh {
+            names,
+            token,
+            reply_to,
+        } => {
+            w.u8(16);
+            w.u32(names.len() as u32);
+            for n in names {
+                w.bytes(n);
+            }
+            w.u64(*token);
+            w.u16(*reply_to);
+        }
+        ShardMsg::Refreshed { token, failed } => {
+            w.u8(17);
+            w.u64(*token);
+            w.u32(failed.len() as u32);
+            for (name, action) in failed {
+                w.bytes(name);
+                w.u32(*action as u32);
+            }
+        }
         ShardMsg::MetricsReply { .. } => return None,
     }
     Some(Bytes::from(w.0))
@@ -402,6 +424,27 @@ pub fn decode(input: &[u8]) -> Result<ShardMsg, WireError> {
             token: r.u64()?,
             reply_to: r.u16()?,
         },
+        16 => {
+            let n = r.count(4)?;
+            let mut names = Vec::with_capacity(n);
+            for _ in 0..n {
+                names.push(r.bytes()?);
+            }
+            ShardMsg::Refresh {
+                names,
+                token: r.u64()?,
+                reply_to: r.u16()?,
+            }
+        }
+        17 => {
+            let token = r.u64()?;
+            let n = r.count(8)?;
+            let mut failed = Vec::with_capacity(n);
+            for _ in 0..n {
+                failed.push((r.bytes()?, r.u32()? as i32));
+            }
+            ShardMsg::Refreshed { token, failed }
+        }
         tag => return Err(WireError::BadTag(tag)),
     };
     if !r.input.is_empty() {
@@ -509,6 +552,15 @@ mod tests {
             ShardMsg::MetricsRequest {
                 token: 1,
                 reply_to: 0,
+            },
+            ShardMsg::Refresh {
+                names: vec![Bytes::from_static(b"a/1"), Bytes::from_static(b"b")],
+                token: 9,
+                reply_to: 1,
+            },
+            ShardMsg::Refreshed {
+                token: 9,
+                failed: vec![(Bytes::from_static(b"a/1"), 103)],
             },
         ]
     }

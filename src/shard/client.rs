@@ -91,8 +91,7 @@ impl Shard {
                 }
             }
             Op::RecordNotify => {
-                // Nothing outside the store writes records here, so there is nothing to re-read.
-                self.send_local(local, &ack(&msg));
+                self.notify(local, msg);
                 return;
             }
             Op::Listen { kind, .. } => {

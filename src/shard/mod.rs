@@ -5,6 +5,7 @@ mod client;
 mod held;
 pub mod metrics;
 pub mod msg;
+mod notify;
 mod ops;
 pub mod outbox;
 mod permit;
@@ -154,6 +155,9 @@ struct ConnSide {
     sweep_order: Vec<u32>,
     /// Where the next sweep starts in `sweep_order`.
     sweep_cursor: usize,
+    /// Clients' `record.notify` waiting for the owners of their names.
+    notifying: AHashMap<u64, notify::PendingNotify>,
+    next_notify: u64,
 }
 
 /// The owner side: for the names this shard owns, which shards have subscribers, listening,
@@ -169,6 +173,8 @@ struct OwnerSide {
     presence_counts: PresenceCounts,
     /// Login answers held until every shard has applied the user's going online.
     pending_logins: AHashMap<ConnId, (usize, Bytes)>,
+    /// Records being read again for a notify, by asking shard and token.
+    refreshing: AHashMap<(u16, u64), notify::Refreshing>,
     last_rematch: u64,
 }
 
@@ -201,6 +207,7 @@ impl Shard {
                 rpc_sends: Vec::new(),
                 presence_counts: PresenceCounts::default(),
                 pending_logins: AHashMap::new(),
+                refreshing: AHashMap::new(),
                 last_rematch: 0,
             },
             online: OnlineUsers::default(),
@@ -428,6 +435,7 @@ impl Shard {
                 | ShardMsg::PresenceApplied { .. }
                 | ShardMsg::MetricsRequest { .. }
                 | ShardMsg::ConnClosed { .. }
+                | ShardMsg::Refresh { .. }
         ) {
             self.on_owner_msg(msg, now);
         } else {
@@ -450,6 +458,11 @@ impl Shard {
                 token,
                 reply_to,
             } => self.on_rule_read(names, token, reply_to),
+            ShardMsg::Refresh {
+                names,
+                token,
+                reply_to,
+            } => self.on_refresh(names, token, reply_to),
             ShardMsg::Emit { name, data, from } => {
                 let out = Message {
                     name: Some(name.clone()),
@@ -577,6 +590,7 @@ impl Shard {
     fn on_conn_msg(&mut self, msg: ShardMsg, now: u64) {
         match msg {
             ShardMsg::RuleData { token, records } => self.on_rule_data(token, records, now),
+            ShardMsg::Refreshed { token, failed } => self.on_refreshed(token, failed),
             ShardMsg::Deliver {
                 kind,
                 name,

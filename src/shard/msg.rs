@@ -103,6 +103,18 @@ pub enum ShardMsg {
     PresenceApplied { user: Bytes, login: ConnId },
     /// A connection closed: drop whatever this shard holds for it.
     ConnClosed { conn: ConnId },
+    /// To the owner: records changed outside the server (`record.notify`); read them again
+    /// from the store and tell their subscribers. Answered with `Refreshed`.
+    Refresh {
+        names: Vec<Bytes>,
+        token: u64,
+        reply_to: u16,
+    },
+    /// The owner has read them again; the names it could not read, with the error action.
+    Refreshed {
+        token: u64,
+        failed: Vec<(Bytes, i32)>,
+    },
     /// Asks a shard for its counters, to be summed on `reply_to`.
     MetricsRequest { token: u64, reply_to: u16 },
     MetricsReply {

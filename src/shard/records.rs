@@ -29,6 +29,12 @@ pub enum Waiting {
         token: u64,
         reply_to: u16,
     },
+    /// `record.notify`: the record was read again; its subscribers hear of it.
+    Refresh {
+        name: Bytes,
+        token: u64,
+        reply_to: u16,
+    },
 }
 
 /// Messages that may wait for one record to load before new ones are refused.
@@ -64,6 +70,13 @@ pub enum RecordEffect {
         token: u64,
         reply_to: u16,
     },
+    /// A record could not be read again for `record.notify`.
+    RefreshFailed {
+        name: Bytes,
+        token: u64,
+        reply_to: u16,
+        action: i32,
+    },
 }
 
 impl RecordCache {
@@ -81,7 +94,9 @@ impl RecordCache {
                 match result {
                     Ok(record) => {
                         let key = crate::core::map_key(&self.cached, &name);
-                        self.cached.entry(key).or_insert(record);
+                        // A refresh replaces what memory held; a load keeps it (nothing
+                        // changes a record here while it loads).
+                        self.cached.insert(key, record);
                         // No eviction here: a message waiting on several records must find
                         // the ones loaded before it in memory when it checks again.
                         effects.extend(waiting.into_iter().map(RecordEffect::Resume));
@@ -101,6 +116,16 @@ impl RecordCache {
                                     names,
                                     token,
                                     reply_to,
+                                },
+                                Waiting::Refresh {
+                                    name,
+                                    token,
+                                    reply_to,
+                                } => RecordEffect::RefreshFailed {
+                                    name,
+                                    token,
+                                    reply_to,
+                                    action: load_error_action(&error),
                                 },
                             });
                         }
@@ -193,6 +218,20 @@ impl RecordCache {
         Ok(())
     }
 
+    /// Reads `name` again past the cache (`record.notify`), unless a write or a load of it is
+    /// under way: then memory holds the newest state already, or soon will. Returns the
+    /// waiting item back when there is nothing to do.
+    pub fn refresh(&mut self, name: &Bytes, waiting: Waiting) -> Result<(), Waiting> {
+        if self.writing.contains_key(name.as_ref()) || self.loading.contains_key(name.as_ref()) {
+            return Err(waiting);
+        }
+        self.cached.remove(name.as_ref());
+        let key = crate::core::detach(name);
+        self.loading.insert(key.clone(), vec![waiting]);
+        self.jobs.push(StoreJob::Refresh { name: key });
+        Ok(())
+    }
+
     /// Starts loading `name` unless it is loaded or on its way.
     pub fn prefetch(&mut self, name: &Bytes) {
         if !self.cached.contains_key(name.as_ref()) && !self.loading.contains_key(name.as_ref()) {
@@ -276,6 +315,12 @@ impl Shard {
             match effect {
                 RecordEffect::Resume(waiting) => self.resume(waiting, now),
                 RecordEffect::Reply(to, msg) => self.send(to, &msg),
+                RecordEffect::RefreshFailed {
+                    name,
+                    token,
+                    reply_to,
+                    action,
+                } => self.refresh_done(token, reply_to, Some((name, action))),
                 RecordEffect::RuleReadFailed {
                     names,
                     token,
@@ -298,6 +343,11 @@ impl Shard {
                 user,
                 refs,
             } => self.on_owner_op(msg, from, user.as_deref(), refs.as_deref(), now),
+            Waiting::Refresh {
+                name,
+                token,
+                reply_to,
+            } => self.refreshed(name, token, reply_to),
             Waiting::RuleRead {
                 names,
                 token,

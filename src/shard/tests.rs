@@ -847,3 +847,85 @@ fn a_record_a_rule_reads_that_cannot_be_loaded_answers_permission_error_not_sile
         vec![event_action::MESSAGE_PERMISSION_ERROR]
     );
 }
+
+#[test]
+fn notify_reads_changed_records_again_and_tells_their_subscribers() {
+    use crate::store::RecordStore;
+    let mut cluster = Cluster::new(3);
+    let (changed, gone) = (name_owned_by(1, 3, "n"), name_owned_by(2, 3, "g"));
+    let reader = cluster.login(0, "r");
+    let notifier = cluster.login(2, "n");
+    let subscribe = Message {
+        correlation_id: Some(Bytes::from_static(b"1")),
+        names: names(&[&changed, &gone]),
+        ..Message::new(topic::RECORD, record_action::SUBSCRIBECREATEANDREAD)
+    };
+    cluster.send(&reader, &subscribe);
+    assert_eq!(received(&reader).len(), 3, "an ack and two reads");
+    // Another program changes one record and deletes the other, behind the server's back.
+    futures_lite::future::block_on(cluster.stores[1].set(
+        &changed,
+        7,
+        Bytes::from_static(br#"{"ext":true}"#),
+    ))
+    .unwrap();
+    futures_lite::future::block_on(cluster.stores[2].delete(&gone)).unwrap();
+    let notify = Message {
+        correlation_id: Some(Bytes::from_static(b"c")),
+        names: names(&[&changed, &gone]),
+        ..Message::new(topic::RECORD, record_action::NOTIFY)
+    };
+    cluster.send(&notifier, &notify);
+    let got = received(&notifier);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (
+            got[0].action,
+            got[0].is_ack,
+            got[0].correlation_id.as_deref()
+        ),
+        (record_action::NOTIFY, Some(true), Some(&b"c"[..]))
+    );
+    let mut heard: Vec<(i32, Option<Bytes>, Option<i32>)> = received(&reader)
+        .into_iter()
+        .map(|m| (m.action, m.name, m.version))
+        .collect();
+    heard.sort_by_key(|h| h.0);
+    assert_eq!(
+        heard,
+        vec![
+            (record_action::DELETED, Some(gone.clone()), None),
+            (record_action::UPDATE, Some(changed.clone()), Some(7)),
+        ]
+    );
+    // The next reader sees the new state too.
+    let late = cluster.login(1, "l");
+    cluster.send(
+        &late,
+        &Message {
+            name: Some(changed.clone()),
+            ..Message::new(topic::RECORD, record_action::READ)
+        },
+    );
+    let got = received(&late);
+    assert_eq!(got[0].version, Some(7), "{got:?}");
+}
+
+#[test]
+fn a_notify_that_cannot_read_its_record_gets_the_load_error_and_its_ack() {
+    let mut cluster = Cluster::new(1);
+    let client = cluster.login(0, "n");
+    let notify = Message {
+        correlation_id: Some(Bytes::from_static(b"c")),
+        names: vec![Bytes::from_static(b"x")],
+        ..Message::new(topic::RECORD, record_action::NOTIFY)
+    };
+    cluster.shards[0].on_client_frame(client.local, &notify.encode(), 0);
+    cluster.shards[0].run_store_jobs_inline(&BrokenStore, 0);
+    let got = received(&client);
+    assert_eq!(
+        got.iter().map(|m| m.action).collect::<Vec<_>>(),
+        vec![record_action::RECORD_LOAD_ERROR, record_action::NOTIFY]
+    );
+    assert_eq!(got[0].name.as_deref(), Some(&b"x"[..]));
+}

@@ -192,7 +192,7 @@ impl RecordStore for EmbeddedStore {
             let mut written = Vec::new();
             for (at, job) in jobs.into_iter().enumerate() {
                 match job {
-                    StoreJob::Load { name } => {
+                    StoreJob::Load { name } | StoreJob::Refresh { name } => {
                         let result = self.read(&name);
                         out.push(StoreResult::Loaded { name, result });
                     }

@@ -86,6 +86,8 @@ impl RecordStore for Layered {
             let mut out: Vec<Option<StoreResult>> = vec![None; jobs.len()];
             let (mut cache_writes, mut storage_writes) = (Part::default(), Part::default());
             let (mut cache_reads, mut storage_reads) = (Part::default(), Part::default());
+            // The cache's copies of what is read again past it.
+            let mut invalidate = Vec::new();
             for (at, job) in jobs.into_iter().enumerate() {
                 let (in_cache, in_storage) =
                     (self.in_cache(job.name()), self.in_storage(job.name()));
@@ -98,6 +100,16 @@ impl RecordStore for Layered {
                             storage_writes.push(at, job);
                         }
                     }
+                    StoreJob::Refresh { name } if in_storage => {
+                        if in_cache {
+                            invalidate.push(StoreJob::Write {
+                                name: name.clone(),
+                                record: None,
+                            });
+                        }
+                        storage_reads.push(at, StoreJob::Load { name });
+                    }
+                    StoreJob::Refresh { name } => cache_reads.push(at, StoreJob::Load { name }),
                     _ if in_cache => cache_reads.push(at, job),
                     _ => storage_reads.push(at, job),
                 }
@@ -124,6 +136,8 @@ impl RecordStore for Layered {
             };
             let reads = async {
                 let mut done: Vec<(usize, StoreResult)> = Vec::new();
+                // A cache that keeps its stale copy is corrected by the promotion below.
+                let _ = self.cache.run_batch(invalidate).await;
                 let cached = self.cache.run_batch(cache_reads.jobs).await;
                 for (at, result) in cache_reads.at.into_iter().zip(cached) {
                     let missing = matches!(

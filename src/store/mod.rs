@@ -66,6 +66,11 @@ pub enum StoreJob {
     Load {
         name: Bytes,
     },
+    /// Read again what changed outside the server: past the cache, straight from storage
+    /// (the cache's copy is dropped). Answered as `Loaded`.
+    Refresh {
+        name: Bytes,
+    },
     /// The version alone: a cache answers it without reading the data.
     Head {
         name: Bytes,
@@ -80,9 +85,10 @@ pub enum StoreJob {
 impl StoreJob {
     pub fn name(&self) -> &Bytes {
         match self {
-            StoreJob::Load { name } | StoreJob::Head { name } | StoreJob::Write { name, .. } => {
-                name
-            }
+            StoreJob::Load { name }
+            | StoreJob::Refresh { name }
+            | StoreJob::Head { name }
+            | StoreJob::Write { name, .. } => name,
         }
     }
 }
@@ -109,7 +115,7 @@ impl StoreResult {
     /// The answer `job` gets when the store could not run it.
     pub fn failed(job: StoreJob, error: StorageError) -> StoreResult {
         match job {
-            StoreJob::Load { name } => StoreResult::Loaded {
+            StoreJob::Load { name } | StoreJob::Refresh { name } => StoreResult::Loaded {
                 name,
                 result: Err(error),
             },
@@ -170,7 +176,7 @@ pub trait RecordStore {
 /// One job through the V2 API.
 pub async fn run_one<S: RecordStore + ?Sized>(store: &S, job: StoreJob) -> StoreResult {
     match job {
-        StoreJob::Load { name } => {
+        StoreJob::Load { name } | StoreJob::Refresh { name } => {
             let result = store.get(&name).await;
             StoreResult::Loaded { name, result }
         }

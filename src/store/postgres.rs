@@ -472,7 +472,7 @@ impl PostgresStorage {
         let mut pending = Vec::new();
         for job in jobs {
             match job {
-                StoreJob::Load { name } => {
+                StoreJob::Load { name } | StoreJob::Refresh { name } => {
                     let result = read.next().unwrap_or(Err(lost()));
                     out.push(StoreResult::Loaded { name, result });
                 }

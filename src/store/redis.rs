@@ -155,7 +155,7 @@ impl RedisCache {
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs {
             match job {
-                StoreJob::Load { name } => {
+                StoreJob::Load { name } | StoreJob::Refresh { name } => {
                     pipe.cmd("MGET")
                         .arg(self.key(name, b"_v"))
                         .arg(self.key(name, b"_d"));
@@ -240,7 +240,7 @@ fn answer_job(job: StoreJob, replies: Vec<redis::Value>) -> StoreResult {
         return StoreResult::failed(job, StorageError::Other(format!("redis: {e:?}")));
     }
     match job {
-        StoreJob::Load { name } => {
+        StoreJob::Load { name } | StoreJob::Refresh { name } => {
             let result = match replies.into_iter().next() {
                 Some(V::Array(pair)) => match pair.as_slice() {
                     [V::Nil, _] => Ok(None),

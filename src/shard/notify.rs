@@ -1,0 +1,169 @@
+//! `record.notify(names)`: records changed outside the server are read again from the store,
+//! past the cache, and their subscribers get the new state (UPDATE) or DELETED. The
+//! connection's shard asks each owner for its names and acks once every owner has answered;
+//! names that could not be read get the read's error action first, as in the reference.
+
+use super::msg::ShardMsg;
+use super::records::Waiting;
+use super::replies::{ack, error_reply, ws_frame};
+use super::{Kind, Shard};
+use crate::protocol::message::{record_action as ra, topic, Message};
+use bytes::Bytes;
+
+/// Notifies a shard may have waiting for owners before new ones are refused.
+const MAX_PENDING: usize = 4096;
+
+/// A client's notify waiting for its owners.
+pub(super) struct PendingNotify {
+    local: u32,
+    msg: Box<Message>,
+    owners_left: usize,
+}
+
+/// An owner's part of a notify: names still being read, and those that could not be.
+#[derive(Default)]
+pub(super) struct Refreshing {
+    left: usize,
+    failed: Vec<(Bytes, i32)>,
+}
+
+impl Shard {
+    /// The connection's side: a client's NOTIFY.
+    pub(super) fn notify(&mut self, local: u32, msg: Box<Message>) {
+        if self.conn_side.notifying.len() >= MAX_PENDING {
+            let mut refusal = error_reply(&msg, ra::RECORD_NOTIFY_ERROR);
+            refusal.data = serde_json::to_string("too many notifies in flight")
+                .ok()
+                .map(Bytes::from);
+            self.send_local(local, &refusal);
+            return;
+        }
+        let mut by_owner: Vec<Vec<Bytes>> = vec![Vec::new(); self.shards];
+        for name in &msg.names {
+            let owner = self.owner(name);
+            if let Some(names) = by_owner.get_mut(owner) {
+                names.push(crate::core::detach(name));
+            }
+        }
+        let owners: Vec<(usize, Vec<Bytes>)> = by_owner
+            .into_iter()
+            .enumerate()
+            .filter(|(_, names)| !names.is_empty())
+            .collect();
+        if owners.is_empty() {
+            self.send_local(local, &ack(&msg));
+            return;
+        }
+        self.conn_side.next_notify = self.conn_side.next_notify.wrapping_add(1);
+        let token = self.conn_side.next_notify;
+        self.conn_side.notifying.insert(
+            token,
+            PendingNotify {
+                local,
+                msg,
+                owners_left: owners.len(),
+            },
+        );
+        let reply_to = self.id as u16;
+        for (owner, names) in owners {
+            self.route(
+                owner,
+                ShardMsg::Refresh {
+                    names,
+                    token,
+                    reply_to,
+                },
+            );
+        }
+    }
+
+    /// The connection's side: an owner has read its names again.
+    pub(super) fn on_refreshed(&mut self, token: u64, failed: Vec<(Bytes, i32)>) {
+        let Some(pending) = self.conn_side.notifying.get_mut(&token) else {
+            return;
+        };
+        pending.owners_left = pending.owners_left.saturating_sub(1);
+        let (local, done) = (pending.local, pending.owners_left == 0);
+        let errors: Vec<Message> = failed
+            .into_iter()
+            .map(|(name, action)| Message {
+                name: Some(name),
+                ..error_reply(&pending.msg, action)
+            })
+            .collect();
+        for error in &errors {
+            self.send_local(local, error);
+        }
+        if done {
+            if let Some(pending) = self.conn_side.notifying.remove(&token) {
+                self.send_local(pending.local, &ack(&pending.msg));
+            }
+        }
+    }
+
+    /// The owner's side: read `names` again.
+    pub(super) fn on_refresh(&mut self, names: Vec<Bytes>, token: u64, reply_to: u16) {
+        let key = (reply_to, token);
+        self.owner_side.refreshing.insert(
+            key,
+            Refreshing {
+                left: names.len(),
+                failed: Vec::new(),
+            },
+        );
+        for name in names {
+            let waiting = Waiting::Refresh {
+                name: name.clone(),
+                token,
+                reply_to,
+            };
+            if self.owner_side.records.refresh(&name, waiting).is_err() {
+                // A write or load of it is under way: memory has (or will have) its newest state.
+                self.refresh_done(token, reply_to, None);
+            }
+        }
+    }
+
+    /// The owner's side: `name` has been read again; tell its subscribers.
+    pub(super) fn refreshed(&mut self, name: Bytes, token: u64, reply_to: u16) {
+        let subscribed = self.owner_side.interest[Kind::Record as usize].shards(&name) != 0;
+        if subscribed {
+            let frame = match self.owner_side.records.get(&name) {
+                Some(record) => ws_frame(&Message {
+                    name: Some(name.clone()),
+                    version: Some(record.version),
+                    data: Some(record.data.clone()),
+                    ..Message::new(topic::RECORD, ra::UPDATE)
+                }),
+                None => ws_frame(&Message {
+                    name: Some(name.clone()),
+                    ..Message::new(topic::RECORD, ra::DELETED)
+                }),
+            };
+            self.fan_out(Kind::Record, &name, frame, None);
+        }
+        self.owner_side.records.evict_if_idle(&name, subscribed);
+        self.refresh_done(token, reply_to, None);
+    }
+
+    /// The owner's side: one name of a notify is done; the last one answers the asking shard.
+    pub(super) fn refresh_done(&mut self, token: u64, reply_to: u16, failed: Option<(Bytes, i32)>) {
+        let key = (reply_to, token);
+        let Some(part) = self.owner_side.refreshing.get_mut(&key) else {
+            return;
+        };
+        part.failed.extend(failed);
+        part.left = part.left.saturating_sub(1);
+        if part.left == 0 {
+            if let Some(part) = self.owner_side.refreshing.remove(&key) {
+                self.route(
+                    usize::from(reply_to),
+                    ShardMsg::Refreshed {
+                        token,
+                        failed: part.failed,
+                    },
+                );
+            }
+        }
+    }
+}
