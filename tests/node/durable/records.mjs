@@ -3,6 +3,8 @@
 //                          flight per record; every acknowledged write is printed as
 //                          `ACK <name> <version> <n>` the moment its ack arrives. Runs until
 //                          the server goes away (or 60 s).
+//   put PREFIX RECORDS TIMES  writes each record TIMES times with acks, then prints
+//                          `PUT <name> <version> <json>` for each and exits.
 //   read PREFIX RECORDS    prints `GOT <name> <version> <json>` for each record.
 //   notify NAME...         record.notify(names) and prints `NOTIFIED` (or `ERROR <why>`).
 //   watch NAME             subscribes and prints `UPDATE <version> <json>` or `DELETED` on changes.
@@ -35,6 +37,19 @@ if (mode === 'write') {
     }
   }
   await Promise.all(Array.from({ length: count }, (_, i) => writer(i)))
+} else if (mode === 'put') {
+  const [prefix, count, times] = [args[0], Number(args[1]), Number(args[2])]
+  const records = await Promise.all(Array.from({ length: count }, async (_, i) => {
+    const record = client.record.getRecord(`${prefix}/${i}`)
+    await record.whenReady()
+    for (let n = 1; n <= times; n++) {
+      await record.setWithAck({ n, i, nested: { list: [n, 'two', null, true], text: `é "q" ${i}` } })
+    }
+    return record
+  }))
+  for (const record of records) say(`PUT ${record.name} ${record.version} ${JSON.stringify(record.get())}`)
+  client.close()
+  process.exit(0)
 } else if (mode === 'read') {
   const [prefix, count] = [args[0], Number(args[1])]
   for (let i = 0; i < count; i++) {
