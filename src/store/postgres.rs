@@ -376,8 +376,9 @@ impl PostgresStorage {
         Ok(answer)
     }
 
-    /// Writes everything buffered: one upsert per table.
-    async fn flush(&self) {
+    /// Writes everything buffered: one upsert per table, the tables at once (each on a
+    /// connection of the pool), each within the timeout.
+    async fn flush(self: Arc<Self>) {
         let tables = match self.buffered.lock() {
             Ok(mut b) => {
                 b.flush_scheduled = false;
@@ -387,28 +388,26 @@ impl PostgresStorage {
             Err(_) => return,
         };
         for (table, rows) in tables {
-            let mut ids = Vec::with_capacity(rows.len());
-            let mut versions = Vec::with_capacity(rows.len());
-            let mut vals = Vec::with_capacity(rows.len());
-            let mut waiting = Vec::with_capacity(rows.len());
-            for (id, (version, data, done)) in rows {
-                ids.push(id);
-                versions.push(version);
-                vals.push(String::from_utf8_lossy(&data).into_owned());
-                waiting.extend(done);
-            }
-            let result = match tokio::time::timeout(
-                self.timeout,
-                self.upsert(&table, &ids, &versions, &vals),
-            )
-            .await
-            {
-                Ok(result) => result,
-                Err(_) => Err(StorageError::Timeout(Layer::Storage)),
-            };
-            for done in waiting {
-                let _ = done.send(result.clone());
-            }
+            let this = self.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::with_capacity(rows.len());
+                let mut versions = Vec::with_capacity(rows.len());
+                let mut vals = Vec::with_capacity(rows.len());
+                let mut waiting = Vec::with_capacity(rows.len());
+                for (id, (version, data, done)) in rows {
+                    ids.push(id);
+                    versions.push(version);
+                    vals.push(String::from_utf8_lossy(&data).into_owned());
+                    waiting.extend(done);
+                }
+                let upsert = this.upsert(&table, &ids, &versions, &vals);
+                let result = tokio::time::timeout(this.timeout, upsert)
+                    .await
+                    .unwrap_or(Err(StorageError::Timeout(Layer::Storage)));
+                for done in waiting {
+                    let _ = done.send(result.clone());
+                }
+            });
         }
     }
 

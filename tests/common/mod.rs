@@ -54,6 +54,10 @@ impl Server {
         Server { child, port }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self) -> String {
         format!("ws://127.0.0.1:{}/deepstream", self.port)
     }
