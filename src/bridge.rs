@@ -15,9 +15,14 @@ pub const MAX_QUEUED: usize = 8192;
 /// Jobs the connector thread runs at once.
 pub const MAX_IN_FLIGHT: usize = 1024;
 
-/// The connector thread. Dropping it stops the thread once queued jobs have run.
+/// How long a stopping bridge lets the jobs it runs finish.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The connector thread. Dropping it stops the thread: it takes no new jobs and gives the
+/// running ones `STOP_GRACE` to finish (a handle some shard still holds does not keep it).
 pub struct Bridge {
     handle: BridgeHandle,
+    stop: Arc<tokio::sync::Notify>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -54,13 +59,20 @@ impl Bridge {
             .enable_all()
             .build()?;
         let (jobs, mut queue) = tokio::sync::mpsc::channel::<Job>(MAX_QUEUED);
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let stopped = stop.clone();
         let thread = std::thread::Builder::new()
             .name("corestream-connectors".into())
             .spawn(move || {
                 let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
                 runtime.block_on(async move {
                     let mut running = tokio::task::JoinSet::new();
-                    while let Some(job) = queue.recv().await {
+                    loop {
+                        let next = futures_lite::future::or(async { queue.recv().await }, async {
+                            stopped.notified().await;
+                            None
+                        });
+                        let Some(job) = next.await else { break };
                         let Ok(permit) = in_flight.clone().acquire_owned().await else {
                             break;
                         };
@@ -71,11 +83,13 @@ impl Bridge {
                         // Finished tasks are collected as we go, so the set stays small.
                         while running.try_join_next().is_some() {}
                     }
-                    while running.join_next().await.is_some() {}
+                    let drain = async { while running.join_next().await.is_some() {} };
+                    let _ = tokio::time::timeout(STOP_GRACE, drain).await;
                 });
             })?;
         Ok(Bridge {
             handle: BridgeHandle { jobs },
+            stop,
             thread: Some(thread),
         })
     }
@@ -87,9 +101,8 @@ impl Bridge {
 
 impl Drop for Bridge {
     fn drop(&mut self) {
-        // The thread ends when every handle is gone; ours goes first.
-        let (closed, _) = tokio::sync::mpsc::channel(1);
-        self.handle.jobs = closed;
+        // `notify_one` keeps the permit if the thread is not waiting yet.
+        self.stop.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -187,5 +200,16 @@ mod tests {
         drop(handle);
         drop(answers);
         drop(bridge);
+    }
+
+    #[test]
+    fn dropping_the_bridge_stops_it_though_a_handle_is_still_held() {
+        let bridge = Bridge::start().expect("connector thread");
+        let kept = bridge.handle();
+        let started = std::time::Instant::now();
+        drop(bridge);
+        assert!(started.elapsed() < STOP_GRACE, "stopped at once with nothing running");
+        let (answers, _results) = async_channel::bounded::<()>(1);
+        assert_eq!(kept.submit(async {}, answers), Err(SubmitError::Stopped));
     }
 }

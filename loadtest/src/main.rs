@@ -69,6 +69,16 @@ enum Scenario {
         #[arg(long, default_value_t = 1)]
         inflight: usize,
     },
+    /// Writers keep one acknowledged write in flight on each of `inflight` records.
+    AckedWrites {
+        #[arg(long, default_value_t = 4)]
+        writers: usize,
+        #[arg(long, default_value_t = 64)]
+        inflight: usize,
+        /// Approximate bytes of record data.
+        #[arg(long, default_value_t = 100)]
+        payload: usize,
+    },
     /// Connections connect and log in as fast as possible, `concurrency` at a time.
     Connect {
         #[arg(long, default_value_t = 64)]
@@ -161,6 +171,18 @@ fn main() {
                 providers: providers.max(1),
                 callers,
                 inflight: inflight.max(1),
+            },
+        ),
+        Scenario::AckedWrites {
+            writers,
+            inflight,
+            payload,
+        } => scenarios::acked_writes(
+            &common,
+            &scenarios::AckedWrites {
+                writers: writers.max(1),
+                inflight: inflight.max(1),
+                payload,
             },
         ),
         Scenario::Connect { concurrency, count } => {

@@ -1011,3 +1011,152 @@ mod tests {
         assert_eq!(timestamp(br#"{"t":}"#), None);
     }
 }
+
+pub struct AckedWrites {
+    pub writers: usize,
+    /// Records per writer, each with one acknowledged write in flight.
+    pub inflight: usize,
+    /// Approximate bytes of record data.
+    pub payload: usize,
+}
+
+/// Acknowledged record writes: each writer keeps one write in flight on each of its records
+/// (CREATEANDUPDATE with version -1 and a write ack, as `setDataWithAck` sends it) and sends
+/// the next when the ack arrives. Measures acks per second and the write-ack latency.
+pub fn acked_writes(common: &Common, opts: &AckedWrites) -> Report {
+    let start = Instant::now();
+    let shared = Shared::new(opts.writers, 0);
+    let (writers, inflight, payload, duration, executors) = (
+        opts.writers,
+        opts.inflight,
+        opts.payload,
+        common.duration,
+        common.cpus.len(),
+    );
+    let (common_c, shared_c) = (common.clone(), shared.clone());
+    on_executors(&common.cpus, move |index| {
+        let (common, shared) = (common_c.clone(), shared_c.clone());
+        async move {
+            let mut tasks = Vec::new();
+            for i in share(writers, index, executors) {
+                let (common, shared) = (common.clone(), shared.clone());
+                tasks.push(glommio::spawn_local(async move {
+                    let loop_ = acked_writer_loop(&common, &shared, i, inflight, payload, start, duration);
+                    if loop_.await.is_err() {
+                        Counters::add(&shared.counters.errors, 1);
+                    }
+                    shared.producer_finished();
+                }));
+            }
+            for task in tasks {
+                task.await;
+            }
+        }
+    });
+    let c = &shared.counters;
+    let acked = c.delivered.load(Ordering::SeqCst);
+    let mut report = Report::new("acked-writes");
+    report.row("writers", writers as f64);
+    report.row("records in flight per writer", inflight as f64);
+    report.row("writes", c.offered.load(Ordering::SeqCst) as f64);
+    report.row("acknowledged", acked as f64);
+    report.row("acknowledged writes/s", acked as f64 / duration.as_secs_f64());
+    report.row("errors", c.errors.load(Ordering::SeqCst) as f64);
+    report.latency("write ack", &shared.latency());
+    report
+}
+
+async fn acked_writer_loop(
+    common: &Common,
+    shared: &Shared,
+    i: usize,
+    inflight: usize,
+    payload: usize,
+    start: Instant,
+    duration: Duration,
+) -> std::io::Result<()> {
+    let (mut stream, mut reader) = open(&common.target, &format!("acked{i}"), None).await?;
+    let names: Vec<Bytes> = (0..inflight)
+        .map(|k| Bytes::from(format!("{}/ack/{i}/{k}", common.run)))
+        .collect();
+    let pad = "x".repeat(payload.saturating_sub(24));
+    let began = Instant::now();
+    let mut local = histogram();
+    let mut out = Vec::new();
+    let mut counter = 0u64;
+    // The record and `sent` (ns since start) travel in the correlation id.
+    let mut write = |out: &mut Vec<u8>, k: usize, sent: u64| {
+        counter += 1;
+        let msg = Message {
+            name: Some(names[k].clone()),
+            version: Some(-1),
+            data: Some(Bytes::from(format!(r#"{{"n":{counter},"p":"{pad}"}}"#))),
+            correlation_id: Some(Bytes::from(format!("{k}-{sent}"))),
+            is_write_ack: Some(true),
+            ..Message::new(topic::RECORD, record_action::CREATEANDUPDATE)
+        };
+        put_message(out, &msg);
+    };
+    let first = now_ns(start);
+    for k in 0..inflight {
+        write(&mut out, k, first);
+    }
+    stream.write_all(&out).await?;
+    Counters::add(&shared.counters.offered, inflight as u64);
+    let mut outstanding = inflight;
+    let mut ticker = Ticker::new(Duration::from_secs(5));
+    let mut heard = false;
+    while outstanding > 0 {
+        out.clear();
+        let mut acked = 0u64;
+        let now = now_ns(start);
+        let running = began.elapsed() < duration;
+        while let Some((opcode, frame)) = reader.next_frame() {
+            heard = true;
+            if opcode != ws::OP_BINARY {
+                continue;
+            }
+            let Ok(msg) = Message::parse(&frame) else {
+                continue;
+            };
+            let Some((k, sent)) = msg.correlation_id.as_deref().and_then(|c| {
+                let (k, sent) = std::str::from_utf8(c).ok()?.split_once('-')?;
+                Some((k.parse::<usize>().ok()?, sent.parse::<u64>().ok()?))
+            }) else {
+                continue;
+            };
+            if msg.action == record_action::WRITE_ACKNOWLEDGEMENT {
+                let _ = local.record((now.saturating_sub(sent) / 1000).max(1));
+                acked += 1;
+            } else if shared.counters.errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                eprintln!(
+                    "first write failure at {:?}: action {} {:?}",
+                    start.elapsed(),
+                    msg.action,
+                    msg.data
+                );
+            }
+            outstanding -= 1;
+            if running && k < inflight {
+                write(&mut out, k, now);
+                outstanding += 1;
+                Counters::add(&shared.counters.offered, 1);
+            }
+        }
+        Counters::add(&shared.counters.delivered, acked);
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+        }
+        if outstanding == 0 {
+            break;
+        }
+        match ticker.fill(&mut reader, &mut stream).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(e),
+            None if !std::mem::take(&mut heard) => break,
+            None => {}
+        }
+    }
+    shared.merge(&local);
+    Ok(())
+}

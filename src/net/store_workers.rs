@@ -14,6 +14,28 @@ use std::task::{Poll, Waker};
 /// Jobs one batch takes at most.
 const MAX_BATCH: usize = 1024;
 
+/// Takes up to `MAX_BATCH` jobs of the first job's kind (reads or writes), leaving the others
+/// in order: a read never waits for the writes of its batch (a storage that groups writes for
+/// `writeInterval` would hold it that long). The shard's `RecordCache` never has a read and a
+/// write of one record queued at once, so nothing is reordered for a record.
+fn take_batch(jobs: &mut VecDeque<StoreJob>) -> Vec<StoreJob> {
+    let writes = |job: &StoreJob| matches!(job, StoreJob::Write { .. });
+    let Some(kind) = jobs.front().map(writes) else {
+        return Vec::new();
+    };
+    let mut batch = Vec::with_capacity(jobs.len().min(MAX_BATCH));
+    let mut rest = VecDeque::new();
+    while let Some(job) = jobs.pop_front() {
+        if batch.len() < MAX_BATCH && writes(&job) == kind {
+            batch.push(job);
+        } else {
+            rest.push_back(job);
+        }
+    }
+    *jobs = rest;
+    batch
+}
+
 /// What runs after each job: hand the result, and how long the store took, to the shard.
 pub type OnResult = Rc<dyn Fn(StoreResult, std::time::Duration)>;
 
@@ -46,8 +68,7 @@ impl StoreWorkers {
                             queue.idle.push(cx.waker().clone());
                             return Poll::Pending;
                         }
-                        let n = queue.jobs.len().min(MAX_BATCH);
-                        Poll::Ready(queue.jobs.drain(..n).collect::<Vec<_>>())
+                        Poll::Ready(take_batch(&mut queue.jobs))
                     })
                     .await;
                     let started = std::time::Instant::now();
@@ -84,6 +105,22 @@ impl StoreWorkers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_takes_one_kind_of_job_and_leaves_the_rest_in_order() {
+        let load = |n: &'static str| StoreJob::Load {
+            name: Bytes::from_static(n.as_bytes()),
+        };
+        let write = |n: &'static str| StoreJob::Write {
+            name: Bytes::from_static(n.as_bytes()),
+            record: None,
+        };
+        let mut jobs: VecDeque<StoreJob> =
+            [load("a"), write("b"), load("c"), write("d")].into_iter().collect();
+        assert_eq!(take_batch(&mut jobs), vec![load("a"), load("c")]);
+        assert_eq!(take_batch(&mut jobs), vec![write("b"), write("d")]);
+        assert!(take_batch(&mut jobs).is_empty());
+    }
     use crate::store::{StoreFuture, StoredRecord};
     use bytes::Bytes;
     use std::cell::Cell;

@@ -202,7 +202,7 @@ impl Shard {
             owner_side: OwnerSide {
                 interest: Default::default(),
                 listening: [listening(), listening()],
-                records: records::RecordCache::default(),
+                records: records::RecordCache::keeping_idle(config.store.idle_records_kept()),
                 rpc: RpcRouter::new(config.rpc_ack_timeout_ms, config.rpc_response_timeout_ms),
                 rpc_sends: Vec::new(),
                 presence_counts: PresenceCounts::default(),

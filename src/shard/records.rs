@@ -56,6 +56,11 @@ pub struct RecordCache {
     loading: AHashMap<Bytes, Vec<Waiting>>,
     writing: AHashMap<Bytes, WriteQueue>,
     jobs: Vec<StoreJob>,
+    /// Idle records kept in memory, oldest first (none unless the store asks for it): a
+    /// record written again soon after is not read back from the store first.
+    idle: std::collections::VecDeque<Bytes>,
+    idle_set: ahash::AHashSet<Bytes>,
+    keep_idle: usize,
 }
 
 /// What a store result asks of the shard.
@@ -222,7 +227,7 @@ impl RecordCache {
     /// under way: then memory holds the newest state already, or soon will. Returns the
     /// waiting item back when there is nothing to do.
     pub fn refresh(&mut self, name: &Bytes, waiting: Waiting) -> Result<(), Waiting> {
-        if self.writing.contains_key(name.as_ref()) || self.loading.contains_key(name.as_ref()) {
+        if self.busy(name) {
             return Err(waiting);
         }
         self.cached.remove(name.as_ref());
@@ -245,10 +250,45 @@ impl RecordCache {
         std::mem::take(&mut self.jobs)
     }
 
-    /// Drops a record from memory when nothing needs it there.
+    /// A cache that keeps up to `keep_idle` idle records in memory.
+    pub fn keeping_idle(keep_idle: usize) -> RecordCache {
+        RecordCache {
+            keep_idle,
+            ..RecordCache::default()
+        }
+    }
+
+    fn busy(&self, name: &[u8]) -> bool {
+        self.writing.contains_key(name) || self.loading.contains_key(name)
+    }
+
+    /// Drops a record from memory when nothing needs it there (or, when idle records are
+    /// kept, the oldest idle one once there are too many).
     pub fn evict_if_idle(&mut self, name: &[u8], subscribed: bool) {
-        if !subscribed && !self.writing.contains_key(name) && !self.loading.contains_key(name) {
+        if subscribed || self.busy(name) || !self.cached.contains_key(name) {
+            return;
+        }
+        if self.keep_idle == 0 {
             self.cached.remove(name);
+            return;
+        }
+        if !self.idle_set.contains(name) {
+            // The map's own key: already detached from any read buffer.
+            if let Some((key, _)) = self.cached.get_key_value(name) {
+                let key = key.clone();
+                self.idle_set.insert(key.clone());
+                self.idle.push_back(key);
+            }
+        }
+        while self.idle.len() > self.keep_idle {
+            let Some(oldest) = self.idle.pop_front() else {
+                break;
+            };
+            self.idle_set.remove(&oldest);
+            // In use again since it went idle: it stays; it comes back here when idle again.
+            if !self.busy(&oldest) {
+                self.cached.remove(&oldest);
+            }
         }
     }
 

@@ -83,7 +83,8 @@ impl RecordStore for Layered {
 
     fn run_batch<'a>(&'a self, jobs: Vec<StoreJob>) -> BatchFuture<'a> {
         Box::pin(async move {
-            let mut out: Vec<Option<StoreResult>> = vec![None; jobs.len()];
+            let total = jobs.len();
+            let mut out: Vec<Option<StoreResult>> = vec![None; total];
             let (mut cache_writes, mut storage_writes) = (Part::default(), Part::default());
             let (mut cache_reads, mut storage_reads) = (Part::default(), Part::default());
             // The cache's copies of what is read again past it.
@@ -121,18 +122,19 @@ impl RecordStore for Layered {
                 )
                 .await;
                 // A write is done when every layer it went to has it; the first error wins.
-                let mut done: Vec<(usize, StoreResult)> = Vec::new();
-                for (at, result) in cache_writes.at.into_iter().zip(cached) {
-                    done.push((at, result));
-                }
-                for (at, result) in storage_writes.at.into_iter().zip(stored) {
-                    match done.iter_mut().find(|(i, _)| *i == at) {
-                        Some((_, earlier)) if !earlier.is_err() => *earlier = result,
-                        Some(_) => {}
-                        None => done.push((at, result)),
+                let mut done: Vec<Option<StoreResult>> = vec![None; total];
+                let answers = cache_writes.at.into_iter().zip(cached);
+                for (at, result) in answers.chain(storage_writes.at.into_iter().zip(stored)) {
+                    if let Some(slot) = done.get_mut(at) {
+                        if slot.as_ref().is_none_or(|earlier| !earlier.is_err()) {
+                            *slot = Some(result);
+                        }
                     }
                 }
-                done
+                done.into_iter()
+                    .enumerate()
+                    .filter_map(|(at, r)| Some((at, r?)))
+                    .collect::<Vec<_>>()
             };
             let reads = async {
                 let mut done: Vec<(usize, StoreResult)> = Vec::new();

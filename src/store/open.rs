@@ -56,6 +56,9 @@ impl Default for StoreConfig {
     }
 }
 
+/// Idle records kept in memory per shard in front of the embedded store (a few MB).
+pub const IDLE_RECORDS_KEPT: usize = 16_384;
+
 /// The directory the embedded store uses when `options.path` does not say.
 pub const DEFAULT_EMBEDDED_PATH: &str = "corestream-data";
 
@@ -135,6 +138,16 @@ impl StoreConfig {
         self.exclusions = prefixes("storageExclusionPrefixes")?;
         self.hot_paths = prefixes("storageHotPathPrefixes")?;
         Ok(())
+    }
+
+    /// Idle records an owner shard keeps in memory: only in front of the embedded store,
+    /// which nothing else writes (a record changed in Redis or PostgreSQL by another program
+    /// must be read from there, as the reference reads it, unless the writer calls notify).
+    pub fn idle_records_kept(&self) -> usize {
+        match self.storage {
+            StorageChoice::Embedded(_) => IDLE_RECORDS_KEPT,
+            _ => 0,
+        }
     }
 
     /// A short description for the start-up line.
@@ -246,6 +259,8 @@ impl Connectors {
             None => (Rc::new(MemoryStore::default()), CacheHolds::ExcludedOnly),
         };
         Ok(match storage {
+            // The default cache would keep nothing: storage alone.
+            Some(storage) if self.cache.is_none() && self.config.exclusions.is_empty() => storage,
             Some(storage) => Rc::new(Layered::new(
                 cache,
                 holds,

@@ -17,8 +17,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Batches a shard keeps in flight against PostgreSQL.
-const CONCURRENCY: usize = 8;
+/// Batches a shard keeps in flight against PostgreSQL: a batch of writes waits up to
+/// `writeInterval` for its flush, and reads must not queue behind those.
+const CONCURRENCY: usize = 64;
 /// Writes waiting for the next flush before writers are refused.
 pub const MAX_BUFFERED_WRITES: usize = 100_000;
 /// The reference's code for "no such table".
