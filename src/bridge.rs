@@ -208,7 +208,10 @@ mod tests {
         let kept = bridge.handle();
         let started = std::time::Instant::now();
         drop(bridge);
-        assert!(started.elapsed() < STOP_GRACE, "stopped at once with nothing running");
+        assert!(
+            started.elapsed() < STOP_GRACE,
+            "stopped at once with nothing running"
+        );
         let (answers, _results) = async_channel::bounded::<()>(1);
         assert_eq!(kept.submit(async {}, answers), Err(SubmitError::Stopped));
     }

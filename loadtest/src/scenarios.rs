@@ -1041,7 +1041,8 @@ pub fn acked_writes(common: &Common, opts: &AckedWrites) -> Report {
             for i in share(writers, index, executors) {
                 let (common, shared) = (common.clone(), shared.clone());
                 tasks.push(glommio::spawn_local(async move {
-                    let loop_ = acked_writer_loop(&common, &shared, i, inflight, payload, start, duration);
+                    let loop_ =
+                        acked_writer_loop(&common, &shared, i, inflight, payload, start, duration);
                     if loop_.await.is_err() {
                         Counters::add(&shared.counters.errors, 1);
                     }
@@ -1060,7 +1061,10 @@ pub fn acked_writes(common: &Common, opts: &AckedWrites) -> Report {
     report.row("records in flight per writer", inflight as f64);
     report.row("writes", c.offered.load(Ordering::SeqCst) as f64);
     report.row("acknowledged", acked as f64);
-    report.row("acknowledged writes/s", acked as f64 / duration.as_secs_f64());
+    report.row(
+        "acknowledged writes/s",
+        acked as f64 / duration.as_secs_f64(),
+    );
     report.row("errors", c.errors.load(Ordering::SeqCst) as f64);
     report.latency("write ack", &shared.latency());
     report

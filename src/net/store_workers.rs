@@ -115,8 +115,9 @@ mod tests {
             name: Bytes::from_static(n.as_bytes()),
             record: None,
         };
-        let mut jobs: VecDeque<StoreJob> =
-            [load("a"), write("b"), load("c"), write("d")].into_iter().collect();
+        let mut jobs: VecDeque<StoreJob> = [load("a"), write("b"), load("c"), write("d")]
+            .into_iter()
+            .collect();
         assert_eq!(take_batch(&mut jobs), vec![load("a"), load("c")]);
         assert_eq!(take_batch(&mut jobs), vec![write("b"), write("d")]);
         assert!(take_batch(&mut jobs).is_empty());

@@ -14,7 +14,7 @@ pub mod postgres;
 pub mod redis;
 mod remote;
 
-pub use embedded::EmbeddedStore;
+pub use embedded::{check_layout as check_embedded_layout, EmbeddedStore};
 pub use layered::Layered;
 pub use memory::MemoryStore;
 pub use open::{CacheChoice, Connectors, StorageChoice, StoreConfig, DEFAULT_EMBEDDED_PATH};
