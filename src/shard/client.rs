@@ -647,7 +647,18 @@ impl Shard {
                 return;
             }
         };
-        let version = msg.version.unwrap_or(-1);
+        let mut version = msg.version.unwrap_or(-1);
+        // `record.storageHotPathPrefixes`: create-and-update writes of these names skip the
+        // version check (the last write wins); a patch there is refused, as in the reference.
+        let hot_path = matches!(msg.action, ra::CREATEANDUPDATE | ra::CREATEANDPATCH)
+            && crate::store::has_prefix(&self.config.store.hot_paths, &name);
+        if hot_path {
+            if !matches!(change, Change::Replace(_)) {
+                self.send(from, &error_reply(&msg, ra::INVALID_PATCH_ON_HOTPATH));
+                return;
+            }
+            version = -1;
+        }
         // Rules that do not read `data` are decided before the change is worked out, so a
         // denied write costs no patching; the others see the record as it would become.
         let old_data = self.owner_side.records.get(&name).map(|r| r.data.clone());

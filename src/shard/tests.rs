@@ -929,3 +929,45 @@ fn a_notify_that_cannot_read_its_record_gets_the_load_error_and_its_ack() {
     );
     assert_eq!(got[0].name.as_deref(), Some(&b"x"[..]));
 }
+
+#[test]
+fn hot_path_names_take_the_last_write_and_refuse_patches() {
+    let mut config = Config::default();
+    config.store.hot_paths = vec!["hot/".into()];
+    let mut cluster = Cluster::with(1, config);
+    let client = cluster.login(0, "w");
+    let write = |version: i32, path: Option<&'static str>| Message {
+        name: Some(Bytes::from_static(b"hot/1")),
+        version: Some(version),
+        path: path.map(|p| Bytes::from_static(p.as_bytes())),
+        data: Some(Bytes::from_static(br#"{"a":1}"#)),
+        correlation_id: Some(Bytes::from_static(b"c")),
+        is_write_ack: Some(true),
+        ..Message::new(
+            topic::RECORD,
+            if path.is_some() {
+                record_action::CREATEANDPATCH
+            } else {
+                record_action::CREATEANDUPDATE
+            },
+        )
+    };
+    // A stale version is no conflict on the hot path.
+    for _ in 0..2 {
+        cluster.send(&client, &write(1, None));
+        let got = received(&client);
+        assert_eq!(
+            got[0].action,
+            record_action::WRITE_ACKNOWLEDGEMENT,
+            "{got:?}"
+        );
+    }
+    cluster.send(&client, &write(5, Some("a")));
+    let got = received(&client);
+    assert_eq!(
+        got[0].action,
+        record_action::INVALID_PATCH_ON_HOTPATH,
+        "{got:?}"
+    );
+    assert_eq!(got[0].correlation_id.as_deref(), Some(&b"c"[..]));
+}
