@@ -458,6 +458,19 @@ impl Shard {
         if !op.touches_records() {
             return self.handle_owner_op(op, msg, from, user, refs, now);
         }
+        if matches!(op, Op::RecordHead | Op::RecordHeadBulk) {
+            // The version alone: a record not in memory is not loaded for it.
+            if !self.versions_ready(&msg, from) {
+                return;
+            }
+            let mut names = msg.names.clone();
+            names.extend(msg.name.clone());
+            self.handle_owner_op(op, msg, from, user, refs, now);
+            for name in names {
+                self.owner_side.records.forget_version(&name);
+            }
+            return;
+        }
         if !self.records_ready(&msg, from, user, refs) {
             return;
         }
@@ -526,7 +539,7 @@ impl Shard {
                     .map(|n| {
                         (
                             n.clone(),
-                            self.owner_side.records.get(n).map_or(-1, |r| r.version),
+                            self.owner_side.records.version_of(n).unwrap_or(-1),
                         )
                     })
                     .collect();
@@ -605,6 +618,15 @@ impl Shard {
         }
         let stored = self.owner_side.records.get(name).cloned();
         let head = matches!(action, ra::HEAD | ra::SUBSCRIBEANDHEAD);
+        if action == ra::HEAD {
+            // Known from memory or from the store's head, whichever answered.
+            let version = self.owner_side.records.version_of(name).unwrap_or(-1);
+            return Message {
+                name: Some(name.clone()),
+                version: Some(version),
+                ..Message::new(topic::RECORD, ra::HEAD_RESPONSE)
+            };
+        }
         match (stored, head) {
             (Some(record), false) => Message {
                 name: Some(name.clone()),

@@ -29,6 +29,8 @@ pub enum Waiting {
         token: u64,
         reply_to: u16,
     },
+    /// Only started the store job: nothing to do when it is answered.
+    Prefetch,
     /// `record.notify`: the record was read again; its subscribers hear of it.
     Refresh {
         name: Bytes,
@@ -39,6 +41,9 @@ pub enum Waiting {
 
 /// Messages that may wait for one record to load before new ones are refused.
 const MAX_WAITING_PER_RECORD: usize = 10_000;
+
+/// Versions from heads kept for the messages that asked, at most.
+const MAX_HEAD_VERSIONS: usize = 100_000;
 
 /// An answer to send once the store has taken a write.
 type Ack = (ConnId, Message);
@@ -61,6 +66,10 @@ pub struct RecordCache {
     idle: std::collections::VecDeque<Bytes>,
     idle_set: ahash::AHashSet<Bytes>,
     keep_idle: usize,
+    /// HEADs of records not in memory ask the store for the version alone: messages waiting
+    /// for one, and the versions answered (kept until the message that asked has used them).
+    heading: AHashMap<Bytes, Vec<Waiting>>,
+    versions: AHashMap<Bytes, i32>,
 }
 
 /// What a store result asks of the shard.
@@ -132,13 +141,37 @@ impl RecordCache {
                                     reply_to,
                                     action: load_error_action(&error),
                                 },
+                                Waiting::Prefetch => continue,
                             });
                         }
                     }
                 }
             }
-            // Nothing asks for a version alone yet: heads are answered from loaded records.
-            StoreResult::Headed { .. } => {}
+            StoreResult::Headed { name, result } => {
+                let waiting = self.heading.remove(&name).unwrap_or_default();
+                match result {
+                    Ok(version) => {
+                        if !waiting.is_empty() {
+                            // Versions of messages that failed are never used: a bound keeps
+                            // them from piling up (a message that finds its version gone asks
+                            // again).
+                            if self.versions.len() >= MAX_HEAD_VERSIONS {
+                                self.versions.clear();
+                            }
+                            self.versions.insert(name, version);
+                        }
+                        effects.extend(waiting.into_iter().map(RecordEffect::Resume));
+                    }
+                    Err(error) => {
+                        for item in waiting {
+                            if let Waiting::Op { msg, from, .. } = item {
+                                let reply = store_error(&msg, load_error_action(&error), &error);
+                                effects.push(RecordEffect::Reply(from, Box::new(reply)));
+                            }
+                        }
+                    }
+                }
+            }
             StoreResult::Written { name, result } => {
                 let Some(mut queue) = self.writing.remove(&name) else {
                     return effects;
@@ -221,6 +254,44 @@ impl RecordCache {
             }
         }
         Ok(())
+    }
+
+    /// The version of `name` if known without asking the store: from memory, or from a head
+    /// answered for a waiting message. `-1`: no such record.
+    pub fn version_of(&self, name: &[u8]) -> Option<i32> {
+        match self.cached.get(name) {
+            Some(record) => Some(record.as_ref().map_or(-1, |r| r.version)),
+            None => self.versions.get(name).copied(),
+        }
+    }
+
+    /// Parks `waiting` until the version of `name` is known: with the record if it is loading
+    /// anyway, else from a head job (the version alone: a cache answers it without the data).
+    pub fn wait_for_version(&mut self, name: &Bytes, waiting: Waiting) -> Result<(), Waiting> {
+        if let Some(list) = self.loading.get_mut(name.as_ref()) {
+            if list.len() >= MAX_WAITING_PER_RECORD {
+                return Err(waiting);
+            }
+            list.push(waiting);
+            return Ok(());
+        }
+        match self.heading.get_mut(name.as_ref()) {
+            Some(list) if list.len() >= MAX_WAITING_PER_RECORD => return Err(waiting),
+            Some(list) => list.push(waiting),
+            None => {
+                let key = crate::core::detach(name);
+                self.heading.insert(key.clone(), vec![waiting]);
+                self.jobs.push(StoreJob::Head { name: key });
+            }
+        }
+        Ok(())
+    }
+
+    /// A version answered by a head has been used.
+    pub fn forget_version(&mut self, name: &[u8]) {
+        if !self.heading.contains_key(name) {
+            self.versions.remove(name);
+        }
     }
 
     /// Reads `name` again past the cache (`record.notify`), unless a write or a load of it is
@@ -338,6 +409,46 @@ impl Shard {
         false
     }
 
+    /// True if the version of every record a HEAD or HEAD_BULK names is known; otherwise the
+    /// message waits while the store is asked for the versions alone (no data is loaded).
+    pub(super) fn versions_ready(&mut self, msg: &Message, from: ConnId) -> bool {
+        let records = &self.owner_side.records;
+        let missing: Vec<Bytes> = msg
+            .names
+            .iter()
+            .chain(msg.name.iter())
+            .filter(|n| records.version_of(n).is_none())
+            .cloned()
+            .collect();
+        let Some(first) = missing.first().cloned() else {
+            return true;
+        };
+        // All of them at once; the message waits on the first and checks again.
+        for other in &missing[1..] {
+            let _ = self
+                .owner_side
+                .records
+                .wait_for_version(other, Waiting::Prefetch);
+        }
+        let waiting = Waiting::Op {
+            msg: Box::new(msg.clone()),
+            from,
+            user: None,
+            refs: None,
+        };
+        if let Err(Waiting::Op { msg, from, .. }) =
+            self.owner_side.records.wait_for_version(&first, waiting)
+        {
+            let error =
+                StorageError::Other("too many messages wait for this record to load".into());
+            self.send(
+                from,
+                &store_error(&msg, record_action::RECORD_LOAD_ERROR, &error),
+            );
+        }
+        false
+    }
+
     /// The store's answers come back here; the cache works out what they mean
     /// (`RecordCache::on_store_result`) and the shard carries it out.
     pub fn on_store_result(&mut self, result: StoreResult, now: u64) {
@@ -377,6 +488,7 @@ impl Shard {
 
     fn resume(&mut self, waiting: Waiting, now: u64) {
         match waiting {
+            Waiting::Prefetch => {}
             Waiting::Op {
                 msg,
                 from,

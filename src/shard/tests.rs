@@ -971,3 +971,72 @@ fn hot_path_names_take_the_last_write_and_refuse_patches() {
     );
     assert_eq!(got[0].correlation_id.as_deref(), Some(&b"c"[..]));
 }
+
+#[test]
+fn heads_of_records_not_in_memory_ask_the_store_for_the_version_alone() {
+    let mut cluster = Cluster::new(2);
+    let (a, b) = (name_owned_by(1, 2, "h"), name_owned_by(0, 2, "h"));
+    let client = cluster.login(0, "h");
+    let write = Message {
+        name: Some(a.clone()),
+        version: Some(3),
+        data: Some(Bytes::from_static(br#"{"x":1}"#)),
+        ..Message::new(topic::RECORD, record_action::CREATEANDUPDATE)
+    };
+    cluster.send(&client, &write);
+    // Version 3 is refused (a new record's first write is version 1): write 1 instead.
+    received(&client);
+    cluster.send(
+        &client,
+        &Message {
+            version: Some(1),
+            ..write
+        },
+    );
+    assert!(received(&client).is_empty());
+    assert!(
+        !cluster.shards[1].owner_side.records.is_loaded(&a),
+        "evicted"
+    );
+    cluster.send(
+        &client,
+        &Message {
+            name: Some(a.clone()),
+            ..Message::new(topic::RECORD, record_action::HEAD)
+        },
+    );
+    let got = received(&client);
+    assert_eq!(
+        (got[0].action, got[0].version),
+        (record_action::HEAD_RESPONSE, Some(1))
+    );
+    assert!(
+        !cluster.shards[1].owner_side.records.is_loaded(&a),
+        "the data was not loaded for a head"
+    );
+    cluster.send(
+        &client,
+        &Message {
+            names: names(&[&a, &b]),
+            correlation_id: Some(Bytes::from_static(b"hb")),
+            ..Message::new(topic::RECORD, record_action::HEAD_BULK)
+        },
+    );
+    let got = received(&client);
+    let mut versions = got
+        .iter()
+        .flat_map(|m| m.versions.clone())
+        .collect::<Vec<_>>();
+    versions.sort();
+    let mut want = vec![(a.clone(), 1), (b.clone(), -1)];
+    want.sort();
+    assert_eq!(versions, want, "{got:?}");
+    assert!(
+        cluster.shards[1]
+            .owner_side
+            .records
+            .version_of(&a)
+            .is_none(),
+        "heads answered are forgotten once used"
+    );
+}
