@@ -22,6 +22,7 @@ const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 /// running ones `STOP_GRACE` to finish (a handle some shard still holds does not keep it).
 pub struct Bridge {
     handle: BridgeHandle,
+    runtime: tokio::runtime::Handle,
     stop: Arc<tokio::sync::Notify>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -59,6 +60,7 @@ impl Bridge {
             .enable_all()
             .build()?;
         let (jobs, mut queue) = tokio::sync::mpsc::channel::<Job>(MAX_QUEUED);
+        let runtime_handle = runtime.handle().clone();
         let stop = Arc::new(tokio::sync::Notify::new());
         let stopped = stop.clone();
         let thread = std::thread::Builder::new()
@@ -89,6 +91,7 @@ impl Bridge {
             })?;
         Ok(Bridge {
             handle: BridgeHandle { jobs },
+            runtime: runtime_handle,
             stop,
             thread: Some(thread),
         })
@@ -96,6 +99,12 @@ impl Bridge {
 
     pub fn handle(&self) -> BridgeHandle {
         self.handle.clone()
+    }
+
+    /// Runs a task that lasts as long as the bridge (a connector's listener): it counts
+    /// against no job limit, and stopping the bridge ends it.
+    pub fn spawn_service(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.runtime.spawn(task);
     }
 }
 

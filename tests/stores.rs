@@ -10,7 +10,9 @@
 
 mod common;
 
+use bytes::Bytes;
 use common::Server;
+use corestream::protocol::message::{connection_action, record_action as ra, topic, Message};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -488,4 +490,78 @@ fn notify_sends_a_change_made_in_postgres_to_subscribers() {
         drop(server);
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+#[test]
+fn with_follow_changes_a_row_changed_in_postgres_reaches_subscribers_without_notify() {
+    if !service("redis", 6379) || !service("postgres", 5432) {
+        return;
+    }
+    let (redis, pg, dir) = (RedisScratch::new(), PgScratch::new(), scratch_dir("follow"));
+    let config = config_file(
+        &dir,
+        &format!(
+            "{ENDPOINT}cache:\n  name: redis\n  options:\n    host: 127.0.0.1\n    port: 6379\n    \
+             keyPrefix: '{}'\nstorage:\n  name: postgres\n  options:\n    host: 127.0.0.1\n    \
+             port: 5432\n    user: postgres\n    database: test\n    schema: {}\n    \
+             writeInterval: 20\n    followChanges: true\n",
+            redis.prefix, pg.schema
+        ),
+    );
+    let server = start(&config, 2);
+    let put = run_to_end(&server, &["put", "live", "1", "2"]);
+    assert!(
+        put.iter().any(|l| l.starts_with("PUT live/0 2 ")),
+        "{put:?}"
+    );
+    let mut watcher = client(&server, &["watch", "live/0"]);
+    let heard = lines(&mut watcher);
+    let ready = heard.recv_timeout(Duration::from_secs(20)).expect("ready");
+    assert!(ready.starts_with("READY 2 "), "{ready}");
+    pg.sql(&format!(
+        "UPDATE \"{}\".\"live\" SET version = 3, val = '{{\"by\":\"sql\"}}' WHERE id = '0'",
+        pg.schema
+    ));
+    let update = heard.recv_timeout(Duration::from_secs(10)).expect("update");
+    assert_eq!(update, r#"UPDATE 3 {"by":"sql"}"#);
+    pg.sql(&format!("DELETE FROM \"{}\".\"live\"", pg.schema));
+    assert_eq!(
+        heard.recv_timeout(Duration::from_secs(10)).as_deref(),
+        Ok("DELETED")
+    );
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    // The server's own writes are not followed back as changes: a subscriber hears each once.
+    let mut subscriber = common::RawClient::login_with(server.port, "{}");
+    subscriber.send(&Message {
+        names: vec![Bytes::from_static(b"live/1")],
+        correlation_id: Some(Bytes::from_static(b"s")),
+        ..Message::new(topic::RECORD, ra::SUBSCRIBECREATEANDREAD)
+    });
+    assert_eq!(subscriber.expect_message().is_ack, Some(true));
+    assert_eq!(subscriber.expect_message().action, ra::READ_RESPONSE);
+    let mut writer = common::RawClient::login_with(server.port, "{}");
+    for version in 1..=3 {
+        writer.send(&Message {
+            name: Some(Bytes::from_static(b"live/1")),
+            version: Some(version),
+            data: Some(Bytes::from(format!(r#"{{"v":{version}}}"#))),
+            correlation_id: Some(Bytes::from(version.to_string())),
+            is_write_ack: Some(true),
+            ..Message::new(topic::RECORD, ra::UPDATE)
+        });
+        assert_eq!(writer.expect_message().action, ra::WRITE_ACKNOWLEDGEMENT);
+        let heard = subscriber.expect_message();
+        assert_eq!((heard.action, heard.version), (ra::UPDATE, Some(version)));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    subscriber.send(&Message::new(topic::CONNECTION, connection_action::PING));
+    let next = subscriber.expect_message();
+    assert_eq!(
+        next.action,
+        connection_action::PONG,
+        "an echo arrived: {next:?}"
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -100,6 +100,7 @@ pub fn run(
                         let parts = ShardParts {
                             listener,
                             store,
+                            changes: connectors.changes(id),
                             mesh,
                             runtime,
                             backlog,
@@ -293,6 +294,8 @@ fn resolve_port(host: &str, port: u16) -> Result<(u16, Option<std::os::fd::Owned
 struct ShardParts {
     listener: glommio::net::TcpListener,
     store: Rc<dyn crate::store::RecordStore>,
+    /// Names of records changed outside the server, when the storage's changes are followed.
+    changes: Option<async_channel::Receiver<Vec<bytes::Bytes>>>,
     mesh: MeshBuilder<Batch, glommio::channels::channel_mesh::Full>,
     runtime: Runtime,
     backlog: Arc<backlog::Backlog>,
@@ -306,6 +309,7 @@ async fn shard_main(
     let ShardParts {
         listener,
         store,
+        changes: parts_changes,
         mesh,
         runtime,
         backlog,
@@ -324,6 +328,15 @@ async fn shard_main(
         store,
         backlog.clone(),
     );
+    if let Some(changes) = parts_changes {
+        let pump = pump.clone();
+        glommio::spawn_local(async move {
+            while let Ok(names) = changes.recv().await {
+                pump.enter().on_external_change(names);
+            }
+        })
+        .detach();
+    }
     let ticker = {
         let (pump, runtime) = (pump.clone(), runtime.clone());
         glommio::spawn_local(async move {

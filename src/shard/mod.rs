@@ -175,6 +175,8 @@ struct OwnerSide {
     pending_logins: AHashMap<ConnId, (usize, Bytes)>,
     /// Records being read again for a notify, by asking shard and token.
     refreshing: AHashMap<(u16, u64), notify::Refreshing>,
+    /// Tokens of refreshes for changes followed from the storage.
+    next_external: u64,
     last_rematch: u64,
 }
 
@@ -208,6 +210,7 @@ impl Shard {
                 presence_counts: PresenceCounts::default(),
                 pending_logins: AHashMap::new(),
                 refreshing: AHashMap::new(),
+                next_external: 0,
                 last_rematch: 0,
             },
             online: OnlineUsers::default(),

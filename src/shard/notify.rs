@@ -12,6 +12,8 @@ use bytes::Bytes;
 
 /// Notifies a shard may have waiting for owners before new ones are refused.
 const MAX_PENDING: usize = 4096;
+/// `reply_to` of a refresh nobody waits for (a change followed from the storage).
+const NO_REPLY: u16 = u16::MAX;
 
 /// A client's notify waiting for its owners.
 pub(super) struct PendingNotify {
@@ -101,6 +103,20 @@ impl Shard {
         }
     }
 
+    /// The owner's side: rows of these records changed outside the server (followed from
+    /// the storage's notifications); read them again as a notify would, answering no one.
+    pub fn on_external_change(&mut self, names: Vec<Bytes>) {
+        let mine: Vec<Bytes> = names
+            .into_iter()
+            .filter(|n| self.owner(n) == self.id)
+            .collect();
+        if !mine.is_empty() {
+            self.owner_side.next_external = self.owner_side.next_external.wrapping_add(1);
+            let token = self.owner_side.next_external;
+            self.on_refresh(mine, token, NO_REPLY);
+        }
+    }
+
     /// The owner's side: read `names` again.
     pub(super) fn on_refresh(&mut self, names: Vec<Bytes>, token: u64, reply_to: u16) {
         let key = (reply_to, token);
@@ -156,6 +172,9 @@ impl Shard {
         part.left = part.left.saturating_sub(1);
         if part.left == 0 {
             if let Some(part) = self.owner_side.refreshing.remove(&key) {
+                if reply_to == NO_REPLY {
+                    return;
+                }
                 self.route(
                     usize::from(reply_to),
                     ShardMsg::Refreshed {

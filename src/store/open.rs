@@ -204,7 +204,13 @@ pub struct Connectors {
     bridge: Option<Bridge>,
     cache: Option<Arc<dyn Connector>>,
     storage: Option<Arc<dyn Connector>>,
+    /// Per shard: names of records changed outside the server (PostgreSQL's `followChanges`).
+    changes: Vec<async_channel::Receiver<Vec<bytes::Bytes>>>,
 }
+
+/// Batches of changed names a shard may have waiting before more are dropped (with a warning:
+/// a subscriber then hears of that change at the next write or notify).
+const MAX_QUEUED_CHANGES: usize = 1024;
 
 impl Connectors {
     /// Starts what `config` needs; `shards` is checked against an embedded store's layout.
@@ -216,11 +222,13 @@ impl Connectors {
                 config.cache_timeout,
             )?)),
         };
+        let mut postgres = None;
         let storage: Option<Arc<dyn Connector>> = match &config.storage {
-            StorageChoice::Postgres(options) => Some(PostgresStorage::new(
-                options.clone(),
-                config.storage_timeout,
-            )?),
+            StorageChoice::Postgres(options) => {
+                let storage = PostgresStorage::new(options.clone(), config.storage_timeout)?;
+                postgres = Some(storage.clone());
+                Some(storage)
+            }
             StorageChoice::Embedded(dir) => {
                 check_layout(dir, shards)?;
                 None
@@ -232,12 +240,49 @@ impl Connectors {
         } else {
             None
         };
+        let mut changes = Vec::new();
+        if let (Some(bridge), Some(postgres)) = (&bridge, postgres) {
+            if postgres.options().follow_changes {
+                let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards)
+                    .map(|_| async_channel::bounded(MAX_QUEUED_CHANGES))
+                    .unzip();
+                changes = receivers;
+                let sink: super::postgres::ChangeSink = Arc::new(move |names| {
+                    let mut by_shard: Vec<Vec<bytes::Bytes>> = vec![Vec::new(); shards];
+                    for name in names {
+                        let owner = crate::core::ids::owner_of(&name, shards);
+                        if let Some(list) = by_shard.get_mut(owner) {
+                            list.push(name);
+                        }
+                    }
+                    for (shard, names) in by_shard.into_iter().enumerate() {
+                        let Some(sender) = senders.get(shard) else {
+                            continue;
+                        };
+                        if !names.is_empty() && sender.try_send(names).is_err() {
+                            crate::log!(
+                                crate::log::Level::Warn,
+                                "STORAGE_NOTIFICATIONS",
+                                "shard {shard} is behind on followed changes; one was dropped"
+                            );
+                        }
+                    }
+                });
+                bridge.spawn_service(postgres.follow_changes(sink));
+            }
+        }
         Ok(Connectors {
             config: config.clone(),
             bridge,
             cache,
             storage,
+            changes,
         })
+    }
+
+    /// Names of records changed outside the server, for shard `shard` (when followed).
+    pub fn changes(&self, shard: usize) -> Option<async_channel::Receiver<Vec<bytes::Bytes>>> {
+        self.changes.get(shard).cloned()
     }
 
     /// The store shard `shard` uses.

@@ -41,6 +41,9 @@ pub struct PostgresOptions {
     pub use_jsonb: bool,
     /// Tables get the reference's trigger that NOTIFYs the schema's channel on each change.
     pub notify_on_change: bool,
+    /// corestream's opt-in (`followChanges: true`): LISTEN on the schema's channel, so a row
+    /// another program changes reaches subscribers without a `record.notify`.
+    pub follow_changes: bool,
 }
 
 impl PostgresOptions {
@@ -102,6 +105,7 @@ impl PostgresOptions {
             write_interval: Duration::from_millis(number("writeInterval")?.unwrap_or(200)),
             use_jsonb: flag("useJsonb")?.unwrap_or(false),
             notify_on_change: notifications,
+            follow_changes: flag("followChanges")?.unwrap_or(false),
         })
     }
 
@@ -172,9 +176,14 @@ struct Buffered {
     flush_scheduled: bool,
 }
 
+/// Where followed changes go: the names of the records a row change touched.
+pub type ChangeSink = Arc<dyn Fn(Vec<Bytes>) + Send + Sync>;
+
 pub struct PostgresStorage {
     options: PostgresOptions,
     pool: deadpool_postgres::Pool,
+    /// The server processes of this connector's own pool: their changes are not followed.
+    own_backends: Arc<Mutex<ahash::AHashSet<i32>>>,
     timeout: Duration,
     ready: tokio::sync::OnceCell<()>,
     buffered: Mutex<Buffered>,
@@ -193,13 +202,28 @@ impl PostgresStorage {
                 recycling_method: deadpool_postgres::RecyclingMethod::Fast,
             },
         );
+        let own_backends: Arc<Mutex<ahash::AHashSet<i32>>> = Arc::default();
+        let backends = own_backends.clone();
+        let remember_backend = deadpool_postgres::Hook::async_fn(move |client, _| {
+            let backends = backends.clone();
+            Box::pin(async move {
+                if let Ok(row) = client.query_one("SELECT pg_backend_pid()", &[]).await {
+                    if let (Ok(pid), Ok(mut set)) = (row.try_get::<_, i32>(0), backends.lock()) {
+                        set.insert(pid);
+                    }
+                }
+                Ok(())
+            })
+        });
         let pool = deadpool_postgres::Pool::builder(manager)
             .max_size(options.max_connections)
+            .post_create(remember_backend)
             .build()
             .map_err(|e| format!("storage: {e}"))?;
         Ok(Arc::new(PostgresStorage {
             options,
             pool,
+            own_backends,
             timeout,
             ready: tokio::sync::OnceCell::new(),
             buffered: Mutex::default(),
@@ -515,6 +539,89 @@ impl PostgresStorage {
     }
 }
 
+impl PostgresStorage {
+    /// Follows the schema's change notifications (the trigger's `OP:table:id`) for ever,
+    /// reconnecting after a failure, and hands `sink` the names of rows that another program
+    /// changed. Runs on the connector thread.
+    pub async fn follow_changes(self: Arc<Self>, sink: ChangeSink) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.listen_once(&sink).await {
+                Ok(()) => delay = Duration::from_millis(100),
+                Err(e) => crate::log!(
+                    crate::log::Level::Warn,
+                    "STORAGE_NOTIFICATIONS",
+                    "postgres: following changes stopped ({e}); retrying in {delay:?}"
+                ),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn listen_once(&self, sink: &ChangeSink) -> Result<(), String> {
+        let config = self.options.pg_config(self.timeout)?;
+        let (client, mut connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let driver = tokio::spawn(async move {
+            loop {
+                let message = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
+                match message {
+                    Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                        if tx.send((n.process_id(), n.payload().to_string())).is_err() {
+                            break;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => break,
+                }
+            }
+        });
+        client
+            .batch_execute(&format!("LISTEN {}", ident(&self.options.schema)))
+            .await
+            .map_err(|e| e.to_string())?;
+        crate::log!(
+            crate::log::Level::Info,
+            "STORAGE_NOTIFICATIONS",
+            "postgres: following changes in schema {}",
+            self.options.schema
+        );
+        while let Some((pid, payload)) = rx.recv().await {
+            let own = self.own_backends.lock().is_ok_and(|set| set.contains(&pid));
+            if own {
+                continue;
+            }
+            let names = changed_names(&payload, &self.options.default_table);
+            if !names.is_empty() {
+                sink(names);
+            }
+        }
+        driver.abort();
+        Err("the connection closed".into())
+    }
+}
+
+/// The records a notification `OP:table:id` names. A row of the default table is both the
+/// name without a prefix and `<defaultTable>/<id>` (both are stored there).
+pub fn changed_names(payload: &str, default_table: &str) -> Vec<Bytes> {
+    let mut parts = payload.splitn(3, ':');
+    let (Some(op), Some(table), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+        return Vec::new();
+    };
+    if !matches!(op, "INSERT" | "UPDATE" | "DELETE") {
+        return Vec::new();
+    }
+    let mut names = vec![Bytes::from(format!("{table}/{id}"))];
+    if table == default_table {
+        names.push(Bytes::from(id.to_string()));
+    }
+    names
+}
+
 fn corrupt(e: tokio_postgres::Error) -> StorageError {
     StorageError::Corrupt(format!("postgres: {e}"))
 }
@@ -569,6 +676,20 @@ mod tests {
     }
 
     #[test]
+    fn notifications_name_the_changed_records() {
+        assert_eq!(
+            changed_names("UPDATE:users:ann:x", "default"),
+            vec!["users/ann:x"]
+        );
+        assert_eq!(
+            changed_names("DELETE:default:plain", "default"),
+            vec!["default/plain", "plain"]
+        );
+        assert!(changed_names("CREATE_TABLE:users", "default").is_empty());
+        assert!(changed_names("nonsense", "default").is_empty());
+    }
+
+    #[test]
     fn options_read_as_the_reference_reads_them() {
         let yaml: Value = serde_yaml::from_str(
             "user: u\npassword: p\nhost: db\nport: 5433\ndatabase: d\nschema: s\n\
@@ -588,6 +709,7 @@ mod tests {
         );
         assert_eq!(d.write_interval, Duration::from_millis(200));
         assert!(d.notify_on_change);
+        assert!(!d.follow_changes);
         let ssl: Value = serde_yaml::from_str("ssl: true").unwrap();
         assert!(PostgresOptions::parse(Some(&ssl)).is_err());
     }
