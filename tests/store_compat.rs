@@ -9,28 +9,11 @@
 
 mod common;
 
-use common::Server;
+use common::{service, Server};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn service(name: &str, port: u16) -> bool {
-    let up = std::net::TcpStream::connect_timeout(
-        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_secs(1),
-    )
-    .is_ok();
-    if !up {
-        assert!(
-            std::env::var_os("CI").is_none()
-                && std::env::var_os("CORESTREAM_REQUIRE_SERVICES").is_none(),
-            "{name} does not answer on 127.0.0.1:{port}, and CI needs it"
-        );
-        println!("skipped: {name} does not answer on 127.0.0.1:{port}");
-    }
-    up
-}
 
 /// The reference's install with the two connector plugins beside it (made once, kept in
 /// target/).
@@ -132,16 +115,7 @@ impl Drop for Reference {
 /// Runs tests/node/durable/records.mjs against `url`; returns `<name> → (version, json)` of
 /// the lines starting with `tag`.
 fn records(url: &str, args: &[&str], tag: &str) -> BTreeMap<String, (i64, serde_json::Value)> {
-    let home = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
-    if !home.join("node_modules/@deepstream/client").exists() {
-        let ok = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&home)
-            .status()
-            .expect("npm")
-            .success();
-        assert!(ok);
-    }
+    let home = common::node_home();
     let output = Command::new("timeout")
         .arg("60")
         .arg("node")
@@ -166,35 +140,6 @@ fn records(url: &str, args: &[&str], tag: &str) -> BTreeMap<String, (i64, serde_
     }
     assert!(!out.is_empty(), "no {tag} lines from {args:?}: {stdout}");
     out
-}
-
-fn psql(statement: &str) {
-    let _ = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "test",
-            "-qtA",
-            "-c",
-        ])
-        .arg(statement)
-        .output();
-}
-
-fn redis_clear(prefix: &str) {
-    let mut c = redis::Client::open("redis://127.0.0.1:6379/0")
-        .and_then(|c| c.get_connection())
-        .expect("redis");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query(&mut c)
-        .unwrap_or_default();
-    for key in keys {
-        let _: Result<(), _> = redis::cmd("DEL").arg(key).query(&mut c);
-    }
 }
 
 #[test]
@@ -231,7 +176,7 @@ fn records_move_between_the_reference_and_corestream_on_the_same_redis_and_postg
             records(&reference.url(), &["put", prefix_of_names, "6", "3"], "PUT")
         };
         if !from_cache {
-            redis_clear(&prefix);
+            common::redis_delete_prefix(&prefix);
         }
         let read = {
             let server = corestream();
@@ -249,7 +194,7 @@ fn records_move_between_the_reference_and_corestream_on_the_same_redis_and_postg
             records(&server.url(), &["put", &names, "6", "3"], "PUT")
         };
         if !from_cache {
-            redis_clear(&prefix);
+            common::redis_delete_prefix(&prefix);
         }
         let read = {
             let reference = Reference::start(&shared, &home, &dir, &layers);
@@ -260,7 +205,7 @@ fn records_move_between_the_reference_and_corestream_on_the_same_redis_and_postg
             "deepstream reading what corestream wrote (cache: {from_cache})"
         );
     }
-    redis_clear(&prefix);
-    psql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
+    common::redis_delete_prefix(&prefix);
+    common::psql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,7 +8,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{RawClient, Server};
+use common::{service, RawClient, Server};
 use corestream::protocol::message::{record_action as ra, topic, Message};
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -17,23 +17,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn service(name: &str, port: u16) -> bool {
-    let up = TcpStream::connect_timeout(
-        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_secs(1),
-    )
-    .is_ok();
-    if !up {
-        assert!(
-            std::env::var_os("CI").is_none()
-                && std::env::var_os("CORESTREAM_REQUIRE_SERVICES").is_none(),
-            "{name} does not answer on 127.0.0.1:{port}, and CI needs it"
-        );
-        println!("skipped: {name} does not answer on 127.0.0.1:{port}");
-    }
-    up
-}
 
 const PASS: u8 = 0;
 const CUT: u8 = 1;
@@ -305,20 +288,7 @@ fn cache_and_storage_outages_are_answered_within_the_timeouts_and_lose_no_acknow
         seen.slowest
     );
     drop(server);
-    let _ = std::process::Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
-        .arg(format!("DROP SCHEMA IF EXISTS \"{tag}\" CASCADE"))
-        .output();
-    if let Ok(mut c) =
-        redis::Client::open("redis://127.0.0.1:6379/0").and_then(|c| c.get_connection())
-    {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{tag}:*"))
-            .query(&mut c)
-            .unwrap_or_default();
-        for key in keys {
-            let _: Result<(), _> = redis::cmd("DEL").arg(key).query(&mut c);
-        }
-    }
+    common::psql(&format!("DROP SCHEMA IF EXISTS \"{tag}\" CASCADE"));
+    common::redis_delete_prefix(&format!("{tag}:"));
     let _ = std::fs::remove_dir_all(&dir);
 }

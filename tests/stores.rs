@@ -11,7 +11,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::Server;
+use common::{node_home, service, Server};
 use corestream::protocol::message::{connection_action, record_action as ra, topic, Message};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -19,24 +19,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-/// Whether a service answers on loopback; under CI its absence is a failure, not a skip.
-fn service(name: &str, port: u16) -> bool {
-    let up = std::net::TcpStream::connect_timeout(
-        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_secs(1),
-    )
-    .is_ok();
-    if !up {
-        assert!(
-            std::env::var_os("CI").is_none()
-                && std::env::var_os("CORESTREAM_REQUIRE_SERVICES").is_none(),
-            "{name} does not answer on 127.0.0.1:{port}, and CI needs it"
-        );
-        println!("skipped: {name} does not answer on 127.0.0.1:{port}");
-    }
-    up
-}
 
 fn scratch_name(what: &str) -> String {
     format!("cs_{what}_{}_{}", std::process::id(), fastrand::u32(..))
@@ -63,21 +45,6 @@ fn start(config: &Path, shards: usize) -> Server {
         "-c",
         config.to_str().expect("utf-8 path"),
     ])
-}
-
-/// tests/node with its packages installed.
-fn node_home() -> PathBuf {
-    let home = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
-    if !home.join("node_modules/@deepstream/client").exists() {
-        let ok = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&home)
-            .status()
-            .expect("npm")
-            .success();
-        assert!(ok, "npm ci in tests/node failed");
-    }
-    home
 }
 
 /// Runs tests/node/durable/records.mjs with `args` against `server`.
@@ -264,30 +231,17 @@ impl RedisScratch {
         }
     }
 
-    fn connection() -> redis::Connection {
-        redis::Client::open("redis://127.0.0.1:6379/0")
-            .and_then(|c| c.get_connection())
-            .expect("redis")
-    }
-
     fn get(&self, key: &str) -> Option<String> {
         redis::cmd("GET")
             .arg(format!("{}{key}", self.prefix))
-            .query(&mut Self::connection())
+            .query(&mut common::redis_connection())
             .expect("GET")
     }
 }
 
 impl Drop for RedisScratch {
     fn drop(&mut self) {
-        let mut c = Self::connection();
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", self.prefix))
-            .query(&mut c)
-            .unwrap_or_default();
-        for key in keys {
-            let _: Result<(), _> = redis::cmd("DEL").arg(key).query(&mut c);
-        }
+        common::redis_delete_prefix(&self.prefix);
     }
 }
 
@@ -304,21 +258,7 @@ impl PgScratch {
     }
 
     fn sql(&self, statement: &str) -> String {
-        let output = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "test",
-                "-tA",
-                "-c",
-            ])
-            .arg(statement)
-            .output()
-            .expect("psql");
-        String::from_utf8_lossy(&output.stdout).trim().to_string()
+        common::psql(statement)
     }
 }
 

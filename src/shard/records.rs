@@ -244,16 +244,8 @@ impl RecordCache {
     /// Parks `waiting` until `name` is loaded, starting the load if needed.
     /// Returns the message back if too many already wait for this record.
     pub fn wait_for(&mut self, name: &Bytes, waiting: Waiting) -> Result<(), Waiting> {
-        match self.loading.get_mut(name.as_ref()) {
-            Some(list) if list.len() >= MAX_WAITING_PER_RECORD => return Err(waiting),
-            Some(list) => list.push(waiting),
-            None => {
-                let key = crate::core::detach(name);
-                self.loading.insert(key.clone(), vec![waiting]);
-                self.jobs.push(StoreJob::Load { name: key });
-            }
-        }
-        Ok(())
+        let job = |name| StoreJob::Load { name };
+        enqueue(&mut self.loading, &mut self.jobs, name, waiting, job)
     }
 
     /// The version of `name` if known without asking the store: from memory, or from a head
@@ -268,23 +260,11 @@ impl RecordCache {
     /// Parks `waiting` until the version of `name` is known: with the record if it is loading
     /// anyway, else from a head job (the version alone: a cache answers it without the data).
     pub fn wait_for_version(&mut self, name: &Bytes, waiting: Waiting) -> Result<(), Waiting> {
-        if let Some(list) = self.loading.get_mut(name.as_ref()) {
-            if list.len() >= MAX_WAITING_PER_RECORD {
-                return Err(waiting);
-            }
-            list.push(waiting);
-            return Ok(());
+        if self.loading.contains_key(name.as_ref()) {
+            return self.wait_for(name, waiting);
         }
-        match self.heading.get_mut(name.as_ref()) {
-            Some(list) if list.len() >= MAX_WAITING_PER_RECORD => return Err(waiting),
-            Some(list) => list.push(waiting),
-            None => {
-                let key = crate::core::detach(name);
-                self.heading.insert(key.clone(), vec![waiting]);
-                self.jobs.push(StoreJob::Head { name: key });
-            }
-        }
-        Ok(())
+        let job = |name| StoreJob::Head { name };
+        enqueue(&mut self.heading, &mut self.jobs, name, waiting, job)
     }
 
     /// A version answered by a head has been used.
@@ -368,6 +348,27 @@ impl RecordCache {
     }
 }
 
+/// Adds `waiting` to the list for `name`, starting `job` when it is the first; refuses past
+/// `MAX_WAITING_PER_RECORD`.
+fn enqueue(
+    waiting_for: &mut AHashMap<Bytes, Vec<Waiting>>,
+    jobs: &mut Vec<StoreJob>,
+    name: &Bytes,
+    waiting: Waiting,
+    job: impl FnOnce(Bytes) -> StoreJob,
+) -> Result<(), Waiting> {
+    match waiting_for.get_mut(name.as_ref()) {
+        Some(list) if list.len() >= MAX_WAITING_PER_RECORD => return Err(waiting),
+        Some(list) => list.push(waiting),
+        None => {
+            let key = crate::core::detach(name);
+            waiting_for.insert(key.clone(), vec![waiting]);
+            jobs.push(job(key));
+        }
+    }
+    Ok(())
+}
+
 impl Shard {
     /// True if every record `msg` needs is in memory; otherwise the message waits for them.
     pub(super) fn records_ready(
@@ -397,8 +398,14 @@ impl Shard {
             user: user.map(|u| Arc::new(u.clone())),
             refs: refs.map(|r| Arc::new(r.clone())),
         };
-        if let Err(Waiting::Op { msg, from, .. }) = self.owner_side.records.wait_for(&name, waiting)
-        {
+        let parked = self.owner_side.records.wait_for(&name, waiting);
+        self.refuse_if_unparked(parked);
+        false
+    }
+
+    /// A message that could not wait (too many wait for that record already) is answered.
+    fn refuse_if_unparked(&mut self, parked: Result<(), Waiting>) {
+        if let Err(Waiting::Op { msg, from, .. }) = parked {
             let error =
                 StorageError::Other("too many messages wait for this record to load".into());
             self.send(
@@ -406,7 +413,6 @@ impl Shard {
                 &store_error(&msg, record_action::RECORD_LOAD_ERROR, &error),
             );
         }
-        false
     }
 
     /// True if the version of every record a HEAD or HEAD_BULK names is known; otherwise the
@@ -436,16 +442,8 @@ impl Shard {
             user: None,
             refs: None,
         };
-        if let Err(Waiting::Op { msg, from, .. }) =
-            self.owner_side.records.wait_for_version(&first, waiting)
-        {
-            let error =
-                StorageError::Other("too many messages wait for this record to load".into());
-            self.send(
-                from,
-                &store_error(&msg, record_action::RECORD_LOAD_ERROR, &error),
-            );
-        }
+        let parked = self.owner_side.records.wait_for_version(&first, waiting);
+        self.refuse_if_unparked(parked);
         false
     }
 

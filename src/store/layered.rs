@@ -3,8 +3,7 @@
 //! read asks the cache first, then storage, and a record found only in storage is put into the
 //! cache before the read is answered (so a later write cannot be overtaken by it).
 
-use super::{has_prefix, through_batch, BatchFuture, RecordStore, StoreFuture, StoreJob};
-use super::{StoreResult, StoredRecord};
+use super::{has_prefix, BatchFuture, RecordStore, StoreJob, StoreResult};
 use bytes::Bytes;
 use std::rc::Rc;
 
@@ -65,21 +64,7 @@ impl Part {
 }
 
 impl RecordStore for Layered {
-    fn get<'a>(&'a self, name: &'a [u8]) -> StoreFuture<'a, Option<StoredRecord>> {
-        through_batch::get(self, name)
-    }
-
-    fn set<'a>(&'a self, name: &'a [u8], version: i32, data: Bytes) -> StoreFuture<'a, ()> {
-        through_batch::write(self, name, Some(StoredRecord { version, data }))
-    }
-
-    fn delete<'a>(&'a self, name: &'a [u8]) -> StoreFuture<'a, ()> {
-        through_batch::write(self, name, None)
-    }
-
-    fn head<'a>(&'a self, name: &'a [u8]) -> StoreFuture<'a, i32> {
-        through_batch::head(self, name)
-    }
+    super::v2_through_batch!();
 
     fn run_batch<'a>(&'a self, jobs: Vec<StoreJob>) -> BatchFuture<'a> {
         Box::pin(async move {
@@ -213,6 +198,7 @@ fn unreachable_answer() -> StoreResult {
 mod tests {
     use super::*;
     use crate::store::{MemoryStore, StorageError};
+    use crate::store::{StoreFuture, StoredRecord};
     use futures_lite::future::block_on;
     use std::cell::Cell;
 

@@ -10,6 +10,7 @@ mod embedded;
 mod layered;
 mod memory;
 mod open;
+mod options;
 pub mod postgres;
 pub mod redis;
 mod remote;
@@ -243,6 +244,38 @@ pub(crate) mod through_batch {
         })
     }
 }
+
+/// The V2 API of a store whose natural unit is the batch (each call a batch of one), written
+/// inside its `impl RecordStore`.
+macro_rules! v2_through_batch {
+    () => {
+        fn get<'a>(
+            &'a self,
+            name: &'a [u8],
+        ) -> $crate::store::StoreFuture<'a, Option<$crate::store::StoredRecord>> {
+            $crate::store::through_batch::get(self, name)
+        }
+
+        fn set<'a>(
+            &'a self,
+            name: &'a [u8],
+            version: i32,
+            data: bytes::Bytes,
+        ) -> $crate::store::StoreFuture<'a, ()> {
+            let record = $crate::store::StoredRecord { version, data };
+            $crate::store::through_batch::write(self, name, Some(record))
+        }
+
+        fn delete<'a>(&'a self, name: &'a [u8]) -> $crate::store::StoreFuture<'a, ()> {
+            $crate::store::through_batch::write(self, name, None)
+        }
+
+        fn head<'a>(&'a self, name: &'a [u8]) -> $crate::store::StoreFuture<'a, i32> {
+            $crate::store::through_batch::head(self, name)
+        }
+    };
+}
+pub(crate) use v2_through_batch;
 
 /// deepstream's `storageExclusionPrefixes` (and the like): does `name` start with one of them?
 pub fn has_prefix(prefixes: &[String], name: &[u8]) -> bool {

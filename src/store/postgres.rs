@@ -51,44 +51,17 @@ pub struct PostgresOptions {
 
 impl PostgresOptions {
     pub fn parse(options: Option<&Value>) -> Result<PostgresOptions, String> {
-        let empty = Value::Null;
-        let o = options.unwrap_or(&empty);
-        if o.get("ssl")
-            .is_some_and(|v| !v.is_null() && v != &Value::Bool(false))
-        {
+        let o = super::options::Options::new(options, "storage.options");
+        if o.get("ssl").is_some_and(|v| v != &Value::Bool(false)) {
             return Err("storage.options.ssl: TLS to PostgreSQL is not supported yet".into());
         }
-        let text = |key: &str| -> Result<Option<String>, String> {
-            match o.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(Value::Number(n)) => Ok(Some(n.to_string())),
-                Some(_) => Err(format!("storage.options.{key} must be text")),
-            }
-        };
-        let number = |key: &str| -> Result<Option<u64>, String> {
-            match o.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::Number(n)) => n
-                    .as_u64()
-                    .map(Some)
-                    .ok_or_else(|| format!("storage.options.{key} must be a whole number")),
-                Some(Value::String(s)) => s
-                    .parse()
-                    .map(Some)
-                    .map_err(|_| format!("storage.options.{key} must be a whole number")),
-                Some(_) => Err(format!("storage.options.{key} must be a whole number")),
-            }
-        };
-        let flag = |key: &str| -> Result<Option<bool>, String> {
-            match o.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::Bool(b)) => Ok(Some(*b)),
-                Some(_) => Err(format!("storage.options.{key} must be true or false")),
-            }
-        };
+        let (text, number, flag) = (
+            |k: &str| o.text(k),
+            |k: &str| o.number(k),
+            |k: &str| o.flag(k),
+        );
         let notifications = match o.get("notifications") {
-            None | Some(Value::Null) => true,
+            None => true,
             Some(Value::Mapping(m)) => ["INSERT", "UPDATE", "DELETE"]
                 .iter()
                 .any(|k| m.get(*k) != Some(&Value::Bool(false))),

@@ -33,38 +33,16 @@ pub struct RedisOptions {
 
 impl RedisOptions {
     pub fn parse(options: Option<&Value>) -> Result<RedisOptions, String> {
-        let empty = Value::Null;
-        let options = options.unwrap_or(&empty);
-        if options.get("nodes").is_some() {
+        let o = super::options::Options::new(options, "cache.options");
+        if o.get("nodes").is_some() {
             return Err("cache.options.nodes: Redis Cluster is not supported yet".into());
         }
         for key in ["tls", "sentinels"] {
-            if options.get(key).is_some_and(|v| !v.is_null()) {
+            if o.get(key).is_some() {
                 return Err(format!("cache.options.{key}: not supported yet"));
             }
         }
-        let text = |key: &str| -> Result<Option<String>, String> {
-            match options.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(Value::Number(n)) => Ok(Some(n.to_string())),
-                Some(_) => Err(format!("cache.options.{key} must be text")),
-            }
-        };
-        let number = |key: &str| -> Result<Option<u64>, String> {
-            match options.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::Number(n)) => n
-                    .as_u64()
-                    .map(Some)
-                    .ok_or_else(|| format!("cache.options.{key} must be a whole number")),
-                Some(Value::String(s)) => s
-                    .parse()
-                    .map(Some)
-                    .map_err(|_| format!("cache.options.{key} must be a whole number")),
-                Some(_) => Err(format!("cache.options.{key} must be a whole number")),
-            }
-        };
+        let (text, number) = (|k: &str| o.text(k), |k: &str| o.number(k));
         let port = number("port")?.unwrap_or(6379);
         Ok(RedisOptions {
             url: text("url")?,

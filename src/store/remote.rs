@@ -2,10 +2,8 @@
 //! bridge and awaits the answers on a channel that wakes its own executor. A bridge that is
 //! full or gone answers every job with an error at once: the shard never blocks on it.
 
-use super::{through_batch, StoredRecord};
-use super::{BatchFuture, RecordStore, StorageError, StoreFuture, StoreJob, StoreResult};
+use super::{BatchFuture, RecordStore, StorageError, StoreJob, StoreResult};
 use crate::bridge::BridgeHandle;
-use bytes::Bytes;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -35,21 +33,7 @@ impl OnBridge {
 }
 
 impl RecordStore for OnBridge {
-    fn get<'a>(&'a self, name: &'a [u8]) -> StoreFuture<'a, Option<StoredRecord>> {
-        through_batch::get(self, name)
-    }
-
-    fn set<'a>(&'a self, name: &'a [u8], version: i32, data: Bytes) -> StoreFuture<'a, ()> {
-        through_batch::write(self, name, Some(StoredRecord { version, data }))
-    }
-
-    fn delete<'a>(&'a self, name: &'a [u8]) -> StoreFuture<'a, ()> {
-        through_batch::write(self, name, None)
-    }
-
-    fn head<'a>(&'a self, name: &'a [u8]) -> StoreFuture<'a, i32> {
-        through_batch::head(self, name)
-    }
+    super::v2_through_batch!();
 
     fn run_batch<'a>(&'a self, jobs: Vec<StoreJob>) -> BatchFuture<'a> {
         Box::pin(async move {

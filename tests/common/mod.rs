@@ -268,3 +268,75 @@ impl RawClient {
         let _ = self.stream.write_all(&frame);
     }
 }
+
+/// Whether a service the connector tests need answers on loopback. Without it a test says it
+/// skipped; under CI (`CI` or `CORESTREAM_REQUIRE_SERVICES` set) its absence fails the test.
+pub fn service(name: &str, port: u16) -> bool {
+    let up = TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(1),
+    )
+    .is_ok();
+    if !up {
+        assert!(
+            std::env::var_os("CI").is_none()
+                && std::env::var_os("CORESTREAM_REQUIRE_SERVICES").is_none(),
+            "{name} does not answer on 127.0.0.1:{port}, and CI needs it"
+        );
+        println!("skipped: {name} does not answer on 127.0.0.1:{port}");
+    }
+    up
+}
+
+/// Runs one SQL statement on the machine's PostgreSQL (database `test`); its output, trimmed.
+pub fn psql(statement: &str) -> String {
+    let output = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-qtA",
+            "-c",
+        ])
+        .arg(statement)
+        .output()
+        .expect("psql");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// A connection to the machine's Redis (db 0).
+pub fn redis_connection() -> redis::Connection {
+    redis::Client::open("redis://127.0.0.1:6379/0")
+        .and_then(|c| c.get_connection())
+        .expect("redis")
+}
+
+/// Deletes the machine's Redis keys that start with `prefix`.
+pub fn redis_delete_prefix(prefix: &str) {
+    let mut c = redis_connection();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut c)
+        .unwrap_or_default();
+    for key in keys {
+        let _: Result<(), _> = redis::cmd("DEL").arg(key).query(&mut c);
+    }
+}
+
+/// tests/node with its packages installed.
+pub fn node_home() -> PathBuf {
+    let home = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    if !home.join("node_modules/@deepstream/client").exists() {
+        let ok = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&home)
+            .status()
+            .expect("npm")
+            .success();
+        assert!(ok, "npm ci in tests/node failed");
+    }
+    home
+}
