@@ -1000,18 +1000,6 @@ pub fn idle(
     report
 }
 
-#[cfg(test)]
-mod tests {
-    use super::timestamp;
-
-    #[test]
-    fn the_send_time_is_read_from_the_payload() {
-        assert_eq!(timestamp(br#"{"t":1234,"pad":"x"}"#), Some(1234));
-        assert_eq!(timestamp(br#"{"pad":"x"}"#), None);
-        assert_eq!(timestamp(br#"{"t":}"#), None);
-    }
-}
-
 pub struct AckedWrites {
     pub writers: usize,
     /// Records per writer, each with one acknowledged write in flight.
@@ -1163,4 +1151,16 @@ async fn acked_writer_loop(
     }
     shared.merge(&local);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timestamp;
+
+    #[test]
+    fn the_send_time_is_read_from_the_payload() {
+        assert_eq!(timestamp(br#"{"t":1234,"pad":"x"}"#), Some(1234));
+        assert_eq!(timestamp(br#"{"pad":"x"}"#), None);
+        assert_eq!(timestamp(br#"{"t":}"#), None);
+    }
 }
