@@ -348,17 +348,19 @@ impl PostgresStorage {
         let (done, answer) = tokio::sync::oneshot::channel();
         let schedule = {
             let mut buffered = self.buffered.lock().map_err(|_| poisoned())?;
-            if buffered.count >= MAX_BUFFERED_WRITES {
-                return Err(StorageError::Unavailable(
-                    "storage write buffer is full".into(),
-                ));
-            }
+            let full = buffered.count >= MAX_BUFFERED_WRITES;
             let rows = buffered.tables.entry(key.table).or_default();
             match rows.get_mut(&key.id) {
+                // A row already waiting takes the newer write in its place.
                 Some(row) => {
                     row.0 = record.version;
                     row.1 = record.data;
                     row.2.push(done);
+                }
+                None if full => {
+                    return Err(StorageError::Unavailable(
+                        "storage write buffer is full".into(),
+                    ))
                 }
                 None => {
                     rows.insert(key.id, (record.version, record.data, vec![done]));
@@ -658,6 +660,37 @@ mod tests {
         assert_eq!(row_key(b"a\";b/c;d", "t").table, "ab");
         assert_eq!(row_key(b"a\";b/c;d", "t").id, "cd");
         assert_eq!(ident("we\"ird"), "\"we\"\"ird\"");
+    }
+
+    #[test]
+    fn past_the_bound_buffered_writes_are_refused_not_queued() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut options = PostgresOptions::parse(None).unwrap();
+            // Nothing listens there, and the flush is far away: the buffer only fills.
+            options.port = 1;
+            options.write_interval = Duration::from_secs(3600);
+            let storage = PostgresStorage::new(options, Duration::from_secs(1)).unwrap();
+            let record = StoredRecord {
+                version: 1,
+                data: Bytes::from_static(b"{}"),
+            };
+            let mut waiting = Vec::new();
+            for i in 0..MAX_BUFFERED_WRITES {
+                let name = format!("t/{i}");
+                waiting.push(storage.buffer(name.as_bytes(), record.clone()).unwrap());
+            }
+            // A second write of a buffered row takes no new room.
+            assert!(storage.buffer(b"t/0", record.clone()).is_ok());
+            let refused = storage.buffer(b"t/new", record).map(|_| ());
+            assert!(
+                matches!(&refused, Err(StorageError::Unavailable(m)) if m.contains("full")),
+                "{refused:?}"
+            );
+        });
     }
 
     #[test]
