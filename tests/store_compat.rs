@@ -153,6 +153,7 @@ fn records_move_between_the_reference_and_corestream_on_the_same_redis_and_postg
     let home = peer_home(&shared);
     let tag = format!("cs_compat_{}_{}", std::process::id(), fastrand::u32(..));
     let (prefix, schema) = (format!("{tag}:"), tag.clone());
+    let _cleanup = common::Scratch(tag.clone());
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(&tag);
     std::fs::create_dir_all(&dir).expect("dir");
     let layers = format!(
@@ -205,7 +206,5 @@ fn records_move_between_the_reference_and_corestream_on_the_same_redis_and_postg
             "deepstream reading what corestream wrote (cache: {from_cache})"
         );
     }
-    common::redis_delete_prefix(&prefix);
-    common::psql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
     let _ = std::fs::remove_dir_all(&dir);
 }

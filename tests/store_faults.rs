@@ -176,6 +176,7 @@ fn cache_and_storage_outages_are_answered_within_the_timeouts_and_lose_no_acknow
         return;
     }
     let tag = format!("cs_faults_{}_{}", std::process::id(), fastrand::u32(..));
+    let _cleanup = common::Scratch(tag.clone());
     let (cache, storage) = (Proxy::start(6379), Proxy::start(5432));
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(&tag);
     std::fs::create_dir_all(&dir).expect("dir");
@@ -288,7 +289,5 @@ fn cache_and_storage_outages_are_answered_within_the_timeouts_and_lose_no_acknow
         seen.slowest
     );
     drop(server);
-    common::psql(&format!("DROP SCHEMA IF EXISTS \"{tag}\" CASCADE"));
-    common::redis_delete_prefix(&format!("{tag}:"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -340,3 +340,14 @@ pub fn node_home() -> PathBuf {
     }
     home
 }
+
+/// A test's PostgreSQL schema `NAME` and Redis keys `NAME:*`, removed when dropped (also when
+/// the test fails).
+pub struct Scratch(pub String);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        psql(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.0));
+        redis_delete_prefix(&format!("{}:", self.0));
+    }
+}
