@@ -874,6 +874,7 @@ mod tests {
             ("cache:\n  name: memcached\n", "cache"),
             ("storage:\n  name: mongodb\n  options: {}\n", "storage"),
             ("storage:\n  path: ./my-storage.js\n", "storage.path"),
+            ("storage:\n  name: embedded\n  options: {path: [1]}\n", "storage.options.path"),
             ("cache:\n  name: redis\n  options: {nodes: [{host: a}]}\n", "nodes"),
             ("record:\n  storageExclusionPrefixes: tmp/\n", "storageExclusionPrefixes"),
             ("clusterNode:\n  name: redis\n", "clusterNode"),

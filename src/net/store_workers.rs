@@ -24,15 +24,21 @@ fn take_batch(jobs: &mut VecDeque<StoreJob>) -> Vec<StoreJob> {
         return Vec::new();
     };
     let mut batch = Vec::with_capacity(jobs.len().min(MAX_BATCH));
-    let mut rest = VecDeque::new();
-    while let Some(job) = jobs.pop_front() {
-        if batch.len() < MAX_BATCH && writes(&job) == kind {
-            batch.push(job);
-        } else {
-            rest.push_back(job);
-        }
+    // The usual case costs only the batch: the jobs of one kind at the front.
+    while batch.len() < MAX_BATCH && jobs.front().is_some_and(|j| writes(j) == kind) {
+        batch.extend(jobs.pop_front());
     }
-    *jobs = rest;
+    if batch.len() < MAX_BATCH && !jobs.is_empty() {
+        let mut rest = VecDeque::with_capacity(jobs.len());
+        for job in jobs.drain(..) {
+            if batch.len() < MAX_BATCH && writes(&job) == kind {
+                batch.push(job);
+            } else {
+                rest.push_back(job);
+            }
+        }
+        *jobs = rest;
+    }
     batch
 }
 

@@ -86,10 +86,9 @@ impl StoreConfig {
             self.storage = match name.as_str() {
                 "default" | "none" => StorageChoice::None,
                 "embedded" => {
-                    let path = options
-                        .and_then(|o| o.get("path"))
-                        .and_then(Value::as_str)
-                        .unwrap_or(DEFAULT_EMBEDDED_PATH);
+                    let path = super::options::Options::new(options, "storage.options")
+                        .text("path")?
+                        .unwrap_or_else(|| DEFAULT_EMBEDDED_PATH.to_string());
                     StorageChoice::Embedded(dir.join(path))
                 }
                 "postgres" | "postgresql" => {
