@@ -1,4 +1,5 @@
 //! corestream: a thread-per-core realtime server speaking the deepstream protocol.
+pub mod api;
 pub mod auth;
 pub mod bridge;
 pub mod cluster;

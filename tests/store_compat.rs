@@ -9,11 +9,10 @@
 
 mod common;
 
-use common::{service, Server};
+use common::{service, Reference, Server};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 /// The reference's install with the two connector plugins beside it (made once, kept in
 /// target/).
@@ -55,61 +54,12 @@ fn peer_home(shared: &Path) -> PathBuf {
     home
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// The reference deepstream, stopped (by its PID) when dropped.
-struct Reference {
-    child: Child,
-    port: u16,
-}
-
-impl Reference {
-    fn start(shared: &Path, home: &Path, dir: &Path, layers: &str) -> Reference {
-        let port = free_port();
-        let config = dir.join("reference.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "serverName: reference\nshowLogo: false\nlogger:\n  type: default\n  options:\n    \
-                 colors: false\n    logLevel: WARN\nhttpServer:\n  type: default\n  options:\n    \
-                 host: 127.0.0.1\n    port: {port}\nconnectionEndpoints:\n  - type: ws-binary\n    \
-                 options:\n      urlPath: /deepstream\nauth:\n  - type: none\n{layers}"
-            ),
-        )
-        .expect("config");
-        let child = Command::new("bash")
-            .arg(shared.join("peer/run.sh"))
-            .arg(&config)
-            .env("PEER_HOME", home)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("reference");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the reference did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // Its connectors connect after the port opens.
-        std::thread::sleep(Duration::from_millis(1500));
-        Reference { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("ws://127.0.0.1:{}/deepstream", self.port)
-    }
-}
-
-impl Drop for Reference {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The reference's config after `httpServer`: the binary endpoint, open auth, then `layers`.
+fn ws_and(layers: &str) -> String {
+    format!(
+        "connectionEndpoints:\n  - type: ws-binary\n    options:\n      urlPath: /deepstream\n\
+         auth:\n  - type: none\n{layers}"
+    )
 }
 
 /// Runs tests/node/durable/records.mjs against `url`; returns `<name> → (version, json)` of
@@ -173,7 +123,7 @@ fn records_move_between_the_reference_and_corestream_on_the_same_redis_and_postg
     for (from_cache, prefix_of_names) in [(true, "a"), (false, "b")] {
         // deepstream writes, corestream reads.
         let written = {
-            let reference = Reference::start(&shared, &home, &dir, &layers);
+            let reference = Reference::start(&shared, Some(&home), &dir, &ws_and(&layers));
             records(&reference.url(), &["put", prefix_of_names, "6", "3"], "PUT")
         };
         if !from_cache {
@@ -198,7 +148,7 @@ fn records_move_between_the_reference_and_corestream_on_the_same_redis_and_postg
             common::redis_delete_prefix(&prefix);
         }
         let read = {
-            let reference = Reference::start(&shared, &home, &dir, &layers);
+            let reference = Reference::start(&shared, Some(&home), &dir, &ws_and(&layers));
             records(&reference.url(), &["read", &names, "6"], "GOT")
         };
         assert_eq!(

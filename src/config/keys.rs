@@ -38,6 +38,15 @@ pub const WS_OPTIONS: &[&str] = &[
     "maxAuthAttempts",
     "maxMessageSize",
 ];
+pub const HTTP_ENDPOINT_OPTIONS: &[&str] = &[
+    "allowAuthData",
+    "enableAuthEndpoint",
+    "authPath",
+    "postPath",
+    "getPath",
+    "logInvalidAuthData",
+    "requestTimeout",
+];
 pub const RPC_OPTIONS: &[&str] = &[
     "ackTimeout",
     "responseTimeout",
@@ -140,13 +149,6 @@ pub fn refuse_unbuilt_http(options: Option<&Value>) -> Result<(), String> {
         return Err(
             "httpServer.options.ssl: TLS is not built yet; corestream would serve plain ws:// \
              and http://"
-                .into(),
-        );
-    }
-    if options.get("allowAllOrigins") == Some(&Value::Bool(false)) {
-        return Err(
-            "httpServer.options.allowAllOrigins: false: checking request origins is not built \
-             yet; corestream would answer every origin"
                 .into(),
         );
     }

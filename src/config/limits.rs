@@ -24,6 +24,8 @@ pub struct Limits {
     pub listen_patterns: usize,
     /// Event and record subscriptions one connection may hold.
     pub subscriptions_per_connection: usize,
+    /// HTTP API requests a shard works on at once; more are answered 503.
+    pub http_requests_per_shard: usize,
 }
 
 impl Default for Limits {
@@ -37,6 +39,7 @@ impl Default for Limits {
             listen_patterns_per_connection: 100,
             listen_patterns: 10_000,
             subscriptions_per_connection: 100_000,
+            http_requests_per_shard: 1_024,
         }
     }
 }
@@ -53,6 +56,7 @@ pub(super) struct LimitsOptions {
     listen_patterns_per_connection: Option<usize>,
     listen_patterns: Option<usize>,
     subscriptions_per_connection: Option<usize>,
+    http_requests_per_shard: Option<usize>,
 }
 
 impl LimitsOptions {
@@ -101,6 +105,11 @@ impl LimitsOptions {
             "subscriptionsPerConnection",
             self.subscriptions_per_connection,
             &mut limits.subscriptions_per_connection,
+        )?;
+        positive(
+            "httpRequestsPerShard",
+            self.http_requests_per_shard,
+            &mut limits.http_requests_per_shard,
         )?;
         let mut timeout = limits.handshake_timeout_ms as usize;
         positive(

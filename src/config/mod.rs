@@ -51,6 +51,8 @@ pub struct Config {
     pub log_format: crate::log::Format,
     /// The record layer: `cache`, `storage` and the `record` section's store keys.
     pub store: crate::store::StoreConfig,
+    /// The `http` endpoint (deepstream's HTTP API) and the origin rules of `httpServer`.
+    pub api: crate::api::ApiConfig,
 }
 
 /// deepstream's `enabledFeatures`: a message of a disabled topic passes the permission check
@@ -196,6 +198,7 @@ impl Default for Config {
             log_level: crate::log::Level::Info,
             log_format: crate::log::Format::Text,
             store: crate::store::StoreConfig::default(),
+            api: crate::api::ApiConfig::default(),
         }
     }
 }
@@ -265,6 +268,23 @@ struct HttpServerOptions {
     port: Option<u16>,
     health_check_path: Option<String>,
     max_message_size: Option<usize>,
+    allow_all_origins: Option<bool>,
+    origins: Option<Vec<String>>,
+    headers: Option<Vec<String>>,
+    host_url: Option<String>,
+}
+
+/// The `http` connection endpoint's options (deepstream's HTTP API).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct HttpEndpointOptions {
+    allow_auth_data: Option<bool>,
+    enable_auth_endpoint: Option<bool>,
+    auth_path: Option<String>,
+    post_path: Option<String>,
+    get_path: Option<String>,
+    log_invalid_auth_data: Option<bool>,
+    request_timeout: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -457,6 +477,22 @@ impl Config {
             config.port = http.port.unwrap_or(config.port);
             config.health_check_path = http.health_check_path.unwrap_or(config.health_check_path);
             config.max_message_size = http.max_message_size.unwrap_or(config.max_message_size);
+            let api = &mut config.api;
+            api.allow_all_origins = http.allow_all_origins.unwrap_or(api.allow_all_origins);
+            api.origins = http.origins.unwrap_or_default();
+            api.headers = http.headers.unwrap_or_default();
+            api.host_url = http.host_url.filter(|h| !h.is_empty());
+            if !api.allow_all_origins && api.origins.is_empty() {
+                return Err(ConfigError(format!(
+                    "{origin}: httpServer.options: allowAllOrigins is false but no origins are \
+                     given; every request would be refused{}",
+                    line_of(text, "allowAllOrigins")
+                )));
+            }
+        }
+        // Listing endpoints without `http` turns the HTTP API off, as in deepstream.
+        if raw.connection_endpoints.is_some() {
+            config.api.enabled = false;
         }
         if let Some(features) = section(sections.enabled_features, "enabledFeatures")? {
             config.enabled_features = enabled_features(&features, text, origin)?;
@@ -503,7 +539,25 @@ impl Config {
                     };
                     config.apply_ws(options);
                 }
-                Some(other @ ("http" | "ws-text" | "ws-json" | "mqtt")) => config.warnings.push(
+                Some("http") => {
+                    keys::warn_unknown(
+                        endpoint.options.as_ref(),
+                        keys::HTTP_ENDPOINT_OPTIONS,
+                        "connectionEndpoints http options",
+                        &mut config.warnings,
+                    );
+                    let options: HttpEndpointOptions = match endpoint.options {
+                        Some(v) => serde_yaml::from_value(v).map_err(|e| {
+                            ConfigError(format!(
+                                "{origin}: connectionEndpoints http options{}: {e}",
+                                line_of(text, "type: http")
+                            ))
+                        })?,
+                        None => HttpEndpointOptions::default(),
+                    };
+                    config.apply_http_endpoint(options);
+                }
+                Some(other @ ("ws-text" | "ws-json" | "mqtt")) => config.warnings.push(
                     format!("connection endpoint '{other}' is not built yet; ignored"),
                 ),
                 Some(other) => {
@@ -627,6 +681,22 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    fn apply_http_endpoint(&mut self, options: HttpEndpointOptions) {
+        let api = &mut self.api;
+        api.enabled = true;
+        api.allow_auth_data = options.allow_auth_data.unwrap_or(api.allow_auth_data);
+        api.enable_auth_endpoint = options
+            .enable_auth_endpoint
+            .unwrap_or(api.enable_auth_endpoint);
+        api.auth_path = options.auth_path.unwrap_or(api.auth_path.clone());
+        api.post_path = options.post_path.unwrap_or(api.post_path.clone());
+        api.get_path = options.get_path.unwrap_or(api.get_path.clone());
+        api.log_invalid_auth_data = options
+            .log_invalid_auth_data
+            .unwrap_or(api.log_invalid_auth_data);
+        api.request_timeout_ms = options.request_timeout.unwrap_or(api.request_timeout_ms);
     }
 
     fn apply_ws(&mut self, options: WsOptions) {

@@ -51,6 +51,8 @@ pub struct ShardIo {
     pub live: Cell<usize>,
     /// Sockets reading their request head right now (`limits.handshakesPerShard`).
     handshaking: Cell<usize>,
+    /// HTTP API requests being worked on (`limits.httpRequestsPerShard`).
+    pub api_requests: Cell<usize>,
     /// Bytes buffered for connections not logged in (`limits.unauthenticatedBytesPerShard`).
     unauthenticated_bytes: Cell<usize>,
     /// Every read lands here first; a connection keeps only what it read.
@@ -87,6 +89,7 @@ impl ShardIo {
             runtime,
             live: Cell::new(0),
             handshaking: Cell::new(0),
+            api_requests: Cell::new(0),
             unauthenticated_bytes: Cell::new(0),
             scratch: RefCell::new(vec![0; READ_CHUNK].into_boxed_slice()),
             pool: RefCell::default(),
@@ -204,14 +207,24 @@ struct Limits {
     outgoing: usize,
 }
 
-/// Reads the request head and answers it; `Some` once the socket speaks WebSocket. Everything
-/// allocated for the head is freed when this returns, before the connection's long life.
-/// The whole head must arrive within `limits.handshakeTimeout`, however slowly it is dripped.
+/// What a socket's request head asked for.
+enum Opened {
+    /// A WebSocket upgrade at the endpoint's path, answered 101.
+    WebSocket(Limits),
+    /// Any other request: served by `net::http` (API, health check, monitoring).
+    Plain(http::RequestHead),
+    /// Answered and closed (a bad head, a refused upgrade) or gone.
+    Done,
+}
+
+/// Reads the request head; answers a WebSocket upgrade at once. Everything allocated for the
+/// head is freed when this returns, before the connection's long life. The whole head must
+/// arrive within `limits.handshakeTimeout`, however slowly it is dripped.
 async fn handshake(
     stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     buf: &mut BytesMut,
     shard: &RefCell<Shard>,
-) -> Option<Limits> {
+) -> Opened {
     let timeout = Duration::from_millis(shard.borrow().config().limits.handshake_timeout_ms);
     let deadline = std::time::Instant::now() + timeout;
     let head = loop {
@@ -225,19 +238,18 @@ async fn handshake(
                 let response =
                     http::plain_response(400, "Bad Request", "text/plain", "bad request");
                 let _ = stream.write_all(response.as_bytes()).await;
-                return None;
+                return Opened::Done;
             }
         }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() || !matches!(read_more(stream, buf, left).await, ReadOutcome::Data(_)) {
-            return None;
+            return Opened::Done;
         }
     };
-    let (upgrade, health, full, limits) = {
+    let (upgrade, full, limits) = {
         let shard = shard.borrow();
         let c = shard.config();
         let upgrade = head.method == "GET" && head.upgrade_websocket && head.path == c.url_path;
-        let health = head.method == "GET" && head.path == c.health_check_path;
         let full = shard.awaiting_login() >= c.limits.unauthenticated_connections_per_shard;
         let limits = Limits {
             max_message: c.max_message_size,
@@ -246,26 +258,32 @@ async fn handshake(
                 .min(c.limits.unauthenticated_max_message_size),
             outgoing: c.max_outgoing_buffer,
         };
-        (upgrade, health, full, limits)
+        (upgrade, full, limits)
     };
-    let response = match (&head.websocket_key, upgrade, health) {
-        // Too many sockets wait to log in on this shard: refuse before any memory is given.
-        (Some(_), true, _) if full => http::plain_response(
+    let Some(key) = head.websocket_key.as_deref().filter(|_| upgrade) else {
+        return Opened::Plain(head);
+    };
+    // Too many sockets wait to log in on this shard: refuse before any memory is given.
+    if full {
+        let response = http::plain_response(
             503,
             "Service Unavailable",
             "text/plain",
             "too many connections waiting to log in",
-        ),
-        (Some(key), true, _) => http::upgrade_response(key),
-        (_, _, true) => http::plain_response(200, "OK", "text/plain", "OK"),
-        _ => http::plain_response(404, "Not Found", "text/plain", "not found"),
-    };
-    let sent = stream.write_all(response.as_bytes()).await.is_ok();
-    if upgrade && head.websocket_key.is_some() && !full {
-        return sent.then_some(limits);
+        );
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.close().await;
+        return Opened::Done;
     }
-    let _ = stream.close().await;
-    None
+    if stream
+        .write_all(http::upgrade_response(key).as_bytes())
+        .await
+        .is_ok()
+    {
+        Opened::WebSocket(limits)
+    } else {
+        Opened::Done
+    }
 }
 
 /// Serves one accepted socket to its end.
@@ -344,11 +362,20 @@ async fn open(mut stream: TcpStream, io: Rc<ShardIo>) -> Option<Live> {
     // TCP_NODELAY comes from the listening socket (see `net::listen_socket`).
     let mut head = io.take_buffer();
     io.handshaking.set(io.handshaking.get() + 1);
-    let limits = handshake(&mut stream, &mut head, &io.shard).await;
+    let opened = handshake(&mut stream, &mut head, &io.shard).await;
     io.handshaking.set(io.handshaking.get() - 1);
-    let Some(limits) = limits else {
-        io.put_buffer(head);
-        return None;
+    let limits = match opened {
+        Opened::WebSocket(limits) => limits,
+        Opened::Plain(request) => {
+            super::http::serve(&mut stream, &mut head, request, &io).await;
+            head.clear();
+            io.put_buffer(head);
+            return None;
+        }
+        Opened::Done => {
+            io.put_buffer(head);
+            return None;
+        }
     };
     let now = io.runtime.now_ms();
     let outbox = Outbox::new(limits.outgoing, now);

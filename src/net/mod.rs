@@ -3,6 +3,7 @@
 
 mod backlog;
 mod conn;
+mod http;
 mod mesh;
 mod park;
 mod store_workers;

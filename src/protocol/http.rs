@@ -15,7 +15,36 @@ pub struct RequestHead {
     pub websocket_version: Option<String>,
     pub upgrade_websocket: bool,
     pub content_length: usize,
+    /// `Transfer-Encoding: chunked`: the body comes in chunks (`ChunkedBody`).
+    pub chunked: bool,
+    /// The media type of `Content-Type`, lower case, without parameters.
+    pub content_type: Option<String>,
+    pub origin: Option<String>,
+    pub referer: Option<String>,
+    pub host: Option<String>,
+    pub authorization: Option<String>,
+    /// HTTP/1.1 keeps the connection unless it says `close`; 1.0 only with `keep-alive`.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue`: the client waits for a go-ahead before the body.
+    pub expect_continue: bool,
+    pub cors_request_method: Option<String>,
+    pub cors_request_headers: Option<String>,
+    /// Headers the monitoring endpoint may be configured to check, as (lower-case name, value).
+    pub other: Vec<(String, String)>,
 }
+
+impl RequestHead {
+    /// A header not read into a field of its own.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.other
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Headers kept in `RequestHead::other`, so a client cannot make the head cost much memory.
+const OTHER_HEADERS_KEPT: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeadError {
@@ -37,6 +66,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError>
     let mut request_line = lines.next().ok_or(HeadError::Malformed)?.split(' ');
     let method = request_line.next().ok_or(HeadError::Malformed)?.to_string();
     let target = request_line.next().ok_or(HeadError::Malformed)?;
+    let version = request_line.next().unwrap_or("HTTP/1.0");
     let path = target.split('?').next().unwrap_or_default().to_string();
     let mut head = RequestHead {
         method,
@@ -45,7 +75,19 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError>
         websocket_version: None,
         upgrade_websocket: false,
         content_length: 0,
+        chunked: false,
+        content_type: None,
+        origin: None,
+        referer: None,
+        host: None,
+        authorization: None,
+        keep_alive: version == "HTTP/1.1",
+        expect_continue: false,
+        cors_request_method: None,
+        cors_request_headers: None,
+        other: Vec::new(),
     };
+    let mut connection_said: Option<bool> = None;
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             return Err(HeadError::Malformed);
@@ -58,8 +100,44 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError>
             "content-length" => {
                 head.content_length = value.parse().map_err(|_| HeadError::Malformed)?
             }
+            "transfer-encoding" => {
+                head.chunked = value
+                    .rsplit(',')
+                    .next()
+                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("chunked"))
+            }
+            "content-type" => {
+                let media = value.split(';').next().unwrap_or_default().trim();
+                head.content_type = Some(media.to_ascii_lowercase());
+            }
+            "origin" => head.origin = Some(value.to_string()),
+            "referer" => head.referer = Some(value.to_string()),
+            "host" => head.host = Some(value.to_string()),
+            "authorization" => head.authorization = Some(value.to_string()),
+            "expect" => head.expect_continue = value.eq_ignore_ascii_case("100-continue"),
+            "access-control-request-method" => head.cors_request_method = Some(value.to_string()),
+            "access-control-request-headers" => {
+                head.cors_request_headers = Some(value.to_string())
+            }
+            "connection" => {
+                for token in value.split(',') {
+                    let token = token.trim();
+                    if token.eq_ignore_ascii_case("close") {
+                        connection_said = Some(false);
+                    } else if token.eq_ignore_ascii_case("keep-alive") && connection_said.is_none()
+                    {
+                        connection_said = Some(true);
+                    }
+                }
+            }
+            other if head.other.len() < OTHER_HEADERS_KEPT => {
+                head.other.push((other.to_string(), value.to_string()))
+            }
             _ => {}
         }
+    }
+    if let Some(keep) = connection_said {
+        head.keep_alive = keep;
     }
     Ok(Some((head, end + 4)))
 }
@@ -77,6 +155,123 @@ pub fn upgrade_response(key: &str) -> String {
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
         accept_key(key)
     )
+}
+
+/// The reason phrase of the statuses corestream answers with.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Payload Too Large",
+        415 => "Unsupported Media Type",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+/// A whole response: status line, the headers given, `Content-Length` and `Connection`.
+pub fn response(status: u16, headers: &[(&str, &str)], body: &[u8], keep_alive: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160 + body.len());
+    out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason(status)).as_bytes());
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if status != 204 {
+        out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    }
+    out.extend_from_slice(if keep_alive {
+        b"Connection: keep-alive\r\n\r\n".as_slice()
+    } else {
+        b"Connection: close\r\n\r\n".as_slice()
+    });
+    if status != 204 {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// A body sent with `Transfer-Encoding: chunked`, decoded as it arrives.
+#[derive(Debug, Default)]
+pub struct ChunkedBody {
+    pub body: Vec<u8>,
+    /// Bytes of the current chunk still to come; `None` between chunks.
+    left: Option<usize>,
+    done: bool,
+}
+
+impl ChunkedBody {
+    /// Takes what it can from the front of `buf`. `Ok(true)` once the last chunk (and the
+    /// empty trailer) is in; a body past `max` bytes or a malformed chunk is an error.
+    pub fn feed(&mut self, buf: &mut bytes::BytesMut, max: usize) -> Result<bool, HeadError> {
+        use bytes::Buf;
+        loop {
+            if self.done {
+                // The trailer: header lines until an empty one.
+                let Some(end) = memchr::memmem::find(buf, b"\r\n") else {
+                    return Ok(false);
+                };
+                buf.advance(end + 2);
+                if end == 0 {
+                    return Ok(true);
+                }
+                continue;
+            }
+            match self.left {
+                Some(0) => {
+                    if buf.len() < 2 {
+                        return Ok(false);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(HeadError::Malformed);
+                    }
+                    buf.advance(2);
+                    self.left = None;
+                }
+                Some(n) => {
+                    let take = n.min(buf.len());
+                    if take == 0 {
+                        return Ok(false);
+                    }
+                    self.body.extend_from_slice(&buf[..take]);
+                    buf.advance(take);
+                    self.left = Some(n - take);
+                }
+                None => {
+                    let Some(end) = memchr::memmem::find(buf, b"\r\n") else {
+                        return if buf.len() > 64 {
+                            Err(HeadError::Malformed)
+                        } else {
+                            Ok(false)
+                        };
+                    };
+                    let line = std::str::from_utf8(&buf[..end]).map_err(|_| HeadError::Malformed)?;
+                    let size = line.split(';').next().unwrap_or_default().trim();
+                    let size =
+                        usize::from_str_radix(size, 16).map_err(|_| HeadError::Malformed)?;
+                    buf.advance(end + 2);
+                    if self.body.len().saturating_add(size) > max {
+                        return Err(HeadError::TooLarge);
+                    }
+                    if size == 0 {
+                        self.done = true;
+                    } else {
+                        self.left = Some(size);
+                    }
+                }
+            }
+        }
+    }
 }
 
 pub fn plain_response(status: u16, reason: &str, content_type: &str, body: &str) -> String {
@@ -120,5 +315,49 @@ mod tests {
             Err(HeadError::Malformed)
         );
         assert_eq!(parse_head(b"\xff\xfe\r\n\r\n"), Err(HeadError::Malformed));
+    }
+
+    #[test]
+    fn reads_the_headers_an_api_request_needs() {
+        let req = b"POST /api HTTP/1.1\r\nContent-Type: application/json; charset=utf-8\r\nOrigin: http://a\r\nContent-Length: 12\r\nExpect: 100-continue\r\nX-Key: v\r\n\r\n";
+        let (head, _) = parse_head(req).unwrap().unwrap();
+        assert_eq!(head.content_type.as_deref(), Some("application/json"));
+        assert_eq!(head.origin.as_deref(), Some("http://a"));
+        assert_eq!(head.content_length, 12);
+        assert!(head.keep_alive && head.expect_continue);
+        assert_eq!(head.header("x-key"), Some("v"));
+        let (head, _) = parse_head(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!head.keep_alive);
+        let (head, _) = parse_head(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert!(!head.keep_alive);
+    }
+
+    #[test]
+    fn chunked_bodies_in_pieces() {
+        let whole = b"4\r\nWiki\r\n5;x=y\r\npedia\r\n0\r\nTrailer: a\r\n\r\nNEXT";
+        for split in 0..whole.len() {
+            let mut body = ChunkedBody::default();
+            let mut buf = bytes::BytesMut::from(&whole[..split]);
+            let mut done = body.feed(&mut buf, 100).unwrap();
+            buf.extend_from_slice(&whole[split..]);
+            if !done {
+                done = body.feed(&mut buf, 100).unwrap();
+            }
+            assert!(done, "split at {split}");
+            assert_eq!(body.body, b"Wikipedia");
+            assert_eq!(&buf[..], b"NEXT");
+        }
+        let mut buf = bytes::BytesMut::from(&b"ff\r\n"[..]);
+        assert_eq!(
+            ChunkedBody::default().feed(&mut buf, 10),
+            Err(HeadError::TooLarge)
+        );
+        let mut buf = bytes::BytesMut::from(&b"zz\r\n"[..]);
+        assert_eq!(
+            ChunkedBody::default().feed(&mut buf, 10),
+            Err(HeadError::Malformed)
+        );
     }
 }

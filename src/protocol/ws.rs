@@ -266,6 +266,25 @@ pub fn put_frame_header(out: &mut impl BufMut, opcode: u8, len: usize) {
     }
 }
 
+/// The opcode and payload of a complete unmasked frame as the server builds it (`frame`);
+/// `None` for anything else. Used where the server reads its own frames back (HTTP API).
+pub fn server_frame_payload(frame: &Bytes) -> Option<(u8, Bytes)> {
+    let first = *frame.first()?;
+    let second = *frame.get(1)?;
+    if second & 0x80 != 0 {
+        return None;
+    }
+    let (start, len): (usize, usize) = match second {
+        0..=125 => (2, usize::from(second)),
+        126 => (4, usize::from(u16::from_be_bytes([*frame.get(2)?, *frame.get(3)?]))),
+        _ => {
+            let bytes: [u8; 8] = frame.get(2..10)?.try_into().ok()?;
+            (10, usize::try_from(u64::from_be_bytes(bytes)).ok()?)
+        }
+    };
+    (frame.len() == start.checked_add(len)?).then(|| (first & 0x0f, frame.slice(start..)))
+}
+
 /// A complete unfragmented server frame.
 pub fn frame(opcode: u8, payload: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(frame_header_len(payload.len()) + payload.len());
@@ -293,6 +312,23 @@ pub fn client_frame(opcode: u8, fin: bool, payload: &[u8], mask: [u8; 4]) -> Vec
     out.extend_from_slice(&mask);
     out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     out
+}
+
+#[cfg(test)]
+mod server_frame_tests {
+    use super::*;
+
+    #[test]
+    fn server_frames_read_back() {
+        for len in [0, 5, 125, 126, 300, 70_000] {
+            let payload = vec![7u8; len];
+            let f = frame(OP_BINARY, &payload);
+            let (op, back) = server_frame_payload(&f).unwrap();
+            assert_eq!((op, back.len()), (OP_BINARY, len));
+            assert_eq!(server_frame_payload(&f.slice(..f.len() - 1)), None);
+        }
+        assert_eq!(server_frame_payload(&Bytes::from_static(&[0x82])), None);
+    }
 }
 
 #[cfg(test)]

@@ -69,6 +69,10 @@ impl Shard {
                 self.bulk_subscribe(Kind::Record, local, &msg);
             }
             Op::Emit => {
+                // An API request learns that its emit passed the permission check.
+                if msg.name.is_some() && self.conn_side.conns.get(&local).is_some_and(|c| c.api) {
+                    self.send_local(local, &ack(&msg));
+                }
                 match msg.name {
                     Some(name) => {
                         let owner = self.owner(&name);

@@ -68,6 +68,8 @@ pub struct Metrics {
     pub connections_closed: u64,
     pub logins_accepted: u64,
     pub logins_refused: u64,
+    /// HTTP API requests that reached the login.
+    pub api_requests: u64,
     /// Client messages handled, by topic and action.
     pub messages_in: ByAction,
     /// Messages the shard built for clients, by topic and action (fan-out frames are counted
@@ -91,6 +93,7 @@ impl Metrics {
         self.connections_closed += other.connections_closed;
         self.logins_accepted += other.logins_accepted;
         self.logins_refused += other.logins_refused;
+        self.api_requests += other.api_requests;
         self.messages_in.merge(&other.messages_in);
         self.messages_out.merge(&other.messages_out);
         self.deliveries += other.deliveries;

@@ -64,6 +64,9 @@ struct Conn {
     opened_at: u64,
     /// Who this connection is, as permission rules see it.
     identity: Arc<crate::permission::rules::User>,
+    /// An HTTP API request, not a socket: it is not in presence, has no heartbeat, and is told
+    /// when an emit has passed its permission check.
+    api: bool,
     /// Allocated on first use, so a connection that only idles stays small.
     extras: Option<Box<ConnExtras>>,
 }
@@ -238,6 +241,20 @@ impl Shard {
 
     /// A new WebSocket connection; returns its local number.
     pub fn open_conn(&mut self, outbox: Outbox, now: u64) -> u32 {
+        self.open(outbox, now, false)
+    }
+
+    /// A connection for one HTTP API request: it logs in with `api_login`, then sends its
+    /// items through `on_api_message`; the replies arrive in `outbox` as for a socket.
+    pub fn open_api_conn(&mut self, outbox: Outbox, now: u64) -> u32 {
+        let local = self.open(outbox, now, true);
+        if let Some(conn) = self.conn_side.conns.get_mut(&local) {
+            conn.phase = Phase::AwaitAuth;
+        }
+        local
+    }
+
+    fn open(&mut self, outbox: Outbox, now: u64, api: bool) -> u32 {
         self.conn_side.next_local = self.conn_side.next_local.wrapping_add(1);
         while self
             .conn_side
@@ -260,6 +277,7 @@ impl Shard {
                 sweep_slot,
                 opened_at: now,
                 identity: self.conn_side.anonymous.clone(),
+                api,
                 extras: None,
             },
         );
@@ -811,9 +829,9 @@ impl Shard {
                 self.conn_side.presence_all.retain(|c| *c != local);
             }
         }
-        // Only a logged-in connection has a user; anonymous ones are not in presence.
+        // Only a logged-in socket has a user in presence; anonymous ones and API requests not.
         let user = conn.user();
-        if !user.is_empty() && user != crate::auth::OPEN_USER.as_bytes() {
+        if !conn.api && !user.is_empty() && user != crate::auth::OPEN_USER.as_bytes() {
             let owner = self.owner(user);
             self.route(
                 owner,

@@ -79,6 +79,27 @@ impl Shard {
         }
     }
 
+    /// The auth data of an HTTP API request: the strategies run as for a socket's login, and
+    /// AUTH_SUCCESSFUL or AUTH_UNSUCCESSFUL arrives in its outbox.
+    pub fn api_login(&mut self, local: u32, auth_data: simd_json::OwnedValue) {
+        self.count(|m| m.api_requests += 1);
+        self.continue_auth(local, auth_data, 0, None);
+    }
+
+    /// One item of a logged-in HTTP API request, as the message it stands for.
+    pub fn on_api_message(&mut self, local: u32, msg: Box<Message>, now: u64) {
+        self.now = self.now.max(now);
+        let open = self
+            .conn_side
+            .conns
+            .get(&local)
+            .is_some_and(|c| c.api && c.phase == Phase::Open);
+        if open {
+            self.count(|m| m.messages_in.add(msg.topic, msg.action));
+            self.on_client_message(local, msg, super::msg::MsgContext::default(), now);
+        }
+    }
+
     /// A text frame: deepstream's binary endpoint cannot read it.
     pub fn on_client_text(&mut self, local: u32) {
         let reply = Message {
@@ -239,7 +260,9 @@ impl Shard {
             data: login.client_data.map(Bytes::from),
             ..Message::new(topic::AUTH, auth_action::AUTH_SUCCESSFUL)
         };
-        if user.as_ref() == auth::OPEN_USER.as_bytes() {
+        let api = self.conn_side.conns.get(&local).is_some_and(|c| c.api);
+        // API requests are not in presence, as in the reference.
+        if api || user.as_ref() == auth::OPEN_USER.as_bytes() {
             self.send_local(local, &reply);
         } else {
             let owner = self.owner(&user);
@@ -317,7 +340,8 @@ impl Shard {
             let Some(conn) = self.conn_side.conns.get(&local) else {
                 continue;
             };
-            if conn.phase == Phase::Closed || conn.outbox.closing().is_some() {
+            // API requests are bounded by their own timeout.
+            if conn.api || conn.phase == Phase::Closed || conn.outbox.closing().is_some() {
                 continue;
             }
             let logging_in = matches!(

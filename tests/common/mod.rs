@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A running corestream, stopped (by its PID) when dropped.
 pub struct Server {
@@ -350,4 +350,171 @@ impl Drop for Scratch {
         psql(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.0));
         redis_delete_prefix(&format!("{}:", self.0));
     }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The reference deepstream (../shared/peer), stopped (by its PID) when dropped.
+pub struct Reference {
+    child: Child,
+    pub port: u16,
+}
+
+impl Reference {
+    /// Starts it on a free port with `rest` as its config after `httpServer` (endpoints, auth,
+    /// plugins), from `home` (its install; `PEER_HOME`) when given. Files the config loads
+    /// are read relative to `dir`, where the config is written.
+    pub fn start(shared: &Path, home: Option<&Path>, dir: &Path, rest: &str) -> Reference {
+        let port = free_port();
+        let config = dir.join("reference.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "serverName: reference\nshowLogo: false\nlogger:\n  type: default\n  options:\n    \
+                 colors: false\n    logLevel: WARN\nhttpServer:\n  type: default\n  options:\n    \
+                 host: 127.0.0.1\n    port: {port}\n{rest}"
+            ),
+        )
+        .expect("config");
+        let mut command = Command::new("bash");
+        command
+            .arg(shared.join("peer/run.sh"))
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if let Some(home) = home {
+            command.env("PEER_HOME", home);
+        }
+        let child = command.spawn().expect("reference");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the reference did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Its plugins connect after the port opens.
+        std::thread::sleep(Duration::from_millis(1500));
+        Reference { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/deepstream", self.port)
+    }
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP response as a test reads it.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).trim_end().to_string()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// Reads one response from `reader`: by `Content-Length`, chunks, or to the end.
+pub fn read_response(reader: &mut impl BufRead) -> std::io::Result<HttpResponse> {
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status line: {line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((n, v)) = line.split_once(':') {
+            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let find = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    if status == 204 || status == 100 {
+    } else if let Some(len) = find("content-length") {
+        body.resize(len.parse().unwrap_or(0), 0);
+        reader.read_exact(&mut body)?;
+    } else if find("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let size = usize::from_str_radix(size.trim(), 16).map_err(std::io::Error::other)?;
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk)?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else {
+        reader.read_to_end(&mut body)?;
+    }
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// One HTTP request on a fresh connection (`Connection: close`).
+pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send head");
+    stream.write_all(body).expect("send body");
+    read_response(&mut BufReader::new(stream)).expect("response")
+}
+
+/// A JSON POST to `path`.
+pub fn post_json(port: u16, path: &str, body: &str) -> HttpResponse {
+    http(
+        port,
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
 }
