@@ -69,9 +69,25 @@ fn every_item_type_with_file_auth_and_permissions() {
         let port = server.port;
 
         // Auth: the users file decides, as for a socket.
-        assert_eq!(api(port, "\"x\":1", json!([{"topic":"event","action":"emit","eventName":"a"}])).0, 401);
+        assert_eq!(
+            api(
+                port,
+                "\"x\":1",
+                json!([{"topic":"event","action":"emit","eventName":"a"}])
+            )
+            .0,
+            401
+        );
         let wrong = r#""authData":{"username":"alice","password":"nope"}"#;
-        assert_eq!(api(port, wrong, json!([{"topic":"event","action":"emit","eventName":"a"}])).0, 401);
+        assert_eq!(
+            api(
+                port,
+                wrong,
+                json!([{"topic":"event","action":"emit","eventName":"a"}])
+            )
+            .0,
+            401
+        );
 
         // A WebSocket subscriber hears what an HTTP caller emits and writes.
         let mut watcher = RawClient::login_with(port, r#"{"username":"bob","password":"secret"}"#);
@@ -123,7 +139,11 @@ fn every_item_type_with_file_auth_and_permissions() {
         assert_eq!(r[7]["currentVersion"], 2);
         assert_eq!(r[7]["currentData"], json!({"age":4}));
         assert_eq!(r[8]["errorTopic"], "record");
-        assert!(r[8]["error"].as_str().unwrap().contains("not permitted"), "{}", r[8]);
+        assert!(
+            r[8]["error"].as_str().unwrap().contains("not permitted"),
+            "{}",
+            r[8]
+        );
         assert_eq!(r[9]["success"], false, "secret/* is not readable");
         assert_eq!(r[10], json!({"success":true}));
         assert_eq!(r[11], json!({"success":true}));
@@ -137,10 +157,16 @@ fn every_item_type_with_file_auth_and_permissions() {
         assert_eq!(r[18]["errorEvent"], rpc_action::NO_RPC_PROVIDER);
         // HTTP callers are not in presence; bob is, through his socket.
         assert_eq!(r[19], json!({"users":["bob"],"success":true}));
-        assert_eq!(r[20], json!({"users":{"bob":true,"carol":false},"success":true}));
+        assert_eq!(
+            r[20],
+            json!({"users":{"bob":true,"carol":false},"success":true})
+        );
 
         let event = watcher.expect_message();
-        assert_eq!((event.topic, event.action), (topic::EVENT, event_action::EMIT));
+        assert_eq!(
+            (event.topic, event.action),
+            (topic::EVENT, event_action::EMIT)
+        );
         assert_eq!(event.data.as_deref(), Some(&br#"{"n":1}"#[..]));
 
         // RPC to a provider on a socket: the HTTP caller gets its answer.
@@ -174,7 +200,11 @@ fn every_item_type_with_file_auth_and_permissions() {
             );
             provider
         });
-        let r = results(port, ALICE, json!([{"topic":"rpc","action":"make","rpcName":"double","data":21}]));
+        let r = results(
+            port,
+            ALICE,
+            json!([{"topic":"rpc","action":"make","rpcName":"double","data":21}]),
+        );
         assert_eq!(r[0], json!({"data":42,"success":true}));
         drop(answering.join().expect("provider"));
 
@@ -194,9 +224,16 @@ fn every_item_type_with_file_auth_and_permissions() {
         assert_eq!(r[2], json!({"success":true}));
         assert_eq!(r[3], json!({"success":true}), "gate read through _()");
         // The auth endpoint answers the login's client data.
-        let auth = post_json(port, "/api/auth", r#"{"username":"alice","password":"secret"}"#);
+        let auth = post_json(
+            port,
+            "/api/auth",
+            r#"{"username":"alice","password":"secret"}"#,
+        );
         assert_eq!(auth.status, 200);
-        assert_eq!(auth.json(), json!({"clientData":{"greeting":"hello alice"}}));
+        assert_eq!(
+            auth.json(),
+            json!({"clientData":{"greeting":"hello alice"}})
+        );
         let refused = post_json(port, "/api/auth", r#"{"username":"alice","password":"x"}"#);
         assert_eq!(refused.status, 401);
         assert_eq!(server.stop().code(), Some(0));
@@ -215,11 +252,23 @@ fn status_codes_keep_alive_and_bodies() {
     let bad_item = post_json(
         port,
         "/api",
-        &format!(r#"{{{ALICE},"body":[{{"topic":"event","action":"emit","eventName":"a"}},{{"topic":"event","action":"emit"}}]}}"#),
+        &format!(
+            r#"{{{ALICE},"body":[{{"topic":"event","action":"emit","eventName":"a"}},{{"topic":"event","action":"emit"}}]}}"#
+        ),
     );
     assert_eq!(bad_item.status, 400);
     assert!(bad_item.text().contains("index 1"), "{}", bad_item.text());
-    assert_eq!(http(port, "POST", "/api", &[("Content-Type", "text/plain")], b"{}").status, 415);
+    assert_eq!(
+        http(
+            port,
+            "POST",
+            "/api",
+            &[("Content-Type", "text/plain")],
+            b"{}"
+        )
+        .status,
+        415
+    );
     assert_eq!(http(port, "PUT", "/api", &json_type, b"{}").status, 405);
     assert_eq!(post_json(port, "/nowhere", "{}").status, 404);
     assert_eq!(http(port, "GET", "/api", &[], b"").status, 400);
@@ -242,14 +291,19 @@ fn status_codes_keep_alive_and_bodies() {
     // Keep-alive: three requests on one socket, the second chunked, the third after a
     // `100 Continue`.
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let body = format!(r#"{{{ALICE},"body":[{{"topic":"record","action":"write","recordName":"k/1","data":{{"a":1}}}}]}}"#);
+    let body = format!(
+        r#"{{{ALICE},"body":[{{"topic":"record","action":"write","recordName":"k/1","data":{{"a":1}}}}]}}"#
+    );
     write!(stream, "POST /api HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
     let first = read_response(&mut reader).unwrap();
     assert_eq!(first.status, 200);
     assert_eq!(first.header("connection"), Some("keep-alive"));
-    let body = format!(r#"{{{ALICE},"body":[{{"topic":"record","action":"read","recordName":"k/1"}}]}}"#);
+    let body =
+        format!(r#"{{{ALICE},"body":[{{"topic":"record","action":"read","recordName":"k/1"}}]}}"#);
     let (a, b) = body.split_at(10);
     write!(stream, "POST /api HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n", a.len(), b.len()).unwrap();
     let second = read_response(&mut reader).unwrap();
@@ -263,11 +317,7 @@ fn status_codes_keep_alive_and_bodies() {
     drop(server);
 
     // Origins: only the listed one, with the reference's headers and refusals.
-    let (dir, _) = setup(
-        "http-api-origins",
-        "",
-        "",
-    );
+    let (dir, _) = setup("http-api-origins", "", "");
     let config = std::fs::read_to_string(dir.join("config.yml")).unwrap();
     std::fs::write(
         dir.join("config.yml"),
@@ -275,14 +325,32 @@ fn status_codes_keep_alive_and_bodies() {
     )
     .unwrap();
     let server = start(&dir, "1");
-    let allowed = http(server.port, "GET", "/health-check", &[("Origin", "https://ok.example")], b"");
+    let allowed = http(
+        server.port,
+        "GET",
+        "/health-check",
+        &[("Origin", "https://ok.example")],
+        b"",
+    );
     assert_eq!(allowed.status, 200);
-    assert_eq!(allowed.header("access-control-allow-origin"), Some("https://ok.example"));
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        Some("https://ok.example")
+    );
     assert_eq!(allowed.header("vary"), Some("Origin"));
-    let other = http(server.port, "GET", "/health-check", &[("Origin", "https://evil.example")], b"");
+    let other = http(
+        server.port,
+        "GET",
+        "/health-check",
+        &[("Origin", "https://evil.example")],
+        b"",
+    );
     assert_eq!(other.status, 403);
     assert!(other.text().contains("evil.example"));
-    assert_eq!(http(server.port, "GET", "/health-check", &[], b"").status, 403);
+    assert_eq!(
+        http(server.port, "GET", "/health-check", &[], b"").status,
+        403
+    );
 }
 
 #[test]
@@ -310,7 +378,10 @@ fn the_request_timeout_answers_what_is_left() {
         ]),
     );
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(350) && took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(350) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
     assert_eq!(r[0], json!({"success":true}));
     for late in &r[1..] {
         assert_eq!(late["errorEvent"], "HTTP_REQUEST_TIMEOUT", "{late}");
@@ -357,25 +428,110 @@ fn the_reference_and_corestream_answer_alike() {
         (r#"{"body":{}}"#.into(), "/api"),
         (r#"{"token":"","body":[{}]}"#.into(), "/api"),
         (r#"{"authData":"x","body":[{}]}"#.into(), "/api"),
-        (r#"{"authData":{"username":"alice","password":"bad"},"body":[{}]}"#.into(), "/api"),
-        (r#"{"body":[{"topic":"event","action":"emit","eventName":"x"}]}"#.into(), "/api"),
-        (format!(r#"{{{ALICE},"body":[{{"topic":"event","action":"emit","eventName":"x"}},{{"topic":"event","action":"emit"}}]}}"#), "/api"),
-        (format!(r#"{{{ALICE},"body":[{{"topic":"nope","action":"x"}}]}}"#), "/api"),
-        (format!(r#"{{{ALICE},"body":[{{"topic":"event","action":"emit","eventName":"x"}},{{"topic":"event","action":"emit","eventName":"readonly/y","data":{{"a":1}}}}]}}"#), "/api"),
-        (format!(r#"{{{ALICE},"body":[{{"topic":"record","action":"write","recordName":"cmp/a","data":{{"x":[1,2,{{"y":null}}]}}}}]}}"#), "/api"),
-        (format!(r#"{{{ALICE},"body":[{{"topic":"record","action":"read","recordName":"cmp/a"}},{{"topic":"record","action":"head","recordName":"cmp/a"}},{{"topic":"record","action":"read","recordName":"cmp/none"}},{{"topic":"record","action":"head","recordName":"cmp/none"}}]}}"#), "/api"),
-        (format!(r#"{{{ALICE},"body":[{{"topic":"record","action":"write","recordName":"cmp/a","data":{{"x":2}},"version":1}}]}}"#), "/api"),
-        (format!(r#"{{{ALICE},"body":[{{"topic":"record","action":"write","recordName":"cmp/a","data":{{"x":3}},"version":2}}]}}"#), "/api"),
-        (format!(r#"{{{ALICE},"body":[{{"topic":"record","action":"write","recordName":"cmp/a","path":"x","data":4,"version":3}}]}}"#), "/api"),
-        (format!(r#"{{{ALICE},"body":[{{"topic":"record","action":"read","recordName":"cmp/a"}}]}}"#), "/api"),
-        (format!(r#"{{{ALICE},"body":[{{"topic":"record","action":"write","recordName":"profile/bob","data":{{}}}},{{"topic":"record","action":"read","recordName":"secret/s"}},{{"topic":"rpc","action":"make","rpcName":"restricted/r"}}]}}"#), "/api"),
-        (format!(r#"{{{ALICE},"body":[{{"topic":"rpc","action":"make","rpcName":"none","data":{{"q":1}}}}]}}"#), "/api"),
-        (format!(r#"{{{ALICE},"body":[{{"topic":"presence","action":"query"}},{{"topic":"presence","action":"query","names":["alice","zed"]}}]}}"#), "/api"),
-        (format!(r#"{{{ALICE},"body":[{{"topic":"record","action":"notify","recordNames":["cmp/a"]}}]}}"#), "/api"),
-        (format!(r#"{{{ALICE},"body":[{{"topic":"record","action":"delete","recordName":"cmp/a"}}]}}"#), "/api"),
-        (format!(r#"{{{ALICE},"body":[{{"topic":"record","action":"read","recordName":"cmp/a"}}]}}"#), "/api"),
-        (r#"{"username":"alice","password":"secret"}"#.into(), "/api/auth"),
-        (r#"{"username":"alice","password":"no"}"#.into(), "/api/auth"),
+        (
+            r#"{"authData":{"username":"alice","password":"bad"},"body":[{}]}"#.into(),
+            "/api",
+        ),
+        (
+            r#"{"body":[{"topic":"event","action":"emit","eventName":"x"}]}"#.into(),
+            "/api",
+        ),
+        (
+            format!(
+                r#"{{{ALICE},"body":[{{"topic":"event","action":"emit","eventName":"x"}},{{"topic":"event","action":"emit"}}]}}"#
+            ),
+            "/api",
+        ),
+        (
+            format!(r#"{{{ALICE},"body":[{{"topic":"nope","action":"x"}}]}}"#),
+            "/api",
+        ),
+        (
+            format!(
+                r#"{{{ALICE},"body":[{{"topic":"event","action":"emit","eventName":"x"}},{{"topic":"event","action":"emit","eventName":"readonly/y","data":{{"a":1}}}}]}}"#
+            ),
+            "/api",
+        ),
+        (
+            format!(
+                r#"{{{ALICE},"body":[{{"topic":"record","action":"write","recordName":"cmp/a","data":{{"x":[1,2,{{"y":null}}]}}}}]}}"#
+            ),
+            "/api",
+        ),
+        (
+            format!(
+                r#"{{{ALICE},"body":[{{"topic":"record","action":"read","recordName":"cmp/a"}},{{"topic":"record","action":"head","recordName":"cmp/a"}},{{"topic":"record","action":"read","recordName":"cmp/none"}},{{"topic":"record","action":"head","recordName":"cmp/none"}}]}}"#
+            ),
+            "/api",
+        ),
+        (
+            format!(
+                r#"{{{ALICE},"body":[{{"topic":"record","action":"write","recordName":"cmp/a","data":{{"x":2}},"version":1}}]}}"#
+            ),
+            "/api",
+        ),
+        (
+            format!(
+                r#"{{{ALICE},"body":[{{"topic":"record","action":"write","recordName":"cmp/a","data":{{"x":3}},"version":2}}]}}"#
+            ),
+            "/api",
+        ),
+        (
+            format!(
+                r#"{{{ALICE},"body":[{{"topic":"record","action":"write","recordName":"cmp/a","path":"x","data":4,"version":3}}]}}"#
+            ),
+            "/api",
+        ),
+        (
+            format!(
+                r#"{{{ALICE},"body":[{{"topic":"record","action":"read","recordName":"cmp/a"}}]}}"#
+            ),
+            "/api",
+        ),
+        (
+            format!(
+                r#"{{{ALICE},"body":[{{"topic":"record","action":"write","recordName":"profile/bob","data":{{}}}},{{"topic":"record","action":"read","recordName":"secret/s"}},{{"topic":"rpc","action":"make","rpcName":"restricted/r"}}]}}"#
+            ),
+            "/api",
+        ),
+        (
+            format!(
+                r#"{{{ALICE},"body":[{{"topic":"rpc","action":"make","rpcName":"none","data":{{"q":1}}}}]}}"#
+            ),
+            "/api",
+        ),
+        (
+            format!(
+                r#"{{{ALICE},"body":[{{"topic":"presence","action":"query"}},{{"topic":"presence","action":"query","names":["alice","zed"]}}]}}"#
+            ),
+            "/api",
+        ),
+        (
+            format!(
+                r#"{{{ALICE},"body":[{{"topic":"record","action":"notify","recordNames":["cmp/a"]}}]}}"#
+            ),
+            "/api",
+        ),
+        (
+            format!(
+                r#"{{{ALICE},"body":[{{"topic":"record","action":"delete","recordName":"cmp/a"}}]}}"#
+            ),
+            "/api",
+        ),
+        (
+            format!(
+                r#"{{{ALICE},"body":[{{"topic":"record","action":"read","recordName":"cmp/a"}}]}}"#
+            ),
+            "/api",
+        ),
+        (
+            r#"{"username":"alice","password":"secret"}"#.into(),
+            "/api/auth",
+        ),
+        (
+            r#"{"username":"alice","password":"no"}"#.into(),
+            "/api/auth",
+        ),
     ];
     let mut differences = Vec::new();
     let mut answered = 0;
@@ -411,7 +567,14 @@ fn the_reference_and_corestream_answer_alike() {
                 ("Access-Control-Request-Headers", "Content-Type, Accept"),
             ],
         ),
-        ("OPTIONS", "/api", vec![("Access-Control-Request-Method", "DELETE"), ("Access-Control-Request-Headers", "Accept")]),
+        (
+            "OPTIONS",
+            "/api",
+            vec![
+                ("Access-Control-Request-Method", "DELETE"),
+                ("Access-Control-Request-Headers", "Accept"),
+            ],
+        ),
         ("OPTIONS", "/api", vec![]),
     ] {
         let theirs = http(reference.port, method, path, &headers, b"");
@@ -431,5 +594,8 @@ fn the_reference_and_corestream_answer_alike() {
     let ours = http(server.port, "POST", "/api", &text_plain, b"{}");
     assert_eq!((theirs.status, theirs.text()), (ours.status, ours.text()));
     assert!(differences.is_empty(), "{}", differences.join("\n"));
-    assert!(answered >= 14, "only {answered} requests were answered 200 by the reference");
+    assert!(
+        answered >= 14,
+        "only {answered} requests were answered 200 by the reference"
+    );
 }

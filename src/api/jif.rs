@@ -153,6 +153,9 @@ enum Want {
     Version,
 }
 
+/// Fields of an item with what each must hold.
+type FieldSpec = &'static [(&'static str, Want)];
+
 fn check(value: &RawValue, want: Want) -> Result<(), String> {
     let text = value.get();
     let ok = match want {
@@ -195,16 +198,28 @@ fn parse_item(raw: &RawValue, index: usize) -> Result<Item, Option<String>> {
     let action = text("action").unwrap_or_default();
     let path_given = item.contains_key("path");
     // (required fields with their types, optional ones)
-    let (kind, required, optional): (ItemKind, &[(&str, Want)], &[(&str, Want)]) =
+    let (kind, required, optional): (ItemKind, FieldSpec, FieldSpec) =
         match (topic_name.as_str(), action.as_str()) {
-            ("event", "emit") => (ItemKind::Emit, &[("eventName", Want::Name)], &[("data", Want::Any)]),
-            ("rpc", "make") => (ItemKind::Rpc, &[("rpcName", Want::Name)], &[("data", Want::Any)]),
+            ("event", "emit") => (
+                ItemKind::Emit,
+                &[("eventName", Want::Name)],
+                &[("data", Want::Any)],
+            ),
+            ("rpc", "make") => (
+                ItemKind::Rpc,
+                &[("rpcName", Want::Name)],
+                &[("data", Want::Any)],
+            ),
             ("record", "read") => (ItemKind::Read, &[("recordName", Want::Name)], &[]),
             ("record", "head") => (ItemKind::Head, &[("recordName", Want::Name)], &[]),
             ("record", "delete") => (ItemKind::Delete, &[("recordName", Want::Name)], &[]),
             ("record", "write") if path_given => (
                 ItemKind::Write,
-                &[("recordName", Want::Name), ("data", Want::Any), ("path", Want::String)],
+                &[
+                    ("recordName", Want::Name),
+                    ("data", Want::Any),
+                    ("path", Want::String),
+                ],
                 &[("version", Want::Version)],
             ),
             ("record", "write") => (
@@ -247,7 +262,9 @@ fn parse_item(raw: &RawValue, index: usize) -> Result<Item, Option<String>> {
             "property '{extra}' is not permitted for topic '{topic_name}'"
         )));
     }
-    let data = item.get("data").map(|d| Bytes::copy_from_slice(d.get().as_bytes()));
+    let data = item
+        .get("data")
+        .map(|d| Bytes::copy_from_slice(d.get().as_bytes()));
     // Replies are matched by this id (and by order: items run one at a time).
     let correlation = Some(Bytes::from(index.to_string()));
     let name = |key: &str| item.get(key).map(|v| bytes_of(v));
@@ -380,7 +397,9 @@ fn answers(item: &Item, reply: &Message) -> bool {
         return false;
     }
     match item.kind {
-        ItemKind::Rpc => reply.correlation_id.is_none() || reply.correlation_id == item.msg.correlation_id,
+        ItemKind::Rpc => {
+            reply.correlation_id.is_none() || reply.correlation_id == item.msg.correlation_id
+        }
         _ => true,
     }
 }
@@ -398,7 +417,10 @@ pub fn result_of(item: &Item, reply: &Message) -> Option<ItemResult> {
     let json = match (item.kind, reply.action) {
         (ItemKind::Emit, ea::EMIT) if reply.is_ack == Some(true) => r#"{"success":true}"#.into(),
         (ItemKind::Rpc, rpc_action::RESPONSE) => {
-            format!(r#"{{"data":{},"success":true}}"#, raw_json(reply.data.as_ref()))
+            format!(
+                r#"{{"data":{},"success":true}}"#,
+                raw_json(reply.data.as_ref())
+            )
         }
         (ItemKind::Rpc, rpc_action::REQUEST_ERROR) => {
             return Some(ItemResult {
@@ -472,9 +494,8 @@ fn action_name(topic: i32, action: i32) -> String {
         | (topic::RPC, rpc_action::MESSAGE_PERMISSION_ERROR)
         | (topic::PRESENCE, pa::MESSAGE_PERMISSION_ERROR) => "MESSAGE_PERMISSION_ERROR",
         (topic::RPC, rpc_action::ACCEPT_TIMEOUT) => "ACCEPT_TIMEOUT",
-        (topic::EVENT, ea::INVALID_MESSAGE_DATA) | (topic::RPC, rpc_action::INVALID_MESSAGE_DATA) => {
-            "INVALID_MESSAGE_DATA"
-        }
+        (topic::EVENT, ea::INVALID_MESSAGE_DATA)
+        | (topic::RPC, rpc_action::INVALID_MESSAGE_DATA) => "INVALID_MESSAGE_DATA",
         (topic::PRESENCE, pa::QUERY) => "QUERY",
         (topic::PRESENCE, pa::QUERY_ALL) => "QUERY_ALL",
         (topic::PRESENCE, pa::INVALID_PRESENCE_USERS) => "INVALID_PRESENCE_USERS",
@@ -548,9 +569,7 @@ fn error_result(item: &Item, reply: &Message) -> ItemResult {
         let _ = write!(
             json,
             r#","error":{}"#,
-            quoted(
-                format!("No provider was available to handle the RPC \"{name}\".").as_bytes()
-            )
+            quoted(format!("No provider was available to handle the RPC \"{name}\".").as_bytes())
         );
     } else if reply.topic == topic::RPC && reply.action == rpc_action::RESPONSE_TIMEOUT {
         json.push_str(r#","error":"The RPC response timeout was exceeded by the provider.""#);
@@ -592,7 +611,8 @@ pub fn response_body(results: &[ItemResult]) -> String {
     } else {
         "PARTIAL_SUCCESS"
     };
-    let mut out = String::with_capacity(32 + results.iter().map(|r| r.json.len() + 1).sum::<usize>());
+    let mut out =
+        String::with_capacity(32 + results.iter().map(|r| r.json.len() + 1).sum::<usize>());
     let _ = write!(out, r#"{{"result":"{result}","body":["#);
     for (i, r) in results.iter().enumerate() {
         if i > 0 {
@@ -634,7 +654,9 @@ mod tests {
             "Invalid message: the \"token\" parameter must be a non-empty string"
         );
         let no_auth_data = parse_request(br#"{"authData":{},"body":[{}]}"#, false).unwrap_err();
-        assert!(no_auth_data.text.starts_with("Authentication using authData is disabled"));
+        assert!(no_auth_data
+            .text
+            .starts_with("Authentication using authData is disabled"));
     }
 
     #[test]
@@ -658,16 +680,24 @@ mod tests {
             refuse(r#"{"body":[{"topic":"nope","action":"emit"}]}"#),
             "Failed to parse JIF object at index 0."
         );
-        assert!(refuse(r#"{"body":[{"topic":"record","action":"read","recordName":"a","data":{}}]}"#)
-            .contains("'data' is not permitted"));
-        assert!(refuse(r#"{"body":[{"topic":"record","action":"write","recordName":"a","data":5}]}"#)
-            .contains("'.data'"));
+        assert!(refuse(
+            r#"{"body":[{"topic":"record","action":"read","recordName":"a","data":{}}]}"#
+        )
+        .contains("'data' is not permitted"));
+        assert!(refuse(
+            r#"{"body":[{"topic":"record","action":"write","recordName":"a","data":5}]}"#
+        )
+        .contains("'.data'"));
         assert!(refuse(r#"{"body":[{"topic":"record","action":"write","recordName":"a","data":{},"version":-2}]}"#)
             .contains("'.version'"));
-        assert!(refuse(r#"{"body":[{"topic":"record","action":"read","recordName":""}]}"#)
-            .contains("'.recordName'"));
-        assert!(refuse(r#"{"body":[{"topic":"list","action":"write","listName":"l","data":[1]}]}"#)
-            .contains("'.data'"));
+        assert!(
+            refuse(r#"{"body":[{"topic":"record","action":"read","recordName":""}]}"#)
+                .contains("'.recordName'")
+        );
+        assert!(refuse(
+            r#"{"body":[{"topic":"list","action":"write","listName":"l","data":[1]}]}"#
+        )
+        .contains("'.data'"));
         assert!(refuse(r#"{"body":[5]}"#).starts_with("Failed to parse JIF object at index 0."));
     }
 
@@ -751,7 +781,11 @@ mod tests {
             correlation_id: Some(Bytes::from_static(b"0")),
             ..Message::new(topic::RPC, rpc_action::ACCEPT)
         };
-        assert_eq!(result_of(&rpc, &accept), None, "an accept is not the answer");
+        assert_eq!(
+            result_of(&rpc, &accept),
+            None,
+            "an accept is not the answer"
+        );
         let response = Message {
             correlation_id: Some(Bytes::from_static(b"0")),
             data: Some(Bytes::from_static(b"42")),
@@ -788,7 +822,9 @@ mod tests {
         let ok = ItemResult::ok(r#"{"success":true}"#.into());
         let bad = ItemResult::timed_out();
         assert!(response_body(&[ok.clone(), ok.clone()]).starts_with(r#"{"result":"SUCCESS""#));
-        assert!(response_body(&[ok.clone(), bad.clone()]).starts_with(r#"{"result":"PARTIAL_SUCCESS""#));
+        assert!(
+            response_body(&[ok.clone(), bad.clone()]).starts_with(r#"{"result":"PARTIAL_SUCCESS""#)
+        );
         assert!(response_body(&[bad]).starts_with(r#"{"result":"FAILURE""#));
     }
 }

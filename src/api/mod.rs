@@ -100,7 +100,12 @@ pub fn origin_headers(
 /// Where a plain request goes, in the reference's order: POST by path prefix (longest first),
 /// GET by path prefix, OPTIONS as a preflight, other methods 405. `monitoring` lists the GET
 /// paths of the monitoring endpoints. The content type of a POST is checked before its path.
-pub fn route(config: &ApiConfig, health_path: &str, monitoring: &[&str], head: &RequestHead) -> Route {
+pub fn route(
+    config: &ApiConfig,
+    health_path: &str,
+    monitoring: &[&str],
+    head: &RequestHead,
+) -> Route {
     let path = head.path.as_str();
     let not_found = || Route::Answer(404, "Endpoint not found.".into(), Vec::new());
     match head.method.as_str() {
@@ -234,10 +239,22 @@ mod tests {
         let r = |text: &str| route(&c, "/health-check", &["/monitoring"], &head(text));
         let json = "Content-Type: application/json\r\n";
         assert_eq!(r(&format!("POST /api HTTP/1.1\r\n{json}\r\n")), Route::Api);
-        assert_eq!(r(&format!("POST /api/auth HTTP/1.1\r\n{json}\r\n")), Route::Auth);
-        assert_eq!(r(&format!("POST /apix?x=1 HTTP/1.1\r\n{json}\r\n")), Route::Api);
-        assert_eq!(status(r(&format!("POST /nope HTTP/1.1\r\n{json}\r\n"))), 404);
-        assert_eq!(status(r("POST /api HTTP/1.1\r\nContent-Type: text/plain\r\n\r\n")), 415);
+        assert_eq!(
+            r(&format!("POST /api/auth HTTP/1.1\r\n{json}\r\n")),
+            Route::Auth
+        );
+        assert_eq!(
+            r(&format!("POST /apix?x=1 HTTP/1.1\r\n{json}\r\n")),
+            Route::Api
+        );
+        assert_eq!(
+            status(r(&format!("POST /nope HTTP/1.1\r\n{json}\r\n"))),
+            404
+        );
+        assert_eq!(
+            status(r("POST /api HTTP/1.1\r\nContent-Type: text/plain\r\n\r\n")),
+            415
+        );
         assert_eq!(status(r("POST /api HTTP/1.1\r\n\r\n")), 415);
         assert_eq!(r("GET /health-check HTTP/1.1\r\n\r\n"), Route::Health);
         assert_eq!(r("GET /monitoring HTTP/1.1\r\n\r\n"), Route::Monitoring(0));
@@ -290,7 +307,9 @@ mod tests {
         let good = head("GET / HTTP/1.1\r\nOrigin: http://ok\r\n\r\n");
         assert_eq!(origin_headers(&some, &good).unwrap()[0].1, "http://ok");
         let none = head("GET / HTTP/1.1\r\n\r\n");
-        assert!(origin_headers(&some, &none).unwrap_err().starts_with("CORS"));
+        assert!(origin_headers(&some, &none)
+            .unwrap_err()
+            .starts_with("CORS"));
         let by_referer = head("GET / HTTP/1.1\r\nReferer: http://ok\r\n\r\n");
         assert!(origin_headers(&some, &by_referer).is_ok());
         let host = ApiConfig {
@@ -298,6 +317,9 @@ mod tests {
             ..some
         };
         let wrong_host = head("GET / HTTP/1.1\r\nHost: b:1\r\nOrigin: http://ok\r\n\r\n");
-        assert_eq!(origin_headers(&host, &wrong_host).unwrap_err(), "Forbidden Host.");
+        assert_eq!(
+            origin_headers(&host, &wrong_host).unwrap_err(),
+            "Forbidden Host."
+        );
     }
 }

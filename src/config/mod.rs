@@ -557,9 +557,9 @@ impl Config {
                     };
                     config.apply_http_endpoint(options);
                 }
-                Some(other @ ("ws-text" | "ws-json" | "mqtt")) => config.warnings.push(
-                    format!("connection endpoint '{other}' is not built yet; ignored"),
-                ),
+                Some(other @ ("ws-text" | "ws-json" | "mqtt")) => config.warnings.push(format!(
+                    "connection endpoint '{other}' is not built yet; ignored"
+                )),
                 Some(other) => {
                     return Err(ConfigError(format!(
                         "{origin}: connectionEndpoints: unknown endpoint type '{other}'{}",

@@ -212,7 +212,7 @@ enum Opened {
     /// A WebSocket upgrade at the endpoint's path, answered 101.
     WebSocket(Limits),
     /// Any other request: served by `net::http` (API, health check, monitoring).
-    Plain(http::RequestHead),
+    Plain(Box<http::RequestHead>),
     /// Answered and closed (a bad head, a refused upgrade) or gone.
     Done,
 }
@@ -261,7 +261,7 @@ async fn handshake(
         (upgrade, full, limits)
     };
     let Some(key) = head.websocket_key.as_deref().filter(|_| upgrade) else {
-        return Opened::Plain(head);
+        return Opened::Plain(Box::new(head));
     };
     // Too many sockets wait to log in on this shard: refuse before any memory is given.
     if full {
@@ -367,7 +367,7 @@ async fn open(mut stream: TcpStream, io: Rc<ShardIo>) -> Option<Live> {
     let limits = match opened {
         Opened::WebSocket(limits) => limits,
         Opened::Plain(request) => {
-            super::http::serve(&mut stream, &mut head, request, &io).await;
+            super::http::serve(&mut stream, &mut head, *request, &io).await;
             head.clear();
             io.put_buffer(head);
             return None;

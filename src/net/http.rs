@@ -35,7 +35,12 @@ pub async fn serve(
     let mut head = first;
     loop {
         let keep_alive = answer(stream, buf, &head, io).await;
-        if !keep_alive || io.runtime.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+        if !keep_alive
+            || io
+                .runtime
+                .stopping
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
             break;
         }
         head = match next_head(stream, buf, io).await {
@@ -222,7 +227,12 @@ async fn read_body(
             Duration::from_millis(c.limits.handshake_timeout_ms),
         )
     };
-    let too_large = || (413, "Failed to parse body of request: request entity too large".to_string());
+    let too_large = || {
+        (
+            413,
+            "Failed to parse body of request: request entity too large".to_string(),
+        )
+    };
     if !head.chunked && head.content_length > max {
         return Err(too_large());
     }

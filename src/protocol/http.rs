@@ -116,9 +116,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError>
             "authorization" => head.authorization = Some(value.to_string()),
             "expect" => head.expect_continue = value.eq_ignore_ascii_case("100-continue"),
             "access-control-request-method" => head.cors_request_method = Some(value.to_string()),
-            "access-control-request-headers" => {
-                head.cors_request_headers = Some(value.to_string())
-            }
+            "access-control-request-headers" => head.cors_request_headers = Some(value.to_string()),
             "connection" => {
                 for token in value.split(',') {
                     let token = token.trim();
@@ -255,10 +253,10 @@ impl ChunkedBody {
                             Ok(false)
                         };
                     };
-                    let line = std::str::from_utf8(&buf[..end]).map_err(|_| HeadError::Malformed)?;
+                    let line =
+                        std::str::from_utf8(&buf[..end]).map_err(|_| HeadError::Malformed)?;
                     let size = line.split(';').next().unwrap_or_default().trim();
-                    let size =
-                        usize::from_str_radix(size, 16).map_err(|_| HeadError::Malformed)?;
+                    let size = usize::from_str_radix(size, 16).map_err(|_| HeadError::Malformed)?;
                     buf.advance(end + 2);
                     if self.body.len().saturating_add(size) > max {
                         return Err(HeadError::TooLarge);

@@ -276,7 +276,10 @@ pub fn server_frame_payload(frame: &Bytes) -> Option<(u8, Bytes)> {
     }
     let (start, len): (usize, usize) = match second {
         0..=125 => (2, usize::from(second)),
-        126 => (4, usize::from(u16::from_be_bytes([*frame.get(2)?, *frame.get(3)?]))),
+        126 => (
+            4,
+            usize::from(u16::from_be_bytes([*frame.get(2)?, *frame.get(3)?])),
+        ),
         _ => {
             let bytes: [u8; 8] = frame.get(2..10)?.try_into().ok()?;
             (10, usize::try_from(u64::from_be_bytes(bytes)).ok()?)
