@@ -902,10 +902,11 @@ mod tests {
         assert_eq!(config.unauthenticated_client_timeout_ms, Some(180_000));
         assert_eq!(config.auth, vec![AuthConfig::Open]);
         assert!(!config.permissions.is_open(), "permissions.yml was loaded");
+        assert!(config.api.enabled, "the http endpoint is configured");
         assert_eq!(
             config.warnings,
-            vec!["connection endpoint 'http' is not built yet; ignored".to_string()],
-            "every other key is acted on or has no effect"
+            Vec::<String>::new(),
+            "every key is acted on or has no effect"
         );
     }
 
@@ -957,7 +958,7 @@ mod tests {
                 "httpServer.options.ssl",
             ),
             (
-                "httpServer:\n  options:\n    allowAllOrigins: false\n    origins: ['https://a.example']\n",
+                "httpServer:\n  options:\n    allowAllOrigins: false\n",
                 "allowAllOrigins",
             ),
             ("enabledFeatures:\n  monitoring: true\n", "monitoring"),
@@ -974,6 +975,7 @@ mod tests {
             "monitoring:\n  type: none\n",
             "plugins: {}\n",
             "httpServer:\n  options:\n    allowAllOrigins: true\n    origins: ['https://a.example']\n",
+            "httpServer:\n  options:\n    allowAllOrigins: false\n    origins: ['https://a.example']\n",
         ] {
             let config = parse(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
             assert!(config.warnings.is_empty(), "{text:?}: {:?}", config.warnings);
