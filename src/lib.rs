@@ -8,6 +8,7 @@ pub mod core;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod log;
+pub mod monitoring;
 pub mod net;
 pub mod permission;
 pub mod protocol;

@@ -141,13 +141,35 @@ pub fn write(level: Level, event: &'static str, message: fmt::Arguments<'_>) {
 }
 
 /// `log!(Level::Warn, "EVENT_NAME", "text {}", x)`: formats only when the level is on.
+/// Warnings and errors by event since start, logged or not (deepstream's monitoring counts
+/// them as `errors`).
+static PROBLEMS: Mutex<Vec<(&'static str, u64)>> = Mutex::new(Vec::new());
+
+/// Counts a warning or error (called by `log!` whatever the level in force).
+pub fn count_problem(level: Level, event: &'static str) {
+    if level < Level::Warn || level == Level::Off {
+        return;
+    }
+    let mut problems = PROBLEMS.lock().unwrap_or_else(|e| e.into_inner());
+    match problems.iter_mut().find(|(e, _)| *e == event) {
+        Some((_, n)) => *n += 1,
+        None => problems.push((event, 1)),
+    }
+}
+
+/// Warnings and errors counted so far, by event.
+pub fn problems() -> Vec<(&'static str, u64)> {
+    PROBLEMS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 #[macro_export]
 macro_rules! log {
-    ($level:expr, $event:expr, $($arg:tt)+) => {
+    ($level:expr, $event:expr, $($arg:tt)+) => {{
+        $crate::log::count_problem($level, $event);
         if $crate::log::enabled($level) {
             $crate::log::write($level, $event, format_args!($($arg)+));
         }
-    };
+    }};
 }
 
 #[cfg(test)]

@@ -470,38 +470,10 @@ fn topic_key(topic: i32) -> &'static str {
     }
 }
 
-/// The names of the actions an item can be refused for, as the reference prints them.
+/// An action's name as the reference prints it, or its number.
 fn action_name(topic: i32, action: i32) -> String {
-    let name = match (topic, action) {
-        (topic::EVENT, ea::EMIT) => "EMIT",
-        (topic::RPC, rpc_action::REQUEST) => "REQUEST",
-        (topic::RECORD, ra::READ) => "READ",
-        (topic::RECORD, ra::HEAD) => "HEAD",
-        (topic::RECORD, ra::DELETE) => "DELETE",
-        (topic::RECORD, ra::NOTIFY) => "NOTIFY",
-        (topic::RECORD, ra::CREATEANDUPDATE) => "CREATEANDUPDATE",
-        (topic::RECORD, ra::CREATEANDPATCH) => "CREATEANDPATCH",
-        (topic::RECORD, ra::RECORD_UPDATE_ERROR) => "RECORD_UPDATE_ERROR",
-        (topic::RECORD, ra::RECORD_DELETE_ERROR) => "RECORD_DELETE_ERROR",
-        (topic::RECORD, ra::RECORD_LOAD_ERROR) => "RECORD_LOAD_ERROR",
-        (topic::RECORD, ra::RECORD_NOTIFY_ERROR) => "RECORD_NOTIFY_ERROR",
-        (topic::RECORD, ra::CACHE_RETRIEVAL_TIMEOUT) => "CACHE_RETRIEVAL_TIMEOUT",
-        (topic::RECORD, ra::STORAGE_RETRIEVAL_TIMEOUT) => "STORAGE_RETRIEVAL_TIMEOUT",
-        (topic::RECORD, ra::INVALID_MESSAGE_DATA) => "INVALID_MESSAGE_DATA",
-        (topic::RECORD, ra::INVALID_PATCH_ON_HOTPATH) => "INVALID_PATCH_ON_HOTPATH",
-        (topic::RECORD, ra::MESSAGE_PERMISSION_ERROR)
-        | (topic::EVENT, ea::MESSAGE_PERMISSION_ERROR)
-        | (topic::RPC, rpc_action::MESSAGE_PERMISSION_ERROR)
-        | (topic::PRESENCE, pa::MESSAGE_PERMISSION_ERROR) => "MESSAGE_PERMISSION_ERROR",
-        (topic::RPC, rpc_action::ACCEPT_TIMEOUT) => "ACCEPT_TIMEOUT",
-        (topic::EVENT, ea::INVALID_MESSAGE_DATA)
-        | (topic::RPC, rpc_action::INVALID_MESSAGE_DATA) => "INVALID_MESSAGE_DATA",
-        (topic::PRESENCE, pa::QUERY) => "QUERY",
-        (topic::PRESENCE, pa::QUERY_ALL) => "QUERY_ALL",
-        (topic::PRESENCE, pa::INVALID_PRESENCE_USERS) => "INVALID_PRESENCE_USERS",
-        _ => return action.to_string(),
-    };
-    name.to_string()
+    crate::protocol::names::action_name(topic, action)
+        .map_or_else(|| action.to_string(), str::to_string)
 }
 
 fn is_denied(reply: &Message) -> bool {

@@ -121,9 +121,6 @@ pub fn refuse_unbuilt(rest: &BTreeMap<String, Value>) -> Result<(), String> {
                  alone, apart from the cluster"
                     .to_string()
             }
-            "monitoring" if !plugin_is(value, &["none"]) => {
-                "monitoring: only type none is built yet; nothing would be monitored".to_string()
-            }
             "plugins"
                 if !matches!(value, Value::Null)
                     && value.as_mapping().is_none_or(|m| !m.is_empty()) =>
@@ -167,7 +164,9 @@ pub fn warn_top_level(rest: &BTreeMap<String, Value>, warnings: &mut Vec<String>
             // Read by `StoreConfig::read_plugins`.
             "cache" | "storage" => {}
             // Refused by `refuse_unbuilt` unless they ask for what corestream does anyway.
-            "clusterNode" | "monitoring" | "plugins" => {}
+            "clusterNode" | "plugins" => {}
+            // Read by `monitoring::parse`.
+            "monitoring" => {}
             "logger" if plugin_is(value, &["default", "json"]) => {}
             "telemetry" => {
                 if value.get("options").and_then(|o| o.get("enabled")) == Some(&Value::Bool(true)) {

@@ -53,6 +53,8 @@ pub struct Config {
     pub store: crate::store::StoreConfig,
     /// The `http` endpoint (deepstream's HTTP API) and the origin rules of `httpServer`.
     pub api: crate::api::ApiConfig,
+    /// The `monitoring` outputs (deepstream's `http` and `log`, and `prometheus`).
+    pub monitoring: Vec<crate::monitoring::Monitor>,
 }
 
 /// deepstream's `enabledFeatures`: a message of a disabled topic passes the permission check
@@ -199,6 +201,7 @@ impl Default for Config {
             log_format: crate::log::Format::Text,
             store: crate::store::StoreConfig::default(),
             api: crate::api::ApiConfig::default(),
+            monitoring: Vec::new(),
         }
     }
 }
@@ -456,6 +459,11 @@ impl Config {
             }
         };
         keys::refuse_unbuilt(&raw.rest).map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        if let Some(monitoring) = raw.rest.get("monitoring") {
+            config.monitoring = crate::monitoring::parse(monitoring).map_err(|e| {
+                ConfigError(format!("{origin}: {e}{}", line_of(text, "monitoring")))
+            })?;
+        }
         if let Some(http) = section(sections.http_server, "httpServer")? {
             keys::warn_unknown(
                 Some(&http),
@@ -945,12 +953,24 @@ mod tests {
             ("cache:\n  name: memcached\n", "cache"),
             ("storage:\n  name: mongodb\n  options: {}\n", "storage"),
             ("storage:\n  path: ./my-storage.js\n", "storage.path"),
-            ("storage:\n  name: embedded\n  options: {path: [1]}\n", "storage.options.path"),
-            ("cache:\n  name: redis\n  options: {nodes: [{host: a}]}\n", "nodes"),
-            ("record:\n  storageExclusionPrefixes: tmp/\n", "storageExclusionPrefixes"),
+            (
+                "storage:\n  name: embedded\n  options: {path: [1]}\n",
+                "storage.options.path",
+            ),
+            (
+                "cache:\n  name: redis\n  options: {nodes: [{host: a}]}\n",
+                "nodes",
+            ),
+            (
+                "record:\n  storageExclusionPrefixes: tmp/\n",
+                "storageExclusionPrefixes",
+            ),
             ("clusterNode:\n  name: redis\n", "clusterNode"),
             ("monitoring:\n  type: http\n", "monitoring"),
-            ("monitoring:\n  - type: none\n  - type: log\n", "monitoring"),
+            (
+                "monitoring:\n  - type: none\n  - type: statsd\n",
+                "monitoring",
+            ),
             ("plugins:\n  custom:\n    path: ./x\n", "plugins"),
             ("sslKey: fileLoad(key.pem)\n", "sslKey"),
             (
@@ -962,7 +982,10 @@ mod tests {
                 "allowAllOrigins",
             ),
             ("enabledFeatures:\n  monitoring: true\n", "monitoring"),
-            ("enabledFeatures:\n  record: sometimes\n", "enabledFeatures.record"),
+            (
+                "enabledFeatures:\n  record: sometimes\n",
+                "enabledFeatures.record",
+            ),
         ] {
             let err = parse(text).unwrap_err();
             assert!(err.0.contains(needle), "{text:?}: {err}");

@@ -68,6 +68,8 @@ pub struct ShardIo {
     backlog: Arc<Backlog>,
     /// Whether this shard's queue for a peer is long (`Shard::backlog_flag`).
     backlogged: Rc<Cell<bool>>,
+    /// Monitoring outputs, shared by every shard.
+    pub monitor: Arc<super::monitor::MonitorState>,
     /// Connections that stopped reading for the backlog, to wake when it has cleared.
     paused: RefCell<Vec<Waker>>,
     /// The task that wakes them, while it waits for the first.
@@ -81,6 +83,7 @@ impl ShardIo {
         runtime: Runtime,
         parking: Option<Rc<Parking>>,
         backlog: Arc<Backlog>,
+        monitor: Arc<super::monitor::MonitorState>,
     ) -> Rc<ShardIo> {
         let backlogged = shard.borrow().backlog_flag();
         Rc::new(ShardIo {
@@ -98,6 +101,7 @@ impl ShardIo {
             parking,
             backlog,
             backlogged,
+            monitor,
             paused: RefCell::default(),
             resumer: RefCell::default(),
         })

@@ -23,6 +23,9 @@ const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(5);
 /// is one frame; a batch's replies are taken one at a time).
 const API_OUTBOX: usize = 64 << 20;
 const READ_CHUNK: usize = 16 * 1024;
+/// How long, and how many bytes, a closing connection still reads (and drops).
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 16 << 20;
 
 /// Serves plain requests on one socket, `first` (whose head is already read) and then any
 /// that follow on the same connection, until the client closes, asks to, or idles.
@@ -53,7 +56,27 @@ pub async fn serve(
             break;
         }
     }
-    let _ = stream.close().await;
+    linger_close(stream).await;
+}
+
+/// Closes our side, then reads and drops what the client still sends (a refused body, most
+/// often) for a little while: closing with unread bytes resets the connection, and the client
+/// could lose the answer it was sent.
+async fn linger_close(stream: &mut (impl AsyncRead + AsyncWrite + Unpin)) {
+    if stream.close().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut sink = vec![0u8; READ_CHUNK];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    futures_lite::future::or(drain, glommio::timer::sleep(LINGER)).await;
 }
 
 /// Reads the next request head, within the idle timeout for its first byte and the handshake
@@ -161,7 +184,12 @@ async fn answer(
         // An upgrade on another path: the reference drops the socket.
         return false;
     } else {
-        api::route(&config.api, &config.health_check_path, &[], head)
+        api::route(
+            &config.api,
+            &config.health_check_path,
+            &io.monitor.paths(),
+            head,
+        )
     };
     let response = match route {
         Route::Answer(status, body, extra) => {
@@ -180,7 +208,34 @@ async fn answer(
                 headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
             http::response(200, &headers, b"OK", keep_alive)
         }
-        Route::Monitoring(_) => text(404, "Endpoint not found.", &origin, keep_alive),
+        Route::Monitoring(index) => {
+            let admitted = io
+                .monitor
+                .monitors
+                .get(index)
+                .is_some_and(|m| m.admits(|name| head.header(name).map(str::to_string)));
+            // The reference hides the endpoint from a request without the header.
+            let read = if admitted {
+                io.monitor.read(index, &io.pump).await
+            } else {
+                None
+            };
+            match read {
+                _ if !admitted => text(404, "Endpoint not found.", &origin, keep_alive),
+                Some((content_type, body)) => {
+                    let mut headers: Vec<(&str, &str)> =
+                        origin.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                    headers.push(("Content-Type", content_type));
+                    http::response(200, &headers, body.as_bytes(), keep_alive)
+                }
+                None => text(
+                    503,
+                    "Not every shard answered in time.",
+                    &origin,
+                    keep_alive,
+                ),
+            }
+        }
         Route::Api | Route::Auth => {
             let body = match read_body(stream, buf, head, io).await {
                 Ok(body) => body,

@@ -4,6 +4,7 @@
 use super::backlog::Backlog;
 use super::store_workers::StoreWorkers;
 use super::{Batch, Runtime};
+use crate::shard::metrics::Metrics;
 use crate::shard::Shard;
 use crate::store::RecordStore;
 use glommio::channels::channel_mesh::{Receivers, Senders};
@@ -24,6 +25,15 @@ pub struct Pump {
     store_waker: Rc<RefCell<Option<Waker>>>,
     store_pending: Rc<Cell<bool>>,
     runtime: Runtime,
+    gathering: Rc<Gathering>,
+}
+
+/// Counter sums being gathered from every shard for a reader on this shard (monitoring).
+#[derive(Default)]
+struct Gathering {
+    next_token: Cell<u64>,
+    done: RefCell<ahash::AHashMap<u64, Metrics>>,
+    waiters: RefCell<ahash::AHashMap<u64, Waker>>,
 }
 
 impl Pump {
@@ -43,6 +53,7 @@ impl Pump {
             store_waker: Rc::default(),
             store_pending: Rc::default(),
             runtime: runtime.clone(),
+            gathering: Rc::default(),
         };
         pump.start_store_worker();
         let me = shard.borrow().id;
@@ -96,6 +107,38 @@ impl Pump {
             shard: Some(self.shard.borrow_mut()),
             pump: self,
         }
+    }
+
+    /// Every shard's counters, summed (each shard answers over the mesh between its other
+    /// work; nothing waits on a lock). `None` if they are not all in within `timeout`.
+    pub async fn gather_metrics(&self, timeout: std::time::Duration) -> Option<Metrics> {
+        let token = self.gathering.next_token.get();
+        self.gathering.next_token.set(token.wrapping_add(1));
+        self.enter().request_metrics(token);
+        let gathering = self.gathering.clone();
+        let done = poll_fn(|cx| {
+            if let Some(sum) = gathering.done.borrow_mut().remove(&token) {
+                return Poll::Ready(Some(sum));
+            }
+            gathering
+                .waiters
+                .borrow_mut()
+                .insert(token, cx.waker().clone());
+            Poll::Pending
+        });
+        let late = async {
+            glommio::timer::sleep(timeout).await;
+            None
+        };
+        let sum = futures_lite::future::or(done, late).await;
+        self.gathering.waiters.borrow_mut().remove(&token);
+        self.gathering.done.borrow_mut().remove(&token);
+        sum
+    }
+
+    /// How many shards the server runs.
+    pub fn shards(&self) -> usize {
+        self.shard.borrow().shards
     }
 
     /// The shard's config (shared, read-only).
@@ -177,6 +220,18 @@ impl Drop for Entered<'_> {
             .as_mut()
             .map(|s| s.take_auth_jobs())
             .unwrap_or_default();
+        let gathered = self
+            .shard
+            .as_mut()
+            .map(|s| s.take_metrics())
+            .unwrap_or_default();
+        for (token, sum) in gathered {
+            let gathering = &self.pump.gathering;
+            if let Some(waiter) = gathering.waiters.borrow_mut().remove(&token) {
+                gathering.done.borrow_mut().insert(token, sum);
+                waiter.wake();
+            }
+        }
         // The shard is released before any task that may borrow it starts.
         self.shard = None;
         for job in jobs {

@@ -5,6 +5,7 @@ mod backlog;
 mod conn;
 mod http;
 mod mesh;
+mod monitor;
 mod park;
 mod store_workers;
 mod webhook;
@@ -64,6 +65,7 @@ pub fn run(
         stopping,
     };
     let connectors = Arc::new(crate::store::Connectors::start(&config.store, shards)?);
+    let monitor = Arc::new(monitor::MonitorState::new(config.monitoring.clone()));
     let config = Arc::new(config);
     let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(shards, MESH_CAPACITY);
     let backlog = Arc::new(backlog::Backlog::new(shards));
@@ -75,13 +77,14 @@ pub fn run(
     for (id, cpu) in options.cpus.iter().copied().enumerate() {
         let (ready, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         started.push(started_rx);
-        let (mesh, config, runtime, host, backlog, connectors) = (
+        let (mesh, config, runtime, host, backlog, connectors, monitor) = (
             mesh.clone(),
             config.clone(),
             runtime.clone(),
             options.host.clone(),
             backlog.clone(),
             connectors.clone(),
+            monitor.clone(),
         );
         // The blocking pool runs password hashes and the parked sockets' epoll wait: two
         // threads, so neither waits for the other, left unpinned, so a hash does not take
@@ -105,6 +108,7 @@ pub fn run(
                             mesh,
                             runtime,
                             backlog,
+                            monitor,
                         };
                         shard_main(shard, parts, ready).await
                     }
@@ -300,6 +304,7 @@ struct ShardParts {
     mesh: MeshBuilder<Batch, glommio::channels::channel_mesh::Full>,
     runtime: Runtime,
     backlog: Arc<backlog::Backlog>,
+    monitor: Arc<monitor::MonitorState>,
 }
 
 async fn shard_main(
@@ -314,6 +319,7 @@ async fn shard_main(
         mesh,
         runtime,
         backlog,
+        monitor,
     } = parts;
     let joined = mesh
         .join()
@@ -366,12 +372,16 @@ async fn shard_main(
         let readable = move |locals: &[u32]| shard.borrow().sockets_readable(locals);
         glommio::spawn_local(parking.clone().watch(readable, runtime.stopping.clone())).detach();
     }
+    if shard.borrow().id == 0 {
+        monitor.start_logging(&pump, runtime.stopping.clone());
+    }
     let io = conn::ShardIo::new(
         shard.clone(),
         pump,
         runtime.clone(),
         parking.clone(),
         backlog,
+        monitor,
     );
     glommio::spawn_local(io.clone().resume_paused(runtime.stopping.clone())).detach();
     // Accept errors (out of descriptors, most often) come in floods: one line a second.

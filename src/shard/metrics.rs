@@ -68,8 +68,12 @@ pub struct Metrics {
     pub connections_closed: u64,
     pub logins_accepted: u64,
     pub logins_refused: u64,
-    /// HTTP API requests that reached the login.
+    /// HTTP API requests that reached the login, and their logins.
     pub api_requests: u64,
+    pub api_logins_accepted: u64,
+    pub api_logins_refused: u64,
+    /// What each shard holds right now, filled in when the counters are gathered.
+    pub shards: Vec<ShardGauges>,
     /// Client messages handled, by topic and action.
     pub messages_in: ByAction,
     /// Messages the shard built for clients, by topic and action (fan-out frames are counted
@@ -84,6 +88,22 @@ pub struct Metrics {
     /// Store operation latency: buckets of powers of two microseconds (`[i]` counts those
     /// under `2^i` µs), so percentiles can be read without a histogram allocation per shard.
     pub store_latency_us: [u64; 24],
+    /// The sum of those latencies (µs), for the histogram's `_sum`.
+    pub store_latency_sum_us: u64,
+}
+
+/// One shard's state at the time its counters were gathered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardGauges {
+    pub shard: u16,
+    /// Connections open on this shard (sockets and HTTP API requests).
+    pub connections: u64,
+    /// Records this shard owns that are in memory.
+    pub records_in_memory: u64,
+    /// Deliveries this shard made since it started (a counter, per shard).
+    pub deliveries: u64,
+    /// Messages queued for other shards, not sent yet.
+    pub peer_queue: u64,
 }
 
 impl Metrics {
@@ -94,6 +114,10 @@ impl Metrics {
         self.logins_accepted += other.logins_accepted;
         self.logins_refused += other.logins_refused;
         self.api_requests += other.api_requests;
+        self.api_logins_accepted += other.api_logins_accepted;
+        self.api_logins_refused += other.api_logins_refused;
+        self.shards.extend(other.shards.iter().cloned());
+        self.shards.sort_by_key(|s| s.shard);
         self.messages_in.merge(&other.messages_in);
         self.messages_out.merge(&other.messages_out);
         self.deliveries += other.deliveries;
@@ -101,6 +125,7 @@ impl Metrics {
         self.slow_consumer_closes += other.slow_consumer_closes;
         self.store_operations += other.store_operations;
         self.store_errors += other.store_errors;
+        self.store_latency_sum_us += other.store_latency_sum_us;
         for (mine, theirs) in self.store_latency_us.iter_mut().zip(other.store_latency_us) {
             *mine += theirs;
         }
@@ -109,6 +134,7 @@ impl Metrics {
     pub fn record_store_latency(&mut self, micros: u64) {
         let bucket = (64 - micros.leading_zeros() as usize).min(self.store_latency_us.len() - 1);
         self.store_latency_us[bucket] += 1;
+        self.store_latency_sum_us = self.store_latency_sum_us.saturating_add(micros);
     }
 }
 

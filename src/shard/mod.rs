@@ -589,7 +589,14 @@ impl Shard {
                 }
             }
             ShardMsg::MetricsRequest { token, reply_to } => {
-                let metrics = Box::new(self.metrics());
+                let mut metrics = Box::new(self.metrics());
+                metrics.shards = vec![metrics::ShardGauges {
+                    shard: self.id as u16,
+                    connections: self.conn_side.conns.len() as u64,
+                    records_in_memory: self.owner_side.records.in_memory() as u64,
+                    deliveries: metrics.deliveries,
+                    peer_queue: self.outgoing.iter().map(Vec::len).sum::<usize>() as u64,
+                }];
                 self.route(
                     usize::from(reply_to),
                     ShardMsg::MetricsReply { token, metrics },

@@ -72,6 +72,14 @@ pub struct RecordCache {
     versions: AHashMap<Bytes, i32>,
 }
 
+impl RecordCache {
+    /// Records held in memory, names known to be missing included (O(1): read on every
+    /// metrics scrape, which must not hold the shard).
+    pub fn in_memory(&self) -> usize {
+        self.cached.len()
+    }
+}
+
 /// What a store result asks of the shard.
 pub enum RecordEffect {
     /// The record is in: handle this again.

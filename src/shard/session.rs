@@ -239,7 +239,14 @@ impl Shard {
     }
 
     fn login_succeeded(&mut self, local: u32, login: auth::LoginOk) {
-        self.count(|m| m.logins_accepted += 1);
+        let api = self.conn_side.conns.get(&local).is_some_and(|c| c.api);
+        self.count(|m| {
+            if api {
+                m.api_logins_accepted += 1;
+            } else {
+                m.logins_accepted += 1;
+            }
+        });
         let user = Bytes::from(login.id);
         let identity = crate::permission::rules::User {
             authenticated: user.as_ref() != auth::OPEN_USER.as_bytes(),
@@ -260,7 +267,6 @@ impl Shard {
             data: login.client_data.map(Bytes::from),
             ..Message::new(topic::AUTH, auth_action::AUTH_SUCCESSFUL)
         };
-        let api = self.conn_side.conns.get(&local).is_some_and(|c| c.api);
         // API requests are not in presence, as in the reference.
         if api || user.as_ref() == auth::OPEN_USER.as_bytes() {
             self.send_local(local, &reply);
@@ -291,7 +297,11 @@ impl Shard {
             return;
         };
         conn.auth_attempts = conn.auth_attempts.saturating_add(1);
-        self.metrics.borrow_mut().logins_refused += 1;
+        if conn.api {
+            self.metrics.borrow_mut().api_logins_refused += 1;
+        } else {
+            self.metrics.borrow_mut().logins_refused += 1;
+        }
         crate::log!(
             crate::log::Level::Info,
             "INVALID_AUTH_DATA",

@@ -32,12 +32,32 @@ impl Server {
     }
 
     pub fn start(args: &[&str]) -> Server {
+        Server::spawn(args, Stdio::inherit())
+    }
+
+    /// Starts it with its log lines (stderr) sent to the returned channel.
+    pub fn start_logging(args: &[&str]) -> (Server, std::sync::mpsc::Receiver<String>) {
+        let mut server = Server::spawn(args, Stdio::piped());
+        let stderr = server.child.stderr.take().expect("stderr");
+        let (lines, received) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        (server, received)
+    }
+
+    fn spawn(args: &[&str], stderr: Stdio) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_corestream"))
             .arg("start")
             .args(["--host", "127.0.0.1", "--port", "0"])
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start corestream");
         let stdout = child.stdout.take().expect("stdout");
@@ -516,7 +536,8 @@ pub fn http(
     }
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).expect("send head");
-    stream.write_all(body).expect("send body");
+    // A server may answer (413) before it has the whole body, and stop reading it.
+    let _ = stream.write_all(body);
     read_response(&mut BufReader::new(stream)).expect("response")
 }
 
