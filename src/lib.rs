@@ -14,3 +14,4 @@ pub mod permission;
 pub mod protocol;
 pub mod shard;
 pub mod store;
+pub mod tls;

@@ -127,27 +127,9 @@ pub fn refuse_unbuilt(rest: &BTreeMap<String, Value>) -> Result<(), String> {
             {
                 "plugins: custom plugins are not supported".to_string()
             }
-            "sslKey" | "sslCert" | "sslCa" => format!(
-                "{key}: TLS is not built yet; corestream would serve plain ws:// and http://"
-            ),
             _ => continue,
         };
         return Err(refusal);
-    }
-    Ok(())
-}
-
-/// `httpServer.options` keys that would change security if ignored.
-pub fn refuse_unbuilt_http(options: Option<&Value>) -> Result<(), String> {
-    let Some(options) = options else {
-        return Ok(());
-    };
-    if options.get("ssl").is_some_and(|v| !v.is_null()) {
-        return Err(
-            "httpServer.options.ssl: TLS is not built yet; corestream would serve plain ws:// \
-             and http://"
-                .into(),
-        );
     }
     Ok(())
 }
@@ -167,6 +149,8 @@ pub fn warn_top_level(rest: &BTreeMap<String, Value>, warnings: &mut Vec<String>
             "clusterNode" | "plugins" => {}
             // Read by `monitoring::parse`.
             "monitoring" => {}
+            // Read by `Config::parse` (deepstream's older TLS keys).
+            "sslKey" | "sslCert" | "sslCa" => {}
             "logger" if plugin_is(value, &["default", "json"]) => {}
             "telemetry" => {
                 if value.get("options").and_then(|o| o.get("enabled")) == Some(&Value::Bool(true)) {

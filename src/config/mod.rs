@@ -55,6 +55,8 @@ pub struct Config {
     pub api: crate::api::ApiConfig,
     /// The `monitoring` outputs (deepstream's `http` and `log`, and `prometheus`).
     pub monitoring: Vec<crate::monitoring::Monitor>,
+    /// `httpServer.options.ssl`: the port serves `wss://` and `https://` only.
+    pub tls: Option<crate::tls::Tls>,
 }
 
 /// deepstream's `enabledFeatures`: a message of a disabled topic passes the permission check
@@ -202,6 +204,7 @@ impl Default for Config {
             store: crate::store::StoreConfig::default(),
             api: crate::api::ApiConfig::default(),
             monitoring: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -275,6 +278,16 @@ struct HttpServerOptions {
     origins: Option<Vec<String>>,
     headers: Option<Vec<String>>,
     host_url: Option<String>,
+    ssl: Option<SslOptions>,
+}
+
+/// `httpServer.options.ssl`: PEM text or `fileLoad(path)` each.
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct SslOptions {
+    key: Option<String>,
+    cert: Option<String>,
+    ca: Option<String>,
 }
 
 /// The `http` connection endpoint's options (deepstream's HTTP API).
@@ -459,6 +472,22 @@ impl Config {
             }
         };
         keys::refuse_unbuilt(&raw.rest).map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        let top = |key: &str| raw.rest.get(key).and_then(Value::as_str);
+        match (top("sslKey"), top("sslCert")) {
+            (Some(key), Some(cert)) => {
+                let tls =
+                    crate::tls::Tls::from_config(key, cert, top("sslCa"), dir, "sslKey/sslCert")
+                        .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+                config.tls = Some(tls);
+            }
+            (None, None) => {}
+            _ => {
+                return Err(ConfigError(format!(
+                    "{origin}: sslKey and sslCert go together{}",
+                    line_of(text, "ssl")
+                )))
+            }
+        }
         if let Some(monitoring) = raw.rest.get("monitoring") {
             config.monitoring = crate::monitoring::parse(monitoring).map_err(|e| {
                 ConfigError(format!("{origin}: {e}{}", line_of(text, "monitoring")))
@@ -477,14 +506,29 @@ impl Config {
                 "httpServer.options",
                 &mut config.warnings,
             );
-            keys::refuse_unbuilt_http(http.get("options"))
-                .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
         }
         if let Some(http) = raw.http_server.and_then(|p| p.options) {
             config.host = http.host.unwrap_or(config.host);
             config.port = http.port.unwrap_or(config.port);
             config.health_check_path = http.health_check_path.unwrap_or(config.health_check_path);
             config.max_message_size = http.max_message_size.unwrap_or(config.max_message_size);
+            if let Some(ssl) = http.ssl {
+                let (Some(key), Some(cert)) = (&ssl.key, &ssl.cert) else {
+                    return Err(ConfigError(format!(
+                        "{origin}: httpServer.options.ssl needs both key and cert{}",
+                        line_of(text, "ssl")
+                    )));
+                };
+                let tls = crate::tls::Tls::from_config(
+                    key,
+                    cert,
+                    ssl.ca.as_deref(),
+                    dir,
+                    "httpServer.options.ssl",
+                )
+                .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+                config.tls = Some(tls);
+            }
             let api = &mut config.api;
             api.allow_all_origins = http.allow_all_origins.unwrap_or(api.allow_all_origins);
             api.origins = http.origins.unwrap_or_default();
@@ -976,6 +1020,10 @@ mod tests {
             (
                 "httpServer:\n  options:\n    ssl:\n      key: fileLoad(k.pem)\n",
                 "httpServer.options.ssl",
+            ),
+            (
+                "httpServer:\n  options:\n    ssl:\n      key: fileLoad(k.pem)\n      cert: fileLoad(c.pem)\n",
+                "k.pem",
             ),
             (
                 "httpServer:\n  options:\n    allowAllOrigins: false\n",

@@ -68,6 +68,8 @@ pub struct ShardIo {
     backlog: Arc<Backlog>,
     /// Whether this shard's queue for a peer is long (`Shard::backlog_flag`).
     backlogged: Rc<Cell<bool>>,
+    /// `httpServer.options.ssl`: every socket speaks TLS first.
+    tls: Option<futures_rustls::TlsAcceptor>,
     /// Monitoring outputs, shared by every shard.
     pub monitor: Arc<super::monitor::MonitorState>,
     /// Connections that stopped reading for the backlog, to wake when it has cleared.
@@ -86,6 +88,12 @@ impl ShardIo {
         monitor: Arc<super::monitor::MonitorState>,
     ) -> Rc<ShardIo> {
         let backlogged = shard.borrow().backlog_flag();
+        let tls = shard
+            .borrow()
+            .config()
+            .tls
+            .as_ref()
+            .map(|t| futures_rustls::TlsAcceptor::from(t.0.clone()));
         Rc::new(ShardIo {
             shard,
             pump,
@@ -101,6 +109,7 @@ impl ShardIo {
             parking,
             backlog,
             backlogged,
+            tls,
             monitor,
             paused: RefCell::default(),
             resumer: RefCell::default(),
@@ -242,6 +251,7 @@ async fn handshake(
                 let response =
                     http::plain_response(400, "Bad Request", "text/plain", "bad request");
                 let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.close().await;
                 return Opened::Done;
             }
         }
@@ -279,11 +289,11 @@ async fn handshake(
         let _ = stream.close().await;
         return Opened::Done;
     }
-    if stream
+    let upgraded = stream
         .write_all(http::upgrade_response(key).as_bytes())
         .await
-        .is_ok()
-    {
+        .is_ok();
+    if upgraded && stream.flush().await.is_ok() {
         Opened::WebSocket(limits)
     } else {
         Opened::Done
@@ -356,22 +366,59 @@ impl Future for Connection {
     }
 }
 
+/// The TLS handshake, within `limits.handshakeTimeout`.
+async fn accept_tls(
+    acceptor: &futures_rustls::TlsAcceptor,
+    stream: TcpStream,
+    timeout: Duration,
+) -> Option<Socket> {
+    let accept = async { acceptor.accept(stream).await.ok() };
+    let late = async {
+        glommio::timer::sleep(timeout).await;
+        None
+    };
+    futures_lite::future::or(accept, late)
+        .await
+        .map(|tls| Socket::Tls(Box::new(tls)))
+}
+
 /// The handshake; `Some` with the shard's new connection once the socket speaks WebSocket.
-async fn open(mut stream: TcpStream, io: Rc<ShardIo>) -> Option<Live> {
+async fn open(stream: TcpStream, io: Rc<ShardIo>) -> Option<Live> {
     // A socket beyond the shard's budget of heads in progress is closed unread.
-    let max_handshakes = io.shard.borrow().config().limits.handshakes_per_shard;
+    let (max_handshakes, timeout) = {
+        let shard = io.shard.borrow();
+        let limits = &shard.config().limits;
+        (
+            limits.handshakes_per_shard,
+            Duration::from_millis(limits.handshake_timeout_ms),
+        )
+    };
     if io.handshaking.get() >= max_handshakes {
         return None;
     }
     // TCP_NODELAY comes from the listening socket (see `net::listen_socket`).
     let mut head = io.take_buffer();
     io.handshaking.set(io.handshaking.get() + 1);
-    let opened = handshake(&mut stream, &mut head, &io.shard).await;
+    let socket = match &io.tls {
+        Some(acceptor) => accept_tls(acceptor, stream, timeout).await,
+        None => Some(Socket::Active(Box::new(stream))),
+    };
+    let opened = match socket {
+        Some(mut socket) => {
+            let opened = handshake(&mut socket, &mut head, &io.shard).await;
+            Some((socket, opened))
+        }
+        None => None,
+    };
     io.handshaking.set(io.handshaking.get() - 1);
+    let Some((mut socket, opened)) = opened else {
+        io.put_buffer(head);
+        return None;
+    };
     let limits = match opened {
         Opened::WebSocket(limits) => limits,
         Opened::Plain(request) => {
-            super::http::serve(&mut stream, &mut head, *request, &io).await;
+            super::http::serve(&mut socket, &mut head, *request, &io).await;
             head.clear();
             io.put_buffer(head);
             return None;
@@ -385,7 +432,7 @@ async fn open(mut stream: TcpStream, io: Rc<ShardIo>) -> Option<Live> {
     let outbox = Outbox::new(limits.outgoing, now);
     let local = io.pump.enter().open_conn(outbox.clone(), now);
     let mut live = Live {
-        socket: Socket::Active(Box::new(stream)),
+        socket,
         io,
         outbox,
         local,
@@ -416,6 +463,9 @@ enum End {
 enum Socket {
     /// Boxed: a parked connection's task does not carry an empty stream's worth of bytes.
     Active(Box<TcpStream>),
+    /// Over TLS (`httpServer.options.ssl`); such a connection is never parked (its bytes are
+    /// records only the TLS session can make).
+    Tls(Box<futures_rustls::server::TlsStream<TcpStream>>),
     /// Waiting in the shard's set of quiet sockets: a duplicate of the stream's descriptor,
     /// the stream itself (and its io_uring poll) dropped.
     Parked(OwnedFd),
@@ -423,11 +473,52 @@ enum Socket {
     Gone,
 }
 
-impl Socket {
-    fn active(&mut self) -> std::io::Result<&mut TcpStream> {
-        match self {
-            Socket::Active(stream) => Ok(&mut **stream),
-            _ => Err(std::io::ErrorKind::NotConnected.into()),
+fn not_connected<T>() -> Poll<std::io::Result<T>> {
+    Poll::Ready(Err(std::io::ErrorKind::NotConnected.into()))
+}
+
+/// Reads and writes of a socket while it runs actively (plain or TLS); a parked one must be
+/// brought back first.
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Active(stream) => Pin::new(&mut **stream).poll_read(cx, buf),
+            Socket::Tls(stream) => Pin::new(&mut **stream).poll_read(cx, buf),
+            Socket::Parked(_) | Socket::Gone => not_connected(),
+        }
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Active(stream) => Pin::new(&mut **stream).poll_write(cx, buf),
+            Socket::Tls(stream) => Pin::new(&mut **stream).poll_write(cx, buf),
+            Socket::Parked(_) | Socket::Gone => not_connected(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Socket::Active(stream) => Pin::new(&mut **stream).poll_flush(cx),
+            Socket::Tls(stream) => Pin::new(&mut **stream).poll_flush(cx),
+            Socket::Parked(_) | Socket::Gone => not_connected(),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Socket::Active(stream) => Pin::new(&mut **stream).poll_close(cx),
+            Socket::Tls(stream) => Pin::new(&mut **stream).poll_close(cx),
+            Socket::Parked(_) | Socket::Gone => not_connected(),
         }
     }
 }
@@ -559,8 +650,10 @@ impl Live {
     /// full socket brings the glommio stream back, which then waits for room).
     fn poll_send(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
         let parked = match &mut self.socket {
-            Socket::Active(stream) => return Pin::new(&mut **stream).poll_write(cx, data),
-            Socket::Gone => return Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+            Socket::Active(_) | Socket::Tls(_) => {
+                return Pin::new(&mut self.socket).poll_write(cx, data)
+            }
+            Socket::Gone => return not_connected(),
             Socket::Parked(fd) => {
                 let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
                 rustix::net::send(&*fd, data, flags)
@@ -593,10 +686,7 @@ impl Live {
             };
             let read = {
                 let mut scratch = self.io.scratch.borrow_mut();
-                let read = match self.socket.active() {
-                    Ok(stream) => Pin::new(stream).poll_read(cx, &mut scratch[..]),
-                    Err(e) => Poll::Ready(Err(e)),
-                };
+                let read = Pin::new(&mut self.socket).poll_read(cx, &mut scratch[..]);
                 if let Poll::Ready(Ok(n)) = read {
                     buf.extend_from_slice(scratch.get(..n).unwrap_or_default());
                 }
@@ -735,7 +825,16 @@ impl Live {
             let mut frames = io.frames.borrow_mut();
             self.outbox.drain(&mut frames, cx.waker());
             match frames.len() {
-                0 => return Ok(()),
+                0 => {
+                    // TLS keeps records the socket did not take; they go out on a flush (which
+                    // waits for room, waking us).
+                    if let Socket::Tls(_) = self.socket {
+                        if let Poll::Ready(Err(e)) = Pin::new(&mut self.socket).poll_flush(cx) {
+                            return Err(e);
+                        }
+                    }
+                    return Ok(());
+                }
                 1 => self.unsent = frames.pop(),
                 _ => {
                     let mut joined = io.joined.borrow_mut();
@@ -770,9 +869,10 @@ impl Live {
             return;
         }
         self.unpark();
-        let Socket::Active(stream) = &mut self.socket else {
+        if !matches!(self.socket, Socket::Active(_) | Socket::Tls(_)) {
             return;
-        };
+        }
+        let stream = &mut self.socket;
         let unsent = self.unsent.take();
         let outbox = &self.outbox;
         let flush = async {

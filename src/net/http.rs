@@ -141,8 +141,9 @@ async fn read_more(
     }
 }
 
+/// Writes and flushes (over TLS, a write may leave records in the session until flushed).
 async fn write(stream: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> bool {
-    stream.write_all(bytes).await.is_ok()
+    stream.write_all(bytes).await.is_ok() && stream.flush().await.is_ok()
 }
 
 /// A text answer as the reference sends them (its text ends in an empty line).

@@ -119,11 +119,17 @@ pub fn shared_dir() -> Option<PathBuf> {
 /// Runs the project's own real-client tests (tests/node/run.sh) against `url`; `files` are
 /// relative to tests/node (all of client/ when empty). Returns node's output.
 pub fn run_client_tests(url: &str, files: &[&str]) -> String {
+    run_client_tests_with(url, files, &[])
+}
+
+/// `run_client_tests` with extra environment variables for node (a CA file, say).
+pub fn run_client_tests_with(url: &str, files: &[&str], env: &[(&str, &str)]) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/run.sh");
     let output = Command::new("bash")
         .arg(script)
         .arg(url)
         .args(files)
+        .envs(env.iter().copied())
         .output()
         .expect("run the client tests");
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
