@@ -42,6 +42,14 @@ fn certificates(pem: &[u8], key: &str) -> Result<Vec<CertificateDer<'static>>, S
     Ok(certs)
 }
 
+/// rustls with *ring*: it builds with a C compiler alone (aws-lc-rs, which has the
+/// post-quantum key exchange, needs more of the build machine). Its classical key exchanges
+/// (X25519, P-256, P-384) are what browsers and Node.js offer alongside.
+#[allow(deprecated)]
+pub fn provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
 impl Tls {
     /// Builds the config from `key`, `cert` and the optional `ca` (certificates sent after the
     /// server's own, completing its chain).
@@ -65,7 +73,7 @@ impl Tls {
                 &format!("{place}.ca"),
             )?);
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("{place}: {e}"))?

@@ -48,7 +48,7 @@ fn tls_client(ca_pem: &str, port: u16) -> rustls::StreamOwned<rustls::ClientConn
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.expect("pem")).expect("root");
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(corestream::tls::provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("versions")
