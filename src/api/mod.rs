@@ -2,6 +2,7 @@
 //! HTTP API, its auth endpoint, the health check, monitoring), the origin checks and the
 //! preflight answers of the reference's HTTP service, and the JIF codec (`jif`).
 
+pub mod admin;
 pub mod jif;
 
 use crate::protocol::http::RequestHead;

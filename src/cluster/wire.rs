@@ -144,7 +144,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The bytes of `msg`; `None` for what never leaves a node (metrics replies).
+/// The bytes of `msg`; `None` for what never leaves a node (metrics replies, admin requests).
 pub fn encode(msg: &ShardMsg) -> Option<Bytes> {
     let mut w = Writer(Vec::new());
     match msg {
@@ -310,7 +310,10 @@ pub fn encode(msg: &ShardMsg) -> Option<Bytes> {
                 w.u32(*action as u32);
             }
         }
-        ShardMsg::MetricsReply { .. } => return None,
+        // Node-local: gathered sums and admin requests carry process state (configs).
+        ShardMsg::MetricsReply { .. }
+        | ShardMsg::AdminRequest { .. }
+        | ShardMsg::AdminReply { .. } => return None,
     }
     Some(Bytes::from(w.0))
 }

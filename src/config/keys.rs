@@ -147,8 +147,8 @@ pub fn warn_top_level(rest: &BTreeMap<String, Value>, warnings: &mut Vec<String>
             "cache" | "storage" => {}
             // Refused by `refuse_unbuilt` unless they ask for what corestream does anyway.
             "clusterNode" | "plugins" => {}
-            // Read by `monitoring::parse`.
-            "monitoring" => {}
+            // Read by `monitoring::parse` and `AdminConfig::parse`.
+            "monitoring" | "admin" => {}
             // Read by `Config::parse` (deepstream's older TLS keys).
             "sslKey" | "sslCert" | "sslCa" => {}
             "logger" if plugin_is(value, &["default", "json"]) => {}

@@ -57,6 +57,10 @@ pub struct Config {
     pub monitoring: Vec<crate::monitoring::Monitor>,
     /// `httpServer.options.ssl`: the port serves `wss://` and `https://` only.
     pub tls: Option<crate::tls::Tls>,
+    /// The `admin` section (corestream's): admin API, dashboard, session webhook.
+    pub admin: crate::api::admin::AdminConfig,
+    /// The file this config was read from (the admin API reloads rules and users from it).
+    pub source: Option<PathBuf>,
 }
 
 /// deepstream's `enabledFeatures`: a message of a disabled topic passes the permission check
@@ -127,7 +131,7 @@ pub use crate::auth::settings::{AuthConfig, HashSettings, HttpAuth};
 
 impl HttpAuth {
     /// Reads the plugin options; only plain `http://` endpoints are supported.
-    fn from_options(options: &Value) -> Result<HttpAuth, String> {
+    pub(crate) fn from_options(options: &Value) -> Result<HttpAuth, String> {
         let url = options
             .get("endpointUrl")
             .and_then(Value::as_str)
@@ -205,6 +209,8 @@ impl Default for Config {
             api: crate::api::ApiConfig::default(),
             monitoring: Vec::new(),
             tls: None,
+            admin: crate::api::admin::AdminConfig::default(),
+            source: None,
         }
     }
 }
@@ -442,11 +448,13 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
         let text = substitute_env(&text, |name| std::env::var(name).ok());
-        Config::parse(
+        let mut config = Config::parse(
             &text,
             path.parent().unwrap_or(Path::new(".")),
             &path.display().to_string(),
-        )
+        )?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// Parses config text; `dir` resolves relative file references such as users files.
@@ -487,6 +495,10 @@ impl Config {
                     line_of(text, "ssl")
                 )))
             }
+        }
+        if let Some(admin) = raw.rest.get("admin") {
+            config.admin = crate::api::admin::AdminConfig::parse(admin)
+                .map_err(|e| ConfigError(format!("{origin}: {e}{}", line_of(text, "admin"))))?;
         }
         if let Some(monitoring) = raw.rest.get("monitoring") {
             config.monitoring = crate::monitoring::parse(monitoring).map_err(|e| {

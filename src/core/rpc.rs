@@ -50,6 +50,12 @@ impl RpcRouter {
         }
     }
 
+    /// New timeouts for calls from now on (calls waiting keep their deadlines).
+    pub fn set_timeouts(&mut self, ack_timeout_ms: u64, response_timeout_ms: u64) {
+        self.ack_timeout_ms = ack_timeout_ms;
+        self.response_timeout_ms = response_timeout_ms;
+    }
+
     /// Returns false if `conn` already provided `name`.
     pub fn provide(&mut self, name: &Bytes, conn: ConnId) -> bool {
         let list = {

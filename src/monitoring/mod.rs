@@ -2,6 +2,7 @@
 //! its JSON stats) and `log` (the same stats every `logInterval`), and `prometheus` (the text
 //! exposition format), all made from the shards' counters summed (`shard::metrics`).
 
+pub mod dashboard;
 mod prometheus;
 mod stats;
 

@@ -72,6 +72,8 @@ pub struct ShardIo {
     tls: Option<futures_rustls::TlsAcceptor>,
     /// Monitoring outputs, shared by every shard.
     pub monitor: Arc<super::monitor::MonitorState>,
+    /// The config in force for admin changes, shared by every shard.
+    pub admin: Arc<super::admin::AdminState>,
     /// Connections that stopped reading for the backlog, to wake when it has cleared.
     paused: RefCell<Vec<Waker>>,
     /// The task that wakes them, while it waits for the first.
@@ -86,6 +88,7 @@ impl ShardIo {
         parking: Option<Rc<Parking>>,
         backlog: Arc<Backlog>,
         monitor: Arc<super::monitor::MonitorState>,
+        admin: Arc<super::admin::AdminState>,
     ) -> Rc<ShardIo> {
         let backlogged = shard.borrow().backlog_flag();
         let tls = shard
@@ -111,6 +114,7 @@ impl ShardIo {
             backlogged,
             tls,
             monitor,
+            admin,
             paused: RefCell::default(),
             resumer: RefCell::default(),
         })

@@ -181,10 +181,30 @@ async fn answer(
             return false;
         }
     };
-    let route = if head.upgrade_websocket {
+    if head.upgrade_websocket {
         // An upgrade on another path: the reference drops the socket.
         return false;
-    } else {
+    }
+    if let Some(admin) = crate::api::admin::route(&config.admin, head) {
+        let body = if head.content_length > 0 || head.chunked {
+            match read_body(stream, buf, head, io).await {
+                Ok(body) => body,
+                Err((status, why)) => {
+                    let _ = write(stream, &text(status, &why, &origin, false)).await;
+                    return false;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let (status, body) = super::admin::answer(io, admin, &body).await;
+        return write(stream, &json(status, &body, &origin, keep_alive)).await && keep_alive;
+    }
+    if let Some(page) = super::dashboard::route(&config.admin, head) {
+        let response = super::dashboard::answer(io, page, &origin, keep_alive).await;
+        return write(stream, &response).await && keep_alive;
+    }
+    let route = {
         api::route(
             &config.api,
             &config.health_check_path,

@@ -4,6 +4,7 @@
 use super::backlog::Backlog;
 use super::store_workers::StoreWorkers;
 use super::{Batch, Runtime};
+use crate::shard::admin::{AdminAnswer, AdminOp};
 use crate::shard::metrics::Metrics;
 use crate::shard::Shard;
 use crate::store::RecordStore;
@@ -26,14 +27,65 @@ pub struct Pump {
     store_pending: Rc<Cell<bool>>,
     runtime: Runtime,
     gathering: Rc<Gathering>,
+    sessions: Rc<SessionQueue>,
 }
 
-/// Counter sums being gathered from every shard for a reader on this shard (monitoring).
+/// Logins and logouts waiting for the session webhook, and the task that posts them.
+#[derive(Default)]
+struct SessionQueue {
+    events: RefCell<Vec<String>>,
+    waker: RefCell<Option<Waker>>,
+}
+
+/// Events posted in one request at most.
+const SESSION_BATCH: usize = 1_000;
+
+/// Answers being gathered from every shard for a task on this shard: counter sums
+/// (monitoring) and admin answers.
 #[derive(Default)]
 struct Gathering {
     next_token: Cell<u64>,
-    done: RefCell<ahash::AHashMap<u64, Metrics>>,
+    done: RefCell<ahash::AHashMap<u64, Gathered>>,
     waiters: RefCell<ahash::AHashMap<u64, Waker>>,
+}
+
+enum Gathered {
+    Metrics(Metrics),
+    Admin(Vec<AdminAnswer>),
+}
+
+impl Gathering {
+    fn token(&self) -> u64 {
+        let token = self.next_token.get();
+        self.next_token.set(token.wrapping_add(1));
+        token
+    }
+
+    fn deliver(&self, token: u64, gathered: Gathered) {
+        if let Some(waiter) = self.waiters.borrow_mut().remove(&token) {
+            self.done.borrow_mut().insert(token, gathered);
+            waiter.wake();
+        }
+    }
+
+    /// Waits for `token`'s answers, at most `timeout`.
+    async fn wait(self: Rc<Self>, token: u64, timeout: std::time::Duration) -> Option<Gathered> {
+        let done = poll_fn(|cx| {
+            if let Some(gathered) = self.done.borrow_mut().remove(&token) {
+                return Poll::Ready(Some(gathered));
+            }
+            self.waiters.borrow_mut().insert(token, cx.waker().clone());
+            Poll::Pending
+        });
+        let late = async {
+            glommio::timer::sleep(timeout).await;
+            None
+        };
+        let gathered = futures_lite::future::or(done, late).await;
+        self.waiters.borrow_mut().remove(&token);
+        self.done.borrow_mut().remove(&token);
+        gathered
+    }
 }
 
 impl Pump {
@@ -54,7 +106,9 @@ impl Pump {
             store_pending: Rc::default(),
             runtime: runtime.clone(),
             gathering: Rc::default(),
+            sessions: Rc::default(),
         };
+        pump.start_session_webhook();
         pump.start_store_worker();
         let me = shard.borrow().id;
         for (_, receiver) in receivers.streams() {
@@ -112,28 +166,93 @@ impl Pump {
     /// Every shard's counters, summed (each shard answers over the mesh between its other
     /// work; nothing waits on a lock). `None` if they are not all in within `timeout`.
     pub async fn gather_metrics(&self, timeout: std::time::Duration) -> Option<Metrics> {
-        let token = self.gathering.next_token.get();
-        self.gathering.next_token.set(token.wrapping_add(1));
+        let token = self.gathering.token();
+        self.gathering
+            .waiters
+            .borrow_mut()
+            .insert(token, Waker::noop().clone());
         self.enter().request_metrics(token);
-        let gathering = self.gathering.clone();
-        let done = poll_fn(|cx| {
-            if let Some(sum) = gathering.done.borrow_mut().remove(&token) {
-                return Poll::Ready(Some(sum));
-            }
-            gathering
-                .waiters
-                .borrow_mut()
-                .insert(token, cx.waker().clone());
-            Poll::Pending
-        });
-        let late = async {
-            glommio::timer::sleep(timeout).await;
-            None
+        match self.gathering.clone().wait(token, timeout).await {
+            Some(Gathered::Metrics(sum)) => Some(sum),
+            _ => None,
+        }
+    }
+
+    /// Every shard's answer to an admin request; `None` if not all are in within `timeout`.
+    pub async fn gather_admin(
+        &self,
+        op: AdminOp,
+        timeout: std::time::Duration,
+    ) -> Option<Vec<AdminAnswer>> {
+        let token = self.gathering.token();
+        self.gathering
+            .waiters
+            .borrow_mut()
+            .insert(token, Waker::noop().clone());
+        self.enter().request_admin(token, op);
+        match self.gathering.clone().wait(token, timeout).await {
+            Some(Gathered::Admin(answers)) => Some(answers),
+            _ => None,
+        }
+    }
+
+    /// Posts the shard's logins and logouts to `admin.sessionWebhook`, in batches, in order;
+    /// a batch the webhook does not take after its retries is dropped and logged.
+    fn start_session_webhook(&self) {
+        let Some(settings) = self.config().admin.session_webhook.clone() else {
+            return;
         };
-        let sum = futures_lite::future::or(done, late).await;
-        self.gathering.waiters.borrow_mut().remove(&token);
-        self.gathering.done.borrow_mut().remove(&token);
-        sum
+        let queue = self.sessions.clone();
+        let stopping = self.runtime.stopping.clone();
+        glommio::spawn_local(async move {
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                let ready = poll_fn(|cx| {
+                    if !queue.events.borrow().is_empty() {
+                        return Poll::Ready(());
+                    }
+                    *queue.waker.borrow_mut() = Some(cx.waker().clone());
+                    Poll::Pending
+                });
+                futures_lite::future::or(
+                    ready,
+                    glommio::timer::sleep(std::time::Duration::from_millis(200)),
+                )
+                .await;
+                let batch: Vec<String> = {
+                    let mut events = queue.events.borrow_mut();
+                    let take = events.len().min(SESSION_BATCH);
+                    events.drain(..take).collect()
+                };
+                if batch.is_empty() {
+                    continue;
+                }
+                let body = format!("{{\"events\":[{}]}}", batch.join(","));
+                let mut attempt = 0;
+                loop {
+                    match super::webhook::post(&settings, &body).await {
+                        Ok((status, _)) if (200..300).contains(&status) => break,
+                        outcome => {
+                            if attempt >= settings.retry_attempts {
+                                crate::log!(
+                                    crate::log::Level::Warn,
+                                    "SESSION_WEBHOOK",
+                                    "{} login/logout events were not delivered: {:?}",
+                                    batch.len(),
+                                    outcome.map(|(status, _)| status)
+                                );
+                                break;
+                            }
+                            attempt += 1;
+                            glommio::timer::sleep(std::time::Duration::from_millis(
+                                settings.retry_interval_ms,
+                            ))
+                            .await;
+                        }
+                    }
+                }
+            }
+        })
+        .detach();
     }
 
     /// How many shards the server runs.
@@ -225,12 +344,33 @@ impl Drop for Entered<'_> {
             .as_mut()
             .map(|s| s.take_metrics())
             .unwrap_or_default();
-        for (token, sum) in gathered {
-            let gathering = &self.pump.gathering;
-            if let Some(waiter) = gathering.waiters.borrow_mut().remove(&token) {
-                gathering.done.borrow_mut().insert(token, sum);
-                waiter.wake();
+        let admin = self
+            .shard
+            .as_mut()
+            .map(|s| s.take_admin())
+            .unwrap_or_default();
+        let sessions = self
+            .shard
+            .as_mut()
+            .map(|s| s.take_session_events())
+            .unwrap_or_default();
+        if !sessions.is_empty() {
+            let queue = &self.pump.sessions;
+            let mut events = queue.events.borrow_mut();
+            // The shard bounds what it makes; this bounds what waits for the webhook.
+            let room = crate::shard::SESSION_EVENTS_KEPT.saturating_sub(events.len());
+            events.extend(sessions.into_iter().take(room));
+            drop(events);
+            if let Some(waker) = queue.waker.borrow_mut().take() {
+                waker.wake();
             }
+        }
+        let gathering = &self.pump.gathering;
+        for (token, sum) in gathered {
+            gathering.deliver(token, Gathered::Metrics(sum));
+        }
+        for (token, answers) in admin {
+            gathering.deliver(token, Gathered::Admin(answers));
         }
         // The shard is released before any task that may borrow it starts.
         self.shard = None;

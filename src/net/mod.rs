@@ -1,8 +1,10 @@
 //! The runtime: one pinned glommio executor per shard, a full mesh of bounded channels between
 //! them, a listener per shard (SO_REUSEPORT) and a periodic tick.
 
+mod admin;
 mod backlog;
 mod conn;
+mod dashboard;
 mod http;
 mod mesh;
 mod monitor;
@@ -67,6 +69,7 @@ pub fn run(
     let connectors = Arc::new(crate::store::Connectors::start(&config.store, shards)?);
     let monitor = Arc::new(monitor::MonitorState::new(config.monitoring.clone()));
     let config = Arc::new(config);
+    let admin = Arc::new(admin::AdminState::new(config.clone()));
     let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(shards, MESH_CAPACITY);
     let backlog = Arc::new(backlog::Backlog::new(shards));
     let (port, port_holder) = resolve_port(&options.host, options.port)?;
@@ -77,6 +80,7 @@ pub fn run(
     for (id, cpu) in options.cpus.iter().copied().enumerate() {
         let (ready, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         started.push(started_rx);
+        let admin = admin.clone();
         let (mesh, config, runtime, host, backlog, connectors, monitor) = (
             mesh.clone(),
             config.clone(),
@@ -109,6 +113,7 @@ pub fn run(
                             runtime,
                             backlog,
                             monitor,
+                            admin,
                         };
                         shard_main(shard, parts, ready).await
                     }
@@ -305,6 +310,7 @@ struct ShardParts {
     runtime: Runtime,
     backlog: Arc<backlog::Backlog>,
     monitor: Arc<monitor::MonitorState>,
+    admin: Arc<admin::AdminState>,
 }
 
 async fn shard_main(
@@ -320,6 +326,7 @@ async fn shard_main(
         runtime,
         backlog,
         monitor,
+        admin,
     } = parts;
     let joined = mesh
         .join()
@@ -382,6 +389,7 @@ async fn shard_main(
         parking.clone(),
         backlog,
         monitor,
+        admin,
     );
     glommio::spawn_local(io.clone().resume_paused(runtime.stopping.clone())).detach();
     // Accept errors (out of descriptors, most often) come in floods: one line a second.

@@ -63,7 +63,7 @@ async fn ask_with_retries(settings: &HttpAuth, body: &str) -> Result<LoginOk, Op
 }
 
 /// One POST with the whole exchange bounded by the request timeout.
-async fn post(settings: &HttpAuth, body: &str) -> Result<(u16, Vec<u8>), String> {
+pub async fn post(settings: &HttpAuth, body: &str) -> Result<(u16, Vec<u8>), String> {
     let exchange = async {
         let addr = format!("{}:{}", settings.host, settings.port);
         let mut stream = glommio::net::TcpStream::connect(addr.as_str())

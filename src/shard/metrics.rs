@@ -83,6 +83,8 @@ pub struct Metrics {
     /// Messages for a shard that does not exist: a bug, counted and logged, never silent.
     pub dropped_peer_messages: u64,
     pub slow_consumer_closes: u64,
+    /// Login and logout notifications dropped because the webhook fell behind.
+    pub session_events_dropped: u64,
     pub store_operations: u64,
     pub store_errors: u64,
     /// Store operation latency: buckets of powers of two microseconds (`[i]` counts those
@@ -123,6 +125,7 @@ impl Metrics {
         self.deliveries += other.deliveries;
         self.dropped_peer_messages += other.dropped_peer_messages;
         self.slow_consumer_closes += other.slow_consumer_closes;
+        self.session_events_dropped += other.session_events_dropped;
         self.store_operations += other.store_operations;
         self.store_errors += other.store_errors;
         self.store_latency_sum_us += other.store_latency_sum_us;

@@ -1,6 +1,7 @@
 //! A shard: everything one core owns, without I/O. Connections feed it frames, other shards feed
 //! it `ShardMsg`s; it fills connection outboxes and per-peer queues that the runtime drains.
 
+pub mod admin;
 mod client;
 mod held;
 pub mod metrics;
@@ -128,7 +129,17 @@ pub struct Shard {
     metrics_gathering: AHashMap<u64, (usize, metrics::Metrics)>,
     /// Sums gathered, for the runtime to take (`take_metrics`).
     metrics_done: Vec<(u64, metrics::Metrics)>,
+    /// Admin requests being answered by every shard, and the answers gathered (`shard::admin`).
+    admin_gathering: AHashMap<u64, (usize, Vec<admin::AdminAnswer>)>,
+    admin_done: Vec<(u64, Vec<admin::AdminAnswer>)>,
+    /// The generation of the config in force (admin changes count up from 0).
+    config_generation: u64,
+    /// Logins and logouts for the session webhook (`admin.sessionWebhook`), as JSON objects.
+    session_events: Vec<String>,
 }
+
+/// Session events a shard keeps for the webhook before it drops (and counts) more.
+pub const SESSION_EVENTS_KEPT: usize = 10_000;
 
 /// The connection side: connections, their local subscriptions and presence subscriptions,
 /// replies held for remote owners, permission checks waiting for records, logins being
@@ -223,6 +234,10 @@ impl Shard {
             metrics: Default::default(),
             metrics_gathering: AHashMap::new(),
             metrics_done: Vec::new(),
+            admin_gathering: AHashMap::new(),
+            admin_done: Vec::new(),
+            config_generation: 0,
+            session_events: Vec::new(),
             config,
         }
     }
@@ -299,6 +314,31 @@ impl Shard {
             .conns
             .get(&local)
             .is_some_and(|c| !Arc::ptr_eq(&c.identity, &self.conn_side.anonymous))
+    }
+
+    /// Notes a login or logout for the session webhook, when one is configured.
+    fn session_event(&mut self, event: &str, local: u32, user: &[u8]) {
+        if self.config.admin.session_webhook.is_none() {
+            return;
+        }
+        if self.session_events.len() >= SESSION_EVENTS_KEPT {
+            self.count(|m| m.session_events_dropped += 1);
+            return;
+        }
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let user = serde_json::to_string(&String::from_utf8_lossy(user)).unwrap_or_default();
+        self.session_events.push(format!(
+            "{{\"event\":\"{event}\",\"user\":{user},\"connection\":\"{}:{local}\",\"time\":{time}}}",
+            self.id
+        ));
+    }
+
+    /// Session events for the webhook since the last call.
+    #[must_use]
+    pub fn take_session_events(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.session_events)
     }
 
     /// Sends `msg` to a connection on any shard.
@@ -455,6 +495,7 @@ impl Shard {
                 | ShardMsg::PresenceLogin { .. }
                 | ShardMsg::PresenceApplied { .. }
                 | ShardMsg::MetricsRequest { .. }
+                | ShardMsg::AdminRequest { .. }
                 | ShardMsg::ConnClosed { .. }
                 | ShardMsg::Refresh { .. }
         ) {
@@ -602,6 +643,11 @@ impl Shard {
                     ShardMsg::MetricsReply { token, metrics },
                 );
             }
+            ShardMsg::AdminRequest {
+                token,
+                reply_to,
+                op,
+            } => self.on_admin_request(token, reply_to, op),
             ShardMsg::ConnClosed { conn } => {
                 self.route_rpc(|rpc, out| rpc.conn_closed(conn, now, out));
                 for kind in [Kind::Event, Kind::Record] {
@@ -661,6 +707,7 @@ impl Shard {
                 }
             }
             ShardMsg::MetricsReply { token, metrics } => self.on_metrics_reply(token, &metrics),
+            ShardMsg::AdminReply { token, answer } => self.on_admin_reply(token, *answer),
             _ => {}
         }
         let _ = now;
@@ -838,6 +885,9 @@ impl Shard {
         }
         // Only a logged-in socket has a user in presence; anonymous ones and API requests not.
         let user = conn.user();
+        if !conn.api && conn.phase != Phase::AwaitChallenge && !user.is_empty() {
+            self.session_event("logout", local, user);
+        }
         if !conn.api && !user.is_empty() && user != crate::auth::OPEN_USER.as_bytes() {
             let owner = self.owner(user);
             self.route(

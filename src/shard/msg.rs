@@ -121,4 +121,14 @@ pub enum ShardMsg {
         token: u64,
         metrics: Box<super::metrics::Metrics>,
     },
+    /// An operator's request of every shard (`shard::admin`), answered to `reply_to`.
+    AdminRequest {
+        token: u64,
+        reply_to: u16,
+        op: super::admin::AdminOp,
+    },
+    AdminReply {
+        token: u64,
+        answer: Box<super::admin::AdminAnswer>,
+    },
 }

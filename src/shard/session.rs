@@ -256,6 +256,9 @@ impl Shard {
                 .and_then(|d| simd_json::to_owned_value(&mut d.clone().into_bytes()).ok()),
             id: user.clone(),
         };
+        if !api {
+            self.session_event("login", local, &user);
+        }
         if let Some(conn) = self.conn_side.conns.get_mut(&local) {
             if std::sync::Arc::ptr_eq(&conn.identity, &self.conn_side.anonymous) {
                 self.conn_side.awaiting_login -= 1;

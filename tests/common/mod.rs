@@ -284,6 +284,28 @@ impl RawClient {
 }
 
 impl RawClient {
+    /// A second handle on the same socket (for reading on another thread).
+    pub fn try_clone(&self) -> RawClient {
+        RawClient {
+            stream: self.stream.try_clone().expect("clone socket"),
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// The next frame, or `None` once the socket is closed or quiet past its read timeout.
+    pub fn receive_quietly(&mut self) -> Option<Received> {
+        loop {
+            if self.buf.len() >= 2 {
+                return Some(self.receive());
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
     pub fn send_raw_bytes(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).unwrap();
     }
