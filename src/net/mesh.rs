@@ -50,7 +50,7 @@ struct Gathering {
 }
 
 enum Gathered {
-    Metrics(Metrics),
+    Metrics(Box<Metrics>),
     Admin(Vec<AdminAnswer>),
 }
 
@@ -173,7 +173,7 @@ impl Pump {
             .insert(token, Waker::noop().clone());
         self.enter().request_metrics(token);
         match self.gathering.clone().wait(token, timeout).await {
-            Some(Gathered::Metrics(sum)) => Some(sum),
+            Some(Gathered::Metrics(sum)) => Some(*sum),
             _ => None,
         }
     }
@@ -367,7 +367,7 @@ impl Drop for Entered<'_> {
         }
         let gathering = &self.pump.gathering;
         for (token, sum) in gathered {
-            gathering.deliver(token, Gathered::Metrics(sum));
+            gathering.deliver(token, Gathered::Metrics(Box::new(sum)));
         }
         for (token, answers) in admin {
             gathering.deliver(token, Gathered::Admin(answers));
