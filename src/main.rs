@@ -11,7 +11,7 @@ use std::sync::Arc;
 #[derive(Parser)]
 #[command(
     name = "corestream",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CORESTREAM_COMMIT"), ")"),
     about = "A thread-per-core realtime server speaking the deepstream protocol"
 )]
 struct Cli {
@@ -157,6 +157,7 @@ fn start(
     port: Option<u16>,
     park_after_ms: u64,
 ) -> Result<(), String> {
+    corestream::net::check_io_uring()?;
     let mut config = load(config.as_ref())?;
     config.park_after_ms = (park_after_ms > 0).then_some(park_after_ms);
     corestream::log::configure(config.log_level, config.log_format);

@@ -185,6 +185,23 @@ pub fn run(
     failed.map_or(Ok(()), Err)
 }
 
+/// Whether this process may use io_uring, which every shard runs on: a container's default
+/// seccomp profile (Docker's blocks it), `kernel.io_uring_disabled`, or an old kernel say no.
+/// One clear line instead of glommio's panic about the kernel version.
+pub fn check_io_uring() -> Result<(), String> {
+    let mut params = rustix::io_uring::io_uring_params::default();
+    // SAFETY: `params` is a zeroed, valid io_uring_params that lives across the call; the
+    // ring's descriptor is closed at once (the OwnedFd is dropped) and never mapped.
+    match unsafe { rustix::io_uring::io_uring_setup(1, &mut params) } {
+        Ok(_ring) => Ok(()),
+        Err(e) => Err(format!(
+            "io_uring is not available to this process ({e}): corestream needs Linux 5.8+ with \
+             io_uring allowed (in Docker, run with the seccomp profile in packaging/; check \
+             the sysctl kernel.io_uring_disabled)"
+        )),
+    }
+}
+
 fn executor_error(e: &str) -> String {
     if e.contains("MemLock") || e.to_lowercase().contains("memlock") || e.contains("locked memory")
     {
