@@ -25,6 +25,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("valve", valve),
     ("config", config),
     ("shard", shard),
+    ("http_api", http_api),
 ];
 
 /// Splits at the first zero byte.
@@ -63,6 +64,57 @@ pub fn ws_frames(data: &[u8]) {
 pub fn http_head(data: &[u8]) {
     if let Ok(Some((_, len))) = http::parse_head(data) {
         assert!(len <= data.len());
+    }
+}
+
+/// `head \0 body` of a plain HTTP request: routing, origin and admin checks, a chunked body in
+/// two pieces, and the JIF body never panic; every item becomes a message that encodes and
+/// parses back, and a reply to it gives a result that is JSON.
+pub fn http_api(data: &[u8]) {
+    use crate::api::{self, admin, jif};
+    let (head_bytes, body) = split(data);
+    if let Ok(Some((head, _))) = http::parse_head(head_bytes) {
+        let config = api::ApiConfig {
+            allow_all_origins: false,
+            origins: vec!["http://a".into()],
+            ..api::ApiConfig::default()
+        };
+        let _ = api::origin_headers(&config, &head);
+        let _ = api::route(&config, "/health-check", &["/metrics"], &head);
+        let admin_config = admin::AdminConfig {
+            token: Some("0123456789abcdef".into()),
+            path: "/admin".into(),
+            ..admin::AdminConfig::default()
+        };
+        let _ = admin::route(&admin_config, &head);
+    }
+    let mut chunked = http::ChunkedBody::default();
+    let mut buf = BytesMut::from(&body[..body.len() / 2]);
+    if let Ok(false) = chunked.feed(&mut buf, 1 << 16) {
+        buf.extend_from_slice(&body[body.len() / 2..]);
+        let _ = chunked.feed(&mut buf, 1 << 16);
+    }
+    assert!(chunked.body.len() <= 1 << 16);
+    let Ok(request) = jif::parse_request(body, true) else {
+        return;
+    };
+    assert!(request.auth_data.starts_with('{'));
+    let Ok(items) = request.items else { return };
+    for item in items {
+        let again = Message::parse(&item.msg.encode()).expect("an item's message parses back");
+        assert_eq!(again, *item.msg);
+        let reply = Message {
+            name: item.msg.name.clone(),
+            data: item.msg.data.clone(),
+            version: Some(1),
+            correlation_id: item.msg.correlation_id.clone(),
+            is_error: Some(true),
+            ..Message::new(item.msg.topic, 102)
+        };
+        if let Some(result) = jif::result_of(&item, &reply) {
+            let parsed: Result<serde_json::Value, _> = serde_json::from_str(&result.json);
+            assert!(parsed.is_ok(), "{}", result.json);
+        }
     }
 }
 
