@@ -31,21 +31,6 @@ fn chromium() -> Option<String> {
     None
 }
 
-/// tests/browser with playwright-core installed.
-fn browser_home() -> std::path::PathBuf {
-    let home = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    if !home.join("node_modules/playwright-core").exists() {
-        let ok = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&home)
-            .status()
-            .expect("npm")
-            .success();
-        assert!(ok, "npm ci in tests/browser failed");
-    }
-    home
-}
-
 /// Distinct colours in a PNG (a blank page has one or two).
 fn colours(png_path: &Path) -> usize {
     let decoder = png::Decoder::new(std::fs::File::open(png_path).expect("screenshot"));
@@ -63,7 +48,7 @@ fn colours(png_path: &Path) -> usize {
 #[test]
 fn the_dashboard_shows_live_numbers_in_chromium() {
     let Some(chromium) = chromium() else { return };
-    let home = browser_home();
+    let home = common::npm_home("tests/browser", "playwright-core");
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-browser");
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("config.yml");

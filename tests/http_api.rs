@@ -61,6 +61,17 @@ fn results(port: u16, auth: &str, items: Value) -> Vec<Value> {
     body["body"].as_array().cloned().expect("body")
 }
 
+/// `client` provides the RPC `name` (and has its ack).
+fn provide(client: &mut RawClient, name: &'static str) {
+    client.send(&Message {
+        name: Some(Bytes::from_static(name.as_bytes())),
+        names: vec![Bytes::from_static(name.as_bytes())],
+        correlation_id: Some(Bytes::from_static(b"p")),
+        ..Message::new(topic::RPC, rpc_action::PROVIDE)
+    });
+    client.expect_message();
+}
+
 #[test]
 fn every_item_type_with_file_auth_and_permissions() {
     let (dir, _) = setup("http-api-items", "", "");
@@ -171,13 +182,7 @@ fn every_item_type_with_file_auth_and_permissions() {
 
         // RPC to a provider on a socket: the HTTP caller gets its answer.
         let mut provider = RawClient::login_with(port, r#"{"username":"bob","password":"secret"}"#);
-        provider.send(&Message {
-            name: Some(Bytes::from_static(b"double")),
-            names: vec![Bytes::from_static(b"double")],
-            correlation_id: Some(Bytes::from_static(b"p")),
-            ..Message::new(topic::RPC, rpc_action::PROVIDE)
-        });
-        provider.expect_message();
+        provide(&mut provider, "double");
         let answering = std::thread::spawn(move || {
             let request = provider.expect_message();
             assert_eq!(request.action, rpc_action::REQUEST);
@@ -360,13 +365,7 @@ fn the_request_timeout_answers_what_is_left() {
     let port = server.port;
     // A provider that accepts and never answers.
     let mut provider = RawClient::login_with(port, r#"{"username":"bob","password":"secret"}"#);
-    provider.send(&Message {
-        name: Some(Bytes::from_static(b"slow")),
-        names: vec![Bytes::from_static(b"slow")],
-        correlation_id: Some(Bytes::from_static(b"p")),
-        ..Message::new(topic::RPC, rpc_action::PROVIDE)
-    });
-    provider.expect_message();
+    provide(&mut provider, "slow");
     let started = Instant::now();
     let r = results(
         port,

@@ -376,15 +376,21 @@ pub fn redis_delete_prefix(prefix: &str) {
 
 /// tests/node with its packages installed.
 pub fn node_home() -> PathBuf {
-    let home = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
-    if !home.join("node_modules/@deepstream/client").exists() {
+    npm_home("tests/node", "@deepstream/client")
+}
+
+/// A folder of the repository with its npm packages installed (`npm ci` once, when `package`
+/// is missing from its node_modules).
+pub fn npm_home(folder: &str, package: &str) -> PathBuf {
+    let home = Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
+    if !home.join("node_modules").join(package).exists() {
         let ok = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&home)
             .status()
             .expect("npm")
             .success();
-        assert!(ok, "npm ci in tests/node failed");
+        assert!(ok, "npm ci in {folder} failed");
     }
     home
 }
