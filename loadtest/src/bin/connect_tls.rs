@@ -170,7 +170,8 @@ fn main() {
     let server = arg("--server", "target/release/corestream");
     let dir = std::env::temp_dir().join(format!("corestream-tls-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let key = rcgen::KeyPair::generate().expect("key");
+    // ECDSA P-256, the usual certificate key (its signature is the server's main handshake cost).
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
     let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
         .expect("params")
         .self_signed(&key)
