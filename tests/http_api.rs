@@ -598,3 +598,73 @@ fn the_reference_and_corestream_answer_alike() {
         "only {answered} requests were answered 200 by the reference"
     );
 }
+
+/// A write the API reports as a success is in the store: HTTP writers run against the
+/// durable embedded store, the server is killed with SIGKILL mid-stream and restarted, and
+/// every record holds at least the last value acknowledged for it (deepstream issue #1116 is
+/// the opposite: successes reported as failures).
+#[test]
+fn acknowledged_http_writes_survive_sigkill() {
+    let (dir, _) = setup(
+        "http-api-durable",
+        "",
+        "storage:\n  name: embedded\n  options:\n    path: ./data\n",
+    );
+    let _ = std::fs::remove_dir_all(dir.join("data"));
+    let server = start(&dir, "2");
+    let port = server.port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|w| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut acked = std::collections::HashMap::new();
+                for n in 1..100_000u64 {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    let items: Vec<Value> = (0..4)
+                        .map(|r| json!({"topic":"record","action":"write","recordName":format!("dur/{w}-{r}"),"data":{"n":n}}))
+                        .collect();
+                    let body = format!(r#"{{{ALICE},"body":{}}}"#, Value::Array(items));
+                    let Ok(response) = std::panic::catch_unwind(|| post_json(port, "/api", &body)) else {
+                        break;
+                    };
+                    if response.status != 200 {
+                        break;
+                    }
+                    let value = response.json();
+                    for (r, item) in value["body"].as_array().into_iter().flatten().enumerate() {
+                        if item["success"] == true {
+                            acked.insert(format!("dur/{w}-{r}"), n);
+                        }
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(server); // SIGKILL, with requests in flight.
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut acked = std::collections::HashMap::new();
+    for w in writers {
+        acked.extend(w.join().unwrap_or_default());
+    }
+    assert!(acked.len() >= 8, "writes were acknowledged: {acked:?}");
+    let server = start(&dir, "2");
+    let items: Vec<Value> = acked
+        .keys()
+        .map(|name| json!({"topic":"record","action":"read","recordName":name}))
+        .collect();
+    let names: Vec<&String> = acked.keys().collect();
+    let r = results(server.port, ALICE, Value::Array(items));
+    for (name, result) in names.iter().zip(&r) {
+        let stored = result["data"]["n"].as_u64().unwrap_or(0);
+        assert!(
+            stored >= acked[*name],
+            "{name}: acknowledged {} but stored {result}",
+            acked[*name]
+        );
+    }
+}
