@@ -166,13 +166,10 @@ impl Pump {
     /// Every shard's counters, summed (each shard answers over the mesh between its other
     /// work; nothing waits on a lock). `None` if they are not all in within `timeout`.
     pub async fn gather_metrics(&self, timeout: std::time::Duration) -> Option<Metrics> {
-        let token = self.gathering.token();
-        self.gathering
-            .waiters
-            .borrow_mut()
-            .insert(token, Waker::noop().clone());
-        self.enter().request_metrics(token);
-        match self.gathering.clone().wait(token, timeout).await {
+        match self
+            .gather(|shard, token| shard.request_metrics(token), timeout)
+            .await
+        {
             Some(Gathered::Metrics(sum)) => Some(*sum),
             _ => None,
         }
@@ -184,16 +181,29 @@ impl Pump {
         op: AdminOp,
         timeout: std::time::Duration,
     ) -> Option<Vec<AdminAnswer>> {
+        match self
+            .gather(|shard, token| shard.request_admin(token, op), timeout)
+            .await
+        {
+            Some(Gathered::Admin(answers)) => Some(answers),
+            _ => None,
+        }
+    }
+
+    /// Sends a request to every shard under a fresh token and waits for the answers. The
+    /// waiter is in place before the request, since one shard answers itself at once.
+    async fn gather(
+        &self,
+        request: impl FnOnce(&mut Shard, u64),
+        timeout: std::time::Duration,
+    ) -> Option<Gathered> {
         let token = self.gathering.token();
         self.gathering
             .waiters
             .borrow_mut()
             .insert(token, Waker::noop().clone());
-        self.enter().request_admin(token, op);
-        match self.gathering.clone().wait(token, timeout).await {
-            Some(Gathered::Admin(answers)) => Some(answers),
-            _ => None,
-        }
+        request(&mut self.enter(), token);
+        self.gathering.clone().wait(token, timeout).await
     }
 
     /// Posts the shard's logins and logouts to `admin.sessionWebhook`, in batches, in order;
@@ -334,26 +344,16 @@ impl std::ops::DerefMut for Entered<'_> {
 
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
-        let jobs = self
-            .shard
-            .as_mut()
-            .map(|s| s.take_auth_jobs())
-            .unwrap_or_default();
-        let gathered = self
-            .shard
-            .as_mut()
-            .map(|s| s.take_metrics())
-            .unwrap_or_default();
-        let admin = self
-            .shard
-            .as_mut()
-            .map(|s| s.take_admin())
-            .unwrap_or_default();
-        let sessions = self
-            .shard
-            .as_mut()
-            .map(|s| s.take_session_events())
-            .unwrap_or_default();
+        // Every output of the input, taken while the shard is still borrowed.
+        let (jobs, gathered, admin, sessions) = match self.shard.as_mut() {
+            Some(shard) => (
+                shard.take_auth_jobs(),
+                shard.take_metrics(),
+                shard.take_admin(),
+                shard.take_session_events(),
+            ),
+            None => Default::default(),
+        };
         if !sessions.is_empty() {
             let queue = &self.pump.sessions;
             let mut events = queue.events.borrow_mut();
