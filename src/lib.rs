@@ -3,6 +3,7 @@ pub mod api;
 pub mod auth;
 pub mod bridge;
 pub mod cluster;
+pub mod codec;
 pub mod config;
 pub mod core;
 #[doc(hidden)]

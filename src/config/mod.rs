@@ -1,6 +1,7 @@
 //! deepstream's `config.yml`: the keys and defaults of the reference's default config that
 //! corestream acts on, plus warnings for keys of features it does not have yet.
 
+pub mod endpoints;
 mod keys;
 mod limits;
 
@@ -61,6 +62,9 @@ pub struct Config {
     pub admin: crate::api::admin::AdminConfig,
     /// The file this config was read from (the admin API reloads rules and users from it).
     pub source: Option<PathBuf>,
+    /// `ws-text`, `ws-json`, `ws-frame` and `mqtt` endpoints; a connection's endpoint index is
+    /// its place here plus one (0: `ws-binary`).
+    pub endpoints: Vec<endpoints::Endpoint>,
 }
 
 /// deepstream's `enabledFeatures`: a message of a disabled topic passes the permission check
@@ -211,6 +215,7 @@ impl Default for Config {
             tls: None,
             admin: crate::api::admin::AdminConfig::default(),
             source: None,
+            endpoints: Vec::new(),
         }
     }
 }
@@ -621,9 +626,34 @@ impl Config {
                     };
                     config.apply_http_endpoint(options);
                 }
-                Some(other @ ("ws-text" | "ws-json" | "mqtt")) => config.warnings.push(format!(
-                    "connection endpoint '{other}' is not built yet; ignored"
-                )),
+                Some(kind @ ("ws-text" | "ws-json" | "ws-frame" | "mqtt")) => {
+                    use endpoints::Protocol;
+                    let protocol = match kind {
+                        "ws-text" => Protocol::Text,
+                        "ws-json" => Protocol::Json,
+                        "ws-frame" => Protocol::Frame,
+                        _ => Protocol::Mqtt,
+                    };
+                    let known = if protocol == Protocol::Mqtt {
+                        endpoints::MQTT_KEYS
+                    } else {
+                        endpoints::WS_KEYS
+                    };
+                    let section = format!("connectionEndpoints {kind} options");
+                    keys::warn_unknown(
+                        endpoint.options.as_ref(),
+                        known,
+                        &section,
+                        &mut config.warnings,
+                    );
+                    let read = endpoints::read(protocol, endpoint.options).map_err(|e| {
+                        ConfigError(format!(
+                            "{origin}: {section}{}: {e}",
+                            line_of(text, &format!("type: {kind}"))
+                        ))
+                    })?;
+                    config.endpoints.push(read);
+                }
                 Some(other) => {
                     return Err(ConfigError(format!(
                         "{origin}: connectionEndpoints: unknown endpoint type '{other}'{}",
@@ -711,7 +741,77 @@ impl Config {
                 .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
         }
         keys::warn_top_level(&raw.rest, &mut config.warnings);
+        config
+            .check_endpoints()
+            .map_err(|e| ConfigError(format!("{origin}: connectionEndpoints: {e}")))?;
         Ok(config)
+    }
+
+    /// Every WebSocket endpoint needs a path of its own; MQTT endpoints need ports of their own.
+    fn check_endpoints(&self) -> Result<(), String> {
+        use endpoints::Protocol;
+        if self.endpoints.len() >= usize::from(u8::MAX) {
+            return Err("too many endpoints".into());
+        }
+        let mut paths = vec![self.url_path.as_str()];
+        let mut ports = Vec::new();
+        for endpoint in &self.endpoints {
+            if endpoint.protocol == Protocol::Mqtt {
+                let port = endpoint.port.unwrap_or(1883);
+                if ports.contains(&port) || port == self.port && port != 0 {
+                    return Err(format!("port {port} is used twice"));
+                }
+                ports.push(port);
+                continue;
+            }
+            if paths.contains(&endpoint.url_path.as_str()) {
+                return Err(format!("urlPath {} is used twice", endpoint.url_path));
+            }
+            paths.push(&endpoint.url_path);
+        }
+        Ok(())
+    }
+
+    /// The settings of endpoint `index` (0: `ws-binary`, else `endpoints[index - 1]`).
+    pub fn endpoint(&self, index: u8) -> Option<&endpoints::Endpoint> {
+        self.endpoints.get(usize::from(index).checked_sub(1)?)
+    }
+
+    /// The WebSocket endpoint serving `path`: its index and protocol.
+    pub fn endpoint_at_path(&self, path: &str) -> Option<(u8, endpoints::Protocol)> {
+        if path == self.url_path {
+            return Some((0, endpoints::Protocol::Binary));
+        }
+        let (i, endpoint) = self
+            .endpoints
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.protocol != endpoints::Protocol::Mqtt && e.url_path == path)?;
+        Some((u8::try_from(i + 1).ok()?, endpoint.protocol))
+    }
+
+    pub fn max_auth_attempts_of(&self, index: u8) -> u32 {
+        self.endpoint(index)
+            .and_then(|e| e.max_auth_attempts)
+            .unwrap_or(self.max_auth_attempts)
+    }
+
+    pub fn heartbeat_interval_of(&self, index: u8) -> u64 {
+        self.endpoint(index)
+            .and_then(|e| e.heartbeat_interval_ms)
+            .unwrap_or(self.heartbeat_interval_ms)
+    }
+
+    pub fn unauthenticated_timeout_of(&self, index: u8) -> Option<u64> {
+        self.endpoint(index)
+            .and_then(|e| e.unauthenticated_client_timeout_ms)
+            .unwrap_or(self.unauthenticated_client_timeout_ms)
+    }
+
+    pub fn max_message_size_of(&self, index: u8) -> usize {
+        self.endpoint(index)
+            .and_then(|e| e.max_message_size)
+            .unwrap_or(self.max_message_size)
     }
 
     fn read_logging(

@@ -11,6 +11,8 @@ use super::backlog::Backlog;
 use super::mesh::Pump;
 use super::park::Parking;
 use super::Runtime;
+use crate::codec::{Inbound, WsCodec};
+use crate::config::endpoints::Protocol;
 use crate::protocol::http::{self, parse_head};
 use crate::protocol::ws::{self, FrameDecoder, WsEvent};
 use crate::shard::outbox::{Outbox, Park, ABORTED};
@@ -218,6 +220,9 @@ async fn read_more(
 
 /// What a connection needs to know after its upgrade.
 struct Limits {
+    /// The endpoint (`Config::endpoint`) and its codec (`None`: ws-binary).
+    endpoint: u8,
+    codec: Option<WsCodec>,
     max_message: usize,
     /// The largest message before login.
     max_before_login: usize,
@@ -267,13 +272,16 @@ async fn handshake(
     let (upgrade, full, limits) = {
         let shard = shard.borrow();
         let c = shard.config();
-        let upgrade = head.method == "GET" && head.upgrade_websocket && head.path == c.url_path;
+        let endpoint = c.endpoint_at_path(&head.path);
+        let upgrade = head.method == "GET" && head.upgrade_websocket && endpoint.is_some();
         let full = shard.awaiting_login() >= c.limits.unauthenticated_connections_per_shard;
+        let (endpoint, protocol) = endpoint.unwrap_or((0, Protocol::Binary));
+        let max_message = c.max_message_size_of(endpoint);
         let limits = Limits {
-            max_message: c.max_message_size,
-            max_before_login: c
-                .max_message_size
-                .min(c.limits.unauthenticated_max_message_size),
+            endpoint,
+            codec: WsCodec::of(protocol),
+            max_message,
+            max_before_login: max_message.min(c.limits.unauthenticated_max_message_size),
             outgoing: c.max_outgoing_buffer,
         };
         (upgrade, full, limits)
@@ -434,8 +442,16 @@ async fn open(stream: TcpStream, io: Rc<ShardIo>) -> Option<Live> {
     };
     let now = io.runtime.now_ms();
     let outbox = Outbox::new(limits.outgoing, now);
-    let local = io.pump.enter().open_conn(outbox.clone(), now);
+    let local = {
+        let mut shard = io.pump.enter();
+        let local = shard.open_conn_on(outbox.clone(), now, limits.endpoint);
+        if let Some(opening) = limits.codec.and_then(WsCodec::opening) {
+            shard.on_client_message_of(local, opening, now);
+        }
+        local
+    };
     let mut live = Live {
+        codec: limits.codec,
         socket,
         io,
         outbox,
@@ -544,6 +560,8 @@ struct Live {
     inbound: Option<Box<BytesMut>>,
     /// What the socket did not take yet.
     unsent: Option<Bytes>,
+    /// The endpoint's protocol when it is not ws-binary.
+    codec: Option<WsCodec>,
 }
 
 impl Future for Live {
@@ -765,17 +783,39 @@ impl Live {
             let decoded = self.decoder.decode(buf);
             handled |= !matches!(decoded, Ok(None));
             match decoded {
-                Ok(Some(event)) => match event {
-                    WsEvent::Binary(payload) => {
+                Ok(Some(event)) => match (event, self.codec) {
+                    (WsEvent::Binary(payload), None) => {
                         io.pump.enter().on_client_frame(self.local, &payload, now)
                     }
-                    WsEvent::Text(_) => io.pump.enter().on_client_text(self.local),
-                    WsEvent::Ping(payload) => self.outbox.push(ws::frame(ws::OP_PONG, &payload)),
-                    WsEvent::Pong(_) => {}
-                    WsEvent::Close(_, _) => {
-                        self.outbox.close(ws::CLOSE_NORMAL, "");
-                        break false;
+                    (WsEvent::Text(_), None) => io.pump.enter().on_client_text(self.local),
+                    (WsEvent::Text(payload), Some(codec)) => {
+                        let mut inbound = Vec::new();
+                        codec.decode(&payload, &mut inbound);
+                        let mut shard = io.pump.enter();
+                        for item in inbound {
+                            match item {
+                                Inbound::Message(msg) => {
+                                    shard.on_client_message_of(self.local, msg, now)
+                                }
+                                Inbound::Reply(text) => {
+                                    self.outbox.push(ws::frame(ws::OP_TEXT, &text))
+                                }
+                            }
+                        }
                     }
+                    (WsEvent::Binary(_), Some(codec)) => self
+                        .outbox
+                        .push(ws::frame(ws::OP_TEXT, &codec.binary_refused())),
+                    (event, _) => match event {
+                        WsEvent::Ping(payload) => {
+                            self.outbox.push(ws::frame(ws::OP_PONG, &payload))
+                        }
+                        WsEvent::Close(_, _) => {
+                            self.outbox.close(ws::CLOSE_NORMAL, "");
+                            break false;
+                        }
+                        _ => {}
+                    },
                 },
                 Ok(None) => break true,
                 Err(violation) => {
@@ -828,6 +868,9 @@ impl Live {
             let io = self.io.clone();
             let mut frames = io.frames.borrow_mut();
             self.outbox.drain(&mut frames, cx.waker());
+            if let Some(codec) = self.codec {
+                codec.rewrite(&mut frames);
+            }
             match frames.len() {
                 0 => {
                     // TLS keeps records the socket did not take; they go out on a flush (which
@@ -879,11 +922,16 @@ impl Live {
         let stream = &mut self.socket;
         let unsent = self.unsent.take();
         let outbox = &self.outbox;
+        let codec = self.codec;
         let flush = async {
             if let Some(unsent) = unsent {
                 stream.write_all(&unsent).await?;
             }
-            for frame in outbox.take_all() {
+            let mut frames = outbox.take_all();
+            if let Some(codec) = codec {
+                codec.rewrite(&mut frames);
+            }
+            for frame in frames {
                 stream.write_all(&frame).await?;
             }
             stream.write_all(&ws::close_frame(code, reason)).await?;

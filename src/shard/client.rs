@@ -533,7 +533,10 @@ impl Shard {
                 let Some(name) = msg.name.as_ref() else {
                     return;
                 };
-                let reply = self.read_reply(msg.action, name);
+                let mut reply = self.read_reply(msg.action, name);
+                // deepstream's clients send none; a codec may, to pair the answer with its
+                // question (the V3 `has`).
+                reply.correlation_id = msg.correlation_id.clone();
                 self.send(from, &reply);
             }
             Op::RecordHeadBulk => {

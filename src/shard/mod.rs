@@ -68,6 +68,8 @@ struct Conn {
     /// An HTTP API request, not a socket: it is not in presence, has no heartbeat, and is told
     /// when an emit has passed its permission check.
     api: bool,
+    /// Which endpoint it came through (`Config::endpoint`): its login and heartbeat settings.
+    endpoint: u8,
     /// Allocated on first use, so a connection that only idles stays small.
     extras: Option<Box<ConnExtras>>,
 }
@@ -86,6 +88,8 @@ struct ConnExtras {
     pending_auth: Option<simd_json::OwnedValue>,
     /// Permission results that depend only on name and user.
     permission_cache: permit::DecisionCache,
+    /// When the server last pinged it (endpoints whose protocol has the server ping).
+    pinged_at: u64,
 }
 
 impl Conn {
@@ -256,20 +260,27 @@ impl Shard {
 
     /// A new WebSocket connection; returns its local number.
     pub fn open_conn(&mut self, outbox: Outbox, now: u64) -> u32 {
-        self.open(outbox, now, false)
+        self.open(outbox, now, false, 0)
+    }
+
+    /// A connection of another endpoint (`Config::endpoint(endpoint)`); its codec turns what
+    /// it reads into messages for `on_client_message_of` and what its outbox gets back into
+    /// its own protocol.
+    pub fn open_conn_on(&mut self, outbox: Outbox, now: u64, endpoint: u8) -> u32 {
+        self.open(outbox, now, false, endpoint)
     }
 
     /// A connection for one HTTP API request: it logs in with `api_login`, then sends its
     /// items through `on_api_message`; the replies arrive in `outbox` as for a socket.
     pub fn open_api_conn(&mut self, outbox: Outbox, now: u64) -> u32 {
-        let local = self.open(outbox, now, true);
+        let local = self.open(outbox, now, true, 0);
         if let Some(conn) = self.conn_side.conns.get_mut(&local) {
             conn.phase = Phase::AwaitAuth;
         }
         local
     }
 
-    fn open(&mut self, outbox: Outbox, now: u64, api: bool) -> u32 {
+    fn open(&mut self, outbox: Outbox, now: u64, api: bool, endpoint: u8) -> u32 {
         self.conn_side.next_local = self.conn_side.next_local.wrapping_add(1);
         while self
             .conn_side
@@ -293,6 +304,7 @@ impl Shard {
                 opened_at: now,
                 identity: self.conn_side.anonymous.clone(),
                 api,
+                endpoint,
                 extras: None,
             },
         );

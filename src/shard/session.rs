@@ -59,6 +59,20 @@ impl Shard {
                 return;
             }
         };
+        self.on_message_in_phase(local, phase, msg, now);
+    }
+
+    /// One message a codec of another endpoint (V3 text, JSON, MQTT) read from connection
+    /// `local`: handled exactly as a binary frame carrying it.
+    pub fn on_client_message_of(&mut self, local: u32, msg: Box<Message>, now: u64) {
+        self.now = self.now.max(now);
+        let Some(phase) = self.conn_side.conns.get(&local).map(|c| c.phase) else {
+            return;
+        };
+        self.on_message_in_phase(local, phase, msg, now);
+    }
+
+    fn on_message_in_phase(&mut self, local: u32, phase: Phase, msg: Box<Message>, now: u64) {
         self.count(|m| m.messages_in.add(msg.topic, msg.action));
         match phase {
             Phase::AwaitChallenge => self.on_challenge(local, &msg),
@@ -295,10 +309,10 @@ impl Shard {
             ..Message::new(topic::AUTH, auth_action::AUTH_UNSUCCESSFUL)
         };
         self.send_local(local, &reply);
-        let max = self.config.max_auth_attempts;
         let Some(conn) = self.conn_side.conns.get_mut(&local) else {
             return;
         };
+        let max = self.config.max_auth_attempts_of(conn.endpoint);
         conn.auth_attempts = conn.auth_attempts.saturating_add(1);
         if conn.api {
             self.metrics.borrow_mut().api_logins_refused += 1;
@@ -333,14 +347,9 @@ impl Shard {
     /// quiet for `park_after_ms` are asked to park their sockets. Looks at `SWEEP_BATCH`
     /// connections, going on from where the last sweep stopped.
     pub(super) fn sweep_connections(&mut self, now: u64) {
-        let login_deadline = self.config.unauthenticated_client_timeout_ms;
-        let silence = self
-            .config
-            .heartbeat_interval_ms
-            .saturating_mul(2)
-            .max(1000);
         let park_after = self.config.park_after_ms;
         let mut unauthenticated = Vec::new();
+        let mut pings = Vec::new();
         // At most one visit per connection and sweep.
         for _ in 0..super::SWEEP_BATCH.min(self.conn_side.sweep_order.len()) {
             if self.conn_side.sweep_cursor >= self.conn_side.sweep_order.len() {
@@ -350,13 +359,16 @@ impl Shard {
                 break;
             };
             self.conn_side.sweep_cursor += 1;
-            let Some(conn) = self.conn_side.conns.get(&local) else {
+            let Some(conn) = self.conn_side.conns.get_mut(&local) else {
                 continue;
             };
             // API requests are bounded by their own timeout.
             if conn.api || conn.phase == Phase::Closed || conn.outbox.closing().is_some() {
                 continue;
             }
+            let config = &self.config;
+            let heartbeat = config.heartbeat_interval_of(conn.endpoint);
+            let silence = heartbeat.saturating_mul(2).max(1000);
             let logging_in = matches!(
                 conn.phase,
                 Phase::AwaitChallenge | Phase::AwaitAuth | Phase::Authenticating
@@ -364,18 +376,37 @@ impl Shard {
             // As in the reference, a failed login clears the deadline: a client that waits
             // before it tries again is not cut off meanwhile.
             let deadline_applies = logging_in && conn.auth_attempts == 0;
+            let login_deadline = config.unauthenticated_timeout_of(conn.endpoint);
             if deadline_applies && login_deadline.is_some_and(|t| conn.opened_at + t <= now) {
                 if !unauthenticated.contains(&local) {
                     unauthenticated.push(local);
                 }
-            } else {
-                let quiet = now.saturating_sub(conn.outbox.heard_at());
-                if quiet >= silence {
-                    conn.outbox.close(ws::CLOSE_GOING_AWAY, "heartbeat timeout");
-                } else if park_after.is_some_and(|after| quiet >= after) && !logging_in {
-                    conn.outbox.request_park();
-                }
+                continue;
             }
+            let quiet = now.saturating_sub(conn.outbox.heard_at());
+            if quiet >= silence {
+                conn.outbox.close(ws::CLOSE_GOING_AWAY, "heartbeat timeout");
+                continue;
+            }
+            let server_pings = config
+                .endpoint(conn.endpoint)
+                .is_some_and(|e| e.protocol.server_pings());
+            if server_pings {
+                // The V3 client counts only pings as signs of life, however busy it is.
+                let extras = conn.extras();
+                if now.saturating_sub(extras.pinged_at) >= heartbeat {
+                    extras.pinged_at = now;
+                    pings.push(local);
+                }
+            } else if park_after.is_some_and(|after| quiet >= after) && !logging_in {
+                conn.outbox.request_park();
+            }
+        }
+        for local in pings {
+            self.send_local(
+                local,
+                &Message::new(topic::CONNECTION, connection_action::PING),
+            );
         }
         for local in unauthenticated {
             self.send_local(

@@ -1,0 +1,147 @@
+//! Codecs of the endpoints besides `ws-binary`: each turns what its clients send into the same
+//! `Message`s the shard handles from binary frames, and the shard's outgoing frames back into
+//! its own protocol. Sans-I/O; the connection (`net::conn`, `net::mqtt`) runs them.
+
+pub mod json;
+pub mod text;
+pub mod typed;
+
+use crate::protocol::message::Message;
+use bytes::Bytes;
+
+/// What one client frame turns into.
+#[derive(Debug, PartialEq)]
+pub enum Inbound {
+    /// A message for the shard.
+    Message(Box<Message>),
+    /// An answer the codec gives itself (the protocol's error for input it cannot read).
+    Reply(Bytes),
+}
+
+/// The message in a frame the shard queued (a WebSocket binary frame carrying protobuf);
+/// `None` for anything else (a close, a pong).
+pub fn shard_message(frame: &Bytes) -> Option<Message> {
+    let (opcode, payload) = crate::protocol::ws::server_frame_payload(frame)?;
+    if opcode != crate::protocol::ws::OP_BINARY {
+        return None;
+    }
+    Message::parse(&payload).ok()
+}
+
+/// A WebSocket endpoint's codec: `ws-text` or `ws-json` (`ws-binary` needs none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WsCodec {
+    Text,
+    Json,
+}
+
+impl WsCodec {
+    pub fn of(protocol: crate::config::endpoints::Protocol) -> Option<WsCodec> {
+        use crate::config::endpoints::Protocol;
+        match protocol {
+            Protocol::Text => Some(WsCodec::Text),
+            Protocol::Json => Some(WsCodec::Json),
+            Protocol::Binary | Protocol::Frame | Protocol::Mqtt => None,
+        }
+    }
+
+    /// What the shard must hear before the client says anything.
+    pub fn opening(self) -> Option<Box<Message>> {
+        match self {
+            WsCodec::Text => Some(text::opening_message()),
+            WsCodec::Json => None,
+        }
+    }
+
+    /// Reads one text frame.
+    pub fn decode(self, frame: &Bytes, out: &mut Vec<Inbound>) {
+        match self {
+            WsCodec::Text => text::decode(frame, out),
+            WsCodec::Json => json::decode(frame, out),
+        }
+    }
+
+    /// The answer to a binary frame, which these endpoints do not read.
+    pub fn binary_refused(self) -> Bytes {
+        match self {
+            WsCodec::Text => Bytes::from_static(
+                b"X\x1fE\x1fMESSAGE_PARSE_ERROR\x1fbinary frames are not read here\x1e",
+            ),
+            WsCodec::Json => Bytes::from_static(
+                br#"{"topic":1,"action":4,"data":"\"binary frames are not read here\""}"#,
+            ),
+        }
+    }
+
+    /// Rewrites the frames the shard queued (protobuf in binary frames) as this protocol's
+    /// text frames, in order; other frames (a close) pass as they are. V3 messages that follow
+    /// one another share one frame, as the reference's buffered writes do.
+    pub fn rewrite(self, frames: &mut Vec<Bytes>) {
+        let mut rewritten = Vec::with_capacity(frames.len());
+        let mut text = Vec::new();
+        let flush = |text: &mut Vec<u8>, rewritten: &mut Vec<Bytes>| {
+            if !text.is_empty() {
+                rewritten.push(crate::protocol::ws::frame(
+                    crate::protocol::ws::OP_TEXT,
+                    text,
+                ));
+                text.clear();
+            }
+        };
+        for frame in frames.drain(..) {
+            let Some(msg) = shard_message(&frame) else {
+                flush(&mut text, &mut rewritten);
+                rewritten.push(frame);
+                continue;
+            };
+            match self {
+                WsCodec::Text => text::encode(&msg, &mut text),
+                WsCodec::Json => {
+                    json::encode(&msg, &mut text);
+                    flush(&mut text, &mut rewritten);
+                }
+            }
+        }
+        flush(&mut text, &mut rewritten);
+        *frames = rewritten;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::message::{event_action, topic};
+    use crate::protocol::ws;
+
+    #[test]
+    fn shard_frames_become_text_frames_in_order() {
+        let emit = |name: &'static [u8]| {
+            let msg = Message {
+                name: Some(Bytes::from_static(name)),
+                data: Some(Bytes::from_static(b"1")),
+                ..Message::new(topic::EVENT, event_action::EMIT)
+            };
+            ws::frame(ws::OP_BINARY, &msg.encode())
+        };
+        let close = ws::close_frame(1000, "");
+        let mut frames = vec![emit(b"a"), emit(b"b"), close.clone(), emit(b"c")];
+        WsCodec::Text.rewrite(&mut frames);
+        assert_eq!(frames.len(), 3);
+        let payload = |f: &Bytes| ws::server_frame_payload(f).expect("frame");
+        assert_eq!(
+            payload(&frames[0]),
+            (
+                ws::OP_TEXT,
+                Bytes::from_static(b"E\x1fEVT\x1fa\x1fN1\x1eE\x1fEVT\x1fb\x1fN1\x1e")
+            )
+        );
+        assert_eq!(frames[1], close);
+        let mut frames = vec![emit(b"a"), emit(b"b")];
+        WsCodec::Json.rewrite(&mut frames);
+        assert_eq!(frames.len(), 2);
+        assert_eq!(
+            payload(&frames[1]).1,
+            Bytes::from_static(br#"{"topic":4,"action":2,"name":"b","data":"1"}"#)
+        );
+    }
+}

@@ -1,0 +1,69 @@
+// Where corestream's ws-text endpoint answers what the reference 7.0.2 leaves unanswered (or
+// answers wrongly) for the V3 client: `has`, a snapshot of a missing record, an RPC error's
+// text, and input it cannot read. Runs against corestream only.
+import { test, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { createRequire } from 'node:module'
+
+const require = createRequire(import.meta.url)
+const deepstream = require('deepstream.io-client-js')
+const WebSocket = require('ws')
+const URL = process.env.DS_V3_URL
+const open = []
+after(() => { while (open.length) open.pop().close() })
+
+const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
+const uniq = prefix => `${prefix}/${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`
+const within = (promise, ms, what) => Promise.race([promise, sleep(ms).then(() => { throw new Error(`timed out: ${what}`) })])
+
+function login (username) {
+  const c = deepstream(URL, { maxReconnectAttempts: 0, silentDeprecation: true })
+  c.errors = []
+  c.on('error', (error, event) => c.errors.push(`${event}: ${error}`))
+  open.push(c)
+  return within(new Promise((resolve, reject) => {
+    c.login({ username }, (ok, data) => ok ? resolve(c) : reject(new Error(`login refused: ${data}`)))
+  }), 3000, `${username} login`)
+}
+
+test('has tells whether a record exists', async () => {
+  const c = await login('v3b-has')
+  const name = uniq('v3b-has')
+  const has = () => within(new Promise(resolve => c.record.has(name, (e, h) => resolve([e, h]))), 3000, 'has')
+  assert.deepEqual(await has(), [null, false])
+  await within(new Promise(resolve => c.record.setData(name, { a: 1 }, resolve)), 3000, 'write')
+  assert.deepEqual(await has(), [null, true])
+})
+
+test('a snapshot of a missing record calls back with RECORD_NOT_FOUND', async () => {
+  const c = await login('v3b-snap')
+  const missing = await within(new Promise(resolve => c.record.snapshot(uniq('v3b-none'), e => resolve(e))), 3000, 'missing snapshot')
+  assert.equal(missing, 'RECORD_NOT_FOUND')
+  assert.deepEqual(c.errors, [])
+})
+
+test('an RPC error reaches the caller as its text', async () => {
+  const [provider, caller] = await Promise.all([login('v3b-p'), login('v3b-q')])
+  const name = uniq('v3b-rpc')
+  provider.rpc.provide(name, (data, response) => response.error('it failed'))
+  await sleep(150)
+  const result = await within(new Promise(resolve => caller.rpc.make(name, 1, (e, r) => resolve([e, r]))), 3000, 'rpc')
+  assert.deepEqual(result, ['it failed', undefined])
+})
+
+test('input the V3 protocol cannot carry is answered and the connection lives on', async () => {
+  const ws = new WebSocket(URL)
+  open.push(ws)
+  const frames = []
+  ws.on('message', data => frames.push(...String(data).split('\x1e').filter(Boolean).map(m => m.split('\x1f').join('|'))))
+  await within(new Promise(resolve => ws.on('open', resolve)), 3000, 'open')
+  const send = text => ws.send(text.split('|').join('\x1f') + '\x1e')
+  send('A|REQ|{"username":"raw"}')
+  for (const bad of ['X|Y', 'R|ZZ|q', 'U|S|US', 'E|EVT|n|Qbad', 'R|U|r|x|{}', 'R|U']) send(bad)
+  send('E|S|still-here')
+  const want = ['A|A', 'X|E|UNKNOWN_TOPIC|X', 'R|E|UNKNOWN_ACTION|unknown action ZZ', 'U|E|INVALID_MESSAGE_DATA|US',
+    'E|E|INVALID_MESSAGE_DATA|Qbad', 'R|E|INVALID_MESSAGE_DATA|x', 'E|A|S|still-here']
+  for (let i = 0; i < 100 && !want.every(w => frames.includes(w)); i++) await sleep(20)
+  for (const w of want) assert.ok(frames.includes(w), `${w} in ${JSON.stringify(frames)}`)
+  assert.ok(frames.some(f => f.startsWith('X|E|MESSAGE_PARSE_ERROR|')), JSON.stringify(frames))
+})
