@@ -2,8 +2,8 @@
 //! with the protobuf message's fields, named as deepstream's `Message` names them (`topic`,
 //! `action`, `name`, `names`, `data` as JSON text, `correlationId`, `isAck`, `isError`,
 //! `version`, `path`, `isWriteAck`, `subscription`, `originalTopic`, `originalAction`, …).
-//! Outgoing messages carry `data` as the JSON text the binary protocol carries (the reference
-//! sends some as `parsedData`, parsed); see docs/PROTOCOLS.md.
+//! Outgoing messages carry `data` as the JSON text the binary protocol carries and, as the
+//! reference sends records, the same value parsed in `parsedData`; acks say `isAck`.
 
 use super::Inbound;
 use crate::protocol::message::{parser_action, topic, Message};
@@ -18,13 +18,14 @@ struct JsonMessage {
     action: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    names: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     data: Option<String>,
-    /// The reference's clients may send data parsed; it is taken as JSON.
-    #[serde(default, skip_serializing)]
-    parsed_data: Option<serde_json::Value>,
+    /// The data parsed, as the reference sends it (for records, in place of `data`); taken
+    /// as JSON when a client sends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parsed_data: Option<Box<serde_json::value::RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     correlation_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -85,7 +86,7 @@ pub fn decode(frame: &Bytes, out: &mut Vec<Inbound>) {
     };
     let data = match (parsed.data, parsed.parsed_data) {
         (Some(data), _) => Some(Bytes::from(data)),
-        (None, Some(value)) => serde_json::to_vec(&value).ok().map(Bytes::from),
+        (None, Some(value)) => Some(Bytes::copy_from_slice(value.get().as_bytes())),
         (None, None) => None,
     };
     let msg = Message {
@@ -96,7 +97,12 @@ pub fn decode(frame: &Bytes, out: &mut Vec<Inbound>) {
         is_error: parsed.is_error,
         is_ack: parsed.is_ack,
         name: bytes(parsed.name),
-        names: parsed.names.into_iter().map(Bytes::from).collect(),
+        names: parsed
+            .names
+            .unwrap_or_default()
+            .into_iter()
+            .map(Bytes::from)
+            .collect(),
         pattern: bytes(parsed.pattern),
         subscription: bytes(parsed.subscription),
         original_topic: parsed.original_topic,
@@ -126,13 +132,25 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
         topic: msg.topic,
         action: msg.action,
         name: text(&msg.name),
-        names: msg
-            .names
-            .iter()
-            .map(|n| String::from_utf8_lossy(n).into_owned())
-            .collect(),
+        // Listed even when empty where the reference lists them (who is online).
+        names: (!msg.names.is_empty()
+            || (msg.topic, msg.action)
+                == (
+                    topic::PRESENCE,
+                    crate::protocol::message::presence_action::QUERY_ALL_RESPONSE,
+                ))
+            .then(|| {
+                msg.names
+                    .iter()
+                    .map(|n| String::from_utf8_lossy(n).into_owned())
+                    .collect()
+            }),
         data: text(&msg.data),
-        parsed_data: None,
+        parsed_data: msg
+            .data
+            .as_ref()
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| serde_json::value::RawValue::from_string(d.to_owned()).ok()),
         correlation_id: text(&msg.correlation_id),
         is_ack: msg.is_ack,
         is_error: msg.is_error,
@@ -196,6 +214,7 @@ mod tests {
         assert_eq!(back["data"], r#"{"a":1}"#);
         assert_eq!(back["correlationId"], "k");
         assert!(back.get("names").is_none());
+        assert_eq!(back["parsedData"], serde_json::json!({"a": 1}));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! its own protocol. Sans-I/O; the connection (`net::conn`, `net::mqtt`) runs them.
 
 pub mod json;
+pub mod mqtt;
 pub mod text;
 pub mod typed;
 
@@ -28,7 +29,7 @@ pub fn shard_message(frame: &Bytes) -> Option<Message> {
     Message::parse(&payload).ok()
 }
 
-/// A WebSocket endpoint's codec: `ws-text` or `ws-json` (`ws-binary` needs none).
+/// A WebSocket endpoint's protocol: `ws-text` or `ws-json` (`ws-binary` needs no codec).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WsCodec {
     Text,
@@ -53,14 +54,6 @@ impl WsCodec {
         }
     }
 
-    /// Reads one text frame.
-    pub fn decode(self, frame: &Bytes, out: &mut Vec<Inbound>) {
-        match self {
-            WsCodec::Text => text::decode(frame, out),
-            WsCodec::Json => json::decode(frame, out),
-        }
-    }
-
     /// The answer to a binary frame, which these endpoints do not read.
     pub fn binary_refused(self) -> Bytes {
         match self {
@@ -72,11 +65,47 @@ impl WsCodec {
             ),
         }
     }
+}
+
+/// One connection's codec and what it keeps between frames.
+#[derive(Debug)]
+pub struct Codec {
+    kind: WsCodec,
+    reads: text::ReadsInFlight,
+}
+
+impl Codec {
+    pub fn new(kind: WsCodec) -> Box<Codec> {
+        Box::new(Codec {
+            kind,
+            reads: text::ReadsInFlight::default(),
+        })
+    }
+
+    pub fn kind(&self) -> WsCodec {
+        self.kind
+    }
+
+    /// Reads one text frame.
+    pub fn decode(&mut self, frame: &Bytes, out: &mut Vec<Inbound>) {
+        match self.kind {
+            WsCodec::Text => {
+                let from = out.len();
+                text::decode(frame, out);
+                for item in out.get(from..).unwrap_or_default() {
+                    if let Inbound::Message(msg) = item {
+                        self.reads.on_request(msg);
+                    }
+                }
+            }
+            WsCodec::Json => json::decode(frame, out),
+        }
+    }
 
     /// Rewrites the frames the shard queued (protobuf in binary frames) as this protocol's
     /// text frames, in order; other frames (a close) pass as they are. V3 messages that follow
     /// one another share one frame, as the reference's buffered writes do.
-    pub fn rewrite(self, frames: &mut Vec<Bytes>) {
+    pub fn rewrite(&mut self, frames: &mut Vec<Bytes>) {
         let mut rewritten = Vec::with_capacity(frames.len());
         let mut text = Vec::new();
         let flush = |text: &mut Vec<u8>, rewritten: &mut Vec<Bytes>| {
@@ -94,8 +123,12 @@ impl WsCodec {
                 rewritten.push(frame);
                 continue;
             };
-            match self {
-                WsCodec::Text => text::encode(&msg, &mut text),
+            match self.kind {
+                WsCodec::Text => {
+                    if self.reads.passes(&msg) {
+                        text::encode(&msg, &mut text);
+                    }
+                }
                 WsCodec::Json => {
                     json::encode(&msg, &mut text);
                     flush(&mut text, &mut rewritten);
@@ -125,7 +158,7 @@ mod tests {
         };
         let close = ws::close_frame(1000, "");
         let mut frames = vec![emit(b"a"), emit(b"b"), close.clone(), emit(b"c")];
-        WsCodec::Text.rewrite(&mut frames);
+        Codec::new(WsCodec::Text).rewrite(&mut frames);
         assert_eq!(frames.len(), 3);
         let payload = |f: &Bytes| ws::server_frame_payload(f).expect("frame");
         assert_eq!(
@@ -137,11 +170,11 @@ mod tests {
         );
         assert_eq!(frames[1], close);
         let mut frames = vec![emit(b"a"), emit(b"b")];
-        WsCodec::Json.rewrite(&mut frames);
+        Codec::new(WsCodec::Json).rewrite(&mut frames);
         assert_eq!(frames.len(), 2);
         assert_eq!(
             payload(&frames[1]).1,
-            Bytes::from_static(br#"{"topic":4,"action":2,"name":"b","data":"1"}"#)
+            Bytes::from_static(br#"{"topic":4,"action":2,"name":"b","data":"1","parsedData":1}"#)
         );
     }
 }

@@ -328,6 +328,48 @@ fn read_record(parts: &[Bytes], i: usize, action: &[u8]) -> Result<Option<Messag
 
 const HAS: &[u8] = b"\x01has";
 
+/// Records a V3 client has asked to read (`R␟CR`) and not been answered yet. With several
+/// shards a record's updates can reach the connection before its read answer (which already
+/// holds them); the V3 client would take the first update for its initial state and never
+/// become ready, so updates of such a record are held back until the answer. Bounded: past
+/// `MAX_READS_IN_FLIGHT` names, the rest are not tracked.
+#[derive(Debug, Default)]
+pub struct ReadsInFlight(ahash::AHashSet<Bytes>);
+
+const MAX_READS_IN_FLIGHT: usize = 4096;
+
+impl ReadsInFlight {
+    pub fn on_request(&mut self, msg: &Message) {
+        if (msg.topic, msg.action) == (topic::RECORD, ra::SUBSCRIBECREATEANDREAD)
+            && self.0.len() < MAX_READS_IN_FLIGHT
+        {
+            self.0.extend(msg.names.iter().cloned());
+        }
+    }
+
+    /// Whether an outgoing message goes to the client.
+    pub fn passes(&mut self, msg: &Message) -> bool {
+        if msg.topic != topic::RECORD || self.0.is_empty() {
+            return true;
+        }
+        let Some(name) = &msg.name else {
+            return true;
+        };
+        match msg.action {
+            ra::UPDATE | ra::PATCH | ra::ERASE => !self.0.contains(name),
+            ra::READ_RESPONSE => {
+                self.0.remove(name);
+                true
+            }
+            _ if msg.is_error == Some(true) => {
+                self.0.remove(name);
+                true
+            }
+            _ => true,
+        }
+    }
+}
+
 fn read_rpc(parts: &[Bytes], i: usize, action: &[u8], is_ack: bool) -> Result<Message, Bad> {
     let t = topic::RPC;
     let call = |action: i32, data: Option<Bytes>| -> Result<Message, Bad> {

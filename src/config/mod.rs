@@ -758,6 +758,11 @@ impl Config {
         for endpoint in &self.endpoints {
             if endpoint.protocol == Protocol::Mqtt {
                 let port = endpoint.port.unwrap_or(1883);
+                if port == 0 {
+                    return Err(
+                        "an mqtt endpoint needs a port (0 would give each shard its own)".into(),
+                    );
+                }
                 if ports.contains(&port) || port == self.port && port != 0 {
                     return Err(format!("port {port} is used twice"));
                 }

@@ -11,7 +11,7 @@ use super::backlog::Backlog;
 use super::mesh::Pump;
 use super::park::Parking;
 use super::Runtime;
-use crate::codec::{Inbound, WsCodec};
+use crate::codec::{Codec, Inbound, WsCodec};
 use crate::config::endpoints::Protocol;
 use crate::protocol::http::{self, parse_head};
 use crate::protocol::ws::{self, FrameDecoder, WsEvent};
@@ -451,7 +451,7 @@ async fn open(stream: TcpStream, io: Rc<ShardIo>) -> Option<Live> {
         local
     };
     let mut live = Live {
-        codec: limits.codec,
+        codec: limits.codec.map(Codec::new),
         socket,
         io,
         outbox,
@@ -560,8 +560,8 @@ struct Live {
     inbound: Option<Box<BytesMut>>,
     /// What the socket did not take yet.
     unsent: Option<Bytes>,
-    /// The endpoint's protocol when it is not ws-binary.
-    codec: Option<WsCodec>,
+    /// The endpoint's codec when it is not ws-binary.
+    codec: Option<Box<Codec>>,
 }
 
 impl Future for Live {
@@ -783,7 +783,7 @@ impl Live {
             let decoded = self.decoder.decode(buf);
             handled |= !matches!(decoded, Ok(None));
             match decoded {
-                Ok(Some(event)) => match (event, self.codec) {
+                Ok(Some(event)) => match (event, self.codec.as_deref_mut()) {
                     (WsEvent::Binary(payload), None) => {
                         io.pump.enter().on_client_frame(self.local, &payload, now)
                     }
@@ -805,7 +805,7 @@ impl Live {
                     }
                     (WsEvent::Binary(_), Some(codec)) => self
                         .outbox
-                        .push(ws::frame(ws::OP_TEXT, &codec.binary_refused())),
+                        .push(ws::frame(ws::OP_TEXT, &codec.kind().binary_refused())),
                     (event, _) => match event {
                         WsEvent::Ping(payload) => {
                             self.outbox.push(ws::frame(ws::OP_PONG, &payload))
@@ -868,8 +868,14 @@ impl Live {
             let io = self.io.clone();
             let mut frames = io.frames.borrow_mut();
             self.outbox.drain(&mut frames, cx.waker());
-            if let Some(codec) = self.codec {
+            if let Some(codec) = self.codec.as_deref_mut() {
+                let drained = !frames.is_empty();
                 codec.rewrite(&mut frames);
+                // All of it came to nothing in this protocol: drain again, which registers
+                // the waker for what comes next (a drain that returns frames does not).
+                if drained && frames.is_empty() {
+                    continue;
+                }
             }
             match frames.len() {
                 0 => {
@@ -922,13 +928,13 @@ impl Live {
         let stream = &mut self.socket;
         let unsent = self.unsent.take();
         let outbox = &self.outbox;
-        let codec = self.codec;
+        let mut codec = self.codec.take();
         let flush = async {
             if let Some(unsent) = unsent {
                 stream.write_all(&unsent).await?;
             }
             let mut frames = outbox.take_all();
-            if let Some(codec) = codec {
+            if let Some(codec) = codec.as_deref_mut() {
                 codec.rewrite(&mut frames);
             }
             for frame in frames {

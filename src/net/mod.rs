@@ -8,6 +8,7 @@ mod dashboard;
 mod http;
 mod mesh;
 mod monitor;
+mod mqtt;
 mod park;
 mod store_workers;
 mod webhook;
@@ -99,14 +100,17 @@ pub fn run(
             .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(2));
         let handle = builder
             .spawn(move || async move {
+                let mqtt = mqtt::bind_all(&config, &host);
                 let shard = Rc::new(RefCell::new(Shard::new(id, shards, config)));
-                let opened = connectors
-                    .open(id)
-                    .and_then(|store| Ok((store, bind(&host, port)?)));
+                let opened = connectors.open(id).and_then(|store| {
+                    let mqtt = mqtt?;
+                    Ok((store, bind(&host, port)?, mqtt))
+                });
                 let result = match opened {
-                    Ok((store, listener)) => {
+                    Ok((store, listener, mqtt_listeners)) => {
                         let parts = ShardParts {
                             listener,
+                            mqtt_listeners,
                             store,
                             changes: connectors.changes(id),
                             mesh,
@@ -211,7 +215,7 @@ fn executor_error(e: &str) -> String {
 }
 
 /// Binds this shard's listener on the shared port (SO_REUSEPORT).
-fn bind(host: &str, port: u16) -> Result<glommio::net::TcpListener, String> {
+pub(crate) fn bind(host: &str, port: u16) -> Result<glommio::net::TcpListener, String> {
     let addr = format!("{host}:{port}")
         .parse::<SocketAddr>()
         .map_err(|e| format!("bad listen address {host}:{port}: {e}"))?;
@@ -328,6 +332,8 @@ struct ShardParts {
     backlog: Arc<backlog::Backlog>,
     monitor: Arc<monitor::MonitorState>,
     admin: Arc<admin::AdminState>,
+    /// The `mqtt` endpoints' listeners: (endpoint index, listener).
+    mqtt_listeners: Vec<(u8, glommio::net::TcpListener)>,
 }
 
 async fn shard_main(
@@ -337,6 +343,7 @@ async fn shard_main(
 ) -> Result<(), String> {
     let ShardParts {
         listener,
+        mqtt_listeners,
         store,
         changes: parts_changes,
         mesh,
@@ -409,6 +416,9 @@ async fn shard_main(
         admin,
     );
     glommio::spawn_local(io.clone().resume_paused(runtime.stopping.clone())).detach();
+    for (endpoint, listener) in mqtt_listeners {
+        glommio::spawn_local(mqtt::accept(listener, endpoint, io.clone())).detach();
+    }
     // Accept errors (out of descriptors, most often) come in floods: one line a second.
     let mut accept_errors = 0u64;
     let mut last_accept_report: Option<Instant> = None;

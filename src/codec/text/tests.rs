@@ -256,3 +256,27 @@ fn record_listen_responses_name_the_subscription() {
     let listen = one("R|L|r/.*");
     assert_eq!((listen.action, listen.subscription), (ra::LISTEN, None));
 }
+
+#[test]
+fn updates_wait_for_the_read_they_race() {
+    let mut reads = ReadsInFlight::default();
+    reads.on_request(&one("R|CR|r"));
+    let update = Message {
+        name: b("r"),
+        version: Some(1),
+        data: b("{}"),
+        ..Message::new(topic::RECORD, ra::UPDATE)
+    };
+    let other = Message {
+        name: b("s"),
+        ..update.clone()
+    };
+    assert!(!reads.passes(&update), "held back before the read answer");
+    assert!(reads.passes(&other));
+    let read = Message {
+        action: ra::READ_RESPONSE,
+        ..update.clone()
+    };
+    assert!(reads.passes(&read));
+    assert!(reads.passes(&update), "passes after it");
+}
