@@ -5,7 +5,11 @@
 
 mod common;
 
+use bytes::Bytes;
 use common::{free_port, npm_home, shared_dir, Reference, Server};
+use corestream::codec::Inbound;
+use corestream::protocol::message::{auth_action, connection_action, event_action, topic, Message};
+use corestream::protocol::ws;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -238,4 +242,103 @@ fn mosquitto_clients_publish_subscribe_and_retain() {
         .expect("refused pub");
     assert!(!refused.status.success());
     drop(server);
+}
+
+/// Sends one message in the 4.0 framing (`ws-frame`) and reads the next message back.
+fn frame_send(client: &mut common::RawClient, msg: &Message) {
+    let mut out = Vec::new();
+    corestream::codec::frame::encode(msg, &mut out);
+    client.send_raw(ws::OP_BINARY, &out);
+}
+
+fn frame_receive(client: &mut common::RawClient) -> Message {
+    loop {
+        let (opcode, payload) = client.receive_frame();
+        assert_eq!(opcode, ws::OP_BINARY, "{payload:?}");
+        let mut out = Vec::new();
+        corestream::codec::frame::decode(
+            &payload,
+            &mut corestream::codec::frame::Partial::default(),
+            1 << 20,
+            &mut out,
+        );
+        if let Some(Inbound::Message(msg)) = out.into_iter().next() {
+            return *msg;
+        }
+    }
+}
+
+#[test]
+fn the_4_0_framing_carries_the_same_messages() {
+    let dir = setup("endpoints-frame", None, false);
+    std::fs::write(
+        dir.join("config.yml"),
+        "showLogo: false\nlogLevel: WARN\nconnectionEndpoints:\n  - type: ws-binary\n  \
+         - type: ws-frame\n",
+    )
+    .expect("config");
+    let server = start(&dir, "2");
+    let mut framed = common::RawClient::connect_path(server.port, "/deepstream-frame");
+    frame_send(
+        &mut framed,
+        &Message::new(topic::CONNECTION, connection_action::CHALLENGE),
+    );
+    assert_eq!(frame_receive(&mut framed).action, connection_action::ACCEPT);
+    frame_send(
+        &mut framed,
+        &Message {
+            data: Some(Bytes::from_static(br#"{"username":"framed"}"#)),
+            ..Message::new(topic::AUTH, auth_action::REQUEST)
+        },
+    );
+    assert_eq!(
+        frame_receive(&mut framed).action,
+        auth_action::AUTH_SUCCESSFUL
+    );
+    frame_send(
+        &mut framed,
+        &Message {
+            names: vec![Bytes::from_static(b"frame/ev")],
+            correlation_id: Some(Bytes::from_static(b"1")),
+            ..Message::new(topic::EVENT, event_action::SUBSCRIBE)
+        },
+    );
+    let ack = frame_receive(&mut framed);
+    assert_eq!(
+        (ack.action, ack.is_ack),
+        (event_action::SUBSCRIBE, Some(true))
+    );
+    // A ws-binary client's emit reaches the framed subscriber, and back.
+    let mut binary = common::RawClient::login(server.port, "binary");
+    binary.send(&Message {
+        names: vec![Bytes::from_static(b"frame/back")],
+        correlation_id: Some(Bytes::from_static(b"2")),
+        ..Message::new(topic::EVENT, event_action::SUBSCRIBE)
+    });
+    binary.expect_message();
+    binary.send(&Message {
+        name: Some(Bytes::from_static(b"frame/ev")),
+        data: Some(Bytes::from_static(br#"{"n":1}"#)),
+        ..Message::new(topic::EVENT, event_action::EMIT)
+    });
+    let emit = frame_receive(&mut framed);
+    assert_eq!(emit.data.as_deref(), Some(&br#"{"n":1}"#[..]));
+    frame_send(
+        &mut framed,
+        &Message {
+            name: Some(Bytes::from_static(b"frame/back")),
+            data: Some(Bytes::from_static(b"2")),
+            ..Message::new(topic::EVENT, event_action::EMIT)
+        },
+    );
+    assert_eq!(binary.expect_message().data.as_deref(), Some(&b"2"[..]));
+    // Garbage gets a PARSER error in the same framing, and the connection lives on.
+    framed.send_raw(ws::OP_BINARY, &[0x84, 2, 0, 0, 9, 0, 0, 0]);
+    let error = frame_receive(&mut framed);
+    assert_eq!(error.topic, topic::PARSER);
+    frame_send(
+        &mut framed,
+        &Message::new(topic::CONNECTION, connection_action::PING),
+    );
+    assert_eq!(frame_receive(&mut framed).action, connection_action::PONG);
 }

@@ -2,6 +2,7 @@
 //! `Message`s the shard handles from binary frames, and the shard's outgoing frames back into
 //! its own protocol. Sans-I/O; the connection (`net::conn`, `net::mqtt`) runs them.
 
+pub mod frame;
 pub mod json;
 pub mod mqtt;
 pub mod text;
@@ -34,6 +35,7 @@ pub fn shard_message(frame: &Bytes) -> Option<Message> {
 pub enum WsCodec {
     Text,
     Json,
+    Frame,
 }
 
 impl WsCodec {
@@ -42,7 +44,8 @@ impl WsCodec {
         match protocol {
             Protocol::Text => Some(WsCodec::Text),
             Protocol::Json => Some(WsCodec::Json),
-            Protocol::Binary | Protocol::Frame | Protocol::Mqtt => None,
+            Protocol::Frame => Some(WsCodec::Frame),
+            Protocol::Binary | Protocol::Mqtt => None,
         }
     }
 
@@ -50,13 +53,41 @@ impl WsCodec {
     pub fn opening(self) -> Option<Box<Message>> {
         match self {
             WsCodec::Text => Some(text::opening_message()),
-            WsCodec::Json => None,
+            WsCodec::Json | WsCodec::Frame => None,
         }
     }
 
-    /// The answer to a binary frame, which these endpoints do not read.
-    pub fn binary_refused(self) -> Bytes {
+    /// Whether its clients send binary WebSocket frames (else text frames).
+    pub fn reads_binary(self) -> bool {
+        self == WsCodec::Frame
+    }
+
+    /// The WebSocket opcode of its frames.
+    pub fn opcode(self) -> u8 {
+        if self.reads_binary() {
+            crate::protocol::ws::OP_BINARY
+        } else {
+            crate::protocol::ws::OP_TEXT
+        }
+    }
+
+    /// The answer to a frame of the other kind (text for `ws-frame`, binary for the others).
+    pub fn wrong_frame_refused(self) -> Bytes {
         match self {
+            WsCodec::Frame => {
+                let mut out = Vec::new();
+                frame::encode(
+                    &Message {
+                        data: Some(Bytes::from_static(b"\"text frames are not read here\"")),
+                        ..Message::new(
+                            crate::protocol::message::topic::PARSER,
+                            crate::protocol::message::parser_action::MESSAGE_PARSE_ERROR,
+                        )
+                    },
+                    &mut out,
+                );
+                Bytes::from(out)
+            }
             WsCodec::Text => Bytes::from_static(
                 b"X\x1fE\x1fMESSAGE_PARSE_ERROR\x1fbinary frames are not read here\x1e",
             ),
@@ -72,13 +103,17 @@ impl WsCodec {
 pub struct Codec {
     kind: WsCodec,
     reads: text::ReadsInFlight,
+    partial: frame::Partial,
+    max_message: usize,
 }
 
 impl Codec {
-    pub fn new(kind: WsCodec) -> Box<Codec> {
+    pub fn new(kind: WsCodec, max_message: usize) -> Box<Codec> {
         Box::new(Codec {
             kind,
             reads: text::ReadsInFlight::default(),
+            partial: frame::Partial::default(),
+            max_message,
         })
     }
 
@@ -99,21 +134,20 @@ impl Codec {
                 }
             }
             WsCodec::Json => json::decode(frame, out),
+            WsCodec::Frame => frame::decode(frame, &mut self.partial, self.max_message, out),
         }
     }
 
     /// Rewrites the frames the shard queued (protobuf in binary frames) as this protocol's
-    /// text frames, in order; other frames (a close) pass as they are. V3 messages that follow
+    /// frames, in order; other frames (a close) pass as they are. V3 messages that follow
     /// one another share one frame, as the reference's buffered writes do.
     pub fn rewrite(&mut self, frames: &mut Vec<Bytes>) {
         let mut rewritten = Vec::with_capacity(frames.len());
         let mut text = Vec::new();
+        let opcode = self.kind.opcode();
         let flush = |text: &mut Vec<u8>, rewritten: &mut Vec<Bytes>| {
             if !text.is_empty() {
-                rewritten.push(crate::protocol::ws::frame(
-                    crate::protocol::ws::OP_TEXT,
-                    text,
-                ));
+                rewritten.push(crate::protocol::ws::frame(opcode, text));
                 text.clear();
             }
         };
@@ -133,6 +167,8 @@ impl Codec {
                     json::encode(&msg, &mut text);
                     flush(&mut text, &mut rewritten);
                 }
+                // Messages that follow one another share one binary frame.
+                WsCodec::Frame => frame::encode(&msg, &mut text),
             }
         }
         flush(&mut text, &mut rewritten);
@@ -158,7 +194,7 @@ mod tests {
         };
         let close = ws::close_frame(1000, "");
         let mut frames = vec![emit(b"a"), emit(b"b"), close.clone(), emit(b"c")];
-        Codec::new(WsCodec::Text).rewrite(&mut frames);
+        Codec::new(WsCodec::Text, 1 << 20).rewrite(&mut frames);
         assert_eq!(frames.len(), 3);
         let payload = |f: &Bytes| ws::server_frame_payload(f).expect("frame");
         assert_eq!(
@@ -170,7 +206,7 @@ mod tests {
         );
         assert_eq!(frames[1], close);
         let mut frames = vec![emit(b"a"), emit(b"b")];
-        Codec::new(WsCodec::Json).rewrite(&mut frames);
+        Codec::new(WsCodec::Json, 1 << 20).rewrite(&mut frames);
         assert_eq!(frames.len(), 2);
         assert_eq!(
             payload(&frames[1]).1,

@@ -451,7 +451,9 @@ async fn open(stream: TcpStream, io: Rc<ShardIo>) -> Option<Live> {
         local
     };
     let mut live = Live {
-        codec: limits.codec.map(Codec::new),
+        codec: limits
+            .codec
+            .map(|kind| Codec::new(kind, limits.max_message)),
         socket,
         io,
         outbox,
@@ -777,7 +779,8 @@ impl Live {
     /// Hands every complete frame in `buf` to the shard; false once the connection must end.
     /// `now` is when the bytes were read; every frame in them is handled at that time.
     fn decode_all(&mut self, buf: &mut BytesMut, now: u64) -> bool {
-        let io = &*self.io;
+        let io_rc = self.io.clone();
+        let io = &*io_rc;
         let mut handled = false;
         let keep_going = loop {
             let decoded = self.decoder.decode(buf);
@@ -788,24 +791,17 @@ impl Live {
                         io.pump.enter().on_client_frame(self.local, &payload, now)
                     }
                     (WsEvent::Text(_), None) => io.pump.enter().on_client_text(self.local),
-                    (WsEvent::Text(payload), Some(codec)) => {
-                        let mut inbound = Vec::new();
-                        codec.decode(&payload, &mut inbound);
-                        let mut shard = io.pump.enter();
-                        for item in inbound {
-                            match item {
-                                Inbound::Message(msg) => {
-                                    shard.on_client_message_of(self.local, msg, now)
-                                }
-                                Inbound::Reply(text) => {
-                                    self.outbox.push(ws::frame(ws::OP_TEXT, &text))
-                                }
-                            }
-                        }
+                    (WsEvent::Text(payload), Some(codec)) if !codec.kind().reads_binary() => {
+                        self.codec_input(&payload, now)
                     }
-                    (WsEvent::Binary(_), Some(codec)) => self
-                        .outbox
-                        .push(ws::frame(ws::OP_TEXT, &codec.kind().binary_refused())),
+                    (WsEvent::Binary(payload), Some(codec)) if codec.kind().reads_binary() => {
+                        self.codec_input(&payload, now)
+                    }
+                    (WsEvent::Text(_) | WsEvent::Binary(_), Some(codec)) => {
+                        let kind = codec.kind();
+                        self.outbox
+                            .push(ws::frame(kind.opcode(), &kind.wrong_frame_refused()))
+                    }
                     (event, _) => match event {
                         WsEvent::Ping(payload) => {
                             self.outbox.push(ws::frame(ws::OP_PONG, &payload))
@@ -840,6 +836,24 @@ impl Live {
             self.held_before_login = 0;
         }
         keep_going
+    }
+
+    /// One frame for the codec: its messages go to the shard, its own answers to the client.
+    fn codec_input(&mut self, payload: &Bytes, now: u64) {
+        let Some(codec) = self.codec.as_deref_mut() else {
+            return;
+        };
+        let mut inbound = Vec::new();
+        codec.decode(payload, &mut inbound);
+        let opcode = codec.kind().opcode();
+        let io = self.io.clone();
+        let mut shard = io.pump.enter();
+        for item in inbound {
+            match item {
+                Inbound::Message(msg) => shard.on_client_message_of(self.local, msg, now),
+                Inbound::Reply(bytes) => self.outbox.push(ws::frame(opcode, &bytes)),
+            }
+        }
     }
 
     /// Writes what is queued: one frame as it is, several joined into one write. Ok(()) when

@@ -156,12 +156,17 @@ pub enum Received {
 
 impl RawClient {
     pub fn connect(port: u16) -> RawClient {
+        RawClient::connect_path(port, "/deepstream")
+    }
+
+    /// Connects to the WebSocket endpoint at `path`.
+    pub fn connect_path(port: u16, path: &str) -> RawClient {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         stream.set_nodelay(true).unwrap();
-        let request = "GET /deepstream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
         stream.write_all(request.as_bytes()).unwrap();
         let mut head = Vec::new();
         let mut byte = [0u8; 1];
@@ -303,6 +308,34 @@ impl RawClient {
                 Ok(0) | Err(_) => return None,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
             }
+        }
+    }
+
+    /// The next frame as it came: (opcode, payload), for endpoints that are not protobuf.
+    pub fn receive_frame(&mut self) -> (u8, Bytes) {
+        loop {
+            if self.buf.len() >= 2 {
+                let (header, len) = match self.buf[1] & 0x7f {
+                    126 if self.buf.len() >= 4 => {
+                        (4, u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize)
+                    }
+                    127 if self.buf.len() >= 10 => (
+                        10,
+                        u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize,
+                    ),
+                    126 | 127 => (usize::MAX / 2, 0),
+                    n => (2, n as usize),
+                };
+                if self.buf.len() >= header + len {
+                    let opcode = self.buf[0] & 0x0f;
+                    let frame = self.buf.split_to(header + len).freeze().slice(header..);
+                    return (opcode, frame);
+                }
+            }
+            let mut chunk = [0u8; 65536];
+            let n = self.stream.read(&mut chunk).expect("read from server");
+            assert!(n > 0, "server closed the socket");
+            self.buf.extend_from_slice(&chunk[..n]);
         }
     }
 
