@@ -342,3 +342,79 @@ fn the_4_0_framing_carries_the_same_messages() {
     );
     assert_eq!(frame_receive(&mut framed).action, connection_action::PONG);
 }
+
+/// V3 messages from a raw text client (`|` for the unit separator), and what comes back.
+fn v3_send(client: &mut common::RawClient, text: &str) {
+    let wire = format!("{}\u{1e}", text.replace('|', "\u{1f}"));
+    client.send_raw(ws::OP_TEXT, wire.as_bytes());
+}
+
+/// The next V3 messages (one text frame), or the close code.
+fn v3_receive(client: &mut common::RawClient) -> Result<Vec<String>, u16> {
+    let (opcode, payload) = client.receive_frame();
+    if opcode == ws::OP_CLOSE {
+        return Err(u16::from_be_bytes([payload[0], payload[1]]));
+    }
+    Ok(String::from_utf8_lossy(&payload)
+        .split('\u{1e}')
+        .filter(|m| !m.is_empty() && !m.starts_with("C\u{1f}PI"))
+        .map(|m| m.replace('\u{1f}', "|"))
+        .collect())
+}
+
+/// Reads until `want` (a whole V3 message) arrives; panics on a close first.
+fn v3_expect(client: &mut common::RawClient, want: &str) {
+    loop {
+        match v3_receive(client) {
+            Ok(messages) if messages.iter().any(|m| m == want) => return,
+            Ok(_) => {}
+            Err(code) => panic!("closed with {code} before {want}"),
+        }
+    }
+}
+
+#[test]
+fn each_endpoint_has_its_own_login_settings() {
+    let dir = setup("endpoints-settings", None, true);
+    let config = std::fs::read_to_string(dir.join("config.yml")).expect("config");
+    let config = config.replace(
+        "  - type: ws-text\n    options:\n      urlPath: /deepstream-v3\n",
+        "  - type: ws-text\n    options:\n      urlPath: /deepstream-v3\n      maxAuthAttempts: 1\n      \
+         unauthenticatedClientTimeout: 1000\n",
+    );
+    std::fs::write(dir.join("config.yml"), config).expect("config");
+    let server = start(&dir, "2");
+    // One wrong password ends a V3 connection...
+    let mut v3 = common::RawClient::connect_path(server.port, "/deepstream-v3");
+    v3_expect(&mut v3, "C|A");
+    v3_send(&mut v3, r#"A|REQ|{"username":"alice","password":"wrong"}"#);
+    let mut said = Vec::new();
+    let code = loop {
+        match v3_receive(&mut v3) {
+            Ok(messages) => said.extend(messages),
+            Err(code) => break code,
+        }
+    };
+    assert_eq!(
+        (said, code),
+        (
+            vec![
+                "A|E|INVALID_AUTH_DATA|U".to_string(),
+                "A|E|TOO_MANY_AUTH_ATTEMPTS".to_string()
+            ],
+            1008
+        )
+    );
+    // ...while ws-binary keeps its 3 attempts.
+    let reply = common::RawClient::auth(server.port, r#"{"username":"alice","password":"wrong"}"#);
+    assert_eq!(reply.action, auth_action::AUTH_UNSUCCESSFUL);
+    // A V3 connection that does not log in is told after its endpoint's second.
+    let started = std::time::Instant::now();
+    let mut idle = common::RawClient::connect_path(server.port, "/deepstream-v3");
+    v3_expect(&mut idle, "C|E|CONNECTION_AUTHENTICATION_TIMEOUT");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    // And a right password logs in, with the user's clientData typed.
+    let mut ok = common::RawClient::connect_path(server.port, "/deepstream-v3");
+    v3_send(&mut ok, r#"A|REQ|{"username":"alice","password":"secret"}"#);
+    v3_expect(&mut ok, r#"A|A|O{"greeting":"hello alice"}"#);
+}

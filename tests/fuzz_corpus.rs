@@ -153,6 +153,45 @@ fn write_seeds() {
         session.extend_from_slice(frame);
     }
     write("shard", "seed-session", &session);
+    let v3 = [
+        "A\x1fREQ\x1f{\"username\":\"u\"}\x1e",
+        "E\x1fS\x1fnews\x1eE\x1fEVT\x1fnews\x1fO{\"a\":1}\x1e",
+        "R\x1fCR\x1fr\x1eR\x1fU\x1fr\x1f1\x1f{\"x\":1}\x1f{\"writeSuccess\":true}\x1e",
+        "R\x1fP\x1fr\x1f2\x1fa.b\x1fN5\x1eR\x1fCU\x1fr\x1f-1\x1fz\x1fS2\x1f{}\x1e",
+        "P\x1fREQ\x1fadd\x1fc1\x1fO{\"a\":1}\x1eP\x1fE\x1fboom\x1fadd\x1fc1\x1e",
+        "U\x1fQ\x1fQ\x1eU\x1fS\x1f7\x1f[\"a\"]\x1eU\x1fS\x1fS\x1e",
+        "E\x1fL\x1fn/.*\x1eE\x1fLA\x1fn/.*\x1fn/1\x1eR\x1fH\x1fr\x1e",
+    ];
+    for (i, text) in v3.iter().enumerate() {
+        write("text_codec", &format!("seed-{i}"), text.as_bytes());
+    }
+    for (i, json) in [
+        r#"{"topic":2,"action":5,"url":"x"}"#,
+        r#"{"topic":5,"action":18,"name":"r","version":1,"data":"{\"a\":1}","isWriteAck":true}"#,
+        r#"{"topic":4,"action":3,"names":["a","b"],"correlationId":"1"}"#,
+        r#"{"topic":5,"action":8,"versions":{"a":1},"parsedData":{"x":[1]}}"#,
+    ]
+    .iter()
+    .enumerate()
+    {
+        write("json_codec", &format!("seed-{i}"), json.as_bytes());
+    }
+    for (i, msg) in messages().iter().enumerate() {
+        let mut framed = Vec::new();
+        corestream::codec::frame::encode(msg, &mut framed);
+        write("frame_codec", &format!("seed-{i}"), &framed);
+    }
+    for (i, packets) in [
+        &b"\x82\x08\x00\x05\x00\x03a/b\x01"[..],
+        b"\x33\x0c\x00\x03a/b\x00\x07{\"n\":7}",
+        b"\xc0\x00\xa2\x05\x00\x09\x00\x01x",
+        b"\x30\x07\x00\x01tplain",
+    ]
+    .iter()
+    .enumerate()
+    {
+        write("mqtt_codec", &format!("seed-{i}"), packets);
+    }
     write("http_head", "seed-upgrade", b"GET /deepstream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
     write(
         "http_head",

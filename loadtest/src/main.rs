@@ -26,6 +26,10 @@ struct Cli {
     /// Print one JSON object instead of a table.
     #[arg(long, global = true)]
     json: bool,
+    /// The endpoint's protocol (fanout runs on all; the other scenarios need binary). Point
+    /// --url at the endpoint's path (/deepstream-v3, /deepstream-json, /deepstream-frame).
+    #[arg(long, global = true, value_enum, default_value = "binary")]
+    protocol: wire::Protocol,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -124,6 +128,7 @@ fn main() {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis())
     );
+    wire::set_protocol(cli.protocol);
     let common = Common {
         target,
         cpus: cli.cpus,

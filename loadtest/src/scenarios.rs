@@ -175,12 +175,15 @@ pub fn fanout(common: &Common, opts: &Fanout) -> Report {
                         // Every frame of one read arrived at the same time.
                         let arrived = now_ns(start);
                         while let Some((opcode, frame)) = reader.next_frame() {
-                            if opcode == ws::OP_BINARY {
-                                got += 1;
-                                if let Some(t) = timestamp(&frame) {
-                                    let _ = local.record((arrived.saturating_sub(t) / 1000).max(1));
+                            crate::wire::deliveries(opcode, &frame, |emit, bytes| {
+                                if emit {
+                                    got += 1;
+                                    if let Some(t) = timestamp(bytes) {
+                                        let _ =
+                                            local.record((arrived.saturating_sub(t) / 1000).max(1));
+                                    }
                                 }
-                            }
+                            });
                         }
                         delivered += got;
                         if got > 0 {

@@ -37,12 +37,15 @@ impl Target {
 /// Frames from the server, unmasked; `payload` is the deepstream message bytes.
 pub struct Reader {
     buf: BytesMut,
+    /// Messages of a frame that held several (V3, JSON and 4.0 frames may), not taken yet.
+    pending: std::collections::VecDeque<Message>,
 }
 
 impl Default for Reader {
     fn default() -> Self {
         Reader {
             buf: BytesMut::with_capacity(64 * 1024),
+            pending: std::collections::VecDeque::new(),
         }
     }
 }
@@ -106,14 +109,18 @@ impl Reader {
         stream: &mut (impl futures_lite::AsyncRead + Unpin),
     ) -> io::Result<Message> {
         loop {
+            if let Some(msg) = self.pending.pop_front() {
+                return Ok(msg);
+            }
             while let Some((opcode, payload)) = self.next_frame() {
                 match opcode {
-                    ws::OP_BINARY => {
-                        return Message::parse(&payload).map_err(|e| {
-                            io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}"))
-                        });
-                    }
                     ws::OP_CLOSE => return Err(io::ErrorKind::ConnectionAborted.into()),
+                    ws::OP_BINARY | ws::OP_TEXT => {
+                        self.pending.extend(server_messages(opcode, &payload));
+                        if let Some(msg) = self.pending.pop_front() {
+                            return Ok(msg);
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -122,15 +129,179 @@ impl Reader {
     }
 }
 
-/// Appends a client frame for `msg` to `out`. The mask key is zero: valid, and free to apply.
-pub fn put_message(out: &mut Vec<u8>, msg: &Message) {
-    let len = msg.encoded_len();
+/// Which of the server's WebSocket endpoints the loader speaks (`--protocol`); set once at
+/// start. The fanout scenario runs on every one; the others need `binary`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// ws-binary: deepstream's protobuf messages.
+    Binary,
+    /// ws-text: the V3 text protocol.
+    Text,
+    /// ws-json: messages as JSON objects.
+    Json,
+    /// ws-frame: the binary framing of deepstream's 4.0 design.
+    Frame,
+}
+
+static PROTOCOL: std::sync::OnceLock<Protocol> = std::sync::OnceLock::new();
+
+pub fn set_protocol(protocol: Protocol) {
+    let _ = PROTOCOL.set(protocol);
+}
+
+pub fn protocol() -> Protocol {
+    PROTOCOL.get().copied().unwrap_or(Protocol::Binary)
+}
+
+/// Appends a masked client frame (mask key zero: valid, and free to apply).
+fn put_client_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
     let mut header = BytesMut::with_capacity(10);
-    ws::put_frame_header(&mut header, ws::OP_BINARY, len);
+    ws::put_frame_header(&mut header, opcode, payload.len());
     header[1] |= 0x80;
     out.extend_from_slice(&header);
     out.extend_from_slice(&[0, 0, 0, 0]);
-    msg.encode_into(out);
+    out.extend_from_slice(payload);
+}
+
+/// The V3 text a client sends for the messages the loader sends (login, subscribe, emit).
+fn v3_client_text(msg: &Message, out: &mut Vec<u8>) {
+    use corestream::protocol::message::event_action;
+    let sep = |out: &mut Vec<u8>| out.push(0x1f);
+    match (msg.topic, msg.action) {
+        (topic::AUTH, _) => {
+            out.extend_from_slice(b"A\x1fREQ");
+            sep(out);
+            out.extend_from_slice(msg.data.as_deref().unwrap_or(b"{}"));
+            out.push(0x1e);
+        }
+        (topic::EVENT, event_action::SUBSCRIBE) => {
+            for name in &msg.names {
+                out.extend_from_slice(b"E\x1fS");
+                sep(out);
+                out.extend_from_slice(name);
+                out.push(0x1e);
+            }
+        }
+        (topic::EVENT, event_action::EMIT) => {
+            out.extend_from_slice(b"E\x1fEVT");
+            sep(out);
+            out.extend_from_slice(msg.name.as_deref().unwrap_or_default());
+            sep(out);
+            corestream::codec::typed::to_typed(msg.data.as_deref(), out);
+            out.push(0x1e);
+        }
+        // V3 servers open the connection themselves: no challenge.
+        _ => {}
+    }
+}
+
+/// Appends a client frame for `msg` in the loader's protocol.
+pub fn put_message(out: &mut Vec<u8>, msg: &Message) {
+    match protocol() {
+        Protocol::Binary => {
+            let len = msg.encoded_len();
+            let mut header = BytesMut::with_capacity(10);
+            ws::put_frame_header(&mut header, ws::OP_BINARY, len);
+            header[1] |= 0x80;
+            out.extend_from_slice(&header);
+            out.extend_from_slice(&[0, 0, 0, 0]);
+            msg.encode_into(out);
+        }
+        Protocol::Text => {
+            let mut text = Vec::new();
+            v3_client_text(msg, &mut text);
+            if !text.is_empty() {
+                put_client_frame(out, ws::OP_TEXT, &text);
+            }
+        }
+        Protocol::Json => {
+            let mut json = Vec::new();
+            corestream::codec::json::encode(msg, &mut json);
+            put_client_frame(out, ws::OP_TEXT, &json);
+        }
+        Protocol::Frame => {
+            let mut framed = Vec::new();
+            corestream::codec::frame::encode(msg, &mut framed);
+            put_client_frame(out, ws::OP_BINARY, &framed);
+        }
+    }
+}
+
+/// The messages of one server frame in the loader's protocol, as (is an event emit, bytes
+/// holding its data): a V3 or 4.0 frame can hold several.
+pub fn deliveries(opcode: u8, payload: &Bytes, mut each: impl FnMut(bool, &[u8])) {
+    use corestream::protocol::message::event_action;
+    match (protocol(), opcode) {
+        (Protocol::Binary, ws::OP_BINARY) => each(true, payload),
+        (Protocol::Text, ws::OP_TEXT) => {
+            for message in payload.split(|b| *b == 0x1e).filter(|m| !m.is_empty()) {
+                each(message.starts_with(b"E\x1fEVT\x1f"), message);
+            }
+        }
+        (Protocol::Json, ws::OP_TEXT) => each(
+            memchr::memmem::find(payload, b"\"action\":2,").is_some(),
+            payload,
+        ),
+        (Protocol::Frame, ws::OP_BINARY) => {
+            let mut at = 0;
+            while let Some(header) = payload.get(at..at + 8) {
+                let len = |b: &[u8]| {
+                    (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2])
+                };
+                let end = at + 8 + len(&header[2..5]) + len(&header[5..8]);
+                let emit =
+                    header[0] & 0x7f == topic::EVENT as u8 && header[1] == event_action::EMIT as u8;
+                each(emit, payload.get(at..end).unwrap_or_default());
+                at = end;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The messages of a server frame in the loader's protocol, as the shard's `Message`s (for
+/// V3, only topic and action: enough to tell a login's answer). The server's own V3 messages
+/// (`C␟A`, `C␟PI`) are left out.
+fn server_messages(opcode: u8, payload: &Bytes) -> Vec<Message> {
+    match (protocol(), opcode) {
+        (Protocol::Binary, ws::OP_BINARY) => Message::parse(payload).ok().into_iter().collect(),
+        (Protocol::Text, ws::OP_TEXT) => payload
+            .split(|b| *b == 0x1e)
+            .filter(|m| !m.is_empty() && !m.starts_with(b"C"))
+            .map(|message| {
+                let topic = match message.first() {
+                    Some(b'A') => topic::AUTH,
+                    Some(b'E') => topic::EVENT,
+                    Some(b'R') => topic::RECORD,
+                    _ => topic::PARSER,
+                };
+                let action = if message.starts_with(b"A\x1fA") {
+                    auth_action::AUTH_SUCCESSFUL
+                } else if topic == topic::AUTH {
+                    auth_action::AUTH_UNSUCCESSFUL
+                } else {
+                    0
+                };
+                Message::new(topic, action)
+            })
+            .collect(),
+        (Protocol::Json, ws::OP_TEXT) | (Protocol::Frame, ws::OP_BINARY) => {
+            let mut out = Vec::new();
+            if protocol() == Protocol::Json {
+                corestream::codec::json::decode(payload, &mut out);
+            } else {
+                let mut partial = corestream::codec::frame::Partial::default();
+                corestream::codec::frame::decode(payload, &mut partial, usize::MAX, &mut out);
+            }
+            out.into_iter()
+                .filter_map(|i| match i {
+                    corestream::codec::Inbound::Message(m) => Some(*m),
+                    corestream::codec::Inbound::Reply(_) => None,
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 pub async fn send(

@@ -98,6 +98,55 @@ impl WsCodec {
     }
 }
 
+/// A shard's recent transcodings: a fan-out hands the same frame (one `Bytes`) to every
+/// subscriber, so each endpoint's form of it is made once per shard, not once per subscriber.
+/// A slot keeps its source frame alive, so an address seen again is the same frame; only
+/// frames up to `CACHED_MAX` bytes are kept, so the memory held is bounded (4,096 slots of at
+/// most 2 KiB and its transcoding: under 16 MiB per shard, far less for usual messages). The
+/// slots must outnumber the frames a burst puts in flight: subscribers drain their outboxes
+/// at their own pace.
+pub struct Transcoded {
+    slots: Vec<Option<(WsCodec, Bytes, Bytes)>>,
+}
+
+const CACHE_SLOTS: usize = 4096;
+const CACHED_MAX: usize = 2048;
+
+impl Default for Transcoded {
+    fn default() -> Self {
+        Transcoded {
+            slots: vec![None; CACHE_SLOTS],
+        }
+    }
+}
+
+impl Transcoded {
+    fn slot(frame: &Bytes) -> usize {
+        (frame.as_ptr() as usize >> 4) % CACHE_SLOTS
+    }
+
+    fn get(&self, kind: WsCodec, frame: &Bytes) -> Option<&Bytes> {
+        match self.slots.get(Self::slot(frame))? {
+            Some((k, source, out))
+                if *k == kind
+                    && source.as_ptr() == frame.as_ptr()
+                    && source.len() == frame.len() =>
+            {
+                Some(out)
+            }
+            _ => None,
+        }
+    }
+
+    fn put(&mut self, kind: WsCodec, frame: &Bytes, out: Bytes) {
+        if frame.len() <= CACHED_MAX {
+            if let Some(slot) = self.slots.get_mut(Self::slot(frame)) {
+                *slot = Some((kind, frame.clone(), out));
+            }
+        }
+    }
+}
+
 /// One connection's codec and what it keeps between frames.
 #[derive(Debug)]
 pub struct Codec {
@@ -141,9 +190,9 @@ impl Codec {
     /// Rewrites the frames the shard queued (protobuf in binary frames) as this protocol's
     /// frames, in order; other frames (a close) pass as they are. V3 messages that follow
     /// one another share one frame, as the reference's buffered writes do.
-    pub fn rewrite(&mut self, frames: &mut Vec<Bytes>) {
+    pub fn rewrite(&mut self, frames: &mut Vec<Bytes>, cache: &mut Transcoded) {
         let mut rewritten = Vec::with_capacity(frames.len());
-        let mut text = Vec::new();
+        let mut text = Vec::with_capacity(frames.iter().map(|f| f.len() * 2).sum());
         let opcode = self.kind.opcode();
         let flush = |text: &mut Vec<u8>, rewritten: &mut Vec<Bytes>| {
             if !text.is_empty() {
@@ -152,23 +201,33 @@ impl Codec {
             }
         };
         for frame in frames.drain(..) {
-            let Some(msg) = shard_message(&frame) else {
-                flush(&mut text, &mut rewritten);
-                rewritten.push(frame);
-                continue;
-            };
-            match self.kind {
-                WsCodec::Text => {
-                    if self.reads.passes(&msg) {
-                        text::encode(&msg, &mut text);
+            // A V3 client waiting for a read needs the message itself (`ReadsInFlight`).
+            let needs_message = self.kind == WsCodec::Text && !self.reads.is_empty();
+            match cache.get(self.kind, &frame).filter(|_| !needs_message) {
+                Some(encoded) => text.extend_from_slice(encoded),
+                None => {
+                    let Some(msg) = shard_message(&frame) else {
+                        flush(&mut text, &mut rewritten);
+                        rewritten.push(frame);
+                        continue;
+                    };
+                    if self.kind == WsCodec::Text && !self.reads.passes(&msg) {
+                        continue;
                     }
+                    let mut out = Vec::new();
+                    match self.kind {
+                        WsCodec::Text => text::encode(&msg, &mut out),
+                        WsCodec::Json => json::encode(&msg, &mut out),
+                        WsCodec::Frame => frame::encode(&msg, &mut out),
+                    }
+                    text.extend_from_slice(&out);
+                    cache.put(self.kind, &frame, Bytes::from(out));
                 }
-                WsCodec::Json => {
-                    json::encode(&msg, &mut text);
-                    flush(&mut text, &mut rewritten);
-                }
-                // Messages that follow one another share one binary frame.
-                WsCodec::Frame => frame::encode(&msg, &mut text),
+            }
+            // JSON has one message per frame; V3 and 4.0 messages that follow one another
+            // share one frame.
+            if self.kind == WsCodec::Json {
+                flush(&mut text, &mut rewritten);
             }
         }
         flush(&mut text, &mut rewritten);
@@ -194,7 +253,7 @@ mod tests {
         };
         let close = ws::close_frame(1000, "");
         let mut frames = vec![emit(b"a"), emit(b"b"), close.clone(), emit(b"c")];
-        Codec::new(WsCodec::Text, 1 << 20).rewrite(&mut frames);
+        Codec::new(WsCodec::Text, 1 << 20).rewrite(&mut frames, &mut Transcoded::default());
         assert_eq!(frames.len(), 3);
         let payload = |f: &Bytes| ws::server_frame_payload(f).expect("frame");
         assert_eq!(
@@ -206,11 +265,36 @@ mod tests {
         );
         assert_eq!(frames[1], close);
         let mut frames = vec![emit(b"a"), emit(b"b")];
-        Codec::new(WsCodec::Json, 1 << 20).rewrite(&mut frames);
+        Codec::new(WsCodec::Json, 1 << 20).rewrite(&mut frames, &mut Transcoded::default());
         assert_eq!(frames.len(), 2);
         assert_eq!(
             payload(&frames[1]).1,
             Bytes::from_static(br#"{"topic":4,"action":2,"name":"b","data":"1","parsedData":1}"#)
         );
+    }
+
+    #[test]
+    fn a_shared_frame_is_transcoded_once_per_shard_and_kind() {
+        let emit = |name: &'static [u8]| {
+            let msg = Message {
+                name: Some(Bytes::from_static(name)),
+                data: Some(Bytes::from_static(b"1")),
+                ..Message::new(topic::EVENT, event_action::EMIT)
+            };
+            ws::frame(ws::OP_BINARY, &msg.encode())
+        };
+        let (a, b) = (emit(b"a"), emit(b"b"));
+        let mut cache = Transcoded::default();
+        let mut first = vec![a.clone(), b.clone()];
+        Codec::new(WsCodec::Text, 1 << 20).rewrite(&mut first, &mut cache);
+        assert!(cache.get(WsCodec::Text, &a).is_some());
+        assert!(cache.get(WsCodec::Json, &a).is_none(), "per kind");
+        // Another subscriber's connection gets the same bytes from the cache.
+        let mut second = vec![a.clone(), b.clone()];
+        Codec::new(WsCodec::Text, 1 << 20).rewrite(&mut second, &mut cache);
+        assert_eq!(first, second);
+        // An equal frame in another allocation is transcoded on its own.
+        let copy = Bytes::copy_from_slice(&a);
+        assert!(cache.get(WsCodec::Text, &copy).is_none());
     }
 }

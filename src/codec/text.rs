@@ -339,6 +339,10 @@ pub struct ReadsInFlight(ahash::AHashSet<Bytes>);
 const MAX_READS_IN_FLIGHT: usize = 4096;
 
 impl ReadsInFlight {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn on_request(&mut self, msg: &Message) {
         if (msg.topic, msg.action) == (topic::RECORD, ra::SUBSCRIBECREATEANDREAD)
             && self.0.len() < MAX_READS_IN_FLIGHT

@@ -64,6 +64,8 @@ pub struct ShardIo {
     frames: RefCell<Vec<Bytes>>,
     /// Several frames joined into one write.
     joined: RefCell<Vec<u8>>,
+    /// What other endpoints' connections were sent lately, in their protocols.
+    transcoded: RefCell<crate::codec::Transcoded>,
     /// Where quiet sockets wait; `None` when parking is off.
     parking: Option<Rc<Parking>>,
     /// Whether any shard is too far behind to take more client input.
@@ -111,6 +113,7 @@ impl ShardIo {
             pool: RefCell::default(),
             frames: RefCell::default(),
             joined: RefCell::default(),
+            transcoded: RefCell::default(),
             parking,
             backlog,
             backlogged,
@@ -884,7 +887,7 @@ impl Live {
             self.outbox.drain(&mut frames, cx.waker());
             if let Some(codec) = self.codec.as_deref_mut() {
                 let drained = !frames.is_empty();
-                codec.rewrite(&mut frames);
+                codec.rewrite(&mut frames, &mut io.transcoded.borrow_mut());
                 // All of it came to nothing in this protocol: drain again, which registers
                 // the waker for what comes next (a drain that returns frames does not).
                 if drained && frames.is_empty() {
@@ -943,13 +946,14 @@ impl Live {
         let unsent = self.unsent.take();
         let outbox = &self.outbox;
         let mut codec = self.codec.take();
+        let io = self.io.clone();
         let flush = async {
             if let Some(unsent) = unsent {
                 stream.write_all(&unsent).await?;
             }
             let mut frames = outbox.take_all();
             if let Some(codec) = codec.as_deref_mut() {
-                codec.rewrite(&mut frames);
+                codec.rewrite(&mut frames, &mut io.transcoded.borrow_mut());
             }
             for frame in frames {
                 stream.write_all(&frame).await?;
