@@ -198,6 +198,11 @@ enum Field {
 
 use Field::*;
 
+/// Whether the protobuf schema has this topic (others cannot be encoded or parsed).
+pub fn known_topic(topic: i32) -> bool {
+    layout(topic).is_some()
+}
+
 /// (wire number, field) per topic, in ascending wire order so encoding is canonical.
 fn layout(topic: i32) -> Option<&'static [(u32, Field)]> {
     Some(match topic {

@@ -62,14 +62,12 @@ impl Shard {
         self.on_message_in_phase(local, phase, msg, now);
     }
 
-    /// One message a codec of another endpoint (V3 text, JSON, MQTT) read from connection
-    /// `local`: handled exactly as a binary frame carrying it.
+    /// One message a codec of another endpoint (V3 text, JSON, 4.0 framing, MQTT) read from
+    /// connection `local`. It is handled as the binary frame carrying it: what protobuf cannot
+    /// carry (a topic the schema lacks, a field the topic has not) is refused or dropped exactly
+    /// as for a ws-binary client, so no endpoint reaches the shard with what another cannot.
     pub fn on_client_message_of(&mut self, local: u32, msg: Box<Message>, now: u64) {
-        self.now = self.now.max(now);
-        let Some(phase) = self.conn_side.conns.get(&local).map(|c| c.phase) else {
-            return;
-        };
-        self.on_message_in_phase(local, phase, msg, now);
+        self.on_client_frame(local, &msg.encode(), now);
     }
 
     fn on_message_in_phase(&mut self, local: u32, phase: Phase, msg: Box<Message>, now: u64) {
