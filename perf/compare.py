@@ -81,11 +81,13 @@ def cpu_seconds(pid):
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def load(port, duration, loader_cpus, scenario, *args, server=None):
+def load(port, duration, loader_cpus, scenario, *args, server=None, path='/deepstream',
+         protocol='binary'):
     """Runs one scenario. With `server` (a pid), also the server's CPU time during the run:
     'server cpu (s)', 'server user share' (the rest is kernel time)."""
-    cmd = [LOAD, '--url', f'ws://127.0.0.1:{port}/deepstream', '--cpus', loader_cpus,
-           '--duration', str(duration), '--json', scenario, *map(str, args)]
+    cmd = [LOAD, '--url', f'ws://127.0.0.1:{port}{path}', '--protocol', protocol,
+           '--cpus', loader_cpus, '--duration', str(duration), '--json', scenario,
+           *map(str, args)]
     before = cpu_seconds(server) if server else None
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120)
     after = cpu_seconds(server) if server else None

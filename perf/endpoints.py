@@ -10,8 +10,8 @@ Usage: perf/endpoints.py [--duration 5]   (run from the repository root; builds 
 """
 import argparse, json, os, subprocess, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare import (LOAD, SERVER, SHARED, log, wait_healthy, stop, server_pid, cpu_seconds,
-                     cpu_per)
+import compare
+from compare import LOAD, SERVER, SHARED, log, wait_healthy, stop, server_pid, cpu_per
 
 SERVER_CPU, LOADER_CPU = '0', '1'
 RATES = [1000, 4000, 10000, 20000, 40000, 100000, 200000]
@@ -21,21 +21,8 @@ PATHS = {'binary': '/deepstream', 'text': '/deepstream-v3', 'json': '/deepstream
 
 
 def load(port, protocol, duration, rate, server=None):
-    cmd = [LOAD, '--url', f'ws://127.0.0.1:{port}{PATHS[protocol]}', '--protocol', protocol,
-           '--cpus', LOADER_CPU, '--duration', str(duration), '--json', 'fanout',
-           '--rate', str(rate), '--subscribers', str(SUBSCRIBERS)]
-    before = cpu_seconds(server) if server else None
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120)
-    after = cpu_seconds(server) if server else None
-    line = next((l for l in out.stdout.splitlines() if l.startswith('{')), None)
-    if line is None:
-        raise RuntimeError(f'no result from {cmd}: {out.stderr[-500:]}')
-    result = json.loads(line)
-    if before and after:
-        result['server cpu (s)'] = sum(after) - sum(before)
-    log('   ', protocol, rate, '->', {k: result.get(k) for k in (
-        'deliveries/s', 'lost', 'latency p99 (us)', 'server cpu (s)')})
-    return result
+    return compare.load(port, duration, LOADER_CPU, 'fanout', '--rate', rate, '--subscribers',
+                        SUBSCRIBERS, server=server, path=PATHS[protocol], protocol=protocol)
 
 
 def measure(start, protocol, duration):

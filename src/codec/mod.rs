@@ -241,16 +241,18 @@ mod tests {
     use crate::protocol::message::{event_action, topic};
     use crate::protocol::ws;
 
+    /// A shard's frame of an emit of `name`.
+    fn emit(name: &'static [u8]) -> Bytes {
+        let msg = Message {
+            name: Some(Bytes::from_static(name)),
+            data: Some(Bytes::from_static(b"1")),
+            ..Message::new(topic::EVENT, event_action::EMIT)
+        };
+        ws::frame(ws::OP_BINARY, &msg.encode())
+    }
+
     #[test]
     fn shard_frames_become_text_frames_in_order() {
-        let emit = |name: &'static [u8]| {
-            let msg = Message {
-                name: Some(Bytes::from_static(name)),
-                data: Some(Bytes::from_static(b"1")),
-                ..Message::new(topic::EVENT, event_action::EMIT)
-            };
-            ws::frame(ws::OP_BINARY, &msg.encode())
-        };
         let close = ws::close_frame(1000, "");
         let mut frames = vec![emit(b"a"), emit(b"b"), close.clone(), emit(b"c")];
         Codec::new(WsCodec::Text, 1 << 20).rewrite(&mut frames, &mut Transcoded::default());
@@ -275,14 +277,6 @@ mod tests {
 
     #[test]
     fn a_shared_frame_is_transcoded_once_per_shard_and_kind() {
-        let emit = |name: &'static [u8]| {
-            let msg = Message {
-                name: Some(Bytes::from_static(name)),
-                data: Some(Bytes::from_static(b"1")),
-                ..Message::new(topic::EVENT, event_action::EMIT)
-            };
-            ws::frame(ws::OP_BINARY, &msg.encode())
-        };
         let (a, b) = (emit(b"a"), emit(b"b"));
         let mut cache = Transcoded::default();
         let mut first = vec![a.clone(), b.clone()];

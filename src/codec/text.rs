@@ -486,6 +486,19 @@ impl Writer<'_> {
     fn end(&mut self) {
         self.0.push(MESSAGE_SEPARATOR);
     }
+    /// A record message's `ACTION␟name␟version`.
+    fn record(&mut self, action: &[u8], name: &[u8], version: Option<i32>) -> &mut Self {
+        self.part(action)
+            .part(name)
+            .part(version_text(version).as_bytes())
+    }
+    /// The trailing write config of a write that asked for an ack.
+    fn write_config(&mut self, msg: &Message) -> &mut Self {
+        if msg.is_write_ack == Some(true) {
+            self.part(WRITE_SUCCESS);
+        }
+        self
+    }
 }
 
 fn field(value: &Option<Bytes>) -> &[u8] {
@@ -575,48 +588,33 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
             };
             w.part(b"A").part(action).part(named)
         }
-        (topic::EVENT, ea::SUBSCRIPTION_FOR_PATTERN_FOUND) => {
+        (topic::EVENT, ea::SUBSCRIPTION_FOR_PATTERN_FOUND)
+        | (topic::RECORD, ra::SUBSCRIPTION_FOR_PATTERN_FOUND) => {
             w.part(b"SP").part(name).part(field(&msg.subscription))
         }
-        (topic::EVENT, ea::SUBSCRIPTION_FOR_PATTERN_REMOVED) => {
+        (topic::EVENT, ea::SUBSCRIPTION_FOR_PATTERN_REMOVED)
+        | (topic::RECORD, ra::SUBSCRIPTION_FOR_PATTERN_REMOVED) => {
             w.part(b"SR").part(name).part(field(&msg.subscription))
         }
-        (topic::RECORD, ra::SUBSCRIPTION_FOR_PATTERN_FOUND) => {
-            w.part(b"SP").part(name).part(field(&msg.subscription))
+        (topic::RECORD, ra::READ_RESPONSE) => {
+            w.record(b"R", name, msg.version).part(field(&msg.data))
         }
-        (topic::RECORD, ra::SUBSCRIPTION_FOR_PATTERN_REMOVED) => {
-            w.part(b"SR").part(name).part(field(&msg.subscription))
-        }
-        (topic::RECORD, ra::READ_RESPONSE) => w
-            .part(b"R")
-            .part(name)
-            .part(version_text(msg.version).as_bytes())
-            .part(field(&msg.data)),
         (topic::RECORD, ra::HEAD_RESPONSE) if corr == HAS => {
             let known = msg.version.is_some_and(|v| v >= 0);
             w.part(b"H")
                 .part(name)
                 .part(if known { b"T" } else { b"F" })
         }
-        (topic::RECORD, ra::HEAD_RESPONSE) => w
-            .part(b"HD")
-            .part(name)
-            .part(version_text(msg.version).as_bytes())
-            .part(b"null"),
+        (topic::RECORD, ra::HEAD_RESPONSE) => w.record(b"HD", name, msg.version).part(b"null"),
         (topic::RECORD, ra::UPDATE | ra::CREATEANDUPDATE) => {
             let action: &[u8] = if msg.action == ra::UPDATE {
                 b"U"
             } else {
                 b"CU"
             };
-            w.part(action)
-                .part(name)
-                .part(version_text(msg.version).as_bytes())
-                .part(field(&msg.data));
-            if msg.is_write_ack == Some(true) {
-                w.part(WRITE_SUCCESS);
-            }
-            &mut w
+            w.record(action, name, msg.version)
+                .part(field(&msg.data))
+                .write_config(msg)
         }
         (topic::RECORD, ra::PATCH | ra::ERASE | ra::CREATEANDPATCH) => {
             let action: &[u8] = if msg.action == ra::CREATEANDPATCH {
@@ -624,19 +622,13 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
             } else {
                 b"P"
             };
-            w.part(action)
-                .part(name)
-                .part(version_text(msg.version).as_bytes())
-                .part(field(&msg.path));
+            w.record(action, name, msg.version).part(field(&msg.path));
             if msg.action == ra::ERASE {
                 w.part(b"U");
             } else {
                 w.typed(msg.data.as_ref());
             }
-            if msg.is_write_ack == Some(true) {
-                w.part(WRITE_SUCCESS);
-            }
-            &mut w
+            w.write_config(msg)
         }
         (topic::RECORD, ra::DELETE_SUCCESS | ra::DELETED) => w.part(b"A").part(b"D").part(name),
         (topic::RECORD, ra::WRITE_ACKNOWLEDGEMENT) => {
@@ -657,17 +649,11 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
             .part(b"RECORD_NOT_FOUND"),
         (topic::RECORD, ra::SUBSCRIPTION_HAS_PROVIDER) => w.part(b"SH").part(name).part(b"T"),
         (topic::RECORD, ra::SUBSCRIPTION_HAS_NO_PROVIDER) => w.part(b"SH").part(name).part(b"F"),
-        (topic::RECORD, ra::VERSION_EXISTS) => {
-            w.part(b"E")
-                .part(b"VERSION_EXISTS")
-                .part(name)
-                .part(version_text(msg.version).as_bytes())
-                .part(field(&msg.data));
-            if msg.is_write_ack == Some(true) {
-                w.part(WRITE_SUCCESS);
-            }
-            &mut w
-        }
+        (topic::RECORD, ra::VERSION_EXISTS) => w
+            .part(b"E")
+            .record(b"VERSION_EXISTS", name, msg.version)
+            .part(field(&msg.data))
+            .write_config(msg),
         (topic::RPC, pa::REQUEST) => w
             .part(b"REQ")
             .part(name)

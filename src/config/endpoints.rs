@@ -82,18 +82,8 @@ impl Endpoint {
     }
 }
 
-/// Option keys each endpoint type reads (others are warned about).
-pub const WS_KEYS: &[&str] = &[
-    "urlPath",
-    "heartbeatInterval",
-    "outgoingBufferTimeout",
-    "maxBufferByteSize",
-    "logInvalidAuthData",
-    "unauthenticatedClientTimeout",
-    "maxAuthAttempts",
-    "maxMessageSize",
-    "headers",
-];
+/// Option keys the MQTT endpoint reads (others are warned about); WebSocket endpoints read
+/// ws-binary's (`keys::WS_OPTIONS`).
 pub const MQTT_KEYS: &[&str] = &[
     "port",
     "host",

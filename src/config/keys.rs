@@ -37,6 +37,7 @@ pub const WS_OPTIONS: &[&str] = &[
     "unauthenticatedClientTimeout",
     "maxAuthAttempts",
     "maxMessageSize",
+    "headers",
 ];
 pub const HTTP_ENDPOINT_OPTIONS: &[&str] = &[
     "allowAuthData",

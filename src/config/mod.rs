@@ -637,7 +637,7 @@ impl Config {
                     let known = if protocol == Protocol::Mqtt {
                         endpoints::MQTT_KEYS
                     } else {
-                        endpoints::WS_KEYS
+                        keys::WS_OPTIONS
                     };
                     let section = format!("connectionEndpoints {kind} options");
                     keys::warn_unknown(
@@ -795,28 +795,35 @@ impl Config {
         Some((u8::try_from(i + 1).ok()?, endpoint.protocol))
     }
 
+    /// An endpoint's own setting, else ws-binary's.
+    fn setting_of<T>(
+        &self,
+        index: u8,
+        own: impl Fn(&endpoints::Endpoint) -> Option<T>,
+        top: T,
+    ) -> T {
+        self.endpoint(index).and_then(own).unwrap_or(top)
+    }
+
     pub fn max_auth_attempts_of(&self, index: u8) -> u32 {
-        self.endpoint(index)
-            .and_then(|e| e.max_auth_attempts)
-            .unwrap_or(self.max_auth_attempts)
+        self.setting_of(index, |e| e.max_auth_attempts, self.max_auth_attempts)
     }
 
     pub fn heartbeat_interval_of(&self, index: u8) -> u64 {
-        self.endpoint(index)
-            .and_then(|e| e.heartbeat_interval_ms)
-            .unwrap_or(self.heartbeat_interval_ms)
+        self.setting_of(
+            index,
+            |e| e.heartbeat_interval_ms,
+            self.heartbeat_interval_ms,
+        )
     }
 
     pub fn unauthenticated_timeout_of(&self, index: u8) -> Option<u64> {
-        self.endpoint(index)
-            .and_then(|e| e.unauthenticated_client_timeout_ms)
-            .unwrap_or(self.unauthenticated_client_timeout_ms)
+        let top = self.unauthenticated_client_timeout_ms;
+        self.setting_of(index, |e| e.unauthenticated_client_timeout_ms, top)
     }
 
     pub fn max_message_size_of(&self, index: u8) -> usize {
-        self.endpoint(index)
-            .and_then(|e| e.max_message_size)
-            .unwrap_or(self.max_message_size)
+        self.setting_of(index, |e| e.max_message_size, self.max_message_size)
     }
 
     fn read_logging(

@@ -76,7 +76,7 @@ impl Shard {
                         shard: self.id as u16,
                         id: *local,
                         user: String::from_utf8_lossy(conn.user()).into_owned(),
-                        http: conn.api,
+                        http: conn.is_api(),
                         logged_in: conn.phase == Phase::Open,
                         opened_at_ms: conn.opened_at,
                         queued_bytes: conn.outbox.queued_bytes(),
@@ -94,7 +94,7 @@ impl Shard {
                     .conn_side
                     .conns
                     .iter()
-                    .filter(|(_, c)| !c.api && *c.user() == user)
+                    .filter(|(_, c)| !c.is_api() && *c.user() == user)
                     .map(|(local, _)| *local)
                     .collect();
                 for local in targets {

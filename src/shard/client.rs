@@ -70,7 +70,9 @@ impl Shard {
             }
             Op::Emit => {
                 // An API request learns that its emit passed the permission check.
-                if msg.name.is_some() && self.conn_side.conns.get(&local).is_some_and(|c| c.api) {
+                if msg.name.is_some()
+                    && self.conn_side.conns.get(&local).is_some_and(|c| c.is_api())
+                {
                     self.send_local(local, &ack(&msg));
                 }
                 match msg.name {

@@ -65,10 +65,9 @@ struct Conn {
     opened_at: u64,
     /// Who this connection is, as permission rules see it.
     identity: Arc<crate::permission::rules::User>,
-    /// An HTTP API request, not a socket: it is not in presence, has no heartbeat, and is told
-    /// when an emit has passed its permission check.
-    api: bool,
-    /// Which endpoint it came through (`Config::endpoint`): its login and heartbeat settings.
+    /// Which endpoint it came through (`Config::endpoint`): its login and heartbeat settings;
+    /// `API_ENDPOINT` for an HTTP API request (one byte with the endpoint keeps the entry at
+    /// 40 bytes).
     endpoint: u8,
     /// Allocated on first use, so a connection that only idles stays small.
     extras: Option<Box<ConnExtras>>,
@@ -92,7 +91,15 @@ struct ConnExtras {
     pinged_at: u64,
 }
 
+/// `Conn::endpoint` of an HTTP API request, not a socket: it is not in presence, has no
+/// heartbeat, and is told when an emit has passed its permission check.
+const API_ENDPOINT: u8 = u8::MAX;
+
 impl Conn {
+    fn is_api(&self) -> bool {
+        self.endpoint == API_ENDPOINT
+    }
+
     /// The login id; empty before login.
     fn user(&self) -> &Bytes {
         &self.identity.id
@@ -260,27 +267,27 @@ impl Shard {
 
     /// A new WebSocket connection; returns its local number.
     pub fn open_conn(&mut self, outbox: Outbox, now: u64) -> u32 {
-        self.open(outbox, now, false, 0)
+        self.open(outbox, now, 0)
     }
 
     /// A connection of another endpoint (`Config::endpoint(endpoint)`); its codec turns what
     /// it reads into messages for `on_client_message_of` and what its outbox gets back into
     /// its own protocol.
     pub fn open_conn_on(&mut self, outbox: Outbox, now: u64, endpoint: u8) -> u32 {
-        self.open(outbox, now, false, endpoint)
+        self.open(outbox, now, endpoint.min(API_ENDPOINT - 1))
     }
 
     /// A connection for one HTTP API request: it logs in with `api_login`, then sends its
     /// items through `on_api_message`; the replies arrive in `outbox` as for a socket.
     pub fn open_api_conn(&mut self, outbox: Outbox, now: u64) -> u32 {
-        let local = self.open(outbox, now, true, 0);
+        let local = self.open(outbox, now, API_ENDPOINT);
         if let Some(conn) = self.conn_side.conns.get_mut(&local) {
             conn.phase = Phase::AwaitAuth;
         }
         local
     }
 
-    fn open(&mut self, outbox: Outbox, now: u64, api: bool, endpoint: u8) -> u32 {
+    fn open(&mut self, outbox: Outbox, now: u64, endpoint: u8) -> u32 {
         self.conn_side.next_local = self.conn_side.next_local.wrapping_add(1);
         while self
             .conn_side
@@ -303,7 +310,6 @@ impl Shard {
                 sweep_slot,
                 opened_at: now,
                 identity: self.conn_side.anonymous.clone(),
-                api,
                 endpoint,
                 extras: None,
             },
@@ -897,10 +903,10 @@ impl Shard {
         }
         // Only a logged-in socket has a user in presence; anonymous ones and API requests not.
         let user = conn.user();
-        if !conn.api && conn.phase != Phase::AwaitChallenge && !user.is_empty() {
+        if !conn.is_api() && conn.phase != Phase::AwaitChallenge && !user.is_empty() {
             self.session_event("logout", local, user);
         }
-        if !conn.api && !user.is_empty() && user != crate::auth::OPEN_USER.as_bytes() {
+        if !conn.is_api() && !user.is_empty() && user != crate::auth::OPEN_USER.as_bytes() {
             let owner = self.owner(user);
             self.route(
                 owner,

@@ -105,7 +105,7 @@ impl Shard {
             .conn_side
             .conns
             .get(&local)
-            .is_some_and(|c| c.api && c.phase == Phase::Open);
+            .is_some_and(|c| c.is_api() && c.phase == Phase::Open);
         if open {
             self.count(|m| m.messages_in.add(msg.topic, msg.action));
             self.on_client_message(local, msg, super::msg::MsgContext::default(), now);
@@ -251,7 +251,7 @@ impl Shard {
     }
 
     fn login_succeeded(&mut self, local: u32, login: auth::LoginOk) {
-        let api = self.conn_side.conns.get(&local).is_some_and(|c| c.api);
+        let api = self.conn_side.conns.get(&local).is_some_and(|c| c.is_api());
         self.count(|m| {
             if api {
                 m.api_logins_accepted += 1;
@@ -312,7 +312,7 @@ impl Shard {
         };
         let max = self.config.max_auth_attempts_of(conn.endpoint);
         conn.auth_attempts = conn.auth_attempts.saturating_add(1);
-        if conn.api {
+        if conn.is_api() {
             self.metrics.borrow_mut().api_logins_refused += 1;
         } else {
             self.metrics.borrow_mut().logins_refused += 1;
@@ -361,7 +361,7 @@ impl Shard {
                 continue;
             };
             // API requests are bounded by their own timeout.
-            if conn.api || conn.phase == Phase::Closed || conn.outbox.closing().is_some() {
+            if conn.is_api() || conn.phase == Phase::Closed || conn.outbox.closing().is_some() {
                 continue;
             }
             let config = &self.config;

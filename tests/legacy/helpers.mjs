@@ -12,6 +12,9 @@ export const mqtt = require('mqtt')
 const open = []
 after(async () => { while (open.length) { try { await open.pop()() } catch {} } })
 
+// Runs `close` when the file's tests end.
+export const closeAtEnd = close => open.push(close)
+
 export const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
 export const uniq = prefix => `${prefix}/${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`
 export const within = (promise, ms, what) => Promise.race([promise, sleep(ms).then(() => { throw new Error(`timed out: ${what}`) })])

@@ -1,30 +1,15 @@
 // Where corestream's ws-text endpoint answers what the reference 7.0.2 leaves unanswered (or
 // answers wrongly) for the V3 client: `has`, a snapshot of a missing record, an RPC error's
 // text, and input it cannot read. Runs against corestream only.
-import { test, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { v3Login, sleep, uniq, within, closeAtEnd } from './helpers.mjs'
 import { createRequire } from 'node:module'
 
 const require = createRequire(import.meta.url)
-const deepstream = require('deepstream.io-client-js')
 const WebSocket = require('ws')
 const URL = process.env.DS_V3_URL
-const open = []
-after(() => { while (open.length) open.pop().close() })
-
-const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
-const uniq = prefix => `${prefix}/${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`
-const within = (promise, ms, what) => Promise.race([promise, sleep(ms).then(() => { throw new Error(`timed out: ${what}`) })])
-
-function login (username) {
-  const c = deepstream(URL, { maxReconnectAttempts: 0, silentDeprecation: true })
-  c.errors = []
-  c.on('error', (error, event) => c.errors.push(`${event}: ${error}`))
-  open.push(c)
-  return within(new Promise((resolve, reject) => {
-    c.login({ username }, (ok, data) => ok ? resolve(c) : reject(new Error(`login refused: ${data}`)))
-  }), 3000, `${username} login`)
-}
+const login = username => v3Login(URL, { username })
 
 test('has tells whether a record exists', async () => {
   const c = await login('v3b-has')
@@ -53,7 +38,7 @@ test('an RPC error reaches the caller as its text', async () => {
 
 test('input the V3 protocol cannot carry is answered and the connection lives on', async () => {
   const ws = new WebSocket(URL)
-  open.push(ws)
+  closeAtEnd(() => ws.close())
   const frames = []
   ws.on('message', data => frames.push(...String(data).split('\x1e').filter(Boolean).map(m => m.split('\x1f').join('|'))))
   await within(new Promise(resolve => ws.on('open', resolve)), 3000, 'open')

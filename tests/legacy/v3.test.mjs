@@ -2,35 +2,15 @@
 // login, events, records (read, set, path set, write acks, snapshot, has, head, delete), lists,
 // RPC, presence and listening. The same file passes against the reference deepstream 7.0.2
 // started with a ws-text endpoint (tests/endpoints.rs runs both).
-import { test, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
+import { v3Login, sleep, uniq, within, until } from './helpers.mjs'
 
-const require = createRequire(import.meta.url)
-const deepstream = require('deepstream.io-client-js')
 const URL = process.env.DS_V3_URL
-const open = []
-after(() => { while (open.length) open.pop().close() })
-
-const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
-const uniq = prefix => `${prefix}/${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`
-const within = (promise, ms, what) => Promise.race([promise, sleep(ms).then(() => { throw new Error(`timed out: ${what}`) })])
-
-function login (username) {
-  const c = deepstream(URL, { maxReconnectAttempts: 0, silentDeprecation: true })
-  c.errors = []
-  c.on('error', (error, event) => c.errors.push(`${event}: ${error}`))
-  open.push(c)
-  return within(new Promise((resolve, reject) => {
-    c.login({ username }, (ok, data) => ok ? resolve(Object.assign(c, { clientData: data })) : reject(new Error(`login refused: ${data}`)))
-  }), 3000, `${username} login`)
-}
-
+const login = username => v3Login(URL, { username })
+const deepstream = createRequire(import.meta.url)('deepstream.io-client-js')
 const ready = record => within(new Promise(resolve => record.whenReady(resolve)), 3000, `${record.name} ready`)
-const until = async (check, what) => {
-  for (let i = 0; i < 100; i++) { if (check()) return; await sleep(20) }
-  throw new Error(`timed out: ${what}`)
-}
 
 test('login opens the connection', async () => {
   const c = await login('v3-alice')
