@@ -110,6 +110,14 @@ struct Options {
 /// Reads one endpoint's options.
 pub fn read(protocol: Protocol, options: Option<Value>) -> Result<Endpoint, String> {
     let mut endpoint = Endpoint::new(protocol);
+    // Serving MQTT in the clear to devices configured for TLS would be a silent downgrade.
+    if protocol == Protocol::Mqtt && options.as_ref().and_then(|o| o.get("ssl")).is_some() {
+        return Err(
+            "ssl: MQTT over TLS is not built yet; remove it to serve MQTT in the \
+                    clear, or put a TLS proxy in front"
+                .into(),
+        );
+    }
     let options: Options = match options {
         Some(v) => serde_yaml::from_value(v).map_err(|e| e.to_string())?,
         None => Options::default(),
@@ -174,5 +182,6 @@ mod tests {
         assert!(read(Protocol::Text, yaml("urlPath: v3")).is_err());
         assert!(read(Protocol::Mqtt, yaml("port: 99999")).is_err());
         assert!(read(Protocol::Json, yaml("unauthenticatedClientTimeout: soon")).is_err());
+        assert!(read(Protocol::Mqtt, yaml("ssl: {key: k, cert: c}")).is_err());
     }
 }
