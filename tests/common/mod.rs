@@ -416,12 +416,22 @@ pub fn node_home() -> PathBuf {
 /// is missing from its node_modules).
 pub fn npm_home(folder: &str, package: &str) -> PathBuf {
     let home = Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
-    if !home.join("node_modules").join(package).exists() {
-        let ok = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+    // Tests in parallel threads and processes install the same folder: one `npm ci` at a time
+    // (flock), and a marker written after it succeeds, since a half-installed node_modules
+    // already holds some packages.
+    let marker = home.join("node_modules/.corestream-installed");
+    if !marker.exists() {
+        let script = format!(
+            "test -e node_modules/.corestream-installed || {{ npm ci --no-audit --no-fund \
+             --loglevel=error && test -d node_modules/{package} && \
+             touch node_modules/.corestream-installed; }}"
+        );
+        let ok = Command::new("flock")
+            .arg(home.join(".npm-install.lock"))
+            .args(["sh", "-c", &script])
             .current_dir(&home)
             .status()
-            .expect("npm")
+            .expect("flock and npm")
             .success();
         assert!(ok, "npm ci in {folder} failed");
     }

@@ -7,8 +7,10 @@ here="$(cd "$(dirname "$0")" && pwd)"
 export DS_URL="${1:?usage: run.sh WS_URL [test files...]}"
 shift
 export DS_CLIENT_HOME="$here"
-if [ ! -d "$here/node_modules/@deepstream/client" ]; then
-  (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+# One install at a time (tests run in parallel), marked done once it succeeded.
+if [ ! -e "$here/node_modules/.corestream-installed" ]; then
+  (cd "$here" && flock .npm-install.lock sh -c 'test -e node_modules/.corestream-installed || \
+    { npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.corestream-installed; }')
 fi
 cd "$here"
 if [ "$#" -gt 0 ]; then files=("$@"); else files=(client/*.test.mjs); fi
