@@ -63,7 +63,7 @@ fn setup(name: &str, webhook_port: u16) -> PathBuf {
     std::fs::write(
         dir.join("config.yml"),
         format!(
-            "auth:\n  type: file\n  options:\n    users: fileLoad(users.yml)\npermission:\n  type: config\n  options:\n    permissions: fileLoad(permissions.yml)\nadmin:\n  token: {TOKEN}\n  dashboard: /dashboard\n  sessionWebhook:\n    endpointUrl: http://127.0.0.1:{webhook_port}/sessions\n    requestTimeout: 2000\n"
+            "connectionEndpoints:\n  - type: ws-binary\n  - type: ws-text\n  - type: http\nauth:\n  type: file\n  options:\n    users: fileLoad(users.yml)\npermission:\n  type: config\n  options:\n    permissions: fileLoad(permissions.yml)\nadmin:\n  token: {TOKEN}\n  dashboard: /dashboard\n  sessionWebhook:\n    endpointUrl: http://127.0.0.1:{webhook_port}/sessions\n    requestTimeout: 2000\n"
         ),
     )
     .unwrap();
@@ -135,6 +135,17 @@ fn admin_endpoints_reload_settings_and_the_session_webhook() {
         users.contains(&"alice") && users.contains(&"bob"),
         "{listed}"
     );
+    // Each connection names its endpoint.
+    let _v3 = common::RawClient::connect_path(port, "/deepstream-v3");
+    let (_, listed) = admin(port, "GET", "/admin/connections", "");
+    let endpoints: Vec<(&str, &str)> = listed["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| Some((c["user"].as_str()?, c["endpoint"].as_str()?)))
+        .collect();
+    assert!(endpoints.contains(&("alice", "ws-binary")), "{listed}");
+    assert!(endpoints.contains(&("", "ws-text")), "{listed}");
     let (_, online) = admin(port, "GET", "/admin/users", "");
     assert_eq!(online["users"], serde_json::json!(["alice", "bob"]));
 

@@ -173,7 +173,7 @@ pub fn connections_json(answers: &[AdminAnswer]) -> String {
             c.shard,
             c.id,
             quoted(&c.user),
-            if c.http { "http" } else { "websocket" },
+            c.endpoint,
             c.logged_in,
             c.opened_at_ms,
             c.queued_bytes

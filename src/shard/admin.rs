@@ -27,7 +27,8 @@ pub struct ConnInfo {
     pub id: u32,
     /// Empty before login.
     pub user: String,
-    pub http: bool,
+    /// The endpoint's type: `ws-binary`, `ws-text`, `ws-json`, `ws-frame`, `mqtt` or `http`.
+    pub endpoint: &'static str,
     pub logged_in: bool,
     pub opened_at_ms: u64,
     pub queued_bytes: usize,
@@ -76,7 +77,13 @@ impl Shard {
                         shard: self.id as u16,
                         id: *local,
                         user: String::from_utf8_lossy(conn.user()).into_owned(),
-                        http: conn.is_api(),
+                        endpoint: if conn.is_api() {
+                            "http"
+                        } else {
+                            self.config
+                                .endpoint(conn.endpoint)
+                                .map_or("ws-binary", |e| e.protocol.type_name())
+                        },
                         logged_in: conn.phase == Phase::Open,
                         opened_at_ms: conn.opened_at,
                         queued_bytes: conn.outbox.queued_bytes(),
