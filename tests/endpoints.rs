@@ -62,13 +62,7 @@ fn run_node_tests(files: &[&str], env: &[(&str, String)]) -> String {
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .expect("node");
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(
-        output.status.success() && stdout.contains("# fail 0"),
-        "node tests {files:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    common::node_tests_passed(&output, &format!("node tests {files:?}"))
 }
 
 #[test]

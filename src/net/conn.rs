@@ -782,18 +782,18 @@ impl Live {
     /// Hands every complete frame in `buf` to the shard; false once the connection must end.
     /// `now` is when the bytes were read; every frame in them is handled at that time.
     fn decode_all(&mut self, buf: &mut BytesMut, now: u64) -> bool {
-        let io_rc = self.io.clone();
-        let io = &*io_rc;
         let mut handled = false;
         let keep_going = loop {
             let decoded = self.decoder.decode(buf);
             handled |= !matches!(decoded, Ok(None));
             match decoded {
                 Ok(Some(event)) => match (event, self.codec.as_deref_mut()) {
-                    (WsEvent::Binary(payload), None) => {
-                        io.pump.enter().on_client_frame(self.local, &payload, now)
-                    }
-                    (WsEvent::Text(_), None) => io.pump.enter().on_client_text(self.local),
+                    (WsEvent::Binary(payload), None) => self
+                        .io
+                        .pump
+                        .enter()
+                        .on_client_frame(self.local, &payload, now),
+                    (WsEvent::Text(_), None) => self.io.pump.enter().on_client_text(self.local),
                     (WsEvent::Text(payload), Some(codec)) if !codec.kind().reads_binary() => {
                         self.codec_input(&payload, now)
                     }
@@ -819,7 +819,7 @@ impl Live {
                 Ok(None) => break true,
                 Err(violation) => {
                     if violation.code == ws::CLOSE_TOO_BIG {
-                        io.pump.enter().on_oversize(self.local);
+                        self.io.pump.enter().on_oversize(self.local);
                     }
                     self.outbox.close(violation.code, violation.reason);
                     break false;
@@ -827,10 +827,10 @@ impl Live {
             }
         };
         // Once logged in, a connection may send frames of full size.
-        if handled && self.max_message != 0 && io.shard.borrow().logged_in(self.local) {
+        if handled && self.max_message != 0 && self.io.shard.borrow().logged_in(self.local) {
             self.decoder.set_max_message(self.max_message as usize);
             self.max_message = 0;
-            let counter = &io.unauthenticated_bytes;
+            let counter = &self.io.unauthenticated_bytes;
             counter.set(
                 counter
                     .get()

@@ -132,10 +132,15 @@ pub fn run_client_tests_with(url: &str, files: &[&str], env: &[(&str, &str)]) ->
         .envs(env.iter().copied())
         .output()
         .expect("run the client tests");
+    node_tests_passed(&output, &format!("client tests against {url}"))
+}
+
+/// node's test runner output of a run that must have passed every test; its stdout.
+pub fn node_tests_passed(output: &std::process::Output, what: &str) -> String {
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(
         output.status.success() && stdout.contains("# fail 0"),
-        "client tests failed against {url}:\n{stdout}\n{}",
+        "{what} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
