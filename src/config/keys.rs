@@ -117,11 +117,6 @@ fn plugin_is(value: &Value, inert_types: &[&str]) -> bool {
 pub fn refuse_unbuilt(rest: &BTreeMap<String, Value>) -> Result<(), String> {
     for (key, value) in rest {
         let refusal = match key.as_str() {
-            "clusterNode" if !plugin_is(value, &["default"]) => {
-                "clusterNode: clustering is not built yet; this node would serve its clients \
-                 alone, apart from the cluster"
-                    .to_string()
-            }
             "plugins"
                 if !matches!(value, Value::Null)
                     && value.as_mapping().is_none_or(|m| !m.is_empty()) =>
@@ -146,8 +141,10 @@ pub fn warn_top_level(rest: &BTreeMap<String, Value>, warnings: &mut Vec<String>
             k if NO_EFFECT.contains(&k) => {}
             // Read by `StoreConfig::read_plugins`.
             "cache" | "storage" => {}
-            // Refused by `refuse_unbuilt` unless they ask for what corestream does anyway.
-            "clusterNode" | "plugins" => {}
+            // Read by `config::cluster::parse`.
+            "clusterNode" => {}
+            // Refused by `refuse_unbuilt` unless it asks for what corestream does anyway.
+            "plugins" => {}
             // Read by `monitoring::parse` and `AdminConfig::parse`.
             "monitoring" | "admin" => {}
             // Read by `Config::parse` (deepstream's older TLS keys).

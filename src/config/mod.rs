@@ -1,6 +1,7 @@
 //! deepstream's `config.yml`: the keys and defaults of the reference's default config that
 //! corestream acts on, plus warnings for keys of features it does not have yet.
 
+pub mod cluster;
 pub mod endpoints;
 mod keys;
 mod limits;
@@ -65,6 +66,8 @@ pub struct Config {
     /// `ws-text`, `ws-json`, `ws-frame` and `mqtt` endpoints; a connection's endpoint index is
     /// its place here plus one (0: `ws-binary`).
     pub endpoints: Vec<endpoints::Endpoint>,
+    /// `clusterNode` over NATS; `None`: this node runs alone.
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 /// deepstream's `enabledFeatures`: a message of a disabled topic passes the permission check
@@ -216,6 +219,7 @@ impl Default for Config {
             admin: crate::api::admin::AdminConfig::default(),
             source: None,
             endpoints: Vec::new(),
+            cluster: None,
         }
     }
 }
@@ -501,6 +505,8 @@ impl Config {
                 )))
             }
         }
+        config.cluster = cluster::parse(raw.rest.get("clusterNode"))
+            .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
         if let Some(admin) = raw.rest.get("admin") {
             config.admin = crate::api::admin::AdminConfig::parse(admin)
                 .map_err(|e| ConfigError(format!("{origin}: {e}{}", line_of(text, "admin"))))?;
@@ -1134,6 +1140,7 @@ mod tests {
                 "storageExclusionPrefixes",
             ),
             ("clusterNode:\n  name: redis\n", "clusterNode"),
+            ("clusterNode:\n  name: nats\n  options: {servers: 4}\n", "servers"),
             ("monitoring:\n  type: http\n", "monitoring"),
             (
                 "monitoring:\n  - type: none\n  - type: statsd\n",

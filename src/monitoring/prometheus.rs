@@ -68,7 +68,7 @@ pub fn exposition(m: &Metrics, shards: usize, problems: &[(&'static str, u64)]) 
         "Shards (pinned cores) serving.",
     );
     let _ = writeln!(out, "corestream_shards {shards}");
-    let counters: [(&str, &str, u64); 8] = [
+    let counters: [(&str, &str, u64); 10] = [
         (
             "corestream_connections_opened_total",
             "Connections opened (sockets and HTTP API requests).",
@@ -93,6 +93,16 @@ pub fn exposition(m: &Metrics, shards: usize, problems: &[(&'static str, u64)]) 
             "corestream_dropped_peer_messages_total",
             "Messages between shards that were dropped (a bug if ever non-zero).",
             m.dropped_peer_messages,
+        ),
+        (
+            "corestream_cluster_published_total",
+            "Messages this node published to the cluster bus.",
+            m.bus_published,
+        ),
+        (
+            "corestream_cluster_received_total",
+            "Messages this node received from other nodes over the cluster bus.",
+            m.bus_received,
         ),
         (
             "corestream_store_operations_total",

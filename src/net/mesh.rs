@@ -28,6 +28,9 @@ pub struct Pump {
     runtime: Runtime,
     gathering: Rc<Gathering>,
     sessions: Rc<SessionQueue>,
+    /// Wakes the task that hands the shard's bus requests to the cluster (in a cluster).
+    bus_waker: Rc<RefCell<Option<Waker>>>,
+    bus_pending: Rc<Cell<bool>>,
 }
 
 /// Logins and logouts waiting for the session webhook, and the task that posts them.
@@ -107,6 +110,8 @@ impl Pump {
             runtime: runtime.clone(),
             gathering: Rc::default(),
             sessions: Rc::default(),
+            bus_waker: Rc::default(),
+            bus_pending: Rc::default(),
         };
         pump.start_session_webhook();
         pump.start_store_worker();
@@ -285,6 +290,46 @@ impl Pump {
         if let Some(waker) = self.store_waker.borrow_mut().take() {
             waker.wake();
         }
+        self.bus_pending.set(true);
+        if let Some(waker) = self.bus_waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// Joins the shard to the cluster bus: one task hands the shard's requests to the bus in
+    /// order (waiting while the bus's queue is full; the shard pauses client input when its
+    /// own queue grows long), one hands what the bus brings to the shard.
+    pub fn start_bus(&self, link: crate::cluster::nats::ShardLink) {
+        let crate::cluster::nats::ShardLink { out, inbound } = link;
+        let pump = self.clone();
+        glommio::spawn_local(async move {
+            loop {
+                poll_fn(|cx| {
+                    if pump.bus_pending.replace(false) {
+                        return Poll::Ready(());
+                    }
+                    *pump.bus_waker.borrow_mut() = Some(cx.waker().clone());
+                    Poll::Pending
+                })
+                .await;
+                let requests = pump.shard.borrow_mut().take_bus_out();
+                if !requests.is_empty() && out.send(requests).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .detach();
+        let pump = self.clone();
+        glommio::spawn_local(async move {
+            while let Ok(batch) = inbound.recv().await {
+                let now = pump.runtime.now_ms();
+                let mut shard = pump.enter();
+                for arrival in batch {
+                    shard.on_bus(arrival, now);
+                }
+            }
+        })
+        .detach();
     }
 
     /// One task per shard hands the store jobs the shard made to the workers, which run up to

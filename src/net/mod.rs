@@ -73,6 +73,14 @@ pub fn run(
     let admin = Arc::new(admin::AdminState::new(config.clone()));
     let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(shards, MESH_CAPACITY);
     let backlog = Arc::new(backlog::Backlog::new(shards));
+    let mut bus = match &config.cluster {
+        Some(cluster) => Some(crate::cluster::nats::NatsBus::start(
+            cluster,
+            &config.server_name,
+            shards,
+        )?),
+        None => None,
+    };
     let (port, port_holder) = resolve_port(&options.host, options.port)?;
     let mut handles = Vec::new();
     // Each shard reports whether it listens; a shard whose executor cannot start drops its
@@ -82,6 +90,7 @@ pub fn run(
         let (ready, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         started.push(started_rx);
         let admin = admin.clone();
+        let bus_link = bus.as_mut().and_then(|bus| bus.link(id));
         let (mesh, config, runtime, host, backlog, connectors, monitor) = (
             mesh.clone(),
             config.clone(),
@@ -118,6 +127,7 @@ pub fn run(
                             backlog,
                             monitor,
                             admin,
+                            bus: bus_link,
                         };
                         shard_main(shard, parts, ready).await
                     }
@@ -334,6 +344,8 @@ struct ShardParts {
     admin: Arc<admin::AdminState>,
     /// The `mqtt` endpoints' listeners: (endpoint index, listener).
     mqtt_listeners: Vec<(u8, glommio::net::TcpListener)>,
+    /// This shard's ends of the cluster bus (in a cluster).
+    bus: Option<crate::cluster::nats::ShardLink>,
 }
 
 async fn shard_main(
@@ -351,6 +363,7 @@ async fn shard_main(
         backlog,
         monitor,
         admin,
+        bus,
     } = parts;
     let joined = mesh
         .join()
@@ -366,6 +379,9 @@ async fn shard_main(
         store,
         backlog.clone(),
     );
+    if let Some(link) = bus {
+        pump.start_bus(link);
+    }
     if let Some(changes) = parts_changes {
         let pump = pump.clone();
         glommio::spawn_local(async move {

@@ -58,6 +58,12 @@ impl HeldReplies {
 
     /// One confirmation arrived; the replies once it was the last one.
     pub fn confirmed(&mut self, token: u64) -> Option<(u32, Vec<Bytes>)> {
+        // Confirmed while its message is still being handled (an owner on this shard whose
+        // name needed nothing from the bus): one less to wait for.
+        if self.collecting == Some(token) {
+            self.collecting_for.waiting = self.collecting_for.waiting.saturating_sub(1);
+            return None;
+        }
         let held = self.held.get_mut(&token)?;
         held.waiting = held.waiting.saturating_sub(1);
         if held.waiting > 0 {
@@ -101,6 +107,28 @@ mod tests {
             Some((3, vec![Bytes::from_static(b"ack")]))
         );
         assert_eq!(held.confirmed(token), None, "unknown tokens are ignored");
+    }
+
+    #[test]
+    fn a_confirmation_while_collecting_counts() {
+        let mut held = HeldReplies::default();
+        let token = held.begin(4);
+        held.expect_confirmation(token);
+        held.expect_confirmation(token);
+        assert_eq!(held.confirmed(token), None);
+        assert_eq!(held.finish(token, vec![Bytes::from_static(b"ack")]), None);
+        assert_eq!(
+            held.confirmed(token),
+            Some((4, vec![Bytes::from_static(b"ack")]))
+        );
+        let token = held.begin(5);
+        held.expect_confirmation(token);
+        assert_eq!(held.confirmed(token), None);
+        assert_eq!(
+            held.finish(token, vec![]),
+            Some((5, vec![])),
+            "all confirmed before the end: out at once"
+        );
     }
 
     #[test]

@@ -92,6 +92,9 @@ pub struct Metrics {
     pub store_latency_us: [u64; 24],
     /// The sum of those latencies (µs), for the histogram's `_sum`.
     pub store_latency_sum_us: u64,
+    /// Messages this node published to the cluster bus, and messages it received from it.
+    pub bus_published: u64,
+    pub bus_received: u64,
 }
 
 /// One shard's state at the time its counters were gathered.
@@ -125,6 +128,8 @@ impl Metrics {
         self.deliveries += other.deliveries;
         self.dropped_peer_messages += other.dropped_peer_messages;
         self.slow_consumer_closes += other.slow_consumer_closes;
+        self.bus_published += other.bus_published;
+        self.bus_received += other.bus_received;
         self.session_events_dropped += other.session_events_dropped;
         self.store_operations += other.store_operations;
         self.store_errors += other.store_errors;

@@ -2,6 +2,7 @@
 //! it `ShardMsg`s; it fills connection outboxes and per-peer queues that the runtime drains.
 
 pub mod admin;
+mod bus;
 mod client;
 mod held;
 pub mod metrics;
@@ -147,6 +148,8 @@ pub struct Shard {
     config_generation: u64,
     /// Logins and logouts for the session webhook (`admin.sessionWebhook`), as JSON objects.
     session_events: Vec<String>,
+    /// What this shard asks of the cluster bus, and the interest it waits to see confirmed.
+    bus: bus::BusSide,
 }
 
 /// Session events a shard keeps for the webhook before it drops (and counts) more.
@@ -249,6 +252,7 @@ impl Shard {
             admin_done: Vec::new(),
             config_generation: 0,
             session_events: Vec::new(),
+            bus: bus::BusSide::new(config.cluster.is_some()),
             config,
         }
     }
@@ -549,7 +553,9 @@ impl Shard {
                     data,
                     ..Message::new(topic::EVENT, event_action::EMIT)
                 };
-                self.fan_out(Kind::Event, &name, ws_frame(&out), Some(from));
+                let frame = ws_frame(&out);
+                self.fan_out(Kind::Event, &name, frame.clone(), Some(from));
+                self.publish_to_bus(Kind::Event, &name, frame);
             }
             ShardMsg::Interest {
                 kind,
@@ -558,12 +564,11 @@ impl Shard {
                 on,
                 confirm,
             } => {
-                if let Some(token) = confirm {
-                    self.route(usize::from(shard), ShardMsg::InterestApplied { token });
-                }
-                if self.owner_side.interest[kind as usize].set(&name, usize::from(shard), on)
-                    == Change::Edge
-                {
+                let edge =
+                    self.owner_side.interest[kind as usize].set(&name, usize::from(shard), on)
+                        == Change::Edge;
+                self.bus_interest(kind, &name, on, edge, confirm.map(|token| (shard, token)));
+                if edge {
                     if !on && kind == Kind::Record {
                         self.owner_side.records.evict_if_idle(&name, false);
                     }
@@ -943,7 +948,8 @@ impl Shard {
                 // A subscriber's ack waits until a remote owner knows of the subscription, so
                 // an emit made after the ack always reaches it.
                 let confirm = match self.conn_side.held_replies.collecting {
-                    Some(token) if on && owner != self.id => {
+                    // In a cluster, the owner may also wait for the bus to route the name here.
+                    Some(token) if on && (owner != self.id || self.bus.on) => {
                         self.conn_side.held_replies.expect_confirmation(token);
                         Some(token)
                     }

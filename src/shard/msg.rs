@@ -19,7 +19,7 @@ pub struct MsgContext {
 }
 
 /// Which subscription space a name lives in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     Event = 0,
     Record = 1,

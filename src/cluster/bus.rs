@@ -1,0 +1,141 @@
+//! How the cluster addresses NATS: subjects for names, and what a published message carries.
+//!
+//! A name becomes one subject token: ASCII letters, digits and `-` stay as they are, every
+//! other byte is `_` and two upper-case hex digits (`a/b.c` → `a_2Fb_2Ec`), and the empty name
+//! is `_`. A token longer than `MAX_TOKEN` is `=` and the SHA-256 of the name in hex instead.
+//! The token is also a valid JetStream key-value key. Payloads carry the name itself, so a
+//! hashed subject never needs reversing.
+
+use crate::shard::msg::Kind;
+use bytes::{BufMut, Bytes, BytesMut};
+use sha2::Digest;
+
+/// Escaped names longer than this are hashed (NATS reads subjects on a 4 KiB control line).
+pub const MAX_TOKEN: usize = 1024;
+
+/// Appends `name`'s subject token to `out`.
+pub fn push_token(out: &mut String, name: &[u8]) {
+    if name.is_empty() {
+        out.push('_');
+        return;
+    }
+    let escaped: usize = name.iter().map(|&b| if plain(b) { 1 } else { 3 }).sum();
+    if escaped > MAX_TOKEN {
+        out.push('=');
+        for byte in sha2::Sha256::digest(name) {
+            push_hex(out, byte);
+        }
+        return;
+    }
+    out.reserve(escaped);
+    for &byte in name {
+        if plain(byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push('_');
+            push_hex(out, byte);
+        }
+    }
+}
+
+fn plain(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'-'
+}
+
+fn push_hex(out: &mut String, byte: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push(char::from(HEX[usize::from(byte >> 4)]));
+    out.push(char::from(HEX[usize::from(byte & 15)]));
+}
+
+/// The subject other nodes publish `name` on: `<prefix>.e.<token>` for events,
+/// `<prefix>.r.<token>` for records.
+pub fn name_subject(prefix: &str, kind: Kind, name: &[u8]) -> String {
+    let mut subject = String::with_capacity(prefix.len() + 3 + name.len());
+    subject.push_str(prefix);
+    subject.push_str(match kind {
+        Kind::Event => ".e.",
+        Kind::Record => ".r.",
+    });
+    push_token(&mut subject, name);
+    subject
+}
+
+/// A published message: the name's length (u32, little-endian), the name, the frame.
+pub fn encode_published(name: &[u8], frame: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(4 + name.len() + frame.len());
+    out.put_u32_le(u32::try_from(name.len()).unwrap_or(u32::MAX));
+    out.put_slice(name);
+    out.put_slice(frame);
+    out.freeze()
+}
+
+/// The name and frame of a published message (slices of `payload`, not copies); `None` if it
+/// is not one.
+pub fn decode_published(payload: &Bytes) -> Option<(Bytes, Bytes)> {
+    let len = payload.get(..4)?;
+    let len = usize::try_from(u32::from_le_bytes(len.try_into().ok()?)).ok()?;
+    let end = len.checked_add(4)?;
+    if end > payload.len() {
+        return None;
+    }
+    Some((payload.slice(4..end), payload.slice(end..)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(name: &[u8]) -> String {
+        let mut out = String::new();
+        push_token(&mut out, name);
+        out
+    }
+
+    #[test]
+    fn names_become_tokens_nats_and_key_value_keys_accept() {
+        assert_eq!(token(b"chat-1"), "chat-1");
+        assert_eq!(token(b"a/b.c"), "a_2Fb_2Ec");
+        assert_eq!(token(b"x y*>_"), "x_20y_2A_3E_5F");
+        assert_eq!(token("é".as_bytes()), "_C3_A9");
+        assert_eq!(token(b""), "_");
+        // Distinct names, distinct tokens: `_` itself is escaped.
+        assert_ne!(token(b"_41"), token(b"A"));
+        let long = vec![b'/'; MAX_TOKEN];
+        let hashed = token(&long);
+        assert!(hashed.starts_with('=') && hashed.len() == 65, "{hashed}");
+        assert_ne!(hashed, token(&vec![b'/'; MAX_TOKEN + 1]));
+        assert_eq!(token(&vec![b'a'; MAX_TOKEN]).len(), MAX_TOKEN);
+        for name in [&b"a/b.c"[..], b"", b"\x00\xff", &long] {
+            let t = token(name);
+            assert!(
+                t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_=".contains(&b)),
+                "{t}"
+            );
+        }
+        assert_eq!(name_subject("cs", Kind::Event, b"a.b"), "cs.e.a_2Eb");
+        assert_eq!(name_subject("cs", Kind::Record, b"r"), "cs.r.r");
+    }
+
+    #[test]
+    fn published_messages_read_back_and_garbage_is_refused() {
+        let payload = encode_published(b"news", b"frame");
+        assert_eq!(
+            decode_published(&payload),
+            Some((Bytes::from_static(b"news"), Bytes::from_static(b"frame")))
+        );
+        assert_eq!(
+            decode_published(&encode_published(b"", b"")),
+            Some((Bytes::new(), Bytes::new()))
+        );
+        for bad in [
+            &b""[..],
+            b"\x01\x00",
+            b"\x05\x00\x00\x00abc",
+            b"\xff\xff\xff\xff",
+        ] {
+            assert_eq!(decode_published(&Bytes::copy_from_slice(bad)), None);
+        }
+    }
+}
