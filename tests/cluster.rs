@@ -6,7 +6,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{http, RawClient, Server};
-use corestream::protocol::message::{event_action as ea, topic, Message};
+use corestream::protocol::message::{event_action as ea, record_action as ra, topic, Message};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -175,4 +175,158 @@ fn events_cross_nodes_and_only_to_the_nodes_that_want_them() {
     assert_eq!(after[1], before[1] + 1, "only the marker");
     assert_eq!(after[2], before[2]);
     drop(spec);
+}
+
+fn record_subscribe(client: &mut RawClient, name: &str) -> Message {
+    client.send(&Message {
+        correlation_id: Some(bytes("s")),
+        names: vec![bytes(name)],
+        ..Message::new(topic::RECORD, ra::SUBSCRIBECREATEANDREAD)
+    });
+    // The ack and the read answer, in either order.
+    let (first, second) = (client.expect_message(), client.expect_message());
+    let (ack, reply) = if first.is_ack == Some(true) {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert_eq!(ack.is_ack, Some(true), "{ack:?}");
+    assert_eq!(reply.action, ra::READ_RESPONSE, "{reply:?}");
+    reply
+}
+
+fn record_read(client: &mut RawClient, name: &str) -> Message {
+    client.send(&Message {
+        name: Some(bytes(name)),
+        ..Message::new(topic::RECORD, ra::READ)
+    });
+    client.expect_message()
+}
+
+/// A write with a write ack at `version`: the answer.
+fn record_write(
+    client: &mut RawClient,
+    name: &str,
+    version: i32,
+    path: Option<&str>,
+    data: &str,
+) -> Message {
+    client.send(&Message {
+        name: Some(bytes(name)),
+        version: Some(version),
+        path: path.map(bytes),
+        data: Some(bytes(data)),
+        is_write_ack: Some(true),
+        correlation_id: Some(bytes("w")),
+        ..Message::new(
+            topic::RECORD,
+            if path.is_some() {
+                ra::PATCH
+            } else {
+                ra::UPDATE
+            },
+        )
+    });
+    client.expect_message()
+}
+
+#[test]
+fn records_keep_one_sequence_of_versions_across_nodes() {
+    if !common::service("NATS", NATS_PORT) {
+        return;
+    }
+    let spec = ClusterSpec::new("records", NATS_PORT, "");
+    let nodes: Vec<Server> = (0..3).map(|i| spec.node(1 + i % 2)).collect();
+    let mut watchers: Vec<RawClient> = nodes
+        .iter()
+        .map(|n| RawClient::login(n.port, "watcher"))
+        .collect();
+    for watcher in &mut watchers {
+        let read = record_subscribe(watcher, "shared");
+        assert_eq!(read.version, Some(0));
+    }
+    // A write on one node reaches the others' subscribers, and their reads.
+    let mut first = RawClient::login(nodes[0].port, "first");
+    let ack = record_write(&mut first, "shared", 1, None, r#"{"start":true}"#);
+    assert_eq!(ack.action, ra::WRITE_ACKNOWLEDGEMENT, "{ack:?}");
+    for watcher in &mut watchers {
+        let update = watcher.expect_message();
+        assert_eq!((update.action, update.version), (ra::UPDATE, Some(1)));
+    }
+    let mut reader = RawClient::login(nodes[2].port, "reader");
+    let read = record_read(&mut reader, "shared");
+    assert_eq!(read.version, Some(1));
+    assert_eq!(read.data.as_deref(), Some(&br#"{"start":true}"#[..]));
+    // A stale version on another node: VERSION_EXISTS with the cluster's version and data.
+    let mut stale = RawClient::login(nodes[1].port, "stale");
+    let refused = record_write(&mut stale, "shared", 1, None, r#"{"late":1}"#);
+    assert_eq!(refused.action, ra::VERSION_EXISTS, "{refused:?}");
+    assert_eq!(refused.version, Some(1));
+    assert_eq!(refused.data.as_deref(), Some(&br#"{"start":true}"#[..]));
+
+    // Writers on every node at once, each patching its own key, each retrying with the
+    // version VERSION_EXISTS gives it.
+    const WRITES: usize = 40;
+    let writers: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let port = node.port;
+            std::thread::spawn(move || {
+                let mut client = RawClient::login(port, &format!("writer{i}"));
+                let (mut version, mut accepted, mut conflicts) = (1, 0, 0);
+                while accepted < WRITES {
+                    let path = format!("w{i}");
+                    let answer = record_write(
+                        &mut client,
+                        "shared",
+                        version + 1,
+                        Some(&path),
+                        &format!("{accepted}"),
+                    );
+                    match answer.action {
+                        ra::WRITE_ACKNOWLEDGEMENT => {
+                            accepted += 1;
+                            version += 1;
+                        }
+                        ra::VERSION_EXISTS => {
+                            conflicts += 1;
+                            version = answer.version.expect("current version");
+                        }
+                        other => panic!("writer {i}: {other} {answer:?}"),
+                    }
+                }
+                conflicts
+            })
+        })
+        .collect();
+    let conflicts: usize = writers.into_iter().map(|w| w.join().expect("writer")).sum();
+    let last = 1 + 3 * WRITES as i32;
+    // Every node's subscriber saw versions in order up to the last, and every node reads the
+    // same final record.
+    for (i, watcher) in watchers.iter_mut().enumerate() {
+        let mut seen = 1;
+        while seen < last {
+            let update = watcher.expect_message();
+            let version = update.version.expect("version");
+            assert!(version > seen, "node {i}: {version} after {seen}");
+            seen = version;
+        }
+    }
+    let mut finals = Vec::new();
+    for node in &nodes {
+        let mut client = RawClient::login(node.port, "final");
+        let read = record_read(&mut client, "shared");
+        assert_eq!(read.version, Some(last), "no version was accepted twice");
+        finals.push(read.data.expect("data"));
+    }
+    assert!(finals.windows(2).all(|w| w[0] == w[1]), "{finals:?}");
+    let data: serde_json::Value = serde_json::from_slice(&finals[0]).expect("json");
+    for i in 0..3 {
+        assert_eq!(data[format!("w{i}")], WRITES - 1, "{data}");
+    }
+    println!(
+        "{} writes from 3 nodes, {conflicts} conflicts retried",
+        3 * WRITES
+    );
 }

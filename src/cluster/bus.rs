@@ -6,7 +6,9 @@
 //! The token is also a valid JetStream key-value key. Payloads carry the name itself, so a
 //! hashed subject never needs reversing.
 
+use super::RecordChange;
 use crate::shard::msg::Kind;
+use crate::store::StoredRecord;
 use bytes::{BufMut, Bytes, BytesMut};
 use sha2::Digest;
 
@@ -82,6 +84,66 @@ pub fn decode_published(payload: &Bytes) -> Option<(Bytes, Bytes)> {
     Some((payload.slice(4..end), payload.slice(end..)))
 }
 
+/// A record as a bucket value: its version (i32, little-endian) and its data; the empty
+/// value is a deleted record (a delete is a write, so it has a revision to compare).
+pub fn encode_value(record: Option<&StoredRecord>) -> Bytes {
+    let Some(record) = record else {
+        return Bytes::new();
+    };
+    let mut out = BytesMut::with_capacity(4 + record.data.len());
+    out.put_i32_le(record.version);
+    out.put_slice(&record.data);
+    out.freeze()
+}
+
+/// The record a bucket value holds (`Ok(None)`: deleted); `Err` if it is not one of ours.
+pub fn decode_value(value: &Bytes) -> Result<Option<StoredRecord>, ()> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let version = value.get(..4).ok_or(())?;
+    let version = i32::from_le_bytes(version.try_into().map_err(|_| ())?);
+    Ok(Some(StoredRecord {
+        version,
+        data: value.slice(4..),
+    }))
+}
+
+/// A record change on the bus: the name (u32 length, bytes), revision and previous revision
+/// (u64 each), the record as a bucket value (u32 length, bytes), then the frame.
+pub fn encode_change(name: &[u8], change: &RecordChange) -> Bytes {
+    let value = encode_value(change.record.as_ref());
+    let mut out = BytesMut::with_capacity(24 + name.len() + value.len() + change.frame.len());
+    out.put_u32_le(u32::try_from(name.len()).unwrap_or(u32::MAX));
+    out.put_slice(name);
+    out.put_u64_le(change.revision);
+    out.put_u64_le(change.previous);
+    out.put_u32_le(u32::try_from(value.len()).unwrap_or(u32::MAX));
+    out.put_slice(&value);
+    out.put_slice(&change.frame);
+    out.freeze()
+}
+
+/// The name and change of a record change message; `None` if it is not one.
+pub fn decode_change(payload: &Bytes) -> Option<(Bytes, RecordChange)> {
+    let (name, rest) = decode_published(payload)?;
+    let revision = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
+    let previous = u64::from_le_bytes(rest.get(8..16)?.try_into().ok()?);
+    let len = usize::try_from(u32::from_le_bytes(rest.get(16..20)?.try_into().ok()?)).ok()?;
+    let end = len.checked_add(20)?;
+    let value = rest.get(20..end).map(|_| rest.slice(20..end))?;
+    let record = decode_value(&value).ok()?;
+    Some((
+        name,
+        RecordChange {
+            revision,
+            previous,
+            record,
+            frame: rest.slice(end..),
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +198,36 @@ mod tests {
             b"\xff\xff\xff\xff",
         ] {
             assert_eq!(decode_published(&Bytes::copy_from_slice(bad)), None);
+        }
+    }
+
+    #[test]
+    fn records_and_changes_read_back_and_garbage_is_refused() {
+        let record = StoredRecord {
+            version: 7,
+            data: Bytes::from_static(b"{\"a\":1}"),
+        };
+        assert_eq!(
+            decode_value(&encode_value(Some(&record))),
+            Ok(Some(record.clone()))
+        );
+        assert_eq!(decode_value(&encode_value(None)), Ok(None));
+        assert_eq!(decode_value(&Bytes::from_static(b"\x01")), Err(()));
+        for record in [Some(record), None] {
+            let change = RecordChange {
+                revision: 9,
+                previous: 4,
+                record,
+                frame: Bytes::from_static(b"frame"),
+            };
+            let payload = encode_change(b"r/1", &change);
+            assert_eq!(
+                decode_change(&payload),
+                Some((Bytes::from_static(b"r/1"), change))
+            );
+            for cut in 0..payload.len() - 5 {
+                assert_eq!(decode_change(&payload.slice(..cut)), None, "{cut}");
+            }
         }
     }
 }

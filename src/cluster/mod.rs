@@ -9,7 +9,44 @@ pub mod nats;
 pub mod wire;
 
 use crate::shard::msg::Kind;
+use crate::store::StoredRecord;
 use bytes::Bytes;
+
+/// A record as the cluster's key-value bucket holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvRecord {
+    /// The bucket's revision of the record's key (0: never written there).
+    pub revision: u64,
+    /// `None`: deleted, or never written.
+    pub record: Option<StoredRecord>,
+    /// The key was never written to the bucket: the record may still be in the store,
+    /// from before the cluster.
+    pub in_bucket: bool,
+}
+
+/// How a compare-and-set of a record ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CasResult {
+    /// Written; the record's new revision.
+    Written(u64),
+    /// Another node wrote first: the record as the bucket has it now.
+    Conflict(KvRecord),
+    /// The bucket could not be reached or refused the write.
+    Failed(String),
+}
+
+/// A record write accepted by the bucket, for the other nodes whose clients subscribe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordChange {
+    pub revision: u64,
+    /// The revision it replaced: a node that holds it can apply `frame` as it is; any other
+    /// sends its subscribers the whole record.
+    pub previous: u64,
+    /// `None`: deleted.
+    pub record: Option<StoredRecord>,
+    /// What the writer's node sent its own subscribers (an update, patch, erase or delete).
+    pub frame: Bytes,
+}
 
 /// What a shard asks of the bus. Each owner shard asks only about the names it owns, so the
 /// order of one shard's requests is the order per name.
@@ -30,6 +67,16 @@ pub enum BusOut {
         name: Bytes,
         frame: Bytes,
     },
+    /// Read a record from the cluster's bucket.
+    Read { name: Bytes },
+    /// Write a record (`None`: delete) if the bucket still holds revision `expected`.
+    Cas {
+        name: Bytes,
+        expected: u64,
+        record: Option<StoredRecord>,
+    },
+    /// A record write the bucket accepted, for the other nodes that want the record.
+    PublishRecord { name: Bytes, change: RecordChange },
 }
 
 /// What the bus tells a shard.
@@ -43,4 +90,13 @@ pub enum BusIn {
     },
     /// The interest that asked for confirmation `token` is in force.
     Confirmed { token: u64 },
+    /// The answer to `BusOut::Read`.
+    Read {
+        name: Bytes,
+        result: Result<KvRecord, String>,
+    },
+    /// The answer to `BusOut::Cas`.
+    Cas { name: Bytes, result: CasResult },
+    /// Another node's write of a record this node wants.
+    RecordChanged { name: Bytes, change: RecordChange },
 }

@@ -6,12 +6,17 @@
 //! itself, so interest survives a NATS restart; what was published meanwhile is lost, and
 //! the disconnect and any dropped messages are logged.
 
-use super::bus::{decode_published, encode_published, name_subject};
-use super::{BusIn, BusOut};
+use super::bus::{
+    decode_change, decode_published, decode_value, encode_change, encode_published, encode_value,
+    name_subject, push_token,
+};
+use super::{BusIn, BusOut, CasResult, KvRecord};
 use crate::bridge::Bridge;
 use crate::config::cluster::ClusterConfig;
 use crate::shard::msg::Kind;
+use crate::store::StoredRecord;
 use ahash::AHashMap;
+use async_nats::jetstream::kv::UpdateErrorKind;
 use bytes::Bytes;
 use futures_lite::StreamExt;
 use std::time::Duration;
@@ -53,11 +58,18 @@ impl NatsBus {
             .max_reconnects(None)
             .event_callback(|event| async move { report(&event) });
         let servers = config.servers.clone();
+        let bucket = format!("{}_records", config.prefix);
+        let replicas = config.replicas;
         bridge.spawn_service(async move {
-            let _ = connected.send(options.connect(servers).await);
+            let joined = async {
+                let client = options.connect(servers).await.map_err(|e| e.to_string())?;
+                let records = open_bucket(&client, &bucket, replicas).await?;
+                Ok::<_, String>((client, records))
+            };
+            let _ = connected.send(joined.await);
         });
         let timeout = Duration::from_millis(config.request_timeout_ms);
-        let client = match connecting.recv_timeout(timeout) {
+        let (client, records) = match connecting.recv_timeout(timeout) {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => {
                 return Err(format!(
@@ -78,9 +90,10 @@ impl NatsBus {
             let (arrivals, inbound) = async_channel::bounded(IN_QUEUE);
             let served = ShardBus {
                 client: client.clone(),
+                records: records.clone(),
                 prefix: config.prefix.clone(),
                 arrivals,
-                flush_timeout: timeout,
+                request_timeout: timeout,
                 subscriptions: AHashMap::new(),
             };
             bridge.spawn_service(served.run(requests));
@@ -110,10 +123,91 @@ impl NatsBus {
     }
 }
 
+/// Opens the records bucket, creating it if it is missing. It is created with a plain
+/// JetStream request: async-nats's `create_key_value` cannot read NATS 2.9's answer to it
+/// (which Debian 12 ships), while reading the bucket's info works on every version.
+async fn open_bucket(
+    client: &async_nats::Client,
+    bucket: &str,
+    replicas: usize,
+) -> Result<async_nats::jetstream::kv::Store, String> {
+    let jetstream = async_nats::jetstream::new(client.clone());
+    if let Ok(store) = jetstream.get_key_value(bucket).await {
+        return Ok(store);
+    }
+    // A key-value bucket is a stream with these settings; one message per key is kept (no
+    // history: a node that misses a change takes the whole record).
+    let stream = serde_json::json!({
+        "name": format!("KV_{bucket}"),
+        "description": "corestream records: the cluster's authoritative versions",
+        "subjects": [format!("$KV.{bucket}.>")],
+        "max_msgs_per_subject": 1,
+        "discard": "new",
+        "deny_delete": true,
+        "deny_purge": false,
+        "allow_rollup_hdrs": true,
+        "allow_direct": true,
+        "storage": "file",
+        "num_replicas": replicas,
+    });
+    let answer = client
+        .request(
+            format!("$JS.API.STREAM.CREATE.KV_{bucket}"),
+            Bytes::from(stream.to_string()),
+        )
+        .await
+        .map_err(|e| format!("cannot create the records bucket (is JetStream on?): {e}"))?;
+    let answer: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap_or_default();
+    if let Some(error) = answer.get("error") {
+        // Another node may have created it at the same moment: reading it again tells.
+        if let Ok(store) = jetstream.get_key_value(bucket).await {
+            return Ok(store);
+        }
+        return Err(format!("cannot create the records bucket: {error}"));
+    }
+    jetstream
+        .get_key_value(bucket)
+        .await
+        .map_err(|e| format!("cannot open the records bucket: {e}"))
+}
+
 /// A message from another node, unless it is not one of ours.
 fn arrival(kind: Kind, message: &async_nats::Message) -> Option<BusIn> {
+    if kind == Kind::Record {
+        let (name, change) = decode_change(&message.payload)?;
+        return Some(BusIn::RecordChanged { name, change });
+    }
     let (name, frame) = decode_published(&message.payload)?;
     Some(BusIn::Published { kind, name, frame })
+}
+
+/// A record's key in the bucket: its subject token.
+fn key(name: &[u8]) -> String {
+    let mut key = String::new();
+    push_token(&mut key, name);
+    key
+}
+
+fn kv_record(entry: Option<async_nats::jetstream::kv::Entry>) -> Result<KvRecord, String> {
+    let Some(entry) = entry else {
+        return Ok(KvRecord {
+            revision: 0,
+            record: None,
+            in_bucket: false,
+        });
+    };
+    // Deletes are written as empty values; a key removed some other way reads as deleted.
+    let record = match entry.operation {
+        async_nats::jetstream::kv::Operation::Put => decode_value(&entry.value).map_err(|()| {
+            "cluster: the bucket holds a value corestream did not write".to_string()
+        })?,
+        _ => None,
+    };
+    Ok(KvRecord {
+        revision: entry.revision,
+        record,
+        in_bucket: true,
+    })
 }
 
 fn report(event: &async_nats::Event) {
@@ -136,9 +230,10 @@ fn report(event: &async_nats::Event) {
 /// One shard's side of the connection: its subscriptions, by name.
 struct ShardBus {
     client: async_nats::Client,
+    records: async_nats::jetstream::kv::Store,
     prefix: String,
     arrivals: async_channel::Sender<Vec<BusIn>>,
-    flush_timeout: Duration,
+    request_timeout: Duration,
     subscriptions: AHashMap<(u8, Bytes), tokio::task::AbortHandle>,
 }
 
@@ -163,23 +258,26 @@ impl ShardBus {
                         confirms.extend(confirm);
                     }
                     BusOut::Publish { kind, name, frame } => {
-                        let subject = name_subject(&self.prefix, kind, &name);
                         let payload = encode_published(&name, &frame);
-                        if let Err(e) = self.client.publish(subject, payload).await {
-                            crate::log!(
-                                crate::log::Level::Warn,
-                                "CLUSTER_PUBLISH",
-                                "a publish to other nodes was lost: {e}"
-                            );
-                        }
+                        self.publish(kind, &name, payload).await;
                     }
+                    BusOut::PublishRecord { name, change } => {
+                        let payload = encode_change(&name, &change);
+                        self.publish(Kind::Record, &name, payload).await;
+                    }
+                    BusOut::Read { name } => self.read(name),
+                    BusOut::Cas {
+                        name,
+                        expected,
+                        record,
+                    } => self.compare_and_set(name, expected, record),
                 }
             }
             if !confirms.is_empty() {
                 // The server has every subscription of the batch once it answers the ping. If
                 // NATS is away, the subscriptions are made again on reconnect; the acks do not
                 // wait for that.
-                let flushed = tokio::time::timeout(self.flush_timeout, self.client.flush()).await;
+                let flushed = tokio::time::timeout(self.request_timeout, self.client.flush()).await;
                 if !matches!(flushed, Ok(Ok(()))) {
                     crate::log!(
                         crate::log::Level::Warn,
@@ -197,6 +295,68 @@ impl ShardBus {
                 }
             }
         }
+    }
+
+    async fn publish(&self, kind: Kind, name: &[u8], payload: Bytes) {
+        let subject = name_subject(&self.prefix, kind, name);
+        if let Err(e) = self.client.publish(subject, payload).await {
+            crate::log!(
+                crate::log::Level::Warn,
+                "CLUSTER_PUBLISH",
+                "a publish to other nodes was lost: {e}"
+            );
+        }
+    }
+
+    /// Reads a record from the bucket, off the request loop (reads of many records overlap).
+    /// Started after any subscription asked for before it, so a write published after the
+    /// read's answer reaches this node.
+    fn read(&self, name: Bytes) {
+        let (records, arrivals, timeout) = (
+            self.records.clone(),
+            self.arrivals.clone(),
+            self.request_timeout,
+        );
+        tokio::spawn(async move {
+            let result = match tokio::time::timeout(timeout, records.entry(key(&name))).await {
+                Ok(Ok(entry)) => kv_record(entry),
+                Ok(Err(e)) => Err(format!("cluster: cannot read the record: {e}")),
+                Err(_) => Err("cluster: reading the record timed out".to_string()),
+            };
+            let _ = arrivals.send(vec![BusIn::Read { name, result }]).await;
+        });
+    }
+
+    /// Writes a record if the bucket holds `expected`; on a conflict, answers what it holds.
+    /// The shard has one of these in flight per record at most.
+    fn compare_and_set(&self, name: Bytes, expected: u64, record: Option<StoredRecord>) {
+        let (records, arrivals, timeout) = (
+            self.records.clone(),
+            self.arrivals.clone(),
+            self.request_timeout,
+        );
+        tokio::spawn(async move {
+            let value = encode_value(record.as_ref());
+            let key = key(&name);
+            let written =
+                tokio::time::timeout(timeout, records.update(&key, value, expected)).await;
+            let result = match written {
+                Ok(Ok(revision)) => CasResult::Written(revision),
+                Ok(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                    match tokio::time::timeout(timeout, records.entry(key)).await {
+                        Ok(Ok(entry)) => match kv_record(entry) {
+                            Ok(current) => CasResult::Conflict(current),
+                            Err(e) => CasResult::Failed(e),
+                        },
+                        Ok(Err(e)) => CasResult::Failed(format!("cluster: {e}")),
+                        Err(_) => CasResult::Failed("cluster: reading the record timed out".into()),
+                    }
+                }
+                Ok(Err(e)) => CasResult::Failed(format!("cluster: the write was not taken: {e}")),
+                Err(_) => CasResult::Failed("cluster: the write timed out".into()),
+            };
+            let _ = arrivals.send(vec![BusIn::Cas { name, result }]).await;
+        });
     }
 
     async fn subscribe(&mut self, kind: Kind, name: Bytes) {

@@ -39,7 +39,12 @@ impl Shard {
     /// What this shard asks of the bus, for the runtime to carry out in order.
     #[must_use]
     pub fn take_bus_out(&mut self) -> Vec<BusOut> {
-        std::mem::take(&mut self.bus.out)
+        let mut out = std::mem::take(&mut self.bus.out);
+        // After any interest asked for in the same turn: a record is read once the bus
+        // routes its changes here.
+        let reads = self.owner_side.records.take_cluster_reads();
+        out.extend(reads.into_iter().map(|name| BusOut::Read { name }));
+        out
     }
 
     /// What the bus brought.
@@ -50,6 +55,9 @@ impl Shard {
                 self.count(|m| m.bus_received += 1);
                 self.fan_out(kind, &name, frame, None);
             }
+            BusIn::Read { name, result } => self.on_bucket_read(name, result, now),
+            BusIn::Cas { name, result } => self.on_bucket_write(name, result, now),
+            BusIn::RecordChanged { name, change } => self.on_record_changed(name, change),
             BusIn::Confirmed { token } => {
                 let Some(key) = self.bus.tokens.remove(&token) else {
                     return;
@@ -72,7 +80,7 @@ impl Shard {
             return;
         }
         self.count(|m| m.bus_published += 1);
-        self.push_bus(BusOut::Publish {
+        self.push_bus_request(BusOut::Publish {
             kind,
             name: name.clone(),
             frame,
@@ -99,7 +107,7 @@ impl Shard {
                 self.bus.confirming.entry(key).or_default().0 = token;
                 token
             });
-            self.push_bus(BusOut::Interest {
+            self.push_bus_request(BusOut::Interest {
                 kind,
                 name: crate::core::detach(name),
                 on,
@@ -115,7 +123,7 @@ impl Shard {
         }
     }
 
-    fn push_bus(&mut self, request: BusOut) {
+    pub(super) fn push_bus_request(&mut self, request: BusOut) {
         self.bus.out.push(request);
         // The bus is a peer like any other: a long queue pauses client input.
         if self.bus.out.len() >= super::PEER_BACKLOG {

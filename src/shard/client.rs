@@ -464,7 +464,8 @@ impl Shard {
         if !op.touches_records() {
             return self.handle_owner_op(op, msg, from, user, refs, now);
         }
-        if matches!(op, Op::RecordHead | Op::RecordHeadBulk) {
+        // In a cluster the version comes from the bucket with the record.
+        if matches!(op, Op::RecordHead | Op::RecordHeadBulk) && !self.bus.on {
             // The version alone: a record not in memory is not loaded for it.
             if !self.versions_ready(&msg, from) {
                 return;
@@ -741,7 +742,12 @@ impl Shard {
                     };
                     (from, reply)
                 });
-                self.owner_side.records.put(&name, Some(record), ack);
+                let retry = || super::records::Waiting::Op {
+                    msg: msg.clone(),
+                    from,
+                    user: user.map(|u| Arc::new(u.clone())),
+                    refs: refs.map(|r| Arc::new(r.clone())),
+                };
                 let out = match change {
                     Change::Replace(data) => Message {
                         data: Some(data),
@@ -762,7 +768,7 @@ impl Shard {
                     version: Some(version),
                     ..out
                 };
-                self.fan_out(Kind::Record, &name, ws_frame(&out), Some(from));
+                self.commit_record(&name, Some(record), ws_frame(&out), ack, from, retry);
             }
             WriteOutcome::VersionExists(current) => {
                 let reply = Message {
@@ -807,14 +813,17 @@ impl Shard {
             name: Some(name.clone()),
             ..Message::new(topic::RECORD, ra::DELETED)
         });
-        self.fan_out(Kind::Record, &name, deleted, Some(from));
         let reply = Message {
             name: Some(name.clone()),
             correlation_id: msg.correlation_id.clone(),
             ..Message::new(topic::RECORD, ra::DELETE_SUCCESS)
         };
-        self.owner_side
-            .records
-            .put(&name, None, Some((from, reply)));
+        let retry = || super::records::Waiting::Op {
+            msg: msg.clone(),
+            from,
+            user: user.map(|u| Arc::new(u.clone())),
+            refs: refs.map(|r| Arc::new(r.clone())),
+        };
+        self.commit_record(&name, None, deleted, Some((from, reply)), from, retry);
     }
 }

@@ -4,6 +4,7 @@
 pub mod admin;
 mod bus;
 mod client;
+mod cluster_records;
 mod held;
 pub mod metrics;
 pub mod msg;
@@ -232,7 +233,11 @@ impl Shard {
             owner_side: OwnerSide {
                 interest: Default::default(),
                 listening: [listening(), listening()],
-                records: records::RecordCache::keeping_idle(config.store.idle_records_kept()),
+                records: if config.cluster.is_some() {
+                    records::RecordCache::in_cluster()
+                } else {
+                    records::RecordCache::keeping_idle(config.store.idle_records_kept())
+                },
                 rpc: RpcRouter::new(config.rpc_ack_timeout_ms, config.rpc_response_timeout_ms),
                 rpc_sends: Vec::new(),
                 presence_counts: PresenceCounts::default(),

@@ -70,6 +70,8 @@ pub struct RecordCache {
     /// for one, and the versions answered (kept until the message that asked has used them).
     heading: AHashMap<Bytes, Vec<Waiting>>,
     versions: AHashMap<Bytes, i32>,
+    /// In a cluster: what the cluster's bucket says of the records (`shard::cluster_records`).
+    pub cluster: Option<Box<super::cluster_records::ClusterRecords>>,
 }
 
 impl RecordCache {
@@ -209,8 +211,45 @@ impl RecordCache {
         effects
     }
 
+    /// In memory and settled: a record whose write the cluster is still deciding counts as
+    /// not loaded, so messages about it wait for the outcome.
     pub fn is_loaded(&self, name: &[u8]) -> bool {
+        self.cached.contains_key(name) && !self.is_proposing(name)
+    }
+
+    /// Replaces a record in memory without writing it anywhere (another node wrote it).
+    pub fn replace(&mut self, name: &Bytes, record: Option<StoredRecord>) {
+        let key = crate::core::map_key(&self.cached, name);
+        self.cached.insert(
+            key,
+            record.map(|r| StoredRecord {
+                version: r.version,
+                data: crate::core::detach(&r.data),
+            }),
+        );
+    }
+
+    /// Whether memory holds `name` (as a record or as known to be missing).
+    pub fn is_cached(&self, name: &[u8]) -> bool {
         self.cached.contains_key(name)
+    }
+
+    /// Whether `name` is being loaded.
+    pub fn is_loading(&self, name: &[u8]) -> bool {
+        self.loading.contains_key(name)
+    }
+
+    /// Starts loading `name` from the store (the cluster's bucket has never held it).
+    pub fn load_from_store(&mut self, name: Bytes) {
+        self.jobs.push(StoreJob::Load { name });
+    }
+
+    /// Drops a record from memory (and, in a cluster, what is known of its revision).
+    fn uncache(&mut self, name: &[u8]) {
+        self.cached.remove(name);
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.forget(name);
+        }
     }
 
     /// The record, if loaded and existing.
@@ -252,6 +291,22 @@ impl RecordCache {
     /// Parks `waiting` until `name` is loaded, starting the load if needed.
     /// Returns the message back if too many already wait for this record.
     pub fn wait_for(&mut self, name: &Bytes, waiting: Waiting) -> Result<(), Waiting> {
+        let waiting = match self.cluster.as_mut() {
+            Some(cluster) => match cluster.wait_for_proposal(name, waiting) {
+                Ok(()) => return Ok(()),
+                Err(waiting) => waiting,
+            },
+            None => waiting,
+        };
+        if let Some(cluster) = self.cluster.as_mut() {
+            // The bucket first; the store only if the bucket has never held the record.
+            let mut reads = Vec::new();
+            let parked = enqueue(&mut self.loading, &mut reads, name, waiting, |name| {
+                StoreJob::Load { name }
+            });
+            cluster.read(reads.into_iter().map(|job| job.name().clone()));
+            return parked;
+        }
         let job = |name| StoreJob::Load { name };
         enqueue(&mut self.loading, &mut self.jobs, name, waiting, job)
     }
@@ -289,7 +344,7 @@ impl RecordCache {
         if self.busy(name) {
             return Err(waiting);
         }
-        self.cached.remove(name.as_ref());
+        self.uncache(name);
         let key = crate::core::detach(name);
         self.loading.insert(key.clone(), vec![waiting]);
         self.jobs.push(StoreJob::Refresh { name: key });
@@ -301,7 +356,10 @@ impl RecordCache {
         if !self.cached.contains_key(name.as_ref()) && !self.loading.contains_key(name.as_ref()) {
             let key = crate::core::detach(name);
             self.loading.insert(key.clone(), Vec::new());
-            self.jobs.push(StoreJob::Load { name: key });
+            match self.cluster.as_mut() {
+                Some(cluster) => cluster.read([key]),
+                None => self.jobs.push(StoreJob::Load { name: key }),
+            }
         }
     }
 
@@ -318,7 +376,13 @@ impl RecordCache {
     }
 
     fn busy(&self, name: &[u8]) -> bool {
-        self.writing.contains_key(name) || self.loading.contains_key(name)
+        self.writing.contains_key(name)
+            || self.loading.contains_key(name)
+            || self.is_proposing(name)
+    }
+
+    fn is_proposing(&self, name: &[u8]) -> bool {
+        self.cluster.as_ref().is_some_and(|c| c.is_proposing(name))
     }
 
     /// Drops a record from memory when nothing needs it there (or, when idle records are
@@ -328,7 +392,7 @@ impl RecordCache {
             return;
         }
         if self.keep_idle == 0 {
-            self.cached.remove(name);
+            self.uncache(name);
             return;
         }
         if !self.idle_set.contains(name) {
@@ -346,7 +410,7 @@ impl RecordCache {
             self.idle_set.remove(&oldest);
             // In use again since it went idle: it stays; it comes back here when idle again.
             if !self.busy(&oldest) {
-                self.cached.remove(&oldest);
+                self.uncache(&oldest);
             }
         }
     }
@@ -459,6 +523,20 @@ impl Shard {
     /// (`RecordCache::on_store_result`) and the shard carries it out.
     pub fn on_store_result(&mut self, result: StoreResult, now: u64) {
         let failed = result.is_err();
+        // In a cluster, a change published while the record loaded may be newer.
+        let result = match result {
+            StoreResult::Loaded {
+                name,
+                result: Ok(record),
+            } if self.owner_side.records.cluster.is_some() => {
+                let record = self.newest_loaded(&name, record);
+                StoreResult::Loaded {
+                    name,
+                    result: Ok(record),
+                }
+            }
+            other => other,
+        };
         self.count(|m| {
             m.store_operations += 1;
             m.store_errors += u64::from(failed);
@@ -492,7 +570,7 @@ impl Shard {
         }
     }
 
-    fn resume(&mut self, waiting: Waiting, now: u64) {
+    pub(super) fn resume(&mut self, waiting: Waiting, now: u64) {
         match waiting {
             Waiting::Prefetch => {}
             Waiting::Op {

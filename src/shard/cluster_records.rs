@@ -1,0 +1,327 @@
+//! Records in a cluster (docs/CLUSTER.md). The cluster's key-value bucket holds each record's
+//! authoritative version; an owner shard keeps the records in use in memory with the bucket
+//! revision they were read or written at. A write is worked out against memory as on a node
+//! alone, then written to the bucket only if the bucket still holds that revision
+//! (compare-and-set): accepted, it reaches local subscribers, the store and, over the bus, the
+//! other nodes that want the record; beaten by another node's write, the record is replaced
+//! by the bucket's and the write is handled again (a versioned write then gets VERSION_EXISTS
+//! with the cluster's data). Messages about a record wait while its write is being decided,
+//! so one node never has two in flight for one record.
+
+use super::msg::Kind;
+use super::records::{RecordCache, Waiting};
+use super::replies::ws_frame;
+use super::Shard;
+use crate::cluster::{BusOut, CasResult, KvRecord, RecordChange};
+use crate::core::ids::ConnId;
+use crate::protocol::message::{record_action as ra, topic, Message};
+use crate::store::{StorageError, StoreResult, StoredRecord};
+use ahash::AHashMap;
+use bytes::Bytes;
+
+/// A write waiting for the bucket's compare-and-set.
+pub struct Proposal {
+    expected: u64,
+    record: Option<StoredRecord>,
+    /// What local subscribers get once it is accepted.
+    frame: Bytes,
+    ack: Option<(ConnId, Message)>,
+    from: ConnId,
+    /// The message itself, handled again if another node wrote first.
+    retry: Waiting,
+    /// Messages about the record that arrived meanwhile.
+    waiting: Vec<Waiting>,
+}
+
+/// Messages that may wait for one record's write to be decided before new ones are refused.
+const MAX_WAITING_PER_PROPOSAL: usize = 10_000;
+
+#[derive(Default)]
+pub struct ClusterRecords {
+    /// The bucket revision of each record in memory (0: the bucket has never held it).
+    revisions: AHashMap<Bytes, u64>,
+    proposing: AHashMap<Bytes, Proposal>,
+    /// Records to read from the bucket.
+    reads: Vec<Bytes>,
+    /// Changes other nodes published while a record was loading: the newest, by name.
+    early: AHashMap<Bytes, RecordChange>,
+}
+
+impl ClusterRecords {
+    pub fn is_proposing(&self, name: &[u8]) -> bool {
+        self.proposing.contains_key(name)
+    }
+
+    pub fn forget(&mut self, name: &[u8]) {
+        self.revisions.remove(name);
+    }
+
+    pub fn read(&mut self, names: impl IntoIterator<Item = Bytes>) {
+        self.reads.extend(names);
+    }
+
+    /// Parks `waiting` behind the record's write being decided; gives it back if there is none.
+    pub fn wait_for_proposal(&mut self, name: &[u8], waiting: Waiting) -> Result<(), Waiting> {
+        match self.proposing.get_mut(name) {
+            Some(proposal) if proposal.waiting.len() < MAX_WAITING_PER_PROPOSAL => {
+                proposal.waiting.push(waiting);
+                Ok(())
+            }
+            _ => Err(waiting),
+        }
+    }
+}
+
+impl RecordCache {
+    /// A cache for a node of a cluster: no idle records stay in memory, since only the records
+    /// this node has subscribers for are kept fresh by the bus.
+    pub fn in_cluster() -> RecordCache {
+        let mut cache = RecordCache::keeping_idle(0);
+        cache.cluster = Some(Box::default());
+        cache
+    }
+
+    /// Bucket reads to start.
+    pub fn take_cluster_reads(&mut self) -> Vec<Bytes> {
+        self.cluster
+            .as_mut()
+            .map(|c| std::mem::take(&mut c.reads))
+            .unwrap_or_default()
+    }
+}
+
+impl Shard {
+    /// Accepts a record write (`None`: a delete) worked out against memory: at once on a node
+    /// alone, after the bucket's compare-and-set in a cluster. `retry` is the message, to be
+    /// handled again if another node wrote first.
+    pub(super) fn commit_record(
+        &mut self,
+        name: &Bytes,
+        record: Option<StoredRecord>,
+        frame: Bytes,
+        ack: Option<(ConnId, Message)>,
+        from: ConnId,
+        retry: impl FnOnce() -> Waiting,
+    ) {
+        let Some(cluster) = self.owner_side.records.cluster.as_mut() else {
+            self.owner_side.records.put(name, record, ack);
+            self.fan_out(Kind::Record, name, frame, Some(from));
+            return;
+        };
+        let expected = cluster.revisions.get(name.as_ref()).copied().unwrap_or(0);
+        let key = crate::core::detach(name);
+        cluster.proposing.insert(
+            key.clone(),
+            Proposal {
+                expected,
+                record: record.clone(),
+                frame,
+                ack,
+                from,
+                retry: retry(),
+                waiting: Vec::new(),
+            },
+        );
+        self.push_bus_request(BusOut::Cas {
+            name: key,
+            expected,
+            record,
+        });
+    }
+
+    /// The bucket's answer to a read.
+    pub(super) fn on_bucket_read(
+        &mut self,
+        name: Bytes,
+        result: Result<KvRecord, String>,
+        now: u64,
+    ) {
+        match result {
+            Ok(found) if !found.in_bucket => {
+                // From before the cluster, if anywhere: the store has it.
+                self.set_revision(&name, 0);
+                self.owner_side.records.load_from_store(name);
+            }
+            Ok(found) => {
+                self.set_revision(&name, found.revision);
+                let result = StoreResult::Loaded {
+                    name,
+                    result: Ok(found.record),
+                };
+                self.on_store_result(result, now);
+            }
+            Err(error) => {
+                let result = StoreResult::Loaded {
+                    name,
+                    result: Err(StorageError::Other(error)),
+                };
+                self.on_store_result(result, now);
+            }
+        }
+    }
+
+    /// A record just loaded (from the bucket or the store): a change another node published
+    /// meanwhile is newer, if there is one.
+    pub(super) fn newest_loaded(
+        &mut self,
+        name: &Bytes,
+        loaded: Option<StoredRecord>,
+    ) -> Option<StoredRecord> {
+        let Some(cluster) = self.owner_side.records.cluster.as_mut() else {
+            return loaded;
+        };
+        let Some(change) = cluster.early.remove(name.as_ref()) else {
+            return loaded;
+        };
+        let known = cluster.revisions.get(name.as_ref()).copied().unwrap_or(0);
+        if change.revision > known {
+            cluster
+                .revisions
+                .insert(crate::core::detach(name), change.revision);
+            return change.record;
+        }
+        loaded
+    }
+
+    /// The bucket's answer to a compare-and-set.
+    pub(super) fn on_bucket_write(&mut self, name: Bytes, result: CasResult, now: u64) {
+        let Some(cluster) = self.owner_side.records.cluster.as_mut() else {
+            return;
+        };
+        let Some(proposal) = cluster.proposing.remove(name.as_ref()) else {
+            return;
+        };
+        let Proposal {
+            expected,
+            record,
+            frame,
+            ack,
+            from,
+            retry,
+            waiting,
+        } = proposal;
+        match result {
+            CasResult::Written(revision) => {
+                self.set_revision(&name, revision);
+                self.owner_side.records.put(&name, record.clone(), ack);
+                self.fan_out(Kind::Record, &name, frame.clone(), Some(from));
+                self.count(|m| m.bus_published += 1);
+                self.push_bus_request(BusOut::PublishRecord {
+                    name: name.clone(),
+                    change: RecordChange {
+                        revision,
+                        previous: expected,
+                        record,
+                        frame,
+                    },
+                });
+                for item in waiting {
+                    self.resume(item, now);
+                }
+            }
+            CasResult::Conflict(current) => {
+                // Another node wrote first: take its record, then decide again.
+                self.apply_remote(&name, current.revision, current.record, None);
+                self.resume(retry, now);
+                for item in waiting {
+                    self.resume(item, now);
+                }
+            }
+            CasResult::Failed(error) => {
+                if let Waiting::Op { msg, from, .. } = retry {
+                    let reply = Message {
+                        topic: topic::RECORD,
+                        data: Some(Bytes::from(
+                            simd_json::to_string(&error).unwrap_or_default(),
+                        )),
+                        ..super::replies::error_reply(&msg, ra::RECORD_UPDATE_ERROR)
+                    };
+                    self.send(from, &reply);
+                }
+                for item in waiting {
+                    self.resume(item, now);
+                }
+                let subscribed = self.owner_side.interest[Kind::Record as usize].shards(&name) != 0;
+                self.owner_side.records.evict_if_idle(&name, subscribed);
+            }
+        }
+    }
+
+    /// Another node's accepted write of a record this node wants.
+    pub(super) fn on_record_changed(&mut self, name: Bytes, change: RecordChange) {
+        self.count(|m| m.bus_received += 1);
+        let records = &mut self.owner_side.records;
+        if records.is_loading(&name) {
+            if let Some(cluster) = records.cluster.as_mut() {
+                let newer = cluster
+                    .early
+                    .get(name.as_ref())
+                    .is_none_or(|c| c.revision < change.revision);
+                if newer {
+                    cluster.early.insert(crate::core::detach(&name), change);
+                }
+            }
+            return;
+        }
+        if !records.is_cached(&name) {
+            // Not in memory: the next read asks the bucket.
+            return;
+        }
+        self.apply_remote(
+            &name,
+            change.revision,
+            change.record,
+            Some((change.previous, change.frame)),
+        );
+    }
+
+    /// Takes the bucket's `record` at `revision` if it is newer than memory, and tells local
+    /// subscribers: with the writer's `frame` when memory held the revision it replaced, else
+    /// with the whole record.
+    fn apply_remote(
+        &mut self,
+        name: &Bytes,
+        revision: u64,
+        record: Option<StoredRecord>,
+        frame: Option<(u64, Bytes)>,
+    ) {
+        let Some(cluster) = self.owner_side.records.cluster.as_ref() else {
+            return;
+        };
+        let known = cluster.revisions.get(name.as_ref()).copied().unwrap_or(0);
+        if revision <= known {
+            return;
+        }
+        let frame = match frame {
+            Some((previous, frame)) if previous == known => frame,
+            _ => match &record {
+                Some(record) => ws_frame(&Message {
+                    name: Some(name.clone()),
+                    version: Some(record.version),
+                    data: Some(record.data.clone()),
+                    ..Message::new(topic::RECORD, ra::UPDATE)
+                }),
+                None => ws_frame(&Message {
+                    name: Some(name.clone()),
+                    ..Message::new(topic::RECORD, ra::DELETED)
+                }),
+            },
+        };
+        self.set_revision(name, revision);
+        self.owner_side.records.replace(name, record);
+        self.fan_out(Kind::Record, name, frame, None);
+    }
+
+    fn set_revision(&mut self, name: &Bytes, revision: u64) {
+        if let Some(cluster) = self.owner_side.records.cluster.as_mut() {
+            match cluster.revisions.get_mut(name.as_ref()) {
+                Some(known) => *known = revision,
+                None => {
+                    cluster
+                        .revisions
+                        .insert(crate::core::detach(name), revision);
+                }
+            }
+        }
+    }
+}
