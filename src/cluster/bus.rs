@@ -96,13 +96,17 @@ pub fn encode_value(record: Option<&StoredRecord>) -> Bytes {
     out.freeze()
 }
 
-/// The record a bucket value holds (`Ok(None)`: deleted); `Err` if it is not one of ours.
-pub fn decode_value(value: &Bytes) -> Result<Option<StoredRecord>, ()> {
+/// A bucket value corestream did not write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotARecord;
+
+/// The record a bucket value holds (`Ok(None)`: deleted).
+pub fn decode_value(value: &Bytes) -> Result<Option<StoredRecord>, NotARecord> {
     if value.is_empty() {
         return Ok(None);
     }
-    let version = value.get(..4).ok_or(())?;
-    let version = i32::from_le_bytes(version.try_into().map_err(|_| ())?);
+    let version = value.get(..4).ok_or(NotARecord)?;
+    let version = i32::from_le_bytes(version.try_into().map_err(|_| NotARecord)?);
     Ok(Some(StoredRecord {
         version,
         data: value.slice(4..),
@@ -212,7 +216,7 @@ mod tests {
             Ok(Some(record.clone()))
         );
         assert_eq!(decode_value(&encode_value(None)), Ok(None));
-        assert_eq!(decode_value(&Bytes::from_static(b"\x01")), Err(()));
+        assert_eq!(decode_value(&Bytes::from_static(b"\x01")), Err(NotARecord));
         for record in [Some(record), None] {
             let change = RecordChange {
                 revision: 9,

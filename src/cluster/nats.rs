@@ -198,7 +198,7 @@ fn kv_record(entry: Option<async_nats::jetstream::kv::Entry>) -> Result<KvRecord
     };
     // Deletes are written as empty values; a key removed some other way reads as deleted.
     let record = match entry.operation {
-        async_nats::jetstream::kv::Operation::Put => decode_value(&entry.value).map_err(|()| {
+        async_nats::jetstream::kv::Operation::Put => decode_value(&entry.value).map_err(|_| {
             "cluster: the bucket holds a value corestream did not write".to_string()
         })?,
         _ => None,
