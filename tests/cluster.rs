@@ -330,3 +330,32 @@ fn records_keep_one_sequence_of_versions_across_nodes() {
         3 * WRITES
     );
 }
+
+/// The real client's conformance scenarios with each client of a scenario on the next of
+/// three nodes (tests/node/client is the shared suite, with helpers that spread clients over
+/// the nodes DS_URL lists).
+fn conformance_across_three_nodes(cores: [usize; 3], files: &[&str]) {
+    if !common::service("NATS", NATS_PORT) {
+        return;
+    }
+    let spec = ClusterSpec::new("conformance", NATS_PORT, "");
+    let nodes: Vec<Server> = cores.iter().map(|&c| spec.node(c)).collect();
+    let urls: Vec<String> = nodes.iter().map(Server::url).collect();
+    let output = common::run_client_tests(&urls.join(","), files);
+    println!(
+        "{}",
+        output
+            .lines()
+            .filter(|l| l.starts_with("# ") || l.starts_with("not ok"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn conformance_events_and_records_across_three_nodes() {
+    conformance_across_three_nodes(
+        [1, 2, 1],
+        &["client/event.test.mjs", "client/record.test.mjs", "client/connection.test.mjs"],
+    );
+}
