@@ -356,6 +356,11 @@ fn conformance_across_three_nodes(cores: [usize; 3], files: &[&str]) {
 fn conformance_events_and_records_across_three_nodes() {
     conformance_across_three_nodes(
         [1, 2, 1],
-        &["client/event.test.mjs", "client/record.test.mjs", "client/connection.test.mjs"],
+        &[
+            "client/event.test.mjs",
+            "client/record.test.mjs",
+            "client/connection.test.mjs",
+            "client/presence.test.mjs",
+        ],
     );
 }

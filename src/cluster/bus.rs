@@ -7,6 +7,7 @@
 //! hashed subject never needs reversing.
 
 use super::RecordChange;
+use crate::core::ids::NodeId;
 use crate::shard::msg::Kind;
 use crate::store::StoredRecord;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -82,6 +83,40 @@ pub fn decode_published(payload: &Bytes) -> Option<(Bytes, Bytes)> {
         return None;
     }
     Some((payload.slice(4..end), payload.slice(end..)))
+}
+
+/// The subject every node hears for the cluster's own business: `<prefix>.node.<what>`
+/// (`presence`, `heartbeat`, `sync`).
+pub fn node_subject(prefix: &str, what: &str) -> String {
+    format!("{prefix}.node.{what}")
+}
+
+/// A presence change: the node (u32, little-endian), 1 or 0 for online, the user name.
+pub fn encode_presence(node: NodeId, user: &[u8], online: bool) -> Bytes {
+    let mut out = BytesMut::with_capacity(5 + user.len());
+    out.put_u32_le(node);
+    out.put_u8(u8::from(online));
+    out.put_slice(user);
+    out.freeze()
+}
+
+pub fn decode_presence(payload: &Bytes) -> Option<(NodeId, Bytes, bool)> {
+    let node = decode_node(payload)?;
+    let online = match payload.get(4)? {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
+    Some((node, payload.slice(5..), online))
+}
+
+/// A heartbeat or sync request: the node's id.
+pub fn encode_node(node: NodeId) -> Bytes {
+    Bytes::copy_from_slice(&node.to_le_bytes())
+}
+
+pub fn decode_node(payload: &[u8]) -> Option<NodeId> {
+    Some(u32::from_le_bytes(payload.get(..4)?.try_into().ok()?))
 }
 
 /// A record as a bucket value: its version (i32, little-endian) and its data; the empty
@@ -233,5 +268,25 @@ mod tests {
                 assert_eq!(decode_change(&payload.slice(..cut)), None, "{cut}");
             }
         }
+    }
+
+    #[test]
+    fn presence_and_node_messages_read_back() {
+        let payload = encode_presence(7, b"alice", true);
+        assert_eq!(
+            decode_presence(&payload),
+            Some((7, Bytes::from_static(b"alice"), true))
+        );
+        assert_eq!(
+            decode_presence(&encode_presence(1, b"", false)),
+            Some((1, Bytes::new(), false))
+        );
+        assert_eq!(
+            decode_presence(&Bytes::from_static(b"\x01\x00\x00\x00\x02x")),
+            None
+        );
+        assert_eq!(decode_presence(&Bytes::from_static(b"\x01")), None);
+        assert_eq!(decode_node(&encode_node(0xdead_beef)), Some(0xdead_beef));
+        assert_eq!(node_subject("cs", "presence"), "cs.node.presence");
     }
 }

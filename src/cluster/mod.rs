@@ -8,6 +8,7 @@ pub mod bus;
 pub mod nats;
 pub mod wire;
 
+use crate::core::ids::{ConnId, NodeId};
 use crate::shard::msg::Kind;
 use crate::store::StoredRecord;
 use bytes::Bytes;
@@ -77,6 +78,13 @@ pub enum BusOut {
     },
     /// A record write the bucket accepted, for the other nodes that want the record.
     PublishRecord { name: Bytes, change: RecordChange },
+    /// A user went online on this node (its first connection here) or offline (its last).
+    /// With `confirm`, `BusIn::PresenceConfirmed` follows once every other node has it.
+    Presence {
+        user: Bytes,
+        online: bool,
+        confirm: Option<ConnId>,
+    },
 }
 
 /// What the bus tells a shard.
@@ -99,4 +107,16 @@ pub enum BusIn {
     Cas { name: Bytes, result: CasResult },
     /// Another node's write of a record this node wants.
     RecordChanged { name: Bytes, change: RecordChange },
+    /// A user went online or offline on another node.
+    RemotePresence {
+        node: NodeId,
+        user: Bytes,
+        online: bool,
+    },
+    /// Another node has not been heard from within `nodeTimeout`: drop what it held.
+    NodeGone { node: NodeId },
+    /// A node joined or came back: say again who is online here.
+    SyncRequested,
+    /// Every other node has the presence change that asked for confirmation for `login`.
+    PresenceConfirmed { login: ConnId },
 }

@@ -7,12 +7,14 @@
 //! the disconnect and any dropped messages are logged.
 
 use super::bus::{
-    decode_change, decode_published, decode_value, encode_change, encode_published, encode_value,
-    name_subject, push_token,
+    decode_change, decode_node, decode_presence, decode_published, decode_value, encode_change,
+    encode_node, encode_presence, encode_published, encode_value, name_subject, node_subject,
+    push_token,
 };
 use super::{BusIn, BusOut, CasResult, KvRecord};
 use crate::bridge::Bridge;
 use crate::config::cluster::ClusterConfig;
+use crate::core::ids::{ConnId, NodeId};
 use crate::shard::msg::Kind;
 use crate::store::StoredRecord;
 use ahash::AHashMap;
@@ -27,6 +29,8 @@ const OUT_QUEUE: usize = 1024;
 /// buffers up to `SUBSCRIPTION_BUFFER` messages per name before it reports a slow consumer).
 const IN_QUEUE: usize = 4096;
 const SUBSCRIPTION_BUFFER: usize = 65_536;
+/// How long a starting node listens for the others' heartbeats before it serves clients.
+const STARTUP_LISTEN: Duration = Duration::from_millis(250);
 /// Arrivals for one name handed over in one batch at most.
 const IN_BATCH: usize = 256;
 
@@ -50,13 +54,25 @@ impl NatsBus {
         let bridge =
             Bridge::start().map_err(|e| format!("cannot start the cluster thread: {e}"))?;
         let (connected, connecting) = std::sync::mpsc::channel();
+        let reconnected = std::sync::Arc::new(tokio::sync::Notify::new());
+        let on_event = reconnected.clone();
         let options = async_nats::ConnectOptions::new()
             .name(format!("corestream {node}"))
             .no_echo()
             .subscription_capacity(SUBSCRIPTION_BUFFER)
             // Reconnect for ever: a cluster outlives a NATS restart.
             .max_reconnects(None)
-            .event_callback(|event| async move { report(&event) });
+            .event_callback(move |event| {
+                let on_event = on_event.clone();
+                async move {
+                    report(&event);
+                    if matches!(event, async_nats::Event::Connected) {
+                        on_event.notify_one();
+                    }
+                }
+            });
+        // Nodes tell each other apart by this; a restarted node is a new node.
+        let node_id = fastrand::u32(1..);
         let servers = config.servers.clone();
         let bucket = format!("{}_records", config.prefix);
         let replicas = config.replicas;
@@ -85,10 +101,15 @@ impl NatsBus {
             }
         };
         let mut links = Vec::with_capacity(shards);
+        let mut all_arrivals = Vec::with_capacity(shards);
+        let live_nodes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for shard in 0..shards {
             let (out, requests) = async_channel::bounded(OUT_QUEUE);
             let (arrivals, inbound) = async_channel::bounded(IN_QUEUE);
+            all_arrivals.push(arrivals.clone());
             let served = ShardBus {
+                node: node_id,
+                live_nodes: live_nodes.clone(),
                 client: client.clone(),
                 records: records.clone(),
                 prefix: config.prefix.clone(),
@@ -103,6 +124,24 @@ impl NatsBus {
                 "CLUSTER_SHARD",
                 "shard {shard} joined the bus"
             );
+        }
+        let members = Membership {
+            node: node_id,
+            live_nodes,
+            client: client.clone(),
+            prefix: config.prefix.clone(),
+            arrivals: all_arrivals,
+            heartbeat: Duration::from_millis(config.heartbeat_interval_ms),
+            timeout: Duration::from_millis(config.node_timeout_ms),
+            reconnected,
+        };
+        let (subscribed, subscribing) = std::sync::mpsc::channel();
+        bridge.spawn_service(members.run(subscribed));
+        // The node hears the others before it serves anyone.
+        match subscribing.recv_timeout(timeout) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("clusterNode: {e}")),
+            Err(_) => return Err("clusterNode: NATS did not take the node's subscriptions".into()),
         }
         crate::log!(
             crate::log::Level::Info,
@@ -229,6 +268,9 @@ fn report(event: &async_nats::Event) {
 
 /// One shard's side of the connection: its subscriptions, by name.
 struct ShardBus {
+    node: NodeId,
+    /// Other nodes heard from recently (kept by `Membership`).
+    live_nodes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     client: async_nats::Client,
     records: async_nats::jetstream::kv::Store,
     prefix: String,
@@ -265,6 +307,11 @@ impl ShardBus {
                         let payload = encode_change(&name, &change);
                         self.publish(Kind::Record, &name, payload).await;
                     }
+                    BusOut::Presence {
+                        user,
+                        online,
+                        confirm,
+                    } => self.publish_presence(user, online, confirm).await,
                     BusOut::Read { name } => self.read(name),
                     BusOut::Cas {
                         name,
@@ -306,6 +353,52 @@ impl ShardBus {
                 "a publish to other nodes was lost: {e}"
             );
         }
+    }
+
+    /// Tells every node of a presence change. With `confirm`, waits (off the request loop)
+    /// for every node known to be alive to say it has it, at most the request timeout.
+    async fn publish_presence(&self, user: Bytes, online: bool, confirm: Option<ConnId>) {
+        let subject = node_subject(&self.prefix, "presence");
+        let payload = encode_presence(self.node, &user, online);
+        let Some(login) = confirm else {
+            if let Err(e) = self.client.publish(subject, payload).await {
+                crate::log!(
+                    crate::log::Level::Warn,
+                    "CLUSTER_PUBLISH",
+                    "a presence change was not sent to other nodes: {e}"
+                );
+            }
+            return;
+        };
+        let expected = self.live_nodes.load(std::sync::atomic::Ordering::Relaxed);
+        let inbox = self.client.new_inbox();
+        let answers = self.client.subscribe(inbox.clone()).await.ok();
+        let sent = self
+            .client
+            .publish_with_reply(subject, inbox, payload)
+            .await;
+        let (arrivals, timeout) = (self.arrivals.clone(), self.request_timeout);
+        tokio::spawn(async move {
+            if let (Some(mut answers), Ok(())) = (answers, sent) {
+                let all = async {
+                    for _ in 0..expected {
+                        if answers.next().await.is_none() {
+                            break;
+                        }
+                    }
+                };
+                if tokio::time::timeout(timeout, all).await.is_err() {
+                    crate::log!(
+                        crate::log::Level::Warn,
+                        "CLUSTER_PRESENCE",
+                        "not every node confirmed a login in time; answering it anyway"
+                    );
+                }
+            }
+            let _ = arrivals
+                .send(vec![BusIn::PresenceConfirmed { login }])
+                .await;
+        });
     }
 
     /// Reads a record from the bucket, off the request loop (reads of many records overlap).
@@ -393,5 +486,133 @@ impl ShardBus {
             }
         });
         self.subscriptions.insert(key, task.abort_handle());
+    }
+}
+
+/// Who is in the cluster: every node says it is alive every `heartbeat`; one not heard from
+/// within `timeout` is gone, and every shard drops what it held (its users leave presence).
+/// A node that joins, comes back, or reconnects to NATS asks every node to say again who is
+/// online (`sync`), since presence changes published meanwhile may be lost.
+struct Membership {
+    node: NodeId,
+    live_nodes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    client: async_nats::Client,
+    prefix: String,
+    arrivals: Vec<async_channel::Sender<Vec<BusIn>>>,
+    heartbeat: Duration,
+    timeout: Duration,
+    reconnected: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Membership {
+    async fn run(self, subscribed: std::sync::mpsc::Sender<Result<(), String>>) {
+        let subscribe = |what: &str| {
+            let subscribing = self.client.subscribe(node_subject(&self.prefix, what));
+            async move { subscribing.await.map_err(|e| e.to_string()) }
+        };
+        let subscriptions = async {
+            let presence = subscribe("presence").await?;
+            let heartbeats = subscribe("heartbeat").await?;
+            let syncs = subscribe("sync").await?;
+            self.client.flush().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((presence, heartbeats, syncs))
+        };
+        let (mut presence, mut heartbeats, mut syncs) = match subscriptions.await {
+            Ok(subscriptions) => subscriptions,
+            Err(e) => {
+                let _ = subscribed.send(Err(format!(
+                    "cannot subscribe to the cluster's subjects: {e}"
+                )));
+                return;
+            }
+        };
+        self.ask_for_sync().await;
+        let mut seen: AHashMap<NodeId, tokio::time::Instant> = AHashMap::new();
+        let mut gone: ahash::AHashSet<NodeId> = ahash::AHashSet::new();
+        let mut ticks = tokio::time::interval(self.heartbeat);
+        // Every node answers the sync with a heartbeat: the node is ready once it has heard
+        // them (logins wait for every node it knows of).
+        let mut ready = Some(subscribed);
+        let ready_at = tokio::time::Instant::now() + STARTUP_LISTEN;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(ready_at), if ready.is_some() => {
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(Ok(()));
+                    }
+                }
+                _ = ticks.tick() => {
+                    self.beat().await;
+                    let now = tokio::time::Instant::now();
+                    let dead: Vec<NodeId> = seen
+                        .iter()
+                        .filter(|(_, at)| now.duration_since(**at) > self.timeout)
+                        .map(|(node, _)| *node)
+                        .collect();
+                    for node in dead {
+                        seen.remove(&node);
+                        self.live_nodes.store(seen.len(), std::sync::atomic::Ordering::Relaxed);
+                        gone.insert(node);
+                        crate::log!(
+                            crate::log::Level::Warn,
+                            "CLUSTER_NODE_GONE",
+                            "node {node:08x} has not been heard from in {:?}: its users leave",
+                            self.timeout
+                        );
+                        self.to_every_shard(BusIn::NodeGone { node }).await;
+                    }
+                }
+                Some(message) = heartbeats.next() => {
+                    let Some(node) = decode_node(&message.payload) else { continue };
+                    if seen.insert(node, tokio::time::Instant::now()).is_none() {
+                        self.live_nodes.store(seen.len(), std::sync::atomic::Ordering::Relaxed);
+                        crate::log!(crate::log::Level::Info, "CLUSTER_NODE", "node {node:08x} is in the cluster");
+                        if gone.remove(&node) {
+                            // Back after being taken for dead: what it had was dropped here.
+                            self.ask_for_sync().await;
+                        }
+                    }
+                }
+                Some(message) = presence.next() => {
+                    let Some((node, user, online)) = decode_presence(&message.payload) else { continue };
+                    let owner = crate::core::ids::owner_of(&user, self.arrivals.len());
+                    if let Some(arrivals) = self.arrivals.get(owner) {
+                        let _ = arrivals.send(vec![BusIn::RemotePresence { node, user, online }]).await;
+                    }
+                    // The owner shard has it queued, ahead of any query that could ask.
+                    if let Some(reply) = message.reply {
+                        let _ = self.client.publish(reply, Bytes::new()).await;
+                    }
+                }
+                Some(_) = syncs.next() => {
+                    self.beat().await;
+                    self.to_every_shard(BusIn::SyncRequested).await;
+                }
+                _ = self.reconnected.notified() => self.ask_for_sync().await,
+            }
+        }
+    }
+
+    async fn beat(&self) {
+        let _ = self
+            .client
+            .publish(
+                node_subject(&self.prefix, "heartbeat"),
+                encode_node(self.node),
+            )
+            .await;
+    }
+
+    async fn ask_for_sync(&self) {
+        let _ = self
+            .client
+            .publish(node_subject(&self.prefix, "sync"), encode_node(self.node))
+            .await;
+    }
+
+    async fn to_every_shard(&self, arrival: BusIn) {
+        for arrivals in &self.arrivals {
+            let _ = arrivals.send(vec![arrival.clone()]).await;
+        }
     }
 }

@@ -33,6 +33,68 @@ impl PresenceCounts {
         }
         false
     }
+
+    /// Users with a connection here.
+    pub fn users(&self) -> impl Iterator<Item = &Bytes> {
+        self.connections.keys()
+    }
+
+    pub fn is_online(&self, user: &[u8]) -> bool {
+        self.connections.contains_key(user)
+    }
+}
+
+/// In a cluster, on the owner shard of a user name: the other nodes where the user is online.
+#[derive(Default)]
+pub struct RemotePresence {
+    nodes: AHashMap<Bytes, Vec<crate::core::ids::NodeId>>,
+}
+
+impl RemotePresence {
+    /// Node `node` says `user` is online there, or no longer. Returns whether the user's
+    /// set of other nodes went from empty to not empty, or back.
+    pub fn set(&mut self, user: &Bytes, node: crate::core::ids::NodeId, online: bool) -> bool {
+        if online {
+            let nodes = {
+                let key = super::map_key(&self.nodes, user);
+                self.nodes.entry(key).or_default()
+            };
+            if nodes.contains(&node) {
+                return false;
+            }
+            nodes.push(node);
+            return nodes.len() == 1;
+        }
+        let Some(nodes) = self.nodes.get_mut(user.as_ref()) else {
+            return false;
+        };
+        let before = nodes.len();
+        nodes.retain(|n| *n != node);
+        if nodes.is_empty() {
+            self.nodes.remove(user.as_ref());
+            return true;
+        }
+        debug_assert!(nodes.len() <= before);
+        false
+    }
+
+    pub fn anywhere(&self, user: &[u8]) -> bool {
+        self.nodes.contains_key(user)
+    }
+
+    /// Node `node` is gone: the users who were online on no other node.
+    pub fn node_gone(&mut self, node: crate::core::ids::NodeId) -> Vec<Bytes> {
+        let mut gone = Vec::new();
+        self.nodes.retain(|user, nodes| {
+            nodes.retain(|n| *n != node);
+            if nodes.is_empty() {
+                gone.push(user.clone());
+                return false;
+            }
+            true
+        });
+        gone
+    }
 }
 
 /// Who is online, as every shard sees it (updated by the owners' transitions), in the order
@@ -83,6 +145,26 @@ mod tests {
         assert!(!counts.update(&alice, false));
         assert!(counts.update(&alice, false));
         assert!(!counts.update(&alice, false));
+    }
+
+    #[test]
+    fn remote_presence_changes_on_the_first_and_last_node() {
+        let mut remote = RemotePresence::default();
+        let bob = Bytes::from_static(b"bob");
+        assert!(remote.set(&bob, 7, true));
+        assert!(!remote.set(&bob, 7, true), "said twice");
+        assert!(!remote.set(&bob, 9, true));
+        assert!(!remote.set(&bob, 7, false));
+        assert!(remote.anywhere(b"bob"));
+        assert!(remote.set(&bob, 9, false));
+        assert!(!remote.anywhere(b"bob"));
+        assert!(!remote.set(&bob, 9, false), "not there");
+        let carol = Bytes::from_static(b"carol");
+        remote.set(&bob, 1, true);
+        remote.set(&bob, 2, true);
+        remote.set(&carol, 1, true);
+        assert_eq!(remote.node_gone(1), vec![carol.clone()]);
+        assert!(remote.anywhere(b"bob") && !remote.anywhere(b"carol"));
     }
 
     #[test]

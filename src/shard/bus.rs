@@ -55,6 +55,12 @@ impl Shard {
                 self.count(|m| m.bus_received += 1);
                 self.fan_out(kind, &name, frame, None);
             }
+            BusIn::RemotePresence { node, user, online } => {
+                self.on_remote_presence(node, user, online)
+            }
+            BusIn::NodeGone { node } => self.on_node_gone(node, now),
+            BusIn::SyncRequested => self.on_sync_requested(),
+            BusIn::PresenceConfirmed { login } => self.login_step_done(login),
             BusIn::Read { name, result } => self.on_bucket_read(name, result, now),
             BusIn::Cas { name, result } => self.on_bucket_write(name, result, now),
             BusIn::RecordChanged { name, change } => self.on_record_changed(name, change),

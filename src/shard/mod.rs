@@ -4,6 +4,7 @@
 pub mod admin;
 mod bus;
 mod client;
+mod cluster_presence;
 mod cluster_records;
 mod held;
 pub mod metrics;
@@ -200,6 +201,8 @@ struct OwnerSide {
     /// The RPC router's decisions, kept between calls (see `route_rpc`).
     rpc_sends: Vec<crate::core::rpc::Send>,
     presence_counts: PresenceCounts,
+    /// In a cluster: the other nodes where the users this shard owns are online.
+    remote_presence: crate::core::presence::RemotePresence,
     /// Login answers held until every shard has applied the user's going online.
     pending_logins: AHashMap<ConnId, (usize, Bytes)>,
     /// Records being read again for a notify, by asking shard and token.
@@ -241,6 +244,7 @@ impl Shard {
                 rpc: RpcRouter::new(config.rpc_ack_timeout_ms, config.rpc_response_timeout_ms),
                 rpc_sends: Vec::new(),
                 presence_counts: PresenceCounts::default(),
+                remote_presence: Default::default(),
                 pending_logins: AHashMap::new(),
                 refreshing: AHashMap::new(),
                 next_external: 0,
@@ -625,38 +629,9 @@ impl Shard {
                 self.apply_listen_effects(kind, effects);
             }
             ShardMsg::PresenceLogin { user, login, reply } => {
-                let changed = self.owner_side.presence_counts.update(&user, login);
-                match reply {
-                    // Every shard must know the user is online before the client hears it is in.
-                    Some((conn, frame)) if changed => {
-                        self.owner_side
-                            .pending_logins
-                            .insert(conn, (self.shards, frame));
-                        self.broadcast(ShardMsg::PresenceChanged {
-                            user,
-                            online: login,
-                            login: Some(conn),
-                        });
-                    }
-                    Some((conn, frame)) => self.send_frame(conn, frame),
-                    None if changed => self.broadcast(ShardMsg::PresenceChanged {
-                        user,
-                        online: login,
-                        login: None,
-                    }),
-                    None => {}
-                }
+                self.on_presence_login(user, login, reply)
             }
-            ShardMsg::PresenceApplied { login, .. } => {
-                if let Some((left, _)) = self.owner_side.pending_logins.get_mut(&login) {
-                    *left -= 1;
-                    if *left == 0 {
-                        if let Some((_, frame)) = self.owner_side.pending_logins.remove(&login) {
-                            self.send_frame(login, frame);
-                        }
-                    }
-                }
-            }
+            ShardMsg::PresenceApplied { login, .. } => self.login_step_done(login),
             ShardMsg::MetricsRequest { token, reply_to } => {
                 let mut metrics = Box::new(self.metrics());
                 metrics.shards = vec![metrics::ShardGauges {
