@@ -361,6 +361,7 @@ fn conformance_events_and_records_across_three_nodes() {
             "client/record.test.mjs",
             "client/connection.test.mjs",
             "client/presence.test.mjs",
+            "client/rpc.test.mjs",
         ],
     );
 }

@@ -7,7 +7,7 @@
 //! hashed subject never needs reversing.
 
 use super::RecordChange;
-use crate::core::ids::NodeId;
+use crate::core::ids::{ConnId, NodeId};
 use crate::shard::msg::Kind;
 use crate::store::StoredRecord;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -117,6 +117,109 @@ pub fn encode_node(node: NodeId) -> Bytes {
 
 pub fn decode_node(payload: &[u8]) -> Option<NodeId> {
     Some(u32::from_le_bytes(payload.get(..4)?.try_into().ok()?))
+}
+
+/// A node's own subject, for what is addressed to it: `<prefix>.to.<node in hex>`.
+pub fn direct_subject(prefix: &str, node: NodeId) -> String {
+    format!("{prefix}.to.{node:08x}")
+}
+
+/// A provider change: node, 1 or 0 for on, the connection's shard (u16) and number (u32),
+/// then the RPC name.
+pub fn encode_provider(node: NodeId, on: bool, shard: u16, local: u32, name: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(11 + name.len());
+    out.put_u32_le(node);
+    out.put_u8(u8::from(on));
+    out.put_u16_le(shard);
+    out.put_u32_le(local);
+    out.put_slice(name);
+    out.freeze()
+}
+
+pub fn decode_provider(payload: &Bytes) -> Option<(ConnId, bool, Bytes)> {
+    let node = decode_node(payload)?;
+    let on = match payload.get(4)? {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
+    let shard = u16::from_le_bytes(payload.get(5..7)?.try_into().ok()?);
+    let local = u32::from_le_bytes(payload.get(7..11)?.try_into().ok()?);
+    let conn = ConnId { node, shard, local };
+    Some((conn, on, payload.slice(11..)))
+}
+
+/// What one node sends another.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Direct {
+    /// A frame for connection `local` of `shard`; an RPC request's correlation id.
+    ToConn {
+        shard: u16,
+        local: u32,
+        frame: Bytes,
+        rpc_call: Option<Bytes>,
+    },
+    /// A provider's answer from connection (`shard`, `local`) of the sending node.
+    RpcAnswer { shard: u16, local: u32, msg: Bytes },
+}
+
+/// A direct message: the sender (u32), a tag, then the tag's fields.
+pub fn encode_direct(from: NodeId, direct: &Direct) -> Bytes {
+    let mut out = BytesMut::new();
+    out.put_u32_le(from);
+    match direct {
+        Direct::ToConn {
+            shard,
+            local,
+            frame,
+            rpc_call,
+        } => {
+            out.put_u8(1);
+            out.put_u16_le(*shard);
+            out.put_u32_le(*local);
+            let call = rpc_call.as_deref().unwrap_or_default();
+            out.put_u8(u8::from(rpc_call.is_some()));
+            out.put_u32_le(u32::try_from(call.len()).unwrap_or(u32::MAX));
+            out.put_slice(call);
+            out.put_slice(frame);
+        }
+        Direct::RpcAnswer { shard, local, msg } => {
+            out.put_u8(2);
+            out.put_u16_le(*shard);
+            out.put_u32_le(*local);
+            out.put_slice(msg);
+        }
+    }
+    out.freeze()
+}
+
+pub fn decode_direct(payload: &Bytes) -> Option<(NodeId, Direct)> {
+    let from = decode_node(payload)?;
+    let tag = *payload.get(4)?;
+    let shard = u16::from_le_bytes(payload.get(5..7)?.try_into().ok()?);
+    let local = u32::from_le_bytes(payload.get(7..11)?.try_into().ok()?);
+    let direct = match tag {
+        1 => {
+            let has_call = *payload.get(11)? == 1;
+            let len =
+                usize::try_from(u32::from_le_bytes(payload.get(12..16)?.try_into().ok()?)).ok()?;
+            let end = len.checked_add(16)?;
+            payload.get(16..end)?;
+            Direct::ToConn {
+                shard,
+                local,
+                rpc_call: has_call.then(|| payload.slice(16..end)),
+                frame: payload.slice(end..),
+            }
+        }
+        2 => Direct::RpcAnswer {
+            shard,
+            local,
+            msg: payload.slice(11..),
+        },
+        _ => return None,
+    };
+    Some((from, direct))
 }
 
 /// A record as a bucket value: its version (i32, little-endian) and its data; the empty
@@ -288,5 +391,49 @@ mod tests {
         assert_eq!(decode_presence(&Bytes::from_static(b"\x01")), None);
         assert_eq!(decode_node(&encode_node(0xdead_beef)), Some(0xdead_beef));
         assert_eq!(node_subject("cs", "presence"), "cs.node.presence");
+    }
+
+    #[test]
+    fn providers_and_direct_messages_read_back() {
+        let payload = encode_provider(9, true, 3, 77, b"add");
+        assert_eq!(
+            decode_provider(&payload),
+            Some((
+                ConnId {
+                    node: 9,
+                    shard: 3,
+                    local: 77
+                },
+                true,
+                Bytes::from_static(b"add")
+            ))
+        );
+        assert_eq!(decode_provider(&payload.slice(..10)), None);
+        for direct in [
+            Direct::ToConn {
+                shard: 1,
+                local: 2,
+                frame: Bytes::from_static(b"frame"),
+                rpc_call: Some(Bytes::from_static(b"cid")),
+            },
+            Direct::ToConn {
+                shard: 1,
+                local: 2,
+                frame: Bytes::new(),
+                rpc_call: None,
+            },
+            Direct::RpcAnswer {
+                shard: 0,
+                local: 5,
+                msg: Bytes::from_static(b"msg"),
+            },
+        ] {
+            let payload = encode_direct(4, &direct);
+            assert_eq!(decode_direct(&payload), Some((4, direct)));
+            for cut in 0..11 {
+                assert_eq!(decode_direct(&payload.slice(..cut)), None);
+            }
+        }
+        assert_eq!(direct_subject("cs", 0xab), "cs.to.000000ab");
     }
 }

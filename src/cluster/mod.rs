@@ -51,7 +51,7 @@ pub struct RecordChange {
 
 /// What a shard asks of the bus. Each owner shard asks only about the names it owns, so the
 /// order of one shard's requests is the order per name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum BusOut {
     /// This node wants what other nodes publish to `name` (`on`), or no longer. With
     /// `confirm`, `BusIn::Confirmed` follows once the bus routes the name here: a subscriber's
@@ -85,10 +85,25 @@ pub enum BusOut {
         online: bool,
         confirm: Option<ConnId>,
     },
+    /// A connection here began (`on`) or stopped providing RPC `name`, for every node.
+    RpcProvider { name: Bytes, conn: ConnId, on: bool },
+    /// A frame for a connection of another node (`conn.node`). `rpc_call` is the correlation
+    /// id of an RPC request this node routes to that connection: its answers come back here.
+    ToConn {
+        conn: ConnId,
+        frame: Bytes,
+        rpc_call: Option<Bytes>,
+    },
+    /// A provider's answer (accept, response, error, reject) to a call routed by node `node`.
+    RpcAnswer {
+        node: NodeId,
+        msg: Box<crate::protocol::message::Message>,
+        from: ConnId,
+    },
 }
 
 /// What the bus tells a shard.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum BusIn {
     /// Another node published `frame` to `name`, which this node wants.
     Published {
@@ -119,4 +134,18 @@ pub enum BusIn {
     SyncRequested,
     /// Every other node has the presence change that asked for confirmation for `login`.
     PresenceConfirmed { login: ConnId },
+    /// A connection of another node provides RPC `name` (`on`), or no longer.
+    RemoteProvider { name: Bytes, conn: ConnId, on: bool },
+    /// A frame another node sends a connection of this shard; `rpc_call` as in `BusOut`,
+    /// with the node that routes the call.
+    ToConn {
+        local: u32,
+        frame: Bytes,
+        rpc_call: Option<(NodeId, Bytes)>,
+    },
+    /// A provider elsewhere answered a call this node routes (`from` is on another node).
+    RpcAnswer {
+        msg: Box<crate::protocol::message::Message>,
+        from: ConnId,
+    },
 }

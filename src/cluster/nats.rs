@@ -7,9 +7,10 @@
 //! the disconnect and any dropped messages are logged.
 
 use super::bus::{
-    decode_change, decode_node, decode_presence, decode_published, decode_value, encode_change,
-    encode_node, encode_presence, encode_published, encode_value, name_subject, node_subject,
-    push_token,
+    decode_change, decode_direct, decode_node, decode_presence, decode_provider, decode_published,
+    decode_value, direct_subject, encode_change, encode_direct, encode_node, encode_presence,
+    encode_provider, encode_published, encode_value, name_subject, node_subject, push_token,
+    Direct,
 };
 use super::{BusIn, BusOut, CasResult, KvRecord};
 use crate::bridge::Bridge;
@@ -312,6 +313,38 @@ impl ShardBus {
                         online,
                         confirm,
                     } => self.publish_presence(user, online, confirm).await,
+                    BusOut::RpcProvider { name, conn, on } => {
+                        let subject = node_subject(&self.prefix, "rpc");
+                        let payload = encode_provider(self.node, on, conn.shard, conn.local, &name);
+                        self.send(subject, payload, "an RPC provider change").await;
+                    }
+                    BusOut::ToConn {
+                        conn,
+                        frame,
+                        rpc_call,
+                    } => {
+                        let direct = Direct::ToConn {
+                            shard: conn.shard,
+                            local: conn.local,
+                            frame,
+                            rpc_call,
+                        };
+                        let subject = direct_subject(&self.prefix, conn.node);
+                        let payload = encode_direct(self.node, &direct);
+                        self.send(subject, payload, "a message for another node")
+                            .await;
+                    }
+                    BusOut::RpcAnswer { node, msg, from } => {
+                        let direct = Direct::RpcAnswer {
+                            shard: from.shard,
+                            local: from.local,
+                            msg: msg.encode(),
+                        };
+                        let subject = direct_subject(&self.prefix, node);
+                        let payload = encode_direct(self.node, &direct);
+                        self.send(subject, payload, "an RPC answer for another node")
+                            .await;
+                    }
                     BusOut::Read { name } => self.read(name),
                     BusOut::Cas {
                         name,
@@ -341,6 +374,16 @@ impl ShardBus {
                     return;
                 }
             }
+        }
+    }
+
+    async fn send(&self, subject: String, payload: Bytes, what: &str) {
+        if let Err(e) = self.client.publish(subject, payload).await {
+            crate::log!(
+                crate::log::Level::Warn,
+                "CLUSTER_PUBLISH",
+                "{what} was lost: {e}"
+            );
         }
     }
 
@@ -514,18 +557,25 @@ impl Membership {
             let presence = subscribe("presence").await?;
             let heartbeats = subscribe("heartbeat").await?;
             let syncs = subscribe("sync").await?;
+            let providers = subscribe("rpc").await?;
+            let direct = self
+                .client
+                .subscribe(direct_subject(&self.prefix, self.node))
+                .await
+                .map_err(|e| e.to_string())?;
             self.client.flush().await.map_err(|e| e.to_string())?;
-            Ok::<_, String>((presence, heartbeats, syncs))
+            Ok::<_, String>((presence, heartbeats, syncs, providers, direct))
         };
-        let (mut presence, mut heartbeats, mut syncs) = match subscriptions.await {
-            Ok(subscriptions) => subscriptions,
-            Err(e) => {
-                let _ = subscribed.send(Err(format!(
-                    "cannot subscribe to the cluster's subjects: {e}"
-                )));
-                return;
-            }
-        };
+        let (mut presence, mut heartbeats, mut syncs, mut providers, mut direct) =
+            match subscriptions.await {
+                Ok(subscriptions) => subscriptions,
+                Err(e) => {
+                    let _ = subscribed.send(Err(format!(
+                        "cannot subscribe to the cluster's subjects: {e}"
+                    )));
+                    return;
+                }
+            };
         self.ask_for_sync().await;
         let mut seen: AHashMap<NodeId, tokio::time::Instant> = AHashMap::new();
         let mut gone: ahash::AHashSet<NodeId> = ahash::AHashSet::new();
@@ -575,13 +625,35 @@ impl Membership {
                 }
                 Some(message) = presence.next() => {
                     let Some((node, user, online)) = decode_presence(&message.payload) else { continue };
-                    let owner = crate::core::ids::owner_of(&user, self.arrivals.len());
-                    if let Some(arrivals) = self.arrivals.get(owner) {
-                        let _ = arrivals.send(vec![BusIn::RemotePresence { node, user, online }]).await;
-                    }
+                    self.to_owner(&user.clone(), BusIn::RemotePresence { node, user, online }).await;
                     // The owner shard has it queued, ahead of any query that could ask.
                     if let Some(reply) = message.reply {
                         let _ = self.client.publish(reply, Bytes::new()).await;
+                    }
+                }
+                Some(message) = providers.next() => {
+                    let Some((conn, on, name)) = decode_provider(&message.payload) else { continue };
+                    self.to_owner(&name, BusIn::RemoteProvider { name: name.clone(), conn, on }).await;
+                }
+                Some(message) = direct.next() => {
+                    let Some((from, direct)) = decode_direct(&message.payload) else { continue };
+                    match direct {
+                        Direct::ToConn { shard, local, frame, rpc_call } => {
+                            let arrival = BusIn::ToConn {
+                                local,
+                                frame,
+                                rpc_call: rpc_call.map(|cid| (from, cid)),
+                            };
+                            if let Some(arrivals) = self.arrivals.get(usize::from(shard)) {
+                                let _ = arrivals.send(vec![arrival]).await;
+                            }
+                        }
+                        Direct::RpcAnswer { shard, local, msg } => {
+                            let Ok(msg) = crate::protocol::message::Message::parse_boxed(&msg) else { continue };
+                            let Some(name) = msg.name.clone() else { continue };
+                            let from = ConnId { node: from, shard, local };
+                            self.to_owner(&name, BusIn::RpcAnswer { msg, from }).await;
+                        }
                     }
                 }
                 Some(_) = syncs.next() => {
@@ -608,6 +680,14 @@ impl Membership {
             .client
             .publish(node_subject(&self.prefix, "sync"), encode_node(self.node))
             .await;
+    }
+
+    /// To the shard that owns `name`.
+    async fn to_owner(&self, name: &[u8], arrival: BusIn) {
+        let owner = crate::core::ids::owner_of(name, self.arrivals.len());
+        if let Some(arrivals) = self.arrivals.get(owner) {
+            let _ = arrivals.send(vec![arrival]).await;
+        }
     }
 
     async fn to_every_shard(&self, arrival: BusIn) {

@@ -244,6 +244,31 @@ impl RpcRouter {
     }
 }
 
+impl RpcRouter {
+    /// The names `conn` provides.
+    pub fn names_of(&self, conn: ConnId) -> Vec<Bytes> {
+        self.provided_by.get(&conn).cloned().unwrap_or_default()
+    }
+
+    /// Every (name, provider) whose provider is a connection of this node.
+    pub fn local_providers(&self) -> Vec<(Bytes, ConnId)> {
+        self.provided_by
+            .iter()
+            .filter(|(conn, _)| conn.node == super::ids::LOCAL_NODE)
+            .flat_map(|(conn, names)| names.iter().map(|name| (name.clone(), *conn)))
+            .collect()
+    }
+
+    /// The providers that are connections of node `node`.
+    pub fn providers_on(&self, node: super::ids::NodeId) -> Vec<ConnId> {
+        self.provided_by
+            .keys()
+            .filter(|conn| conn.node == node)
+            .copied()
+            .collect()
+    }
+}
+
 /// A random provider of `name` other than those already tried; the caller may be one, as in
 /// the reference (a client that provides and calls the same RPC answers itself). Counts, then
 /// walks again to the chosen one: no allocation per call.

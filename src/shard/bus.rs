@@ -61,6 +61,15 @@ impl Shard {
             BusIn::NodeGone { node } => self.on_node_gone(node, now),
             BusIn::SyncRequested => self.on_sync_requested(),
             BusIn::PresenceConfirmed { login } => self.login_step_done(login),
+            BusIn::RemoteProvider { name, conn, on } => self.on_remote_provider(name, conn, on),
+            BusIn::ToConn {
+                local,
+                frame,
+                rpc_call,
+            } => self.on_frame_from_node(local, frame, rpc_call),
+            BusIn::RpcAnswer { msg, from } => {
+                self.route_rpc(|rpc, out| rpc.from_provider(msg, from, now, out))
+            }
             BusIn::Read { name, result } => self.on_bucket_read(name, result, now),
             BusIn::Cas { name, result } => self.on_bucket_write(name, result, now),
             BusIn::RecordChanged { name, change } => self.on_record_changed(name, change),

@@ -171,6 +171,10 @@ impl Shard {
 
     /// A message about one name goes to that name's owner.
     fn route_to_owner(&mut self, msg: Box<Message>, from: ConnId, refs: Option<Arc<Refs>>) {
+        // A provider's answer to a call another node routes goes back to that node.
+        let Err(msg) = self.answer_remote_call(msg, from) else {
+            return;
+        };
         let Some(name) = msg.name.as_ref() else {
             self.send(from, &error_reply(&msg, invalid_data_action(msg.topic)));
             return;
@@ -569,6 +573,9 @@ impl Shard {
                     } else {
                         self.owner_side.rpc.unprovide(name, from)
                     };
+                    if changed {
+                        self.publish_provider(name, from, on);
+                    }
                     if !changed {
                         let action = if on {
                             rpc_action::MULTIPLE_PROVIDERS

@@ -96,9 +96,10 @@ impl Shard {
         }
     }
 
-    /// A node is gone: its users leave, unless they are online elsewhere. Its RPC providers
-    /// and listeners are not known here (they do not cross nodes yet).
-    pub(super) fn on_node_gone(&mut self, node: NodeId, _now: u64) {
+    /// A node is gone: its users leave, unless they are online elsewhere, and its RPC
+    /// providers are dropped.
+    pub(super) fn on_node_gone(&mut self, node: NodeId, now: u64) {
+        self.rpc_node_gone(node, now);
         for user in self.owner_side.remote_presence.node_gone(node) {
             if !self.owner_side.presence_counts.is_online(&user) {
                 self.broadcast(ShardMsg::PresenceChanged {
@@ -110,8 +111,9 @@ impl Shard {
         }
     }
 
-    /// Another node asked: every user online here, again.
+    /// Another node asked: every user online here and every provider, again.
     pub(super) fn on_sync_requested(&mut self) {
+        self.announce_providers();
         let users: Vec<Bytes> = self.owner_side.presence_counts.users().cloned().collect();
         for user in users {
             self.publish_presence(&user, true);

@@ -6,6 +6,7 @@ mod bus;
 mod client;
 mod cluster_presence;
 mod cluster_records;
+mod cluster_rpc;
 mod held;
 pub mod metrics;
 pub mod msg;
@@ -185,6 +186,9 @@ struct ConnSide {
     sweep_order: Vec<u32>,
     /// Where the next sweep starts in `sweep_order`.
     sweep_cursor: usize,
+    /// RPC requests other nodes routed to this shard's connections: (connection, correlation
+    /// id) → the routing node, where the provider's answers go.
+    remote_rpc_calls: AHashMap<(u32, Bytes), crate::core::ids::NodeId>,
     /// Clients' `record.notify` waiting for the owners of their names.
     notifying: AHashMap<u64, notify::PendingNotify>,
     next_notify: u64,
@@ -379,7 +383,7 @@ impl Shard {
         let mut sends = std::mem::take(&mut self.owner_side.rpc_sends);
         decide(&mut self.owner_side.rpc, &mut sends);
         for (to, msg) in sends.drain(..) {
-            self.send(to, &msg);
+            self.send_rpc(to, &msg);
         }
         self.owner_side.rpc_sends = sends;
     }
@@ -433,7 +437,13 @@ impl Shard {
     }
 
     fn send_frame(&mut self, to: ConnId, frame: Bytes) {
-        if usize::from(to.shard) == self.id {
+        if to.node != crate::core::ids::LOCAL_NODE {
+            self.push_bus_request(crate::cluster::BusOut::ToConn {
+                conn: to,
+                frame,
+                rpc_call: None,
+            });
+        } else if usize::from(to.shard) == self.id {
             if let Some(conn) = self.conn_side.conns.get(&to.local) {
                 conn.outbox.push(frame);
             }
@@ -652,6 +662,7 @@ impl Shard {
                 op,
             } => self.on_admin_request(token, reply_to, op),
             ShardMsg::ConnClosed { conn } => {
+                self.unprovide_everywhere(conn);
                 self.route_rpc(|rpc, out| rpc.conn_closed(conn, now, out));
                 for kind in [Kind::Event, Kind::Record] {
                     let mut effects = Vec::new();
@@ -873,6 +884,7 @@ impl Shard {
         }
         let me = self.conn_id(local);
         self.conn_side.held_replies.forget(local);
+        self.forget_remote_calls(local);
         if let Some(extras) = &conn.extras {
             for kind in [Kind::Event, Kind::Record] {
                 for name in &extras.subscriptions[kind as usize] {
