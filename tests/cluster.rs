@@ -17,8 +17,8 @@ const NATS_PORT: u16 = 4222;
 /// A config folder of its own with a cluster prefix of its own.
 struct ClusterSpec {
     dir: PathBuf,
-    #[allow(dead_code)]
     prefix: String,
+    nats_port: u16,
 }
 
 impl ClusterSpec {
@@ -30,7 +30,11 @@ impl ClusterSpec {
             "clusterNode:\n  name: nats\n  options:\n    servers: [nats://127.0.0.1:{nats_port}]\n    prefix: {prefix}\nmonitoring:\n  type: prometheus\n{extra}"
         );
         std::fs::write(dir.join("config.yml"), config).expect("config");
-        ClusterSpec { dir, prefix }
+        ClusterSpec {
+            dir,
+            prefix,
+            nats_port,
+        }
     }
 
     /// One node with `cores` shards.
@@ -48,6 +52,37 @@ impl ClusterSpec {
 impl Drop for ClusterSpec {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+        // The records bucket the nodes made on the shared NATS.
+        let _ = jetstream_delete_stream(self.nats_port, &format!("KV_{}_records", self.prefix));
+    }
+}
+
+/// Deletes a JetStream stream with NATS's text protocol (a request with a reply inbox).
+fn jetstream_delete_stream(port: u16, stream: &str) -> std::io::Result<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let socket = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    socket.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(socket.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?; // INFO
+    let mut writer = socket;
+    write!(
+        writer,
+        "CONNECT {{\"verbose\":false}}\r\nSUB _INBOX.cleanup 1\r\nPUB $JS.API.STREAM.DELETE.{stream} _INBOX.cleanup 0\r\n\r\n"
+    )?;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(String::new());
+        }
+        if line.starts_with("MSG") {
+            line.clear();
+            reader.read_line(&mut line)?;
+            return Ok(line.clone());
+        }
+        if line.starts_with("PING") {
+            writer.write_all(b"PONG\r\n")?;
+        }
     }
 }
 
@@ -458,4 +493,61 @@ fn a_killed_node_takes_its_users_and_providers_and_loses_no_acknowledged_write()
     assert_eq!(read.data.as_deref(), Some(&br#"{"kept":true}"#[..]));
     println!("the killed node's user left after {took:?}");
     drop(doomed);
+}
+
+/// Interest routing, counted: with 8 nodes and subscribers on 2 of them, a publish reaches those
+/// 2 nodes over the bus, not 8; with no subscribers elsewhere it reaches none.
+#[test]
+fn with_eight_nodes_a_publish_reaches_only_the_two_that_subscribe() {
+    if !common::service("NATS", NATS_PORT) {
+        return;
+    }
+    let spec = ClusterSpec::new("eight", NATS_PORT, "");
+    let nodes: Vec<Server> = (0..8).map(|_| spec.node(1)).collect();
+    let mut subscribers: Vec<RawClient> = [3, 6]
+        .iter()
+        .map(|&i| {
+            let mut client = RawClient::login(nodes[i].port, "subscriber");
+            subscribe(&mut client, "ticker");
+            client
+        })
+        .collect();
+    let mut publisher = RawClient::login(nodes[0].port, "publisher");
+    let received = |nodes: &[Server]| -> Vec<u64> {
+        nodes
+            .iter()
+            .map(|n| counter(n, "corestream_cluster_received_total"))
+            .collect()
+    };
+    let before = received(&nodes);
+    const PUBLISHES: u64 = 100;
+    for i in 0..PUBLISHES {
+        emit(&mut publisher, "ticker", &format!("{i}"));
+    }
+    for subscriber in &mut subscribers {
+        for _ in 0..PUBLISHES {
+            assert_eq!(subscriber.expect_message().action, ea::EMIT);
+        }
+    }
+    let after = received(&nodes);
+    let crossed: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    assert_eq!(crossed, [0, 0, 0, PUBLISHES, 0, 0, PUBLISHES, 0], "arrivals per node");
+    assert_eq!(
+        counter(&nodes[0], "corestream_cluster_published_total"),
+        PUBLISHES,
+        "one bus message per publish, however many nodes want it"
+    );
+    // Nobody elsewhere wants this name: it reaches no node.
+    let before = received(&nodes);
+    for i in 0..PUBLISHES {
+        emit(&mut publisher, "lonely", &format!("{i}"));
+    }
+    emit(&mut publisher, "ticker", "\"marker\"");
+    for subscriber in &mut subscribers {
+        assert_eq!(subscriber.expect_message().data.as_deref(), Some(&b"\"marker\""[..]));
+    }
+    let after = received(&nodes);
+    let crossed: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    assert_eq!(crossed, [0, 0, 0, 1, 0, 0, 1, 0], "only the marker crossed");
+    println!("8 nodes, subscribers on 2: {PUBLISHES} publishes crossed to 2 nodes each");
 }
