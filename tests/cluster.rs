@@ -531,7 +531,11 @@ fn with_eight_nodes_a_publish_reaches_only_the_two_that_subscribe() {
     }
     let after = received(&nodes);
     let crossed: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
-    assert_eq!(crossed, [0, 0, 0, PUBLISHES, 0, 0, PUBLISHES, 0], "arrivals per node");
+    assert_eq!(
+        crossed,
+        [0, 0, 0, PUBLISHES, 0, 0, PUBLISHES, 0],
+        "arrivals per node"
+    );
     assert_eq!(
         counter(&nodes[0], "corestream_cluster_published_total"),
         PUBLISHES,
@@ -544,10 +548,117 @@ fn with_eight_nodes_a_publish_reaches_only_the_two_that_subscribe() {
     }
     emit(&mut publisher, "ticker", "\"marker\"");
     for subscriber in &mut subscribers {
-        assert_eq!(subscriber.expect_message().data.as_deref(), Some(&b"\"marker\""[..]));
+        assert_eq!(
+            subscriber.expect_message().data.as_deref(),
+            Some(&b"\"marker\""[..])
+        );
     }
     let after = received(&nodes);
     let crossed: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     assert_eq!(crossed, [0, 0, 0, 1, 0, 0, 1, 0], "only the marker crossed");
     println!("8 nodes, subscribers on 2: {PUBLISHES} publishes crossed to 2 nodes each");
+}
+
+/// A NATS server of the test's own, on a free port, with its JetStream files in `dir`.
+struct OwnNats {
+    child: std::process::Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl OwnNats {
+    fn start(port: u16, dir: &std::path::Path) -> OwnNats {
+        let child = std::process::Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        eventually("nats-server answers", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        OwnNats {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn restart(mut self) -> OwnNats {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (port, dir) = (self.port, self.dir.clone());
+        std::mem::forget(self);
+        OwnNats::start(port, &dir)
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// NATS restarts under traffic: the nodes reconnect and subscribe again by themselves, the
+/// records bucket is still there, and events and records cross again.
+#[test]
+fn the_cluster_comes_back_after_nats_restarts() {
+    if std::process::Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none()
+                && std::env::var_os("CORESTREAM_REQUIRE_SERVICES").is_none(),
+            "nats-server is missing, and CI needs it"
+        );
+        println!("skipped: nats-server is not installed");
+        return;
+    }
+    let port = common::free_port();
+    let store = std::env::temp_dir().join(format!("corestream-nats-{}-{port}", std::process::id()));
+    let nats = OwnNats::start(port, &store);
+    let spec = ClusterSpec::new("restart", port, "");
+    let (a, b) = (spec.node(1), spec.node(2));
+    let mut publisher = RawClient::login(a.port, "publisher");
+    let mut subscriber = RawClient::login(b.port, "subscriber");
+    subscribe(&mut subscriber, "feed");
+    let read = record_subscribe(&mut subscriber, "state");
+    assert_eq!(read.version, Some(0));
+    let ack = record_write(&mut publisher, "state", 1, None, r#"{"n":1}"#);
+    assert_eq!(ack.action, ra::WRITE_ACKNOWLEDGEMENT);
+    assert_eq!(subscriber.expect_message().version, Some(1));
+    emit(&mut publisher, "feed", "1");
+    assert_eq!(subscriber.expect_message().data.as_deref(), Some(&b"1"[..]));
+
+    let nats = nats.restart();
+    // Events published while NATS is away are lost (and logged): keep publishing until they
+    // cross again.
+    let started = Instant::now();
+    let mut crossed = false;
+    let mut n = 0;
+    while started.elapsed() < Duration::from_secs(20) && !crossed {
+        n += 1;
+        emit(&mut publisher, "feed", &format!("{n}"));
+        if let Some(got) = subscriber.receive_quietly() {
+            crossed = matches!(got, common::Received::Message(m) if m.action == ea::EMIT);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(crossed, "events cross again after NATS restarted");
+    // The record bucket kept what was acknowledged, and writes go on.
+    let mut reader = RawClient::login(a.port, "reader");
+    let read = record_read(&mut reader, "state");
+    assert_eq!(read.version, Some(1), "{read:?}");
+    let ack = record_write(&mut publisher, "state", 2, None, r#"{"n":2}"#);
+    assert_eq!(ack.action, ra::WRITE_ACKNOWLEDGEMENT, "{ack:?}");
+    println!(
+        "events crossed again {:?} after the restart",
+        started.elapsed()
+    );
+    drop((a, b, spec, nats));
+    let _ = std::fs::remove_dir_all(&store);
 }
