@@ -10,7 +10,6 @@
 
 use super::msg::Kind;
 use super::records::{RecordCache, Waiting};
-use super::replies::ws_frame;
 use super::Shard;
 use crate::cluster::{BusOut, CasResult, KvRecord, RecordChange};
 use crate::core::ids::ConnId;
@@ -294,18 +293,7 @@ impl Shard {
         }
         let frame = match frame {
             Some((previous, frame)) if previous == known => frame,
-            _ => match &record {
-                Some(record) => ws_frame(&Message {
-                    name: Some(name.clone()),
-                    version: Some(record.version),
-                    data: Some(record.data.clone()),
-                    ..Message::new(topic::RECORD, ra::UPDATE)
-                }),
-                None => ws_frame(&Message {
-                    name: Some(name.clone()),
-                    ..Message::new(topic::RECORD, ra::DELETED)
-                }),
-            },
+            _ => super::replies::whole_record_frame(name, record.as_ref()),
         };
         self.set_revision(name, revision);
         self.owner_side.records.replace(name, record);

@@ -5,9 +5,9 @@
 
 use super::msg::ShardMsg;
 use super::records::Waiting;
-use super::replies::{ack, error_reply, ws_frame};
+use super::replies::{ack, error_reply};
 use super::{Kind, Shard};
-use crate::protocol::message::{record_action as ra, topic, Message};
+use crate::protocol::message::{record_action as ra, Message};
 use bytes::Bytes;
 
 /// Notifies a shard may have waiting for owners before new ones are refused.
@@ -144,18 +144,8 @@ impl Shard {
     pub(super) fn refreshed(&mut self, name: Bytes, token: u64, reply_to: u16) {
         let subscribed = self.owner_side.interest[Kind::Record as usize].shards(&name) != 0;
         if subscribed {
-            let frame = match self.owner_side.records.get(&name) {
-                Some(record) => ws_frame(&Message {
-                    name: Some(name.clone()),
-                    version: Some(record.version),
-                    data: Some(record.data.clone()),
-                    ..Message::new(topic::RECORD, ra::UPDATE)
-                }),
-                None => ws_frame(&Message {
-                    name: Some(name.clone()),
-                    ..Message::new(topic::RECORD, ra::DELETED)
-                }),
-            };
+            let frame =
+                super::replies::whole_record_frame(&name, self.owner_side.records.get(&name));
             self.fan_out(Kind::Record, &name, frame, None);
         }
         self.owner_side.records.evict_if_idle(&name, subscribed);

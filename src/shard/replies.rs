@@ -17,6 +17,24 @@ pub fn ws_frame(msg: &Message) -> Bytes {
 }
 
 /// The ack of `msg`: same topic and action, its correlation id.
+/// What a record's subscribers get when they must take it whole: UPDATE with its version and
+/// data, or DELETED when it is gone.
+pub fn whole_record_frame(name: &Bytes, record: Option<&crate::store::StoredRecord>) -> Bytes {
+    use crate::protocol::message::{record_action, topic};
+    match record {
+        Some(record) => ws_frame(&Message {
+            name: Some(name.clone()),
+            version: Some(record.version),
+            data: Some(record.data.clone()),
+            ..Message::new(topic::RECORD, record_action::UPDATE)
+        }),
+        None => ws_frame(&Message {
+            name: Some(name.clone()),
+            ..Message::new(topic::RECORD, record_action::DELETED)
+        }),
+    }
+}
+
 pub fn ack(msg: &Message) -> Message {
     Message {
         correlation_id: msg.correlation_id.clone(),

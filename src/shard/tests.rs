@@ -1040,3 +1040,219 @@ fn heads_of_records_not_in_memory_ask_the_store_for_the_version_alone() {
         "heads answered are forgotten once used"
     );
 }
+
+/// Two single-shard nodes and a bucket, wired by hand: what the NATS bus would carry, with a
+/// bucket that compares and sets as JetStream's does.
+mod nodes {
+    use super::*;
+    use crate::cluster::{BusIn, BusOut, CasResult, KvRecord, RecordChange};
+    use crate::protocol::message::record_action as ra;
+
+    struct Nodes {
+        nodes: Vec<Cluster>,
+        bucket: AHashMap<Bytes, (u64, Option<StoredRecord>)>,
+        revision: u64,
+        /// Record changes published, and who wants which record (node, name).
+        interest: Vec<(usize, Bytes)>,
+    }
+
+    impl Nodes {
+        fn new() -> Nodes {
+            let config = Config {
+                cluster: Some(Default::default()),
+                ..Config::default()
+            };
+            Nodes {
+                nodes: (0..2).map(|_| Cluster::with(1, config.clone())).collect(),
+                bucket: AHashMap::new(),
+                revision: 0,
+                interest: Vec::new(),
+            }
+        }
+
+        /// Carries out every node's bus requests until none are left.
+        fn settle(&mut self) {
+            loop {
+                let mut any = false;
+                for node in 0..self.nodes.len() {
+                    self.nodes[node].settle();
+                    for request in self.nodes[node].shards[0].take_bus_out() {
+                        any = true;
+                        let answers = self.carry(node, request);
+                        for (to, answer) in answers {
+                            self.nodes[to].shards[0].on_bus(answer, 0);
+                        }
+                    }
+                }
+                if !any {
+                    return;
+                }
+            }
+        }
+
+        fn carry(&mut self, from: usize, request: BusOut) -> Vec<(usize, BusIn)> {
+            match request {
+                BusOut::Interest {
+                    name, on, confirm, ..
+                } => {
+                    self.interest.retain(|(n, x)| !(*n == from && *x == name));
+                    if on {
+                        self.interest.push((from, name));
+                    }
+                    confirm
+                        .map(|token| (from, BusIn::Confirmed { token }))
+                        .into_iter()
+                        .collect()
+                }
+                BusOut::Presence {
+                    confirm: Some(login),
+                    ..
+                } => vec![(from, BusIn::PresenceConfirmed { login })],
+                BusOut::Read { name } => {
+                    let result = Ok(self.kv(&name));
+                    vec![(from, BusIn::Read { name, result })]
+                }
+                BusOut::Cas {
+                    name,
+                    expected,
+                    record,
+                } => {
+                    let current = self.kv(&name);
+                    let result = if current.revision == expected {
+                        self.revision += 1;
+                        self.bucket.insert(name.clone(), (self.revision, record));
+                        CasResult::Written(self.revision)
+                    } else {
+                        CasResult::Conflict(current)
+                    };
+                    vec![(from, BusIn::Cas { name, result })]
+                }
+                BusOut::PublishRecord { name, change } => self
+                    .interest
+                    .iter()
+                    .filter(|(node, n)| *node != from && *n == name)
+                    .map(|(node, _)| {
+                        let change: RecordChange = change.clone();
+                        let name = name.clone();
+                        (*node, BusIn::RecordChanged { name, change })
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            }
+        }
+
+        fn kv(&self, name: &Bytes) -> KvRecord {
+            match self.bucket.get(name) {
+                Some((revision, record)) => KvRecord {
+                    revision: *revision,
+                    record: record.clone(),
+                    in_bucket: true,
+                },
+                None => KvRecord {
+                    revision: 0,
+                    record: None,
+                    in_bucket: false,
+                },
+            }
+        }
+
+        fn login(&mut self, node: usize, user: &str) -> Client {
+            let outbox = Outbox::new(1 << 20, 0);
+            let local = self.nodes[node].shards[0].open_conn(outbox.clone(), 0);
+            let client = Client {
+                shard: 0,
+                local,
+                outbox,
+            };
+            for msg in [
+                Message::new(topic::CONNECTION, connection_action::CHALLENGE),
+                Message {
+                    data: Some(Bytes::from(format!(r#"{{"username":"{user}"}}"#))),
+                    ..Message::new(topic::AUTH, auth_action::REQUEST)
+                },
+            ] {
+                self.send(node, &client, &msg);
+            }
+            assert_eq!(
+                received(&client).last().map(|m| m.action),
+                Some(auth_action::AUTH_SUCCESSFUL),
+                "answered once the other nodes confirmed"
+            );
+            client
+        }
+
+        fn send(&mut self, node: usize, client: &Client, msg: &Message) {
+            self.nodes[node].shards[0].on_client_frame(client.local, &msg.encode(), 0);
+            self.settle();
+        }
+    }
+
+    fn write(version: i32, data: &str) -> Message {
+        Message {
+            name: Some(Bytes::from_static(b"r")),
+            version: Some(version),
+            data: Some(Bytes::copy_from_slice(data.as_bytes())),
+            is_write_ack: Some(true),
+            correlation_id: Some(Bytes::from_static(b"w")),
+            ..Message::new(topic::RECORD, ra::UPDATE)
+        }
+    }
+
+    #[test]
+    fn a_stale_node_gets_version_exists_with_the_buckets_record_and_its_subscribers_catch_up() {
+        let mut nodes = Nodes::new();
+        let a = nodes.login(0, "a");
+        let b = nodes.login(1, "b");
+        // Node 1 holds the record at revision 0 (read and subscribed).
+        nodes.send(
+            1,
+            &b,
+            &Message {
+                correlation_id: Some(Bytes::from_static(b"s")),
+                names: vec![Bytes::from_static(b"r")],
+                ..Message::new(topic::RECORD, ra::SUBSCRIBECREATEANDREAD)
+            },
+        );
+        let got = received(&b);
+        assert!(got
+            .iter()
+            .any(|m| m.action == ra::READ_RESPONSE && m.version == Some(0)));
+        // Node 0 writes version 1: the bucket takes it, node 1's subscriber hears it.
+        nodes.send(0, &a, &write(1, r#"{"from":"a"}"#));
+        assert_eq!(received(&a)[0].action, ra::WRITE_ACKNOWLEDGEMENT);
+        let update = &received(&b)[0];
+        assert_eq!((update.action, update.version), (ra::UPDATE, Some(1)));
+        // Another node's write that node 1 never heard of (a change lost on the bus): node 1 is
+        // stale, and a write it bases on its version is refused with the bucket's record.
+        nodes.bucket.insert(
+            Bytes::from_static(b"r"),
+            (
+                99,
+                Some(StoredRecord {
+                    version: 2,
+                    data: Bytes::from_static(br#"{"from":"elsewhere"}"#),
+                }),
+            ),
+        );
+        nodes.send(1, &b, &write(2, r#"{"from":"b"}"#));
+        let got = received(&b);
+        let refused = got
+            .iter()
+            .find(|m| m.action == ra::VERSION_EXISTS)
+            .expect("VERSION_EXISTS");
+        assert_eq!(refused.version, Some(2));
+        assert_eq!(
+            refused.data.as_deref(),
+            Some(&br#"{"from":"elsewhere"}"#[..])
+        );
+        // Its subscriber was sent the bucket's record whole.
+        assert!(got
+            .iter()
+            .any(|m| m.action == ra::UPDATE && m.version == Some(2)));
+        // A forced write lands on top of it.
+        nodes.send(1, &b, &write(-1, r#"{"from":"b"}"#));
+        assert_eq!(received(&b)[0].action, ra::WRITE_ACKNOWLEDGEMENT);
+        let stored = nodes.bucket.get(&Bytes::from_static(b"r")).cloned();
+        assert_eq!(stored.and_then(|(_, r)| r).map(|r| r.version), Some(3));
+    }
+}
