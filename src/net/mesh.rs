@@ -19,18 +19,45 @@ use std::task::{Poll, Waker};
 /// and starts the record-store jobs the work created.
 #[derive(Clone)]
 pub struct Pump {
-    waker: Rc<RefCell<Option<Waker>>>,
-    pending: Rc<Cell<bool>>,
+    /// Wakes the task that sends the shard's queues to its peers.
+    peers: Rc<Signal>,
     shard: Rc<RefCell<Shard>>,
     store: Rc<dyn RecordStore>,
-    store_waker: Rc<RefCell<Option<Waker>>>,
-    store_pending: Rc<Cell<bool>>,
+    /// Wakes the task that hands store jobs to the workers.
+    stores: Rc<Signal>,
     runtime: Runtime,
     gathering: Rc<Gathering>,
     sessions: Rc<SessionQueue>,
     /// Wakes the task that hands the shard's bus requests to the cluster (in a cluster).
-    bus_waker: Rc<RefCell<Option<Waker>>>,
-    bus_pending: Rc<Cell<bool>>,
+    bus: Rc<Signal>,
+}
+
+/// Work waiting for one task: raised by any number of inputs, taken by one wait.
+#[derive(Default)]
+struct Signal {
+    pending: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Signal {
+    fn raise(&self) {
+        self.pending.set(true);
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// Returns once raised since the last wait.
+    async fn wait(&self) {
+        poll_fn(|cx| {
+            if self.pending.replace(false) {
+                return Poll::Ready(());
+            }
+            *self.waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
 }
 
 /// Logins and logouts waiting for the session webhook, and the task that posts them.
@@ -101,17 +128,14 @@ impl Pump {
         backlog: Arc<Backlog>,
     ) -> Pump {
         let pump = Pump {
-            waker: Rc::default(),
-            pending: Rc::default(),
+            peers: Rc::default(),
             shard: shard.clone(),
             store,
-            store_waker: Rc::default(),
-            store_pending: Rc::default(),
+            stores: Rc::default(),
             runtime: runtime.clone(),
             gathering: Rc::default(),
             sessions: Rc::default(),
-            bus_waker: Rc::default(),
-            bus_pending: Rc::default(),
+            bus: Rc::default(),
         };
         pump.start_session_webhook();
         pump.start_store_worker();
@@ -136,14 +160,7 @@ impl Pump {
         let sender_pump = pump.clone();
         glommio::spawn_local(async move {
             loop {
-                poll_fn(|cx| {
-                    if sender_pump.pending.replace(false) {
-                        return Poll::Ready(());
-                    }
-                    *sender_pump.waker.borrow_mut() = Some(cx.waker().clone());
-                    Poll::Pending
-                })
-                .await;
+                sender_pump.peers.wait().await;
                 let batches = shard.borrow_mut().take_outgoing();
                 for (peer, batch) in batches {
                     // Counted before the send, which waits while the peer's channel is full.
@@ -282,18 +299,9 @@ impl Pump {
 
     /// Wakes the tasks that drain the shard's outputs (peers' messages, store jobs).
     fn wake(&self) {
-        self.pending.set(true);
-        if let Some(waker) = self.waker.borrow_mut().take() {
-            waker.wake();
-        }
-        self.store_pending.set(true);
-        if let Some(waker) = self.store_waker.borrow_mut().take() {
-            waker.wake();
-        }
-        self.bus_pending.set(true);
-        if let Some(waker) = self.bus_waker.borrow_mut().take() {
-            waker.wake();
-        }
+        self.peers.raise();
+        self.stores.raise();
+        self.bus.raise();
     }
 
     /// Joins the shard to the cluster bus: one task hands the shard's requests to the bus in
@@ -304,14 +312,7 @@ impl Pump {
         let pump = self.clone();
         glommio::spawn_local(async move {
             loop {
-                poll_fn(|cx| {
-                    if pump.bus_pending.replace(false) {
-                        return Poll::Ready(());
-                    }
-                    *pump.bus_waker.borrow_mut() = Some(cx.waker().clone());
-                    Poll::Pending
-                })
-                .await;
+                pump.bus.wait().await;
                 let requests = pump.shard.borrow_mut().take_bus_out();
                 if !requests.is_empty() && out.send(requests).await.is_err() {
                     return;
@@ -349,14 +350,7 @@ impl Pump {
         let workers = StoreWorkers::start(pump.store.clone(), on_result);
         glommio::spawn_local(async move {
             loop {
-                poll_fn(|cx| {
-                    if pump.store_pending.replace(false) {
-                        return Poll::Ready(());
-                    }
-                    *pump.store_waker.borrow_mut() = Some(cx.waker().clone());
-                    Poll::Pending
-                })
-                .await;
+                pump.stores.wait().await;
                 let jobs = pump.shard.borrow_mut().take_store_jobs();
                 if !jobs.is_empty() {
                     workers.submit(jobs);

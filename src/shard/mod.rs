@@ -573,8 +573,10 @@ impl Shard {
                     ..Message::new(topic::EVENT, event_action::EMIT)
                 };
                 let frame = ws_frame(&out);
-                self.fan_out(Kind::Event, &name, frame.clone(), Some(from));
-                self.publish_to_bus(Kind::Event, &name, frame);
+                if self.bus.on {
+                    self.publish_to_bus(Kind::Event, &name, frame.clone());
+                }
+                self.fan_out(Kind::Event, &name, frame, Some(from));
             }
             ShardMsg::Interest {
                 kind,
