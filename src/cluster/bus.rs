@@ -6,7 +6,7 @@
 //! The token is also a valid JetStream key-value key. Payloads carry the name itself, so a
 //! hashed subject never needs reversing.
 
-use super::RecordChange;
+use super::{ListenOp, RecordChange};
 use crate::core::ids::{ConnId, NodeId};
 use crate::shard::msg::Kind;
 use crate::store::StoredRecord;
@@ -149,6 +149,29 @@ pub fn decode_provider(payload: &Bytes) -> Option<(ConnId, bool, Bytes)> {
     Some((conn, on, payload.slice(11..)))
 }
 
+/// A listener change: as a provider change, with the kind (0 events, 1 records) before the
+/// pattern.
+pub fn encode_listener(node: NodeId, on: bool, conn: ConnId, kind: Kind, pattern: &[u8]) -> Bytes {
+    let mut named = BytesMut::with_capacity(1 + pattern.len());
+    named.put_u8(kind as u8);
+    named.put_slice(pattern);
+    encode_provider(node, on, conn.shard, conn.local, &named)
+}
+
+pub fn decode_listener(payload: &Bytes) -> Option<(ConnId, bool, Kind, Bytes)> {
+    let (conn, on, named) = decode_provider(payload)?;
+    let kind = kind_of(*named.first()?)?;
+    Some((conn, on, kind, named.slice(1..)))
+}
+
+fn kind_of(byte: u8) -> Option<Kind> {
+    match byte {
+        0 => Some(Kind::Event),
+        1 => Some(Kind::Record),
+        _ => None,
+    }
+}
+
 /// What one node sends another.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Direct {
@@ -161,6 +184,42 @@ pub enum Direct {
     },
     /// A provider's answer from connection (`shard`, `local`) of the sending node.
     RpcAnswer { shard: u16, local: u32, msg: Bytes },
+    /// Listening business about a name; its connections are read as the sender's.
+    Listen {
+        kind: Kind,
+        name: Bytes,
+        op: ListenOp,
+    },
+}
+
+/// A listening op as (code, connection, pattern).
+fn listen_op_parts(op: &ListenOp) -> (u8, Option<ConnId>, &[u8]) {
+    match op {
+        ListenOp::Interest(on) => (1 + u8::from(*on), None, &[]),
+        ListenOp::Response {
+            conn,
+            pattern,
+            accept,
+        } => (3 + u8::from(*accept), Some(*conn), pattern),
+        ListenOp::Claim { conn, pattern } => (5, Some(*conn), pattern),
+        ListenOp::Removed { conn, pattern } => (6, Some(*conn), pattern),
+        ListenOp::HasProvider(has) => (7 + u8::from(*has), None, &[]),
+    }
+}
+
+fn listen_op(code: u8, conn: ConnId, pattern: Bytes) -> Option<ListenOp> {
+    Some(match code {
+        1 | 2 => ListenOp::Interest(code == 2),
+        3 | 4 => ListenOp::Response {
+            conn,
+            pattern,
+            accept: code == 4,
+        },
+        5 => ListenOp::Claim { conn, pattern },
+        6 => ListenOp::Removed { conn, pattern },
+        7 | 8 => ListenOp::HasProvider(code == 8),
+        _ => return None,
+    })
 }
 
 /// A direct message: the sender (u32), a tag, then the tag's fields.
@@ -188,6 +247,17 @@ pub fn encode_direct(from: NodeId, direct: &Direct) -> Bytes {
             out.put_u16_le(*shard);
             out.put_u32_le(*local);
             out.put_slice(msg);
+        }
+        Direct::Listen { kind, name, op } => {
+            let (code, conn, pattern) = listen_op_parts(op);
+            out.put_u8(3);
+            out.put_u16_le(conn.map_or(0, |c| c.shard));
+            out.put_u32_le(conn.map_or(0, |c| c.local));
+            out.put_u8(*kind as u8);
+            out.put_u8(code);
+            out.put_u32_le(u32::try_from(name.len()).unwrap_or(u32::MAX));
+            out.put_slice(name);
+            out.put_slice(pattern);
         }
     }
     out.freeze()
@@ -217,6 +287,24 @@ pub fn decode_direct(payload: &Bytes) -> Option<(NodeId, Direct)> {
             local,
             msg: payload.slice(11..),
         },
+        3 => {
+            let kind = kind_of(*payload.get(11)?)?;
+            let code = *payload.get(12)?;
+            let len =
+                usize::try_from(u32::from_le_bytes(payload.get(13..17)?.try_into().ok()?)).ok()?;
+            let end = len.checked_add(17)?;
+            payload.get(17..end)?;
+            let conn = ConnId {
+                node: from,
+                shard,
+                local,
+            };
+            Direct::Listen {
+                kind,
+                name: payload.slice(17..end),
+                op: listen_op(code, conn, payload.slice(end..))?,
+            }
+        }
         _ => return None,
     };
     Some((from, direct))
@@ -427,6 +515,29 @@ mod tests {
                 local: 5,
                 msg: Bytes::from_static(b"msg"),
             },
+            Direct::Listen {
+                kind: Kind::Record,
+                name: Bytes::from_static(b"news/a"),
+                op: ListenOp::Response {
+                    conn: ConnId {
+                        node: 4,
+                        shard: 1,
+                        local: 9,
+                    },
+                    pattern: Bytes::from_static(b"news/.*"),
+                    accept: true,
+                },
+            },
+            Direct::Listen {
+                kind: Kind::Event,
+                name: Bytes::new(),
+                op: ListenOp::HasProvider(true),
+            },
+            Direct::Listen {
+                kind: Kind::Event,
+                name: Bytes::from_static(b"x"),
+                op: ListenOp::Interest(false),
+            },
         ] {
             let payload = encode_direct(4, &direct);
             assert_eq!(decode_direct(&payload), Some((4, direct)));
@@ -435,5 +546,16 @@ mod tests {
             }
         }
         assert_eq!(direct_subject("cs", 0xab), "cs.to.000000ab");
+        let conn = ConnId {
+            node: 2,
+            shard: 1,
+            local: 3,
+        };
+        let payload = encode_listener(2, false, conn, Kind::Record, b"a/.*");
+        assert_eq!(
+            decode_listener(&payload),
+            Some((conn, false, Kind::Record, Bytes::from_static(b"a/.*")))
+        );
+        assert_eq!(decode_listener(&payload.slice(..11)), None);
     }
 }

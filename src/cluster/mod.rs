@@ -49,6 +49,27 @@ pub struct RecordChange {
     pub frame: Bytes,
 }
 
+/// Listening in a cluster: what nodes tell the home node of a name (the one that decides who
+/// provides it) and what the home tells them. Connections are of the sending node, except in
+/// `Offer` and `Removed`, which name a connection of the receiving node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenOp {
+    /// The sender gained its first (`true`) or lost its last subscriber of the name.
+    Interest(bool),
+    /// A listener of the sender accepted (`true`) or rejected the name under `pattern`.
+    Response {
+        conn: ConnId,
+        pattern: Bytes,
+        accept: bool,
+    },
+    /// A listener of the sender provides the name: said to a name's new home.
+    Claim { conn: ConnId, pattern: Bytes },
+    /// SUBSCRIPTION_FOR_PATTERN_REMOVED for a listener of the receiver.
+    Removed { conn: ConnId, pattern: Bytes },
+    /// The name has (or no longer has) a provider, for the receiver's subscribers.
+    HasProvider(bool),
+}
+
 /// What a shard asks of the bus. Each owner shard asks only about the names it owns, so the
 /// order of one shard's requests is the order per name.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,10 +121,24 @@ pub enum BusOut {
         msg: Box<crate::protocol::message::Message>,
         from: ConnId,
     },
+    /// A connection here began (`on`) or stopped listening to `pattern`, for every node.
+    Listener {
+        kind: Kind,
+        pattern: Bytes,
+        conn: ConnId,
+        on: bool,
+    },
+    /// Listening business about `name` for node `node`.
+    Listen {
+        node: NodeId,
+        kind: Kind,
+        name: Bytes,
+        op: ListenOp,
+    },
 }
 
 /// What the bus tells a shard.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum BusIn {
     /// Another node published `frame` to `name`, which this node wants.
     Published {
@@ -147,5 +182,28 @@ pub enum BusIn {
     RpcAnswer {
         msg: Box<crate::protocol::message::Message>,
         from: ConnId,
+    },
+    /// A connection of another node began (`on`) or stopped listening to `pattern`
+    /// (`regex`: the pattern compiled, once per node; `None` if it does not compile).
+    RemoteListener {
+        kind: Kind,
+        pattern: Bytes,
+        regex: Option<std::sync::Arc<regex::Regex>>,
+        conn: ConnId,
+        on: bool,
+    },
+    /// Node `from` about `name` (see `ListenOp`).
+    Listen {
+        from: NodeId,
+        kind: Kind,
+        name: Bytes,
+        op: ListenOp,
+    },
+    /// The nodes in the cluster now, this one (`me`) among them; `settle_ms`: how long nodes
+    /// may take to agree on it.
+    Members {
+        me: NodeId,
+        nodes: Vec<NodeId>,
+        settle_ms: u64,
     },
 }

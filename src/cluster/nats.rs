@@ -7,10 +7,10 @@
 //! the disconnect and any dropped messages are logged.
 
 use super::bus::{
-    decode_change, decode_direct, decode_node, decode_presence, decode_provider, decode_published,
-    decode_value, direct_subject, encode_change, encode_direct, encode_node, encode_presence,
-    encode_provider, encode_published, encode_value, name_subject, node_subject, push_token,
-    Direct,
+    decode_change, decode_direct, decode_listener, decode_node, decode_presence, decode_provider,
+    decode_published, decode_value, direct_subject, encode_change, encode_direct, encode_listener,
+    encode_node, encode_presence, encode_provider, encode_published, encode_value, name_subject,
+    node_subject, push_token, Direct,
 };
 use super::{BusIn, BusOut, CasResult, KvRecord};
 use crate::bridge::Bridge;
@@ -345,6 +345,27 @@ impl ShardBus {
                         self.send(subject, payload, "an RPC answer for another node")
                             .await;
                     }
+                    BusOut::Listener {
+                        kind,
+                        pattern,
+                        conn,
+                        on,
+                    } => {
+                        let subject = node_subject(&self.prefix, "listen");
+                        let payload = encode_listener(self.node, on, conn, kind, &pattern);
+                        self.send(subject, payload, "a listener change").await;
+                    }
+                    BusOut::Listen {
+                        node,
+                        kind,
+                        name,
+                        op,
+                    } => {
+                        let subject = direct_subject(&self.prefix, node);
+                        let payload = encode_direct(self.node, &Direct::Listen { kind, name, op });
+                        self.send(subject, payload, "listening news for another node")
+                            .await;
+                    }
                     BusOut::Read { name } => self.read(name),
                     BusOut::Cas {
                         name,
@@ -558,15 +579,16 @@ impl Membership {
             let heartbeats = subscribe("heartbeat").await?;
             let syncs = subscribe("sync").await?;
             let providers = subscribe("rpc").await?;
+            let listeners = subscribe("listen").await?;
             let direct = self
                 .client
                 .subscribe(direct_subject(&self.prefix, self.node))
                 .await
                 .map_err(|e| e.to_string())?;
             self.client.flush().await.map_err(|e| e.to_string())?;
-            Ok::<_, String>((presence, heartbeats, syncs, providers, direct))
+            Ok::<_, String>((presence, heartbeats, syncs, providers, listeners, direct))
         };
-        let (mut presence, mut heartbeats, mut syncs, mut providers, mut direct) =
+        let (mut presence, mut heartbeats, mut syncs, mut providers, mut listeners, mut direct) =
             match subscriptions.await {
                 Ok(subscriptions) => subscriptions,
                 Err(e) => {
@@ -587,6 +609,7 @@ impl Membership {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(ready_at), if ready.is_some() => {
+                    self.tell_members(&seen).await;
                     if let Some(ready) = ready.take() {
                         let _ = ready.send(Ok(()));
                     }
@@ -610,6 +633,7 @@ impl Membership {
                             self.timeout
                         );
                         self.to_every_shard(BusIn::NodeGone { node }).await;
+                        self.tell_members(&seen).await;
                     }
                 }
                 Some(message) = heartbeats.next() => {
@@ -620,6 +644,9 @@ impl Membership {
                         if gone.remove(&node) {
                             // Back after being taken for dead: what it had was dropped here.
                             self.ask_for_sync().await;
+                        }
+                        if ready.is_none() {
+                            self.tell_members(&seen).await;
                         }
                     }
                 }
@@ -634,6 +661,19 @@ impl Membership {
                 Some(message) = providers.next() => {
                     let Some((conn, on, name)) = decode_provider(&message.payload) else { continue };
                     self.to_owner(&name, BusIn::RemoteProvider { name: name.clone(), conn, on }).await;
+                }
+                Some(message) = listeners.next() => {
+                    let Some((conn, on, kind, pattern)) = decode_listener(&message.payload) else { continue };
+                    // Compiled once here for every shard; one that does not compile matches nothing.
+                    let regex = if on {
+                        std::str::from_utf8(&pattern)
+                            .ok()
+                            .and_then(|p| crate::core::bounded_regex(p).ok())
+                            .map(std::sync::Arc::new)
+                    } else {
+                        None
+                    };
+                    self.to_every_shard(BusIn::RemoteListener { kind, pattern, regex, conn, on }).await;
                 }
                 Some(message) = direct.next() => {
                     let Some((from, direct)) = decode_direct(&message.payload) else { continue };
@@ -654,6 +694,9 @@ impl Membership {
                             let from = ConnId { node: from, shard, local };
                             self.to_owner(&name, BusIn::RpcAnswer { msg, from }).await;
                         }
+                        Direct::Listen { kind, name, op } => {
+                            self.to_owner(&name.clone(), BusIn::Listen { from, kind, name, op }).await;
+                        }
                     }
                 }
                 Some(_) = syncs.next() => {
@@ -663,6 +706,22 @@ impl Membership {
                 _ = self.reconnected.notified() => self.ask_for_sync().await,
             }
         }
+    }
+
+    /// Every shard learns who is in the cluster (names are homed by it, see `shard::listen`).
+    async fn tell_members(&self, seen: &AHashMap<NodeId, tokio::time::Instant>) {
+        let mut nodes: Vec<NodeId> = seen.keys().copied().collect();
+        nodes.push(self.node);
+        nodes.sort_unstable();
+        nodes.dedup();
+        let settle_ms =
+            u64::try_from(self.heartbeat.as_millis().saturating_mul(2)).unwrap_or(u64::MAX);
+        self.to_every_shard(BusIn::Members {
+            me: self.node,
+            nodes,
+            settle_ms,
+        })
+        .await;
     }
 
     async fn beat(&self) {

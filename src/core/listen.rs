@@ -45,6 +45,8 @@ pub struct Listening {
     names: AHashMap<Bytes, NameState>,
     shuffle: bool,
     response_timeout_ms: u64,
+    /// No offers before this (a cluster settling who decides for which names).
+    hold_until: u64,
 }
 
 impl Listening {
@@ -54,7 +56,75 @@ impl Listening {
             names: AHashMap::new(),
             shuffle,
             response_timeout_ms,
+            hold_until: 0,
         }
+    }
+
+    /// Whether some listener listens to `pattern`.
+    pub fn has_pattern(&self, pattern: &[u8]) -> bool {
+        self.patterns.iter().any(|p| p.source == pattern)
+    }
+
+    /// Whether some listener's pattern matches `name`.
+    pub fn matches(&self, name: &[u8]) -> bool {
+        std::str::from_utf8(name)
+            .is_ok_and(|text| self.patterns.iter().any(|p| p.regex.is_match(text)))
+    }
+
+    /// The names this instance decides for.
+    pub fn names(&self) -> impl Iterator<Item = &Bytes> {
+        self.names.keys()
+    }
+
+    /// Listeners on connections of node `node` (ids of another node, in a cluster).
+    pub fn conns_on(&self, node: super::ids::NodeId) -> Vec<ConnId> {
+        let mut conns: Vec<ConnId> = self
+            .patterns
+            .iter()
+            .flat_map(|p| p.listeners.iter().copied())
+            .filter(|c| c.node == node)
+            .collect();
+        conns.sort_unstable_by_key(|c| (c.shard, c.local));
+        conns.dedup();
+        conns
+    }
+
+    /// Makes no offers before `until`; `rematch` afterwards offers what waited.
+    pub fn hold(&mut self, until: u64) {
+        self.hold_until = self.hold_until.max(until);
+    }
+
+    /// Another instance decides for `name` now: its state here is dropped without a word to
+    /// anyone (its provider goes on providing).
+    pub fn forget(&mut self, name: &[u8]) {
+        self.names.remove(name);
+    }
+
+    /// A listener already provides `name` (it accepted when another instance decided): it
+    /// stays the provider, and an offer out to another is withdrawn (a late accept of it is
+    /// then ignored, as for any offer no longer out).
+    pub fn claim(
+        &mut self,
+        conn: ConnId,
+        pattern: &Bytes,
+        name: &Bytes,
+        out: &mut Vec<ListenEffect>,
+    ) {
+        let state = {
+            let key = super::map_key(&self.names, name);
+            self.names.entry(key)
+        }
+        .or_default();
+        if state.provider.is_some() {
+            return;
+        }
+        state.offer = None;
+        state.tried.clear();
+        state.provider = Some((conn, super::detach(pattern)));
+        out.push(ListenEffect::HasProvider {
+            name: name.clone(),
+            has: true,
+        });
     }
 
     /// A listener registers; names with subscribers and no provider are offered to it.
@@ -279,7 +349,7 @@ impl Listening {
         let Some(state) = self.names.get_mut(name.as_ref()) else {
             return;
         };
-        if state.provider.is_some() || state.offer.is_some() {
+        if state.provider.is_some() || state.offer.is_some() || now < self.hold_until {
             return;
         }
         let Ok(text) = std::str::from_utf8(name) else {

@@ -70,6 +70,24 @@ impl Shard {
             BusIn::RpcAnswer { msg, from } => {
                 self.route_rpc(|rpc, out| rpc.from_provider(msg, from, now, out))
             }
+            BusIn::RemoteListener {
+                kind,
+                pattern,
+                regex,
+                conn,
+                on,
+            } => self.on_remote_listener(kind, pattern, regex, conn, on, now),
+            BusIn::Listen {
+                from,
+                kind,
+                name,
+                op,
+            } => self.on_listen_from_node(from, kind, name, op, now),
+            BusIn::Members {
+                me,
+                nodes,
+                settle_ms,
+            } => self.on_members(me, nodes, settle_ms, now),
             BusIn::Read { name, result } => self.on_bucket_read(name, result, now),
             BusIn::Cas { name, result } => self.on_bucket_write(name, result, now),
             BusIn::RecordChanged { name, change } => self.on_record_changed(name, change),

@@ -301,6 +301,7 @@ impl Shard {
                 listens.remove(&pattern);
             }
         }
+        self.publish_listener(kind, &pattern, from, is_listen);
         let change = match regex {
             Some(regex) => ShardMsg::Listen {
                 kind,
@@ -527,7 +528,9 @@ impl Shard {
                     let reply = self.read_reply(msg.action, name);
                     self.send(from, &reply);
                     // A subscriber arriving after a provider accepted learns of it too.
-                    if self.owner_side.listening[Kind::Record as usize].has_provider(name) {
+                    if self.owner_side.listening[Kind::Record as usize].has_provider(name)
+                        || self.listen_cluster.provided_elsewhere(name)
+                    {
                         let has = Message {
                             name: Some(name.clone()),
                             ..Message::new(topic::RECORD, ra::SUBSCRIPTION_HAS_PROVIDER)
@@ -615,6 +618,12 @@ impl Shard {
             (msg.topic, msg.action),
             (topic::EVENT, ea::LISTEN_ACCEPT) | (topic::RECORD, ra::LISTEN_ACCEPT)
         );
+        if self
+            .listen_response_to_home(kind, from, pattern, name, accept)
+            .is_ok()
+        {
+            return;
+        }
         let mut effects = Vec::new();
         if accept {
             self.owner_side.listening[kind as usize].accept(from, pattern, name, &mut effects);

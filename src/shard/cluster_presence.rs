@@ -100,6 +100,7 @@ impl Shard {
     /// providers are dropped.
     pub(super) fn on_node_gone(&mut self, node: NodeId, now: u64) {
         self.rpc_node_gone(node, now);
+        self.listen_node_gone(node, now);
         for user in self.owner_side.remote_presence.node_gone(node) {
             if !self.owner_side.presence_counts.is_online(&user) {
                 self.broadcast(ShardMsg::PresenceChanged {
@@ -114,6 +115,7 @@ impl Shard {
     /// Another node asked: every user online here and every provider, again.
     pub(super) fn on_sync_requested(&mut self) {
         self.announce_providers();
+        self.announce_listening();
         let users: Vec<Bytes> = self.owner_side.presence_counts.users().cloned().collect();
         for user in users {
             self.publish_presence(&user, true);

@@ -4,6 +4,7 @@
 pub mod admin;
 mod bus;
 mod client;
+mod cluster_listen;
 mod cluster_presence;
 mod cluster_records;
 mod cluster_rpc;
@@ -153,6 +154,8 @@ pub struct Shard {
     session_events: Vec<String>,
     /// What this shard asks of the cluster bus, and the interest it waits to see confirmed.
     bus: bus::BusSide,
+    /// Listening across nodes: which names are homed here, reported or provided elsewhere.
+    listen_cluster: cluster_listen::ListenCluster,
 }
 
 /// Session events a shard keeps for the webhook before it drops (and counts) more.
@@ -266,6 +269,7 @@ impl Shard {
             config_generation: 0,
             session_events: Vec::new(),
             bus: bus::BusSide::new(config.cluster.is_some()),
+            listen_cluster: Default::default(),
             config,
         }
     }
@@ -593,18 +597,7 @@ impl Shard {
                     if !on && kind == Kind::Record {
                         self.owner_side.records.evict_if_idle(&name, false);
                     }
-                    let mut effects = Vec::new();
-                    if on {
-                        self.owner_side.listening[kind as usize].interest_started(
-                            &name,
-                            now,
-                            &mut effects,
-                        );
-                    } else {
-                        self.owner_side.listening[kind as usize]
-                            .interest_ended(&name, &mut effects);
-                    }
-                    self.apply_listen_effects(kind, effects);
+                    self.listen_interest_edge(kind, &name, on, now);
                 }
             }
             ShardMsg::Listen {
@@ -614,23 +607,14 @@ impl Shard {
                 conn,
             } => {
                 let Some(regex) = regex else { return };
-                let mut effects = Vec::new();
-                let interest = &self.owner_side.interest[kind as usize];
-                self.owner_side.listening[kind as usize].add_listener(
-                    pattern,
-                    regex,
-                    conn,
-                    interest.names(),
-                    now,
-                    &mut effects,
-                );
-                self.apply_listen_effects(kind, effects);
+                self.on_listener_added(kind, pattern, regex, conn, now);
             }
             ShardMsg::Unlisten {
                 kind,
                 pattern,
                 conn,
             } => {
+                self.forget_providing(kind, conn, Some(&pattern));
                 let mut effects = Vec::new();
                 self.owner_side.listening[kind as usize].remove_listener(
                     &pattern,
@@ -667,6 +651,7 @@ impl Shard {
                 self.unprovide_everywhere(conn);
                 self.route_rpc(|rpc, out| rpc.conn_closed(conn, now, out));
                 for kind in [Kind::Event, Kind::Record] {
+                    self.forget_providing(kind, conn, None);
                     let mut effects = Vec::new();
                     self.owner_side.listening[kind as usize].conn_closed(conn, now, &mut effects);
                     self.apply_listen_effects(kind, effects);
@@ -751,6 +736,18 @@ impl Shard {
                     };
                     self.send(to, &msg);
                 }
+                ListenEffect::Removed { to, pattern, name }
+                    if to.node != crate::core::ids::LOCAL_NODE =>
+                {
+                    // Through the listener's node, which keeps what its listeners provide.
+                    let op = crate::cluster::ListenOp::Removed { conn: to, pattern };
+                    self.push_bus_request(crate::cluster::BusOut::Listen {
+                        node: to.node,
+                        kind,
+                        name,
+                        op,
+                    });
+                }
                 ListenEffect::Removed { to, pattern, name } => {
                     let msg = Message {
                         name: Some(pattern),
@@ -760,19 +757,8 @@ impl Shard {
                     self.send(to, &msg);
                 }
                 ListenEffect::HasProvider { name, has } => {
-                    if kind != Kind::Record {
-                        continue;
-                    }
-                    let action = if has {
-                        record_action::SUBSCRIPTION_HAS_PROVIDER
-                    } else {
-                        record_action::SUBSCRIPTION_HAS_NO_PROVIDER
-                    };
-                    let frame = ws_frame(&Message {
-                        name: Some(name.clone()),
-                        ..Message::new(topic, action)
-                    });
-                    self.fan_out(kind, &name, frame, None);
+                    self.tell_subscribers_provider(kind, &name, has);
+                    self.tell_nodes_provider(kind, &name, has);
                 }
             }
         }
@@ -849,6 +835,9 @@ impl Shard {
         if rematch {
             self.owner_side.last_rematch = now;
         }
+        if self.bus.on {
+            self.listen_settle_tick(now);
+        }
     }
 
     /// Takes a closed connection out of the sweep's list; the last entry moves into its slot.
@@ -915,6 +904,13 @@ impl Shard {
                     reply: None,
                 },
             );
+        }
+        if let Some(extras) = &conn.extras {
+            for kind in [Kind::Event, Kind::Record] {
+                for pattern in &extras.listens[kind as usize] {
+                    self.publish_listener(kind, pattern, me, false);
+                }
+            }
         }
         self.broadcast(ShardMsg::ConnClosed { conn: me });
     }
