@@ -493,6 +493,179 @@ fn a_killed_node_takes_its_users_and_providers_and_loses_no_acknowledged_write()
     drop(doomed);
 }
 
+/// The next message of `client` within `timeout` that `wanted` accepts (others are skipped);
+/// `None` if none came.
+fn next_matching(
+    client: &mut RawClient,
+    timeout: Duration,
+    wanted: impl Fn(&Message) -> bool,
+) -> Option<Message> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        client.set_timeout(left.max(Duration::from_millis(1)));
+        let received = client.receive_quietly();
+        client.set_timeout(Duration::from_secs(5));
+        match received? {
+            common::Received::Message(msg) if wanted(&msg) => return Some(*msg),
+            _ => {}
+        }
+    }
+}
+
+fn is_action(action: i32) -> impl Fn(&Message) -> bool {
+    move |msg| msg.topic == topic::RECORD && msg.action == action
+}
+
+fn record_listen(client: &mut RawClient, pattern: &str) {
+    client.send(&Message {
+        name: Some(bytes(pattern)),
+        ..Message::new(topic::RECORD, ra::LISTEN)
+    });
+    assert_eq!(client.expect_message().is_ack, Some(true));
+}
+
+/// Waits for one of `listeners` to be offered `name` and accepts at once (an offer left
+/// unanswered moves on after the response timeout); then no other may be offered it.
+fn take_offer(listeners: &mut [RawClient], name: &str) -> usize {
+    let offer_of = |msg: &Message| {
+        is_action(ra::SUBSCRIPTION_FOR_PATTERN_FOUND)(msg)
+            && msg.subscription.as_deref() == Some(name.as_bytes())
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let provider = 'found: loop {
+        assert!(
+            Instant::now() < deadline,
+            "{name} was offered to no listener"
+        );
+        for (i, listener) in listeners.iter_mut().enumerate() {
+            if let Some(offer) = next_matching(listener, Duration::from_millis(20), offer_of) {
+                listener.send(&Message {
+                    topic: topic::RECORD,
+                    action: ra::LISTEN_ACCEPT,
+                    ..offer
+                });
+                break 'found i;
+            }
+        }
+    };
+    for (i, listener) in listeners.iter_mut().enumerate() {
+        if i != provider {
+            let offer = next_matching(listener, Duration::from_millis(800), offer_of);
+            assert!(offer.is_none(), "{name} offered to a second listener");
+        }
+    }
+    provider
+}
+
+fn record_unsubscribe(client: &mut RawClient, name: &str) {
+    client.send(&Message {
+        correlation_id: Some(bytes("u")),
+        names: vec![bytes(name)],
+        ..Message::new(topic::RECORD, ra::UNSUBSCRIBE)
+    });
+    let ack = next_matching(client, Duration::from_secs(5), |m| m.is_ack == Some(true));
+    assert!(ack.is_some(), "unsubscribe ack");
+}
+
+/// Listening across three nodes: a name with subscribers on two nodes is offered to one of
+/// the listeners on two other nodes, never both; every subscriber hears it has a provider;
+/// the provider hears only when the last subscriber anywhere is gone. Then the providing
+/// listener's node is killed: the name is offered to the other listener, and the subscriber
+/// hears of the new provider.
+#[test]
+fn listening_offers_a_name_once_cluster_wide_and_again_when_the_provider_node_dies() {
+    if !common::service("NATS", NATS_PORT) {
+        return;
+    }
+    let spec = ClusterSpec::new("listen", NATS_PORT, "");
+    let config = std::fs::read_to_string(spec.dir.join("config.yml")).expect("config");
+    let config = config.replace(
+        "    prefix:",
+        "    nodeTimeout: 1500\n    heartbeatInterval: 300\n    prefix:",
+    );
+    std::fs::write(spec.dir.join("config.yml"), config).expect("config");
+    let mut nodes: Vec<Option<Server>> = [1, 2, 1, 1].iter().map(|&c| Some(spec.node(c))).collect();
+    let port = |nodes: &[Option<Server>], i: usize| nodes[i].as_ref().expect("node").port;
+    let mut listeners = [
+        RawClient::login(port(&nodes, 0), "listener-0"),
+        RawClient::login(port(&nodes, 3), "listener-3"),
+    ];
+    for listener in &mut listeners {
+        record_listen(listener, "feed/.*");
+    }
+    // Listeners are announced to every node at once; give it a moment to arrive.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut on_one = RawClient::login(port(&nodes, 1), "subscriber-1");
+    let mut on_two = RawClient::login(port(&nodes, 2), "subscriber-2");
+    record_subscribe(&mut on_one, "feed/x");
+    record_subscribe(&mut on_two, "feed/x");
+    let found = is_action(ra::SUBSCRIPTION_FOR_PATTERN_FOUND);
+    let provider = take_offer(&mut listeners, "feed/x");
+    let has = is_action(ra::SUBSCRIPTION_HAS_PROVIDER);
+    for subscriber in [&mut on_one, &mut on_two] {
+        let told = next_matching(subscriber, Duration::from_secs(3), &has);
+        assert!(told.is_some(), "every subscriber hears of the provider");
+    }
+    // A subscriber arriving later hears of it with its subscription.
+    let mut late = RawClient::login(port(&nodes, 2), "late");
+    late.send(&Message {
+        correlation_id: Some(bytes("s")),
+        names: vec![bytes("feed/x")],
+        ..Message::new(topic::RECORD, ra::SUBSCRIBECREATEANDREAD)
+    });
+    assert!(next_matching(&mut late, Duration::from_secs(3), &has).is_some());
+    drop(late);
+    let removed = is_action(ra::SUBSCRIPTION_FOR_PATTERN_REMOVED);
+    record_unsubscribe(&mut on_one, "feed/x");
+    assert!(
+        next_matching(
+            &mut listeners[provider],
+            Duration::from_millis(700),
+            &removed
+        )
+        .is_none(),
+        "a subscriber is left on another node"
+    );
+    record_unsubscribe(&mut on_two, "feed/x");
+    let stop = next_matching(&mut listeners[provider], Duration::from_secs(3), &removed);
+    assert_eq!(
+        stop.and_then(|m| m.subscription),
+        Some(bytes("feed/x")),
+        "the provider hears when the last subscriber anywhere is gone"
+    );
+    // Again, then the provider's node dies.
+    record_subscribe(&mut on_one, "feed/y");
+    let provider = take_offer(&mut listeners, "feed/y");
+    assert!(next_matching(&mut on_one, Duration::from_secs(3), &has).is_some());
+    let doomed = nodes[if provider == 0 { 0 } else { 3 }]
+        .take()
+        .expect("node");
+    let killed_at = Instant::now();
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &doomed.pid().to_string()])
+        .status();
+    let other = 1 - provider;
+    let offer = next_matching(&mut listeners[other], Duration::from_secs(6), &found);
+    let took = killed_at.elapsed();
+    assert_eq!(
+        offer.and_then(|m| m.subscription),
+        Some(bytes("feed/y")),
+        "the name is offered again after its provider's node died"
+    );
+    listeners[other].send(&Message {
+        name: Some(bytes("feed/.*")),
+        subscription: Some(bytes("feed/y")),
+        ..Message::new(topic::RECORD, ra::LISTEN_ACCEPT)
+    });
+    assert!(
+        next_matching(&mut on_one, Duration::from_secs(3), &has).is_some(),
+        "the subscriber hears of the new provider"
+    );
+    println!("the name was offered again {took:?} after the provider's node was killed");
+    drop(doomed);
+}
+
 /// Interest routing, counted: with 8 nodes and subscribers on 2 of them, a publish reaches those
 /// 2 nodes over the bus, not 8; with no subscribers elsewhere it reaches none.
 #[test]

@@ -41,6 +41,9 @@ pub(super) struct ListenCluster {
     provided_elsewhere: [AHashSet<Bytes>; 2],
     /// When the cluster has settled after the members last changed (0: settled).
     settle_until: u64,
+    /// Names whose interest arrived here while settling: nodes may still believe in a
+    /// provider that left with the name's old home.
+    arrived_while_settling: [AHashSet<Bytes>; 2],
 }
 
 impl ListenCluster {
@@ -139,6 +142,10 @@ impl Shard {
             return;
         }
         nodes.push(node);
+        if self.listen_cluster.settle_until != 0 && node != LOCAL_NODE {
+            let key = crate::core::detach(name);
+            self.listen_cluster.arrived_while_settling[k].insert(key);
+        }
         let first = nodes.len() == 1;
         let mut effects = Vec::new();
         if first {
@@ -520,6 +527,12 @@ impl Shard {
             let mut effects = Vec::new();
             for name in orphans {
                 self.owner_side.listening[k].interest_ended(&name, &mut effects);
+            }
+            let arrived = std::mem::take(&mut self.listen_cluster.arrived_while_settling[k]);
+            for name in arrived {
+                if !self.owner_side.listening[k].has_provider(&name) {
+                    self.tell_nodes_provider(kind, &name, false);
+                }
             }
             self.owner_side.listening[k].rematch(now, &mut effects);
             self.apply_listen_effects(kind, effects);

@@ -302,6 +302,13 @@ impl RawClient {
         }
     }
 
+    /// How long a read waits before it fails (5 s from the start).
+    pub fn set_timeout(&self, timeout: Duration) {
+        self.stream
+            .set_read_timeout(Some(timeout))
+            .expect("read timeout");
+    }
+
     /// The next frame, or `None` once the socket is closed or quiet past its read timeout.
     pub fn receive_quietly(&mut self) -> Option<Received> {
         loop {
