@@ -17,6 +17,10 @@ struct Cli {
     /// Server to load (corestream or the reference deepstream).
     #[arg(long, global = true, default_value = "ws://127.0.0.1:6020/deepstream")]
     url: String,
+    /// Servers the subscribers of fanout and records connect to, in turn (other nodes of a
+    /// cluster); publishers and writers stay on --url.
+    #[arg(long, global = true, value_delimiter = ',')]
+    subscriber_urls: Vec<String>,
     /// Cpus the loader runs on, one executor each.
     #[arg(long, global = true, value_delimiter = ',', default_value = "0")]
     cpus: Vec<usize>,
@@ -129,8 +133,21 @@ fn main() {
             .map_or(0, |d| d.as_millis())
     );
     wire::set_protocol(cli.protocol);
+    let subscriber_targets = match cli
+        .subscriber_urls
+        .iter()
+        .map(|url| wire::Target::parse(url))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(targets) => targets,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
     let common = Common {
         target,
+        subscriber_targets,
         cpus: cli.cpus,
         duration: Duration::from_secs(cli.duration),
         run,

@@ -18,10 +18,22 @@ use std::time::{Duration, Instant};
 #[derive(Clone)]
 pub struct Common {
     pub target: Target,
+    /// Where subscribers connect, in turn (a cluster's other nodes); empty: `target`.
+    pub subscriber_targets: Vec<Target>,
     pub cpus: Vec<usize>,
     pub duration: Duration,
     /// A prefix unique to this run, so names never collide with earlier runs.
     pub run: String,
+}
+
+impl Common {
+    /// The server subscriber `i` connects to.
+    fn subscriber_target(&self, i: usize) -> &Target {
+        match self.subscriber_targets.len() {
+            0 => &self.target,
+            n => &self.subscriber_targets[i % n],
+        }
+    }
 }
 
 /// Runs `work(executor index)` on one pinned executor per cpu and waits for all of them.
@@ -152,7 +164,7 @@ pub fn fanout(common: &Common, opts: &Fanout) -> Report {
                 tasks.push(glommio::spawn_local(async move {
                     let _finished = finished;
                     let Ok((mut stream, mut reader)) =
-                        open(&common.target, &format!("sub{i}"), None).await
+                        open(common.subscriber_target(i), &format!("sub{i}"), None).await
                     else {
                         Counters::add(&counters.errors, 1);
                         ready.fetch_add(1, Ordering::SeqCst);
@@ -454,7 +466,7 @@ async fn subscriber_loop(
     start: Instant,
     duration: Duration,
 ) -> std::io::Result<()> {
-    let opened = open(&common.target, &format!("rsub{i}"), None).await;
+    let opened = open(common.subscriber_target(i), &format!("rsub{i}"), None).await;
     shared.ready.fetch_add(1, Ordering::SeqCst);
     let (mut stream, mut reader) = opened?;
     let subscribe = Message {

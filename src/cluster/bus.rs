@@ -64,17 +64,38 @@ pub fn name_subject(prefix: &str, kind: Kind, name: &[u8]) -> String {
     subject
 }
 
-/// A published message: the name's length (u32, little-endian), the name, the frame.
-pub fn encode_published(name: &[u8], frame: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(4 + name.len() + frame.len());
+/// A published message: the name's length (u32, little-endian), the name, then the frames
+/// published to it in order, each with its length (u32). A node's burst of emits to one
+/// name crosses as one message, so the nodes that want it wake once for all of them.
+pub fn encode_published(name: &[u8], frames: &[Bytes]) -> Bytes {
+    let size: usize = frames.iter().map(|f| 4 + f.len()).sum();
+    let mut out = BytesMut::with_capacity(4 + name.len() + size);
     out.put_u32_le(u32::try_from(name.len()).unwrap_or(u32::MAX));
     out.put_slice(name);
-    out.put_slice(frame);
+    for frame in frames {
+        out.put_u32_le(u32::try_from(frame.len()).unwrap_or(u32::MAX));
+        out.put_slice(frame);
+    }
     out.freeze()
 }
 
-/// The name and frame of a published message (slices of `payload`, not copies); `None` if it
-/// is not one.
+/// The frames of a published message's rest (slices, not copies); `None` if it is not one.
+pub fn decode_frames(mut rest: Bytes) -> Option<Vec<Bytes>> {
+    let mut frames = Vec::new();
+    while !rest.is_empty() {
+        let len = usize::try_from(u32::from_le_bytes(rest.get(..4)?.try_into().ok()?)).ok()?;
+        let end = len.checked_add(4)?;
+        if end > rest.len() {
+            return None;
+        }
+        frames.push(rest.slice(4..end));
+        rest = rest.slice(end..);
+    }
+    Some(frames)
+}
+
+/// The name and the rest of a published message (slices of `payload`, not copies); `None` if
+/// it is not one.
 pub fn decode_published(payload: &Bytes) -> Option<(Bytes, Bytes)> {
     let len = payload.get(..4)?;
     let len = usize::try_from(u32::from_le_bytes(len.try_into().ok()?)).ok()?;
@@ -412,15 +433,23 @@ mod tests {
 
     #[test]
     fn published_messages_read_back_and_garbage_is_refused() {
-        let payload = encode_published(b"news", b"frame");
+        let frames = [
+            Bytes::from_static(b"frame"),
+            Bytes::new(),
+            Bytes::from_static(b"2"),
+        ];
+        let payload = encode_published(b"news", &frames);
+        let (name, rest) = decode_published(&payload).expect("published");
+        assert_eq!(name, Bytes::from_static(b"news"));
+        assert_eq!(decode_frames(rest.clone()), Some(frames.to_vec()));
+        for cut in 1..4 {
+            assert_eq!(decode_frames(rest.slice(..rest.len() - cut)), None);
+        }
         assert_eq!(
-            decode_published(&payload),
-            Some((Bytes::from_static(b"news"), Bytes::from_static(b"frame")))
-        );
-        assert_eq!(
-            decode_published(&encode_published(b"", b"")),
+            decode_published(&encode_published(b"", &[])),
             Some((Bytes::new(), Bytes::new()))
         );
+        assert_eq!(decode_frames(Bytes::new()), Some(Vec::new()));
         for bad in [
             &b""[..],
             b"\x01\x00",

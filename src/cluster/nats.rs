@@ -7,10 +7,10 @@
 //! the disconnect and any dropped messages are logged.
 
 use super::bus::{
-    decode_change, decode_direct, decode_listener, decode_node, decode_presence, decode_provider,
-    decode_published, decode_value, direct_subject, encode_change, encode_direct, encode_listener,
-    encode_node, encode_presence, encode_provider, encode_published, encode_value, name_subject,
-    node_subject, push_token, Direct,
+    decode_change, decode_direct, decode_frames, decode_listener, decode_node, decode_presence,
+    decode_provider, decode_published, decode_value, direct_subject, encode_change, encode_direct,
+    encode_listener, encode_node, encode_presence, encode_provider, encode_published, encode_value,
+    name_subject, node_subject, push_token, Direct,
 };
 use super::{BusIn, BusOut, CasResult, KvRecord};
 use crate::bridge::Bridge;
@@ -211,14 +211,53 @@ async fn open_bucket(
         .map_err(|e| format!("cannot open the records bucket: {e}"))
 }
 
-/// A message from another node, unless it is not one of ours.
-fn arrival(kind: Kind, message: &async_nats::Message) -> Option<BusIn> {
+/// What a message from another node brings, into `batch` (nothing if it is not one of ours).
+fn read_arrival(kind: Kind, message: &async_nats::Message, batch: &mut Vec<BusIn>) {
     if kind == Kind::Record {
-        let (name, change) = decode_change(&message.payload)?;
-        return Some(BusIn::RecordChanged { name, change });
+        if let Some((name, change)) = decode_change(&message.payload) {
+            batch.push(BusIn::RecordChanged { name, change });
+        }
+        return;
     }
-    let (name, frame) = decode_published(&message.payload)?;
-    Some(BusIn::Published { kind, name, frame })
+    let Some((name, rest)) = decode_published(&message.payload) else {
+        return;
+    };
+    for frame in decode_frames(rest).unwrap_or_default() {
+        let name = name.clone();
+        batch.push(BusIn::Published { kind, name, frame });
+    }
+}
+
+/// Emits of one shard's batch, gathered per name in order: one bus message per name.
+#[derive(Default)]
+struct Gathered {
+    names: Vec<(Kind, Bytes, Vec<Bytes>, usize)>,
+    index: AHashMap<(Kind, Bytes), usize>,
+}
+
+impl Gathered {
+    /// A publish larger than this goes on in a second message (NATS's default limit is 1 MiB).
+    const MAX_BYTES: usize = 256 * 1024;
+
+    fn add(&mut self, kind: Kind, name: Bytes, frame: Bytes) {
+        if let Some(&at) = self.index.get(&(kind, name.clone())) {
+            if let Some(entry) = self.names.get_mut(at) {
+                if entry.3 + frame.len() <= Self::MAX_BYTES {
+                    entry.3 += frame.len() + 4;
+                    entry.2.push(frame);
+                    return;
+                }
+            }
+        }
+        self.index.insert((kind, name.clone()), self.names.len());
+        let size = frame.len() + 4;
+        self.names.push((kind, name, vec![frame], size));
+    }
+
+    fn take(&mut self) -> Vec<(Kind, Bytes, Vec<Bytes>, usize)> {
+        self.index.clear();
+        std::mem::take(&mut self.names)
+    }
 }
 
 /// A record's key in the bucket: its subject token.
@@ -282,9 +321,16 @@ struct ShardBus {
 
 impl ShardBus {
     async fn run(mut self, requests: async_channel::Receiver<Vec<BusOut>>) {
+        let mut gathered = Gathered::default();
         while let Ok(batch) = requests.recv().await {
             let mut confirms = Vec::new();
             for request in batch {
+                if let BusOut::Publish { kind, name, frame } = request {
+                    gathered.add(kind, name, frame);
+                    continue;
+                }
+                // Anything else keeps its place after the emits before it.
+                self.publish_gathered(&mut gathered).await;
                 match request {
                     BusOut::Interest {
                         kind,
@@ -300,10 +346,7 @@ impl ShardBus {
                         }
                         confirms.extend(confirm);
                     }
-                    BusOut::Publish { kind, name, frame } => {
-                        let payload = encode_published(&name, &frame);
-                        self.publish(kind, &name, payload).await;
-                    }
+                    BusOut::Publish { .. } => {}
                     BusOut::PublishRecord { name, change } => {
                         let payload = encode_change(&name, &change);
                         self.publish(Kind::Record, &name, payload).await;
@@ -374,6 +417,7 @@ impl ShardBus {
                     } => self.compare_and_set(name, expected, record),
                 }
             }
+            self.publish_gathered(&mut gathered).await;
             if !confirms.is_empty() {
                 // The server has every subscription of the batch once it answers the ping. If
                 // NATS is away, the subscriptions are made again on reconnect; the acks do not
@@ -395,6 +439,13 @@ impl ShardBus {
                     return;
                 }
             }
+        }
+    }
+
+    async fn publish_gathered(&self, gathered: &mut Gathered) {
+        for (kind, name, frames, _) in gathered.take() {
+            let payload = encode_published(&name, &frames);
+            self.publish(kind, &name, payload).await;
         }
     }
 
@@ -536,11 +587,12 @@ impl ShardBus {
         let arrivals = self.arrivals.clone();
         let task = tokio::spawn(async move {
             while let Some(first) = subscriber.next().await {
-                let mut batch: Vec<BusIn> = arrival(kind, &first).into_iter().collect();
+                let mut batch: Vec<BusIn> = Vec::new();
+                read_arrival(kind, &first, &mut batch);
                 // What else has arrived goes in the same batch.
                 while batch.len() < IN_BATCH {
                     match futures_lite::future::poll_once(subscriber.next()).await {
-                        Some(Some(message)) => batch.extend(arrival(kind, &message)),
+                        Some(Some(message)) => read_arrival(kind, &message, &mut batch),
                         _ => break,
                     }
                 }
