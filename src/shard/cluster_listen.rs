@@ -49,13 +49,7 @@ pub(super) struct ListenCluster {
 impl ListenCluster {
     /// The node that decides for `name`: `LOCAL_NODE` when that is this one.
     fn home(&self, name: &[u8]) -> NodeId {
-        let hashed = fnv1a(name);
-        let best = self
-            .members
-            .iter()
-            .copied()
-            .max_by_key(|node| (mix(hashed ^ u64::from(*node)), *node));
-        match best {
+        match home_among(&self.members, name) {
             Some(node) if node != self.me => node,
             _ => LOCAL_NODE,
         }
@@ -65,6 +59,15 @@ impl ListenCluster {
     pub fn provided_elsewhere(&self, name: &[u8]) -> bool {
         self.provided_elsewhere[Kind::Record as usize].contains(name)
     }
+}
+
+/// The member with the highest rendezvous score for `name`.
+pub(super) fn home_among(members: &[NodeId], name: &[u8]) -> Option<NodeId> {
+    let hashed = fnv1a(name);
+    members
+        .iter()
+        .copied()
+        .max_by_key(|node| (mix(hashed ^ u64::from(*node)), *node))
 }
 
 /// FNV-1a: the same on every node and every build (a name's home must not depend on a

@@ -1045,7 +1045,7 @@ fn heads_of_records_not_in_memory_ask_the_store_for_the_version_alone() {
 /// bucket that compares and sets as JetStream's does.
 mod nodes {
     use super::*;
-    use crate::cluster::{BusIn, BusOut, CasResult, KvRecord, RecordChange};
+    use crate::cluster::{BusIn, BusOut, CasResult, KvRecord, ListenOp, RecordChange};
     use crate::protocol::message::record_action as ra;
 
     struct Nodes {
@@ -1054,20 +1054,72 @@ mod nodes {
         revision: u64,
         /// Record changes published, and who wants which record (node, name).
         interest: Vec<(usize, Bytes)>,
+        /// Nodes killed: what is addressed to them is lost.
+        dead: Vec<bool>,
     }
 
     impl Nodes {
         fn new() -> Nodes {
+            Nodes::of(2)
+        }
+
+        /// `count` single-shard nodes; node `i` has id `i + 1` and knows the others.
+        fn of(count: usize) -> Nodes {
             let config = Config {
                 cluster: Some(Default::default()),
                 ..Config::default()
             };
-            Nodes {
-                nodes: (0..2).map(|_| Cluster::with(1, config.clone())).collect(),
+            let mut nodes = Nodes {
+                nodes: (0..count)
+                    .map(|_| Cluster::with(1, config.clone()))
+                    .collect(),
                 bucket: AHashMap::new(),
                 revision: 0,
                 interest: Vec::new(),
+                dead: vec![false; count],
+            };
+            nodes.members(0, 0);
+            nodes
+        }
+
+        /// Every live node learns who is alive (`settle_ms` for the new homes to settle).
+        fn members(&mut self, settle_ms: u64, now: u64) {
+            let alive: Vec<u32> = (0..self.nodes.len())
+                .filter(|i| !self.dead[*i])
+                .map(|i| i as u32 + 1)
+                .collect();
+            for &id in &alive {
+                let members = BusIn::Members {
+                    me: id,
+                    nodes: alive.clone(),
+                    settle_ms,
+                };
+                self.nodes[id as usize - 1].shards[0].on_bus(members, now);
             }
+            self.settle();
+        }
+
+        /// Node `node` dies: the others find it gone and re-home its names.
+        fn kill(&mut self, node: usize, settle_ms: u64, now: u64) {
+            self.dead[node] = true;
+            for other in 0..self.nodes.len() {
+                if !self.dead[other] {
+                    let gone = BusIn::NodeGone {
+                        node: node as u32 + 1,
+                    };
+                    self.nodes[other].shards[0].on_bus(gone, now);
+                }
+            }
+            self.members(settle_ms, now);
+        }
+
+        fn tick(&mut self, now: u64) {
+            for node in 0..self.nodes.len() {
+                if !self.dead[node] {
+                    self.nodes[node].shards[0].tick(now);
+                }
+            }
+            self.settle();
         }
 
         /// Carries out every node's bus requests until none are left.
@@ -1076,11 +1128,16 @@ mod nodes {
                 let mut any = false;
                 for node in 0..self.nodes.len() {
                     self.nodes[node].settle();
+                    if self.dead[node] {
+                        continue;
+                    }
                     for request in self.nodes[node].shards[0].take_bus_out() {
                         any = true;
                         let answers = self.carry(node, request);
                         for (to, answer) in answers {
-                            self.nodes[to].shards[0].on_bus(answer, 0);
+                            if !self.dead[to] {
+                                self.nodes[to].shards[0].on_bus(answer, 0);
+                            }
                         }
                     }
                 }
@@ -1127,6 +1184,82 @@ mod nodes {
                     };
                     vec![(from, BusIn::Cas { name, result })]
                 }
+                BusOut::Listener {
+                    kind,
+                    pattern,
+                    conn,
+                    on,
+                } => {
+                    let regex = std::str::from_utf8(&pattern)
+                        .ok()
+                        .and_then(|p| crate::core::bounded_regex(p).ok())
+                        .map(std::sync::Arc::new);
+                    let conn = ConnId {
+                        node: from as u32 + 1,
+                        ..conn
+                    };
+                    (0..self.nodes.len())
+                        .filter(|n| *n != from)
+                        .map(|n| {
+                            let pattern = pattern.clone();
+                            let regex = regex.clone();
+                            let listener = BusIn::RemoteListener {
+                                kind,
+                                pattern,
+                                regex,
+                                conn,
+                                on,
+                            };
+                            (n, listener)
+                        })
+                        .collect()
+                }
+                BusOut::Listen {
+                    node,
+                    kind,
+                    name,
+                    op,
+                } => {
+                    // Connections on the wire are the sender's (see `cluster::bus`).
+                    let sender = from as u32 + 1;
+                    let op = match op {
+                        ListenOp::Response {
+                            conn,
+                            pattern,
+                            accept,
+                        } => ListenOp::Response {
+                            conn: ConnId {
+                                node: sender,
+                                ..conn
+                            },
+                            pattern,
+                            accept,
+                        },
+                        ListenOp::Claim { conn, pattern } => ListenOp::Claim {
+                            conn: ConnId {
+                                node: sender,
+                                ..conn
+                            },
+                            pattern,
+                        },
+                        other => other,
+                    };
+                    let listen = BusIn::Listen {
+                        from: sender,
+                        kind,
+                        name,
+                        op,
+                    };
+                    vec![(node as usize - 1, listen)]
+                }
+                BusOut::ToConn { conn, frame, .. } => vec![(
+                    conn.node as usize - 1,
+                    BusIn::ToConn {
+                        local: conn.local,
+                        frame,
+                        rpc_call: None,
+                    },
+                )],
                 BusOut::PublishRecord { name, change } => self
                     .interest
                     .iter()
@@ -1254,5 +1387,85 @@ mod nodes {
         assert_eq!(received(&b)[0].action, ra::WRITE_ACKNOWLEDGEMENT);
         let stored = nodes.bucket.get(&Bytes::from_static(b"r")).cloned();
         assert_eq!(stored.and_then(|(_, r)| r).map(|r| r.version), Some(3));
+    }
+
+    fn listen(pattern: &str) -> Message {
+        Message {
+            name: Some(Bytes::copy_from_slice(pattern.as_bytes())),
+            ..Message::new(topic::RECORD, ra::LISTEN)
+        }
+    }
+
+    fn subscription(action: i32, name: &str) -> Message {
+        Message {
+            correlation_id: Some(Bytes::from_static(b"s")),
+            names: vec![Bytes::copy_from_slice(name.as_bytes())],
+            ..Message::new(topic::RECORD, action)
+        }
+    }
+
+    fn actions(client: &Client) -> Vec<i32> {
+        received(client).iter().map(|m| m.action).collect()
+    }
+
+    #[test]
+    fn a_provider_outlives_the_home_of_its_name_and_is_not_offered_twice() {
+        let mut nodes = Nodes::of(3);
+        // A name whose home is node id 3 (index 2), with the listener on node 0 and the
+        // subscriber on node 1.
+        let name = (0..)
+            .map(|i| format!("feed/{i}"))
+            .find(|n| super::super::cluster_listen::home_among(&[1, 2, 3], n.as_bytes()) == Some(3))
+            .expect("a name homed on node 3");
+        let provider = nodes.login(0, "provider");
+        let other = nodes.login(1, "other-listener");
+        let subscriber = nodes.login(1, "subscriber");
+        nodes.send(0, &provider, &listen("feed/.*"));
+        nodes.send(1, &other, &listen("feed/.*"));
+        received(&provider);
+        received(&other);
+        nodes.send(
+            1,
+            &subscriber,
+            &subscription(ra::SUBSCRIBECREATEANDREAD, &name),
+        );
+        received(&subscriber);
+        // The home offers it to exactly one listener, which accepts.
+        let offers = |c: &Client| {
+            received(c)
+                .iter()
+                .filter(|m| m.action == ra::SUBSCRIPTION_FOR_PATTERN_FOUND)
+                .count()
+        };
+        let (to_provider, to_other) = (offers(&provider), offers(&other));
+        assert_eq!(to_provider + to_other, 1, "offered once");
+        let (chosen, node) = if to_provider == 1 {
+            (&provider, 0)
+        } else {
+            (&other, 1)
+        };
+        let accept = Message {
+            name: Some(Bytes::from_static(b"feed/.*")),
+            subscription: Some(Bytes::copy_from_slice(name.as_bytes())),
+            ..Message::new(topic::RECORD, ra::LISTEN_ACCEPT)
+        };
+        nodes.send(node, chosen, &accept);
+        assert!(actions(&subscriber).contains(&ra::SUBSCRIPTION_HAS_PROVIDER));
+        // The home dies; the listeners and the subscriber live on.
+        nodes.kill(2, 1000, 10);
+        nodes.tick(500);
+        nodes.tick(1500);
+        assert!(
+            !actions(&provider).contains(&ra::SUBSCRIPTION_FOR_PATTERN_FOUND)
+                && !actions(&other).contains(&ra::SUBSCRIPTION_FOR_PATTERN_FOUND),
+            "the name still has its provider: no new offer"
+        );
+        assert!(
+            !actions(&subscriber).contains(&ra::SUBSCRIPTION_HAS_NO_PROVIDER),
+            "subscribers are not told the provider left"
+        );
+        // The new home knows the provider: the last subscriber leaving stops it.
+        nodes.send(1, &subscriber, &subscription(ra::UNSUBSCRIBE, &name));
+        assert!(actions(chosen).contains(&ra::SUBSCRIPTION_FOR_PATTERN_REMOVED));
     }
 }
