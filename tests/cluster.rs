@@ -459,8 +459,35 @@ fn a_killed_node_takes_its_users_and_providers_and_loses_no_acknowledged_write()
             ..Message::new(topic::RPC, rpc_action::REQUEST)
         });
     };
-    // Provider changes are announced to every node at once; give it a moment to arrive.
-    std::thread::sleep(Duration::from_millis(300));
+    // A provide's ack waits until every node knows the provider: a call made on another node
+    // right after the ack finds it, every time.
+    for i in 0..20 {
+        let name = format!("fresh-{i}");
+        victim.send(&Message {
+            correlation_id: Some(bytes("r")),
+            names: vec![bytes(&name)],
+            ..Message::new(topic::RPC, rpc_action::PROVIDE)
+        });
+        assert_eq!(victim.expect_message().is_ack, Some(true));
+        caller.send(&Message {
+            name: Some(bytes(&name)),
+            correlation_id: Some(bytes(&name)),
+            data: Some(bytes("1")),
+            ..Message::new(topic::RPC, rpc_action::REQUEST)
+        });
+        let Some(request) = next_matching(&mut victim, Duration::from_secs(2), |_| true) else {
+            let answer = next_matching(&mut caller, Duration::from_secs(1), |_| true);
+            panic!("{name}: the provider got no request; the caller got {answer:?}");
+        };
+        assert_eq!(request.action, rpc_action::REQUEST, "{name}: {request:?}");
+        victim.send(&Message {
+            action: rpc_action::RESPONSE,
+            data: Some(bytes("2")),
+            ..request
+        });
+        let answer = caller.expect_message();
+        assert_eq!(answer.action, rpc_action::RESPONSE, "{answer:?}");
+    }
     call(&mut caller, "before");
     let request = victim.expect_message();
     assert_eq!(request.action, rpc_action::REQUEST, "{request:?}");

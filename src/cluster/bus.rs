@@ -170,6 +170,21 @@ pub fn decode_provider(payload: &Bytes) -> Option<(ConnId, bool, Bytes)> {
     Some((conn, on, payload.slice(11..)))
 }
 
+/// A barrier on the providers' subject for `name`: the node, 2 (a provider change has 0 or
+/// 1 there), the name.
+pub fn encode_barrier(node: NodeId, name: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(5 + name.len());
+    out.put_u32_le(node);
+    out.put_u8(2);
+    out.put_slice(name);
+    out.freeze()
+}
+
+/// The name of a barrier; `None` if the payload is not one.
+pub fn decode_barrier(payload: &Bytes) -> Option<Bytes> {
+    (payload.get(4) == Some(&2)).then(|| payload.slice(5..))
+}
+
 /// A listener change: as a provider change, with the kind (0 events, 1 records) before the
 /// pattern.
 pub fn encode_listener(node: NodeId, on: bool, conn: ConnId, kind: Kind, pattern: &[u8]) -> Bytes {
@@ -526,6 +541,12 @@ mod tests {
             ))
         );
         assert_eq!(decode_provider(&payload.slice(..10)), None);
+        assert_eq!(
+            decode_barrier(&encode_barrier(9, b"add")),
+            Some(Bytes::from_static(b"add"))
+        );
+        assert_eq!(decode_barrier(&payload), None);
+        assert_eq!(decode_provider(&encode_barrier(9, b"add")), None);
         for direct in [
             Direct::ToConn {
                 shard: 1,

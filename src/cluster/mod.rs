@@ -121,6 +121,15 @@ pub enum BusOut {
         msg: Box<crate::protocol::message::Message>,
         from: ConnId,
     },
+    /// Once every live node has applied the provider changes this shard announced for
+    /// `names` before it, `BusIn::BarrierPassed` (for a held ack on `shard`, `token`).
+    Barrier {
+        shard: u16,
+        token: u64,
+        names: Vec<Bytes>,
+    },
+    /// An empty answer to another node's request (see `BusIn::AnswerOnceApplied`).
+    Answer { reply: String },
     /// A connection here began (`on`) or stopped listening to `pattern`, for every node.
     Listener {
         kind: Kind,
@@ -192,6 +201,11 @@ pub enum BusIn {
         conn: ConnId,
         on: bool,
     },
+    /// Every live node has what was announced before `BusOut::Barrier`.
+    BarrierPassed { shard: u16, token: u64 },
+    /// Another node waits to hear that this shard has applied what it sent before: answer
+    /// on `reply` (`BusOut::Answer`). Queued behind that, so answered once it is applied.
+    AnswerOnceApplied { reply: String },
     /// Node `from` about `name` (see `ListenOp`).
     Listen {
         from: NodeId,

@@ -6,6 +6,7 @@
 //! itself, so interest survives a NATS restart; what was published meanwhile is lost, and
 //! the disconnect and any dropped messages are logged.
 
+use super::bus::{decode_barrier, encode_barrier};
 use super::bus::{
     decode_change, decode_direct, decode_frames, decode_listener, decode_node, decode_presence,
     decode_provider, decode_published, decode_value, direct_subject, encode_change, encode_direct,
@@ -388,6 +389,15 @@ impl ShardBus {
                         self.send(subject, payload, "an RPC answer for another node")
                             .await;
                     }
+                    BusOut::Barrier {
+                        shard,
+                        token,
+                        names,
+                    } => self.barrier(shard, token, names).await,
+                    BusOut::Answer { reply } => {
+                        self.send(reply, Bytes::new(), "an answer to another node")
+                            .await
+                    }
                     BusOut::Listener {
                         kind,
                         pattern,
@@ -512,6 +522,47 @@ impl ShardBus {
             }
             let _ = arrivals
                 .send(vec![BusIn::PresenceConfirmed { login }])
+                .await;
+        });
+    }
+
+    /// A barrier behind the provider changes this node sent for `names` before it: every live
+    /// node's owner of each name answers once it has applied them (NATS keeps one publisher's
+    /// order on a subject, and the owner's queue keeps it from there).
+    async fn barrier(&self, shard: u16, token: u64, names: Vec<Bytes>) {
+        let subject = node_subject(&self.prefix, "rpc");
+        let expected = self.live_nodes.load(std::sync::atomic::Ordering::Relaxed) * names.len();
+        let inbox = self.client.new_inbox();
+        let answers = self.client.subscribe(inbox.clone()).await.ok();
+        let mut sent = Ok(());
+        for name in &names {
+            let barrier = encode_barrier(self.node, name);
+            let published = self
+                .client
+                .publish_with_reply(subject.clone(), inbox.clone(), barrier)
+                .await;
+            sent = sent.and(published.map_err(|_| ()));
+        }
+        let (arrivals, timeout) = (self.arrivals.clone(), self.request_timeout);
+        tokio::spawn(async move {
+            if let (Some(mut answers), Ok(())) = (answers, sent) {
+                let all = async {
+                    for _ in 0..expected {
+                        if answers.next().await.is_none() {
+                            break;
+                        }
+                    }
+                };
+                if tokio::time::timeout(timeout, all).await.is_err() {
+                    crate::log!(
+                        crate::log::Level::Warn,
+                        "CLUSTER_RPC",
+                        "not every node confirmed a provider in time; acknowledging it anyway"
+                    );
+                }
+            }
+            let _ = arrivals
+                .send(vec![BusIn::BarrierPassed { shard, token }])
                 .await;
         });
     }
@@ -704,13 +755,22 @@ impl Membership {
                 }
                 Some(message) = presence.next() => {
                     let Some((node, user, online)) = decode_presence(&message.payload) else { continue };
-                    self.to_owner(&user.clone(), BusIn::RemotePresence { node, user, online }).await;
-                    // The owner shard has it queued, ahead of any query that could ask.
+                    self.to_owner(&user.clone(), BusIn::RemotePresence { node, user: user.clone(), online }).await;
+                    // The owner answers once it has applied the change (queued behind it).
                     if let Some(reply) = message.reply {
-                        let _ = self.client.publish(reply, Bytes::new()).await;
+                        let reply = reply.to_string();
+                        self.to_owner(&user, BusIn::AnswerOnceApplied { reply }).await;
                     }
                 }
                 Some(message) = providers.next() => {
+                    if let Some(name) = decode_barrier(&message.payload) {
+                        // The owner answers once it has applied what came before.
+                        if let Some(reply) = message.reply {
+                            let reply = reply.to_string();
+                            self.to_owner(&name, BusIn::AnswerOnceApplied { reply }).await;
+                        }
+                        continue;
+                    }
                     let Some((conn, on, name)) = decode_provider(&message.payload) else { continue };
                     self.to_owner(&name, BusIn::RemoteProvider { name: name.clone(), conn, on }).await;
                 }

@@ -310,6 +310,19 @@ pub fn encode(msg: &ShardMsg) -> Option<Bytes> {
                 w.u32(*action as u32);
             }
         }
+        ShardMsg::Barrier {
+            shard,
+            token,
+            names,
+        } => {
+            w.u8(18);
+            w.u16(*shard);
+            w.u64(*token);
+            w.u32(names.len() as u32);
+            for n in names {
+                w.bytes(n);
+            }
+        }
         // Node-local: gathered sums and admin requests carry process state (configs).
         ShardMsg::MetricsReply { .. }
         | ShardMsg::AdminRequest { .. }
@@ -447,6 +460,19 @@ pub fn decode(input: &[u8]) -> Result<ShardMsg, WireError> {
                 failed.push((r.bytes()?, r.u32()? as i32));
             }
             ShardMsg::Refreshed { token, failed }
+        }
+        18 => {
+            let (shard, token) = (r.u16()?, r.u64()?);
+            let n = r.count(4)?;
+            let mut names = Vec::with_capacity(n);
+            for _ in 0..n {
+                names.push(r.bytes()?);
+            }
+            ShardMsg::Barrier {
+                shard,
+                token,
+                names,
+            }
         }
         tag => return Err(WireError::BadTag(tag)),
     };

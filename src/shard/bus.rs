@@ -83,6 +83,10 @@ impl Shard {
                 name,
                 op,
             } => self.on_listen_from_node(from, kind, name, op, now),
+            BusIn::BarrierPassed { shard, token } => {
+                self.route(usize::from(shard), ShardMsg::InterestApplied { token })
+            }
+            BusIn::AnswerOnceApplied { reply } => self.push_bus_request(BusOut::Answer { reply }),
             BusIn::Members {
                 me,
                 nodes,

@@ -122,7 +122,9 @@ impl Shard {
                 }
                 return;
             }
-            Op::RpcProvide { .. } => self.send_local(local, &ack(&msg)),
+            // In a cluster a provide's ack waits until every node has the provider (below).
+            Op::RpcProvide { on } if !(on && self.bus.on) => self.send_local(local, &ack(&msg)),
+            Op::RpcProvide { .. } => {}
             Op::RpcRequest => {
                 let user = self
                     .conn_side
@@ -161,10 +163,15 @@ impl Shard {
             | Op::RecordDelete
             | Op::RpcFromProvider => {}
         }
+        let held_ack = (matches!(op, Op::RpcProvide { on: true }) && self.bus.on)
+            .then(|| (ws_frame(&ack(&msg)), msg.names.clone()));
         match op.route() {
             Route::Owner => self.route_to_owner(msg, from, refs),
             Route::SplitByOwner => self.split_by_owner(msg, from, refs),
             Route::Local => {}
+        }
+        if let Some((frame, names)) = held_ack {
+            self.ack_once_nodes_know(local, frame, &names);
         }
         let _ = now;
     }

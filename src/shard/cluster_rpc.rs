@@ -7,6 +7,7 @@
 //! node that is gone takes its providers with it: calls waiting for one are rerouted, or fail
 //! as the reference fails a call whose provider disconnected.
 
+use super::msg::ShardMsg;
 use super::Shard;
 use crate::cluster::BusOut;
 use crate::core::ids::{ConnId, NodeId, LOCAL_NODE};
@@ -122,6 +123,49 @@ impl Shard {
         }
         self.push_bus_request(BusOut::RpcAnswer { node, msg, from });
         Ok(())
+    }
+
+    /// A provide's ack, once every node has applied the provider: each owner of its names
+    /// passes a barrier through the bus after announcing them (`BusOut::Barrier`), answered by
+    /// each node's owner of each name once it has applied what came before; the ack waits for
+    /// all of them, so a call made anywhere after the ack finds the provider.
+    pub(super) fn ack_once_nodes_know(&mut self, local: u32, ack: Bytes, names: &[Bytes]) {
+        let token = self.conn_side.held_replies.begin(local);
+        let mut per_owner: Vec<Vec<Bytes>> = vec![Vec::new(); self.shards];
+        for name in names {
+            per_owner[self.owner(name)].push(name.clone());
+        }
+        for (owner, names) in per_owner.into_iter().enumerate() {
+            if names.is_empty() {
+                continue;
+            }
+            self.conn_side.held_replies.expect_confirmation(token);
+            let shard = self.id as u16;
+            self.route(
+                owner,
+                ShardMsg::Barrier {
+                    shard,
+                    token,
+                    names,
+                },
+            );
+        }
+        if let Some((local, frames)) = self.conn_side.held_replies.finish(token, vec![ack]) {
+            self.send_frames_local(local, frames);
+        }
+    }
+
+    /// On an owner: what it announced before is known to every node once the barrier passes.
+    pub(super) fn pass_barrier(&mut self, shard: u16, token: u64, names: Vec<Bytes>) {
+        if self.bus.on {
+            self.push_bus_request(BusOut::Barrier {
+                shard,
+                token,
+                names,
+            });
+        } else {
+            self.route(usize::from(shard), ShardMsg::InterestApplied { token });
+        }
     }
 
     /// A connection closed: the calls routed to it from elsewhere are forgotten.

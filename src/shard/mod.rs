@@ -543,6 +543,7 @@ impl Shard {
                 | ShardMsg::AdminRequest { .. }
                 | ShardMsg::ConnClosed { .. }
                 | ShardMsg::Refresh { .. }
+                | ShardMsg::Barrier { .. }
         ) {
             self.on_owner_msg(msg, now);
         } else {
@@ -628,6 +629,11 @@ impl Shard {
                 self.on_presence_login(user, login, reply)
             }
             ShardMsg::PresenceApplied { login, .. } => self.login_step_done(login),
+            ShardMsg::Barrier {
+                shard,
+                token,
+                names,
+            } => self.pass_barrier(shard, token, names),
             ShardMsg::MetricsRequest { token, reply_to } => {
                 let mut metrics = Box::new(self.metrics());
                 metrics.shards = vec![metrics::ShardGauges {

@@ -63,6 +63,13 @@ pub enum ShardMsg {
     },
     /// The owner applied an `Interest` that asked for confirmation.
     InterestApplied { token: u64 },
+    /// To an owner, after a provide it handles: answer `InterestApplied { token }` to `shard`
+    /// once every node has what the owner announced before it.
+    Barrier {
+        shard: u16,
+        token: u64,
+        names: Vec<Bytes>,
+    },
     /// An encoded frame for every local subscriber of `name` but `exclude`.
     Deliver {
         kind: Kind,

@@ -1252,6 +1252,9 @@ mod nodes {
                     };
                     vec![(node as usize - 1, listen)]
                 }
+                BusOut::Barrier { shard, token, .. } => {
+                    vec![(from, BusIn::BarrierPassed { shard, token })]
+                }
                 BusOut::ToConn { conn, frame, .. } => vec![(
                     conn.node as usize - 1,
                     BusIn::ToConn {
