@@ -72,11 +72,16 @@ pub fn encode_published(name: &[u8], frames: &[Bytes]) -> Bytes {
     let mut out = BytesMut::with_capacity(4 + name.len() + size);
     out.put_u32_le(u32::try_from(name.len()).unwrap_or(u32::MAX));
     out.put_slice(name);
+    put_frames(&mut out, frames);
+    out.freeze()
+}
+
+/// Frames one after another, each with its length (u32).
+fn put_frames(out: &mut BytesMut, frames: &[Bytes]) {
     for frame in frames {
         out.put_u32_le(u32::try_from(frame.len()).unwrap_or(u32::MAX));
         out.put_slice(frame);
     }
-    out.freeze()
 }
 
 /// The frames of a published message's rest (slices, not copies); `None` if it is not one.
@@ -376,17 +381,19 @@ pub fn decode_value(value: &Bytes) -> Result<Option<StoredRecord>, NotARecord> {
 }
 
 /// A record change on the bus: the name (u32 length, bytes), revision and previous revision
-/// (u64 each), the record as a bucket value (u32 length, bytes), then the frame.
+/// (u64 each), the record as a bucket value (u32 length, bytes), then the frames (each with
+/// its u32 length).
 pub fn encode_change(name: &[u8], change: &RecordChange) -> Bytes {
     let value = encode_value(change.record.as_ref());
-    let mut out = BytesMut::with_capacity(24 + name.len() + value.len() + change.frame.len());
+    let frames: usize = change.frames.iter().map(|f| 4 + f.len()).sum();
+    let mut out = BytesMut::with_capacity(24 + name.len() + value.len() + frames);
     out.put_u32_le(u32::try_from(name.len()).unwrap_or(u32::MAX));
     out.put_slice(name);
     out.put_u64_le(change.revision);
     out.put_u64_le(change.previous);
     out.put_u32_le(u32::try_from(value.len()).unwrap_or(u32::MAX));
     out.put_slice(&value);
-    out.put_slice(&change.frame);
+    put_frames(&mut out, &change.frames);
     out.freeze()
 }
 
@@ -405,7 +412,7 @@ pub fn decode_change(payload: &Bytes) -> Option<(Bytes, RecordChange)> {
             revision,
             previous,
             record,
-            frame: rest.slice(end..),
+            frames: decode_frames(rest.slice(end..))?,
         },
     ))
 }
@@ -492,14 +499,16 @@ mod tests {
                 revision: 9,
                 previous: 4,
                 record,
-                frame: Bytes::from_static(b"frame"),
+                frames: vec![Bytes::from_static(b"frame"), Bytes::from_static(b"2")],
             };
             let payload = encode_change(b"r/1", &change);
             assert_eq!(
                 decode_change(&payload),
                 Some((Bytes::from_static(b"r/1"), change))
             );
-            for cut in 0..payload.len() - 5 {
+            // Cut anywhere but between frames, it does not read.
+            let frames_at = payload.len() - (4 + 5) - (4 + 1);
+            for cut in (0..payload.len()).filter(|c| ![frames_at, frames_at + 9].contains(c)) {
                 assert_eq!(decode_change(&payload.slice(..cut)), None, "{cut}");
             }
         }

@@ -36,17 +36,19 @@ pub enum CasResult {
     Failed(String),
 }
 
-/// A record write accepted by the bucket, for the other nodes whose clients subscribe.
+/// Record writes accepted by the bucket in one compare-and-set, for the other nodes whose
+/// clients subscribe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordChange {
     pub revision: u64,
-    /// The revision it replaced: a node that holds it can apply `frame` as it is; any other
-    /// sends its subscribers the whole record.
+    /// The revision it replaced: a node that holds it can apply `frames` as they are; any
+    /// other sends its subscribers the whole record.
     pub previous: u64,
-    /// `None`: deleted.
+    /// The record after the writes; `None`: deleted.
     pub record: Option<StoredRecord>,
-    /// What the writer's node sent its own subscribers (an update, patch, erase or delete).
-    pub frame: Bytes,
+    /// What the writer's node sent its own subscribers, one per write in order (an update,
+    /// patch, erase or delete).
+    pub frames: Vec<Bytes>,
 }
 
 /// Listening in a cluster: what nodes tell the home node of a name (the one that decides who

@@ -6,7 +6,9 @@
 //! other nodes that want the record; beaten by another node's write, the record is replaced
 //! by the bucket's and the write is handled again (a versioned write then gets VERSION_EXISTS
 //! with the cluster's data). Messages about a record wait while its write is being decided,
-//! so one node never has two in flight for one record.
+//! so one node never has two in flight for one record; once it is decided, the writes that
+//! waited are gathered into one compare-and-set (`Gather`), so a busy record costs one bucket
+//! round trip per batch, not per write.
 
 use super::msg::Kind;
 use super::records::{RecordCache, Waiting};
@@ -18,9 +20,8 @@ use crate::store::{StorageError, StoreResult, StoredRecord};
 use ahash::AHashMap;
 use bytes::Bytes;
 
-/// A write waiting for the bucket's compare-and-set.
-pub struct Proposal {
-    expected: u64,
+/// One write worked out against memory, for the bucket to take or refuse.
+pub struct Proposed {
     record: Option<StoredRecord>,
     /// What local subscribers get once it is accepted.
     frame: Bytes,
@@ -28,8 +29,26 @@ pub struct Proposal {
     from: ConnId,
     /// The message itself, handled again if another node wrote first.
     retry: Waiting,
+}
+
+/// Writes waiting for the bucket's compare-and-set, in order: one, or several gathered.
+pub struct Proposal {
+    expected: u64,
+    writes: Vec<Proposed>,
+    /// What memory held before gathered writes were applied to it (they are put in memory as
+    /// they are gathered, so each is worked out on the one before); restored if the bucket
+    /// cannot be written. `None` for a single write, which leaves memory alone.
+    before: Option<Option<StoredRecord>>,
     /// Messages about the record that arrived meanwhile.
     waiting: Vec<Waiting>,
+}
+
+/// Writes to one record being gathered while the messages that waited for its last write are
+/// handled again.
+struct Gather {
+    name: Bytes,
+    before: Option<StoredRecord>,
+    writes: Vec<Proposed>,
 }
 
 /// Messages that may wait for one record's write to be decided before new ones are refused.
@@ -44,11 +63,17 @@ pub struct ClusterRecords {
     reads: Vec<Bytes>,
     /// Changes other nodes published while a record was loading: the newest, by name.
     early: AHashMap<Bytes, RecordChange>,
+    gathering: Option<Gather>,
 }
 
 impl ClusterRecords {
     pub fn is_proposing(&self, name: &[u8]) -> bool {
         self.proposing.contains_key(name)
+    }
+
+    /// Writes to `name` are being gathered: it stays in memory, where they are applied.
+    pub fn is_gathering(&self, name: &[u8]) -> bool {
+        self.gathering.as_ref().is_some_and(|g| g.name == name)
     }
 
     pub fn forget(&mut self, name: &[u8]) {
@@ -107,25 +132,121 @@ impl Shard {
             self.fan_out(Kind::Record, name, frame, Some(from));
             return;
         };
+        let write = Proposed {
+            record: record.clone(),
+            frame,
+            ack,
+            from,
+            retry: retry(),
+        };
+        if let Some(gather) = cluster.gathering.as_mut().filter(|g| g.name == name) {
+            // Applied to memory now, so the next gathered write is worked out on top of it.
+            gather.writes.push(write);
+            self.owner_side.records.replace(name, record);
+            return;
+        }
         let expected = cluster.revisions.get(name.as_ref()).copied().unwrap_or(0);
         let key = crate::core::detach(name);
-        cluster.proposing.insert(
-            key.clone(),
-            Proposal {
-                expected,
-                record: record.clone(),
-                frame,
-                ack,
-                from,
-                retry: retry(),
-                waiting: Vec::new(),
-            },
-        );
+        let proposal = Proposal {
+            expected,
+            writes: vec![write],
+            before: None,
+            waiting: Vec::new(),
+        };
+        cluster.proposing.insert(key.clone(), proposal);
         self.push_bus_request(BusOut::Cas {
             name: key,
             expected,
             record,
         });
+    }
+
+    /// Handles again the messages that waited for a record's write, gathering the writes
+    /// among them into one compare-and-set. Gathering stops at the first message whose answer
+    /// could depend on writes not yet accepted (a read, a delete, a write with a version that
+    /// is not the next, a write whose permission rules read the record): it and the rest wait
+    /// for the gathered writes.
+    fn resume_gathering(&mut self, name: &Bytes, waiting: Vec<Waiting>, now: u64) {
+        let before = self.owner_side.records.get(name).cloned();
+        let Some(cluster) = self.owner_side.records.cluster.as_mut() else {
+            return;
+        };
+        cluster.gathering = Some(Gather {
+            name: crate::core::detach(name),
+            before,
+            writes: Vec::new(),
+        });
+        let mut items = waiting.into_iter();
+        let mut left = Vec::new();
+        while let Some(item) = items.next() {
+            let gathered = self.gathered_count(name);
+            if gathered > 0 && !self.gatherable(name, &item) {
+                left.push(item);
+                left.extend(items.by_ref());
+                break;
+            }
+            self.resume(item, now);
+        }
+        let Some(cluster) = self.owner_side.records.cluster.as_mut() else {
+            return;
+        };
+        let Some(gather) = cluster.gathering.take() else {
+            return;
+        };
+        let Some(last) = gather.writes.last() else {
+            for item in left {
+                self.resume(item, now);
+            }
+            // Kept in memory while gathering; without subscribers nothing keeps it fresh.
+            let subscribed = self.owner_side.interest[Kind::Record as usize].shards(name) != 0;
+            self.owner_side.records.evict_if_idle(name, subscribed);
+            return;
+        };
+        let record = last.record.clone();
+        let expected = cluster.revisions.get(name.as_ref()).copied().unwrap_or(0);
+        let key = crate::core::detach(name);
+        let proposal = Proposal {
+            expected,
+            writes: gather.writes,
+            before: Some(gather.before),
+            waiting: left,
+        };
+        cluster.proposing.insert(key.clone(), proposal);
+        self.push_bus_request(BusOut::Cas {
+            name: key,
+            expected,
+            record,
+        });
+    }
+
+    fn gathered_count(&self, name: &[u8]) -> usize {
+        self.owner_side
+            .records
+            .cluster
+            .as_ref()
+            .and_then(|c| c.gathering.as_ref())
+            .filter(|g| g.name == name)
+            .map_or(0, |g| g.writes.len())
+    }
+
+    /// Whether `item` can be answered on top of writes not yet accepted: an update, patch or
+    /// erase of this record whose version is the next or -1, under rules that do not read the
+    /// record.
+    fn gatherable(&self, name: &Bytes, item: &Waiting) -> bool {
+        let Waiting::Op { msg, user, .. } = item else {
+            return false;
+        };
+        let write = matches!(
+            msg.action,
+            ra::UPDATE | ra::PATCH | ra::ERASE | ra::CREATEANDUPDATE | ra::CREATEANDPATCH
+        );
+        if msg.topic != topic::RECORD || !write || msg.name.as_ref() != Some(name) {
+            return false;
+        }
+        let current = self.owner_side.records.get(name).map_or(0, |r| r.version);
+        let version = msg.version.unwrap_or(-1);
+        (version == -1 || i64::from(version) == i64::from(current) + 1)
+            && !self.owner_write_rules_read_data(user.as_deref(), name)
     }
 
     /// The bucket's answer to a read.
@@ -192,50 +313,58 @@ impl Shard {
         };
         let Proposal {
             expected,
-            record,
-            frame,
-            ack,
-            from,
-            retry,
+            writes,
+            before,
             waiting,
         } = proposal;
         match result {
             CasResult::Written(revision) => {
                 self.set_revision(&name, revision);
-                self.owner_side.records.put(&name, record.clone(), ack);
-                self.fan_out(Kind::Record, &name, frame.clone(), Some(from));
+                let mut frames = Vec::with_capacity(writes.len());
+                let mut last = None;
+                for write in writes {
+                    self.owner_side
+                        .records
+                        .put(&name, write.record.clone(), write.ack);
+                    self.fan_out(Kind::Record, &name, write.frame.clone(), Some(write.from));
+                    frames.push(write.frame);
+                    last = Some(write.record);
+                }
                 self.count(|m| m.bus_published += 1);
                 self.push_bus_request(BusOut::PublishRecord {
                     name: name.clone(),
                     change: RecordChange {
                         revision,
                         previous: expected,
-                        record,
-                        frame,
+                        record: last.flatten(),
+                        frames,
                     },
                 });
-                for item in waiting {
-                    self.resume(item, now);
-                }
+                self.resume_gathering(&name, waiting, now);
             }
             CasResult::Conflict(current) => {
-                // Another node wrote first: take its record, then decide again.
+                // Another node wrote first: take its record (it replaces whatever gathered
+                // writes put in memory), then decide again.
                 self.apply_remote(&name, current.revision, current.record, None);
-                self.resume(retry, now);
-                for item in waiting {
-                    self.resume(item, now);
-                }
+                let retries = writes.into_iter().map(|w| w.retry);
+                let again: Vec<Waiting> = retries.chain(waiting).collect();
+                self.resume_gathering(&name, again, now);
             }
             CasResult::Failed(error) => {
-                if let Waiting::Op { msg, from, .. } = retry {
-                    let reply = Message {
-                        topic: topic::RECORD,
-                        data: Some(Bytes::from(
-                            simd_json::to_string(&error).unwrap_or_default(),
-                        )),
-                        ..super::replies::error_reply(&msg, ra::RECORD_UPDATE_ERROR)
-                    };
-                    self.send(from, &reply);
+                if let Some(before) = before {
+                    self.owner_side.records.replace(&name, before);
+                }
+                for write in writes {
+                    if let Waiting::Op { msg, from, .. } = write.retry {
+                        let reply = Message {
+                            topic: topic::RECORD,
+                            data: Some(Bytes::from(
+                                simd_json::to_string(&error).unwrap_or_default(),
+                            )),
+                            ..super::replies::error_reply(&msg, ra::RECORD_UPDATE_ERROR)
+                        };
+                        self.send(from, &reply);
+                    }
                 }
                 for item in waiting {
                     self.resume(item, now);
@@ -270,19 +399,19 @@ impl Shard {
             &name,
             change.revision,
             change.record,
-            Some((change.previous, change.frame)),
+            Some((change.previous, change.frames)),
         );
     }
 
     /// Takes the bucket's `record` at `revision` if it is newer than memory, and tells local
-    /// subscribers: with the writer's `frame` when memory held the revision it replaced, else
-    /// with the whole record.
+    /// subscribers: with the writer's `frames` when memory held the revision they replaced,
+    /// else with the whole record.
     fn apply_remote(
         &mut self,
         name: &Bytes,
         revision: u64,
         record: Option<StoredRecord>,
-        frame: Option<(u64, Bytes)>,
+        frames: Option<(u64, Vec<Bytes>)>,
     ) {
         let Some(cluster) = self.owner_side.records.cluster.as_ref() else {
             return;
@@ -291,13 +420,15 @@ impl Shard {
         if revision <= known {
             return;
         }
-        let frame = match frame {
-            Some((previous, frame)) if previous == known => frame,
-            _ => super::replies::whole_record_frame(name, record.as_ref()),
+        let frames = match frames {
+            Some((previous, frames)) if previous == known => frames,
+            _ => vec![super::replies::whole_record_frame(name, record.as_ref())],
         };
         self.set_revision(name, revision);
         self.owner_side.records.replace(name, record);
-        self.fan_out(Kind::Record, name, frame, None);
+        for frame in frames {
+            self.fan_out(Kind::Record, name, frame, None);
+        }
     }
 
     fn set_revision(&mut self, name: &Bytes, revision: u64) {

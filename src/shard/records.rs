@@ -378,7 +378,10 @@ impl RecordCache {
     fn busy(&self, name: &[u8]) -> bool {
         self.writing.contains_key(name)
             || self.loading.contains_key(name)
-            || self.is_proposing(name)
+            || self
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.is_proposing(name) || c.is_gathering(name))
     }
 
     fn is_proposing(&self, name: &[u8]) -> bool {

@@ -1056,6 +1056,8 @@ mod nodes {
         interest: Vec<(usize, Bytes)>,
         /// Nodes killed: what is addressed to them is lost.
         dead: Vec<bool>,
+        /// Compare-and-sets asked of the bucket.
+        cas_calls: usize,
     }
 
     impl Nodes {
@@ -1077,6 +1079,7 @@ mod nodes {
                 revision: 0,
                 interest: Vec::new(),
                 dead: vec![false; count],
+                cas_calls: 0,
             };
             nodes.members(0, 0);
             nodes
@@ -1174,6 +1177,7 @@ mod nodes {
                     expected,
                     record,
                 } => {
+                    self.cas_calls += 1;
                     let current = self.kv(&name);
                     let result = if current.revision == expected {
                         self.revision += 1;
@@ -1470,5 +1474,65 @@ mod nodes {
         // The new home knows the provider: the last subscriber leaving stops it.
         nodes.send(1, &subscriber, &subscription(ra::UNSUBSCRIBE, &name));
         assert!(actions(chosen).contains(&ra::SUBSCRIPTION_FOR_PATTERN_REMOVED));
+    }
+
+    #[test]
+    fn writes_that_wait_for_a_records_write_are_gathered_into_one_compare_and_set() {
+        let mut nodes = Nodes::new();
+        let a = nodes.login(0, "a");
+        let b = nodes.login(1, "b");
+        nodes.send(1, &b, &subscription(ra::SUBSCRIBECREATEANDREAD, "r"));
+        received(&b);
+        // Three writes arrive together: the first is proposed alone, the two that wait for it
+        // go to the bucket in one compare-and-set.
+        for version in 1..=3 {
+            let frame = write(version, &format!(r#"{{"n":{version}}}"#)).encode();
+            nodes.nodes[0].shards[0].on_client_frame(a.local, &frame, 0);
+        }
+        nodes.settle();
+        assert_eq!(nodes.cas_calls, 2);
+        let acks = received(&a);
+        assert_eq!(acks.len(), 3, "{acks:?}");
+        assert!(acks.iter().all(|m| m.action == ra::WRITE_ACKNOWLEDGEMENT));
+        let seen: Vec<Option<i32>> = received(&b).iter().map(|m| m.version).collect();
+        assert_eq!(
+            seen,
+            [Some(1), Some(2), Some(3)],
+            "the other node sees every version"
+        );
+        // Another node wrote meanwhile: the gathered writes lose the compare-and-set and are
+        // handled again on the bucket's record, together.
+        nodes.bucket.insert(
+            Bytes::from_static(b"r"),
+            (
+                99,
+                Some(StoredRecord {
+                    version: 5,
+                    data: Bytes::from_static(br#"{"n":5}"#),
+                }),
+            ),
+        );
+        nodes.cas_calls = 0;
+        for n in 0..3 {
+            let frame = write(-1, &format!(r#"{{"forced":{n}}}"#)).encode();
+            nodes.nodes[0].shards[0].on_client_frame(a.local, &frame, 0);
+        }
+        // A versioned write behind them waits for them and is answered on what the bucket took.
+        let late = write(4, r#"{"late":true}"#).encode();
+        nodes.nodes[0].shards[0].on_client_frame(a.local, &late, 0);
+        nodes.settle();
+        let got = received(&a);
+        let acks = got
+            .iter()
+            .filter(|m| m.action == ra::WRITE_ACKNOWLEDGEMENT)
+            .count();
+        assert_eq!(acks, 3, "{got:?}");
+        let refused = got.iter().find(|m| m.action == ra::VERSION_EXISTS);
+        assert_eq!(refused.and_then(|m| m.version), Some(8), "{got:?}");
+        let stored = nodes.bucket.get(&Bytes::from_static(b"r")).cloned();
+        let stored = stored.and_then(|(_, r)| r).expect("stored");
+        assert_eq!(stored.version, 8);
+        assert_eq!(stored.data.as_ref(), br#"{"forced":2}"#);
+        assert_eq!(nodes.cas_calls, 2, "one refused, then the three gathered");
     }
 }
