@@ -37,6 +37,16 @@ impl ClusterSpec {
         }
     }
 
+    /// Nodes are gone 1.5 s after their last heartbeat (every 300 ms), for failure tests.
+    fn short_node_timeout(&self) {
+        let config = std::fs::read_to_string(self.dir.join("config.yml")).expect("config");
+        let config = config.replace(
+            "    prefix:",
+            "    nodeTimeout: 1500\n    heartbeatInterval: 300\n    prefix:",
+        );
+        std::fs::write(self.dir.join("config.yml"), config).expect("config");
+    }
+
     /// One node with `cores` shards.
     fn node(&self, cores: usize) -> Server {
         let config = self.dir.join("config.yml");
@@ -424,13 +434,7 @@ fn a_killed_node_takes_its_users_and_providers_and_loses_no_acknowledged_write()
         return;
     }
     let spec = ClusterSpec::new("kill", NATS_PORT, "");
-    // A short node timeout for the test.
-    let config = std::fs::read_to_string(spec.dir.join("config.yml")).expect("config");
-    let config = config.replace(
-        "    prefix:",
-        "    nodeTimeout: 1500\n    heartbeatInterval: 300\n    prefix:",
-    );
-    std::fs::write(spec.dir.join("config.yml"), config).expect("config");
+    spec.short_node_timeout();
     let survivor = spec.node(2);
     let doomed = spec.node(1);
     let mut watcher = RawClient::login(survivor.port, "watcher");
@@ -606,12 +610,7 @@ fn listening_offers_a_name_once_cluster_wide_and_again_when_the_provider_node_di
         return;
     }
     let spec = ClusterSpec::new("listen", NATS_PORT, "");
-    let config = std::fs::read_to_string(spec.dir.join("config.yml")).expect("config");
-    let config = config.replace(
-        "    prefix:",
-        "    nodeTimeout: 1500\n    heartbeatInterval: 300\n    prefix:",
-    );
-    std::fs::write(spec.dir.join("config.yml"), config).expect("config");
+    spec.short_node_timeout();
     let mut nodes: Vec<Option<Server>> = [1, 2, 1, 1].iter().map(|&c| Some(spec.node(c))).collect();
     let port = |nodes: &[Option<Server>], i: usize| nodes[i].as_ref().expect("node").port;
     let mut listeners = [
@@ -719,12 +718,7 @@ fn a_node_killed_under_load_loses_nothing_acknowledged_and_disturbs_no_one_else(
         return;
     }
     let spec = ClusterSpec::new("killload", NATS_PORT, "");
-    let config = std::fs::read_to_string(spec.dir.join("config.yml")).expect("config");
-    let config = config.replace(
-        "    prefix:",
-        "    nodeTimeout: 1500\n    heartbeatInterval: 300\n    prefix:",
-    );
-    std::fs::write(spec.dir.join("config.yml"), config).expect("config");
+    spec.short_node_timeout();
     let (a, b, c) = (spec.node(1), spec.node(2), spec.node(1));
     let mut events = RawClient::login(b.port, "events");
     subscribe(&mut events, "load");

@@ -495,51 +495,30 @@ impl ShardBus {
             }
             return;
         };
-        let expected = self.live_nodes.load(std::sync::atomic::Ordering::Relaxed);
-        let inbox = self.client.new_inbox();
-        let answers = self.client.subscribe(inbox.clone()).await.ok();
-        let sent = self
-            .client
-            .publish_with_reply(subject, inbox, payload)
+        let late = "not every node confirmed a login in time; answering it anyway";
+        let done = BusIn::PresenceConfirmed { login };
+        self.ask_every_node(subject, vec![payload], done, late)
             .await;
-        let (arrivals, timeout) = (self.arrivals.clone(), self.request_timeout);
-        tokio::spawn(async move {
-            if let (Some(mut answers), Ok(())) = (answers, sent) {
-                let all = async {
-                    for _ in 0..expected {
-                        if answers.next().await.is_none() {
-                            break;
-                        }
-                    }
-                };
-                if tokio::time::timeout(timeout, all).await.is_err() {
-                    crate::log!(
-                        crate::log::Level::Warn,
-                        "CLUSTER_PRESENCE",
-                        "not every node confirmed a login in time; answering it anyway"
-                    );
-                }
-            }
-            let _ = arrivals
-                .send(vec![BusIn::PresenceConfirmed { login }])
-                .await;
-        });
     }
 
-    /// A barrier behind the provider changes this node sent for `names` before it: every live
-    /// node's owner of each name answers once it has applied them (NATS keeps one publisher's
-    /// order on a subject, and the owner's queue keeps it from there).
-    async fn barrier(&self, shard: u16, token: u64, names: Vec<Bytes>) {
-        let subject = node_subject(&self.prefix, "rpc");
-        let expected = self.live_nodes.load(std::sync::atomic::Ordering::Relaxed) * names.len();
+    /// Publishes `payloads` on `subject`, each asking every live node for an answer, and hands
+    /// the shard `done` once all have answered (or the request timeout passed: `late` is
+    /// logged).
+    async fn ask_every_node(
+        &self,
+        subject: String,
+        payloads: Vec<Bytes>,
+        done: BusIn,
+        late: &'static str,
+    ) {
+        let expected = self.live_nodes.load(std::sync::atomic::Ordering::Relaxed) * payloads.len();
         let inbox = self.client.new_inbox();
         let answers = self.client.subscribe(inbox.clone()).await.ok();
         let mut sent = Ok(());
-        for name in &names {
-            let barrier = encode_barrier(self.node, name);
+        for payload in payloads {
             let published = self
                 .client
-                .publish_with_reply(subject.clone(), inbox.clone(), barrier)
+                .publish_with_reply(subject.clone(), inbox.clone(), payload)
                 .await;
             sent = sent.and(published.map_err(|_| ()));
         }
@@ -554,17 +533,25 @@ impl ShardBus {
                     }
                 };
                 if tokio::time::timeout(timeout, all).await.is_err() {
-                    crate::log!(
-                        crate::log::Level::Warn,
-                        "CLUSTER_RPC",
-                        "not every node confirmed a provider in time; acknowledging it anyway"
-                    );
+                    crate::log!(crate::log::Level::Warn, "CLUSTER_CONFIRM", "{late}");
                 }
             }
-            let _ = arrivals
-                .send(vec![BusIn::BarrierPassed { shard, token }])
-                .await;
+            let _ = arrivals.send(vec![done]).await;
         });
+    }
+
+    /// A barrier behind the provider changes this node sent for `names` before it: every live
+    /// node's owner of each name answers once it has applied them (NATS keeps one publisher's
+    /// order on a subject, and the owner's queue keeps it from there).
+    async fn barrier(&self, shard: u16, token: u64, names: Vec<Bytes>) {
+        let subject = node_subject(&self.prefix, "rpc");
+        let payloads = names
+            .iter()
+            .map(|name| encode_barrier(self.node, name))
+            .collect();
+        let late = "not every node confirmed a provider in time; acknowledging it anyway";
+        let done = BusIn::BarrierPassed { shard, token };
+        self.ask_every_node(subject, payloads, done, late).await;
     }
 
     /// Reads a record from the bucket, off the request loop (reads of many records overlap).

@@ -242,17 +242,22 @@ impl Shard {
         match (on, regex) {
             (true, Some(regex)) => self.on_listener_added(kind, pattern, regex, conn, now),
             (true, None) => {}
-            (false, _) => {
-                let mut effects = Vec::new();
-                self.owner_side.listening[kind as usize].remove_listener(
-                    &pattern,
-                    conn,
-                    now,
-                    &mut effects,
-                );
-                self.apply_listen_effects(kind, effects);
-            }
+            (false, _) => self.on_listener_removed(kind, &pattern, conn, now),
         }
+    }
+
+    /// A listener here or on another node stopped listening to `pattern`.
+    pub(super) fn on_listener_removed(
+        &mut self,
+        kind: Kind,
+        pattern: &[u8],
+        conn: ConnId,
+        now: u64,
+    ) {
+        self.forget_providing(kind, conn, Some(pattern));
+        let mut effects = Vec::new();
+        self.owner_side.listening[kind as usize].remove_listener(pattern, conn, now, &mut effects);
+        self.apply_listen_effects(kind, effects);
     }
 
     /// A listener here answered an offer. `Err` gives it back when this node is the name's

@@ -614,17 +614,7 @@ impl Shard {
                 kind,
                 pattern,
                 conn,
-            } => {
-                self.forget_providing(kind, conn, Some(&pattern));
-                let mut effects = Vec::new();
-                self.owner_side.listening[kind as usize].remove_listener(
-                    &pattern,
-                    conn,
-                    now,
-                    &mut effects,
-                );
-                self.apply_listen_effects(kind, effects);
-            }
+            } => self.on_listener_removed(kind, &pattern, conn, now),
             ShardMsg::PresenceLogin { user, login, reply } => {
                 self.on_presence_login(user, login, reply)
             }
