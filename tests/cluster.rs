@@ -437,13 +437,7 @@ fn a_killed_node_takes_its_users_and_providers_and_loses_no_acknowledged_write()
     spec.short_node_timeout();
     let survivor = spec.node(2);
     let doomed = spec.node(1);
-    let mut watcher = RawClient::login(survivor.port, "watcher");
-    watcher.send(&Message {
-        correlation_id: Some(bytes("p")),
-        names: vec![bytes("doomed-user")],
-        ..Message::new(topic::PRESENCE, pa::SUBSCRIBE)
-    });
-    assert_eq!(watcher.expect_message().is_ack, Some(true));
+    let mut watcher = presence_watcher(survivor.port, "doomed-user");
     let mut victim = RawClient::login(doomed.port, "doomed-user");
     let joined = watcher.expect_message();
     assert_eq!(joined.action, pa::PRESENCE_JOIN, "{joined:?}");
@@ -506,10 +500,7 @@ fn a_killed_node_takes_its_users_and_providers_and_loses_no_acknowledged_write()
     // An acknowledged write on the doomed node.
     let ack = record_write(&mut victim, "kept", -1, None, r#"{"kept":true}"#);
     assert_eq!(ack.action, ra::WRITE_ACKNOWLEDGEMENT, "{ack:?}");
-    let killed_at = Instant::now();
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", &doomed.pid().to_string()])
-        .status();
+    let killed_at = kill(&doomed);
     let left = watcher.expect_message();
     assert_eq!(left.action, pa::PRESENCE_LEAVE, "{left:?}");
     let took = killed_at.elapsed();
@@ -522,6 +513,27 @@ fn a_killed_node_takes_its_users_and_providers_and_loses_no_acknowledged_write()
     assert_eq!(read.data.as_deref(), Some(&br#"{"kept":true}"#[..]));
     println!("the killed node's user left after {took:?}");
     drop(doomed);
+}
+
+/// A client on `port` subscribed to the presence of `user`.
+fn presence_watcher(port: u16, user: &str) -> RawClient {
+    let mut watcher = RawClient::login(port, "watcher");
+    watcher.send(&Message {
+        correlation_id: Some(bytes("p")),
+        names: vec![bytes(user)],
+        ..Message::new(topic::PRESENCE, pa::SUBSCRIBE)
+    });
+    assert_eq!(watcher.expect_message().is_ack, Some(true));
+    watcher
+}
+
+/// SIGKILL of a node; when it was sent.
+fn kill(node: &Server) -> Instant {
+    let at = Instant::now();
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &node.pid().to_string()])
+        .status();
+    at
 }
 
 /// The next message of `client` within `timeout` that `wanted` accepts (others are skipped);
@@ -667,10 +679,7 @@ fn listening_offers_a_name_once_cluster_wide_and_again_when_the_provider_node_di
     let doomed = nodes[if provider == 0 { 0 } else { 3 }]
         .take()
         .expect("node");
-    let killed_at = Instant::now();
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", &doomed.pid().to_string()])
-        .status();
+    let killed_at = kill(&doomed);
     let other = 1 - provider;
     let offer = next_matching(&mut listeners[other], Duration::from_secs(6), &found);
     let took = killed_at.elapsed();
@@ -722,13 +731,7 @@ fn a_node_killed_under_load_loses_nothing_acknowledged_and_disturbs_no_one_else(
     let (a, b, c) = (spec.node(1), spec.node(2), spec.node(1));
     let mut events = RawClient::login(b.port, "events");
     subscribe(&mut events, "load");
-    let mut watcher = RawClient::login(b.port, "watcher");
-    watcher.send(&Message {
-        correlation_id: Some(bytes("p")),
-        names: vec![bytes("doomed-writer")],
-        ..Message::new(topic::PRESENCE, pa::SUBSCRIBE)
-    });
-    assert_eq!(watcher.expect_message().is_ack, Some(true));
+    let mut watcher = presence_watcher(b.port, "doomed-writer");
     // C has subscribers too, so A's publishes cross to it until it dies.
     let mut on_c = RawClient::login(c.port, "c-subscriber");
     subscribe(&mut on_c, "load");
@@ -770,10 +773,7 @@ fn a_node_killed_under_load_loses_nothing_acknowledged_and_disturbs_no_one_else(
         )
     });
     std::thread::sleep(Duration::from_millis(700));
-    let killed_at = Instant::now();
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", &c.pid().to_string()])
-        .status();
+    let killed_at = kill(&c);
     let left = next_matching(&mut watcher, Duration::from_secs(5), |m| {
         m.action == pa::PRESENCE_LEAVE
     });
