@@ -505,3 +505,60 @@ fn with_follow_changes_a_row_changed_in_postgres_reaches_subscribers_without_not
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Servers starting together on one database make their schemas and tables at once; the trigger
+/// function they share must not fail one of them with "tuple concurrently updated" (the first
+/// writes after start were refused that way, one CI run in many).
+#[test]
+fn servers_starting_together_all_make_their_tables() {
+    use corestream::store::postgres::{PostgresOptions, PostgresStorage};
+    use corestream::store::{Connector, StoreJob, StoreResult, StoredRecord};
+    if !service("postgres", 5432) {
+        return;
+    }
+    const SERVERS: usize = 8;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    for round in 0..3 {
+        let scratches: Vec<PgScratch> = (0..SERVERS).map(|_| PgScratch::new()).collect();
+        let stores: Vec<_> = scratches
+            .iter()
+            .map(|pg| {
+                let options: serde_yaml::Value = serde_yaml::from_str(&format!(
+                    "{{host: 127.0.0.1, port: 5432, user: postgres, database: test, \
+                     schema: {}, writeInterval: 1}}",
+                    pg.schema
+                ))
+                .expect("yaml");
+                let options = PostgresOptions::parse(Some(&options)).expect("options");
+                PostgresStorage::new(options, Duration::from_secs(10)).expect("a store")
+            })
+            .collect();
+        let results = runtime.block_on(async {
+            let writes = stores.iter().enumerate().map(|(i, store)| {
+                let job = StoreJob::Write {
+                    name: Bytes::from(format!("table{}/row", i % 2)),
+                    record: Some(StoredRecord {
+                        version: 1,
+                        data: Bytes::from_static(b"{}"),
+                    }),
+                };
+                tokio::spawn(store.clone().run(vec![job]))
+            });
+            let mut results = Vec::new();
+            for write in writes.collect::<Vec<_>>() {
+                results.extend(write.await.expect("a write task"));
+            }
+            results
+        });
+        assert_eq!(results.len(), SERVERS);
+        for result in results {
+            match result {
+                StoreResult::Written { result: Ok(()), .. } => {}
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+    }
+}

@@ -211,18 +211,16 @@ impl PostgresStorage {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StorageError> {
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| StorageError::Unavailable(format!("postgres: {e}")))?;
+        let client = self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => unavailable(e),
+            other => StorageError::Unavailable(format!("postgres: {other}")),
+        })?;
         // The schema and the trigger function once per process, retried until it works.
         self.ready
             .get_or_try_init(|| async {
-                client
-                    .batch_execute(&self.init_sql())
+                change_schema(&client, &self.init_sql())
                     .await
-                    .map_err(|e| StorageError::Unavailable(format!("postgres: {e}")))
+                    .map_err(unavailable)
             })
             .await?;
         Ok(client)
@@ -274,7 +272,7 @@ impl PostgresStorage {
             ));
         }
         // Two servers may make the same table at once: the loser's error is not one.
-        match client.batch_execute(&sql).await {
+        match change_schema(client, &sql).await {
             Ok(()) => Ok(()),
             Err(e)
                 if e.code()
@@ -282,7 +280,7 @@ impl PostgresStorage {
             {
                 Ok(())
             }
-            Err(e) => Err(StorageError::Unavailable(format!("postgres: {e}"))),
+            Err(e) => Err(unavailable(e)),
         }
     }
 
@@ -323,7 +321,7 @@ impl PostgresStorage {
                     }
                     // No table yet: nothing of that prefix was ever written.
                     Err(e) if e.code().is_some_and(|c| c.code() == UNDEFINED_TABLE) => {}
-                    Err(e) => return Err(StorageError::Unavailable(format!("postgres: {e}"))),
+                    Err(e) => return Err(unavailable(e)),
                 }
             }
             Ok(found)
@@ -448,7 +446,7 @@ impl PostgresStorage {
                 Err(e) if attempt == 0 && e.code().is_some_and(|c| c.code() == UNDEFINED_TABLE) => {
                     self.create_table(&client, table).await?;
                 }
-                Err(e) => return Err(StorageError::Unavailable(format!("postgres: {e}"))),
+                Err(e) => return Err(unavailable(e)),
             }
         }
         Err(StorageError::Other(
@@ -464,7 +462,7 @@ impl PostgresStorage {
             match client.execute(&sql, &[&key.id]).await {
                 Ok(_) => Ok(()),
                 Err(e) if e.code().is_some_and(|c| c.code() == UNDEFINED_TABLE) => Ok(()),
-                Err(e) => Err(StorageError::Unavailable(format!("postgres: {e}"))),
+                Err(e) => Err(unavailable(e)),
             }
         };
         tokio::time::timeout(self.timeout, work)
@@ -609,8 +607,40 @@ pub fn changed_names(payload: &str, default_table: &str) -> Vec<Bytes> {
     names
 }
 
+/// Which the advisory lock schema changes take: any fixed number other programs do not use.
+const SCHEMA_LOCK: i64 = 0x636f_7265_7374_7265; // "corestre"
+
+/// Runs DDL one server at a time across every server on this database. Concurrent
+/// `CREATE OR REPLACE FUNCTION` or `CREATE TRIGGER` from two sessions fail with "tuple
+/// concurrently updated", and the trigger function is shared by every schema. The statements go
+/// as one simple query, which PostgreSQL runs as one implicit transaction: the lock is released
+/// at its end, and an error rolls it all back without leaving the pooled session mid-transaction.
+async fn change_schema(
+    client: &tokio_postgres::Client,
+    sql: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute(&format!(
+            "SELECT pg_advisory_xact_lock({SCHEMA_LOCK});\n{sql}"
+        ))
+        .await
+}
+
+/// "db error" alone is what tokio-postgres displays for every error the server sent: the
+/// server's own message is what an operator needs in the log.
+fn described(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("postgres: {} ({})", db.message(), db.code().code()),
+        None => format!("postgres: {e}"),
+    }
+}
+
+fn unavailable(e: tokio_postgres::Error) -> StorageError {
+    StorageError::Unavailable(described(&e))
+}
+
 fn corrupt(e: tokio_postgres::Error) -> StorageError {
-    StorageError::Corrupt(format!("postgres: {e}"))
+    StorageError::Corrupt(described(&e))
 }
 
 fn poisoned() -> StorageError {
