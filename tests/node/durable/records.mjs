@@ -16,7 +16,12 @@ const [mode, ...args] = process.argv.slice(2)
 const say = line => process.stdout.write(line + '\n')
 
 const client = new DeepstreamClient(process.env.DS_URL, { offlineEnabled: false, maxReconnectAttempts: 0 })
-client.on('error', (error, event) => { if (mode !== 'write') say(`ERROR ${event || error}`) })
+// A writer's errors go to stderr (the test's log): expected once its server is killed, and the
+// only trace of why a write was refused before.
+client.on('error', (error, event) => {
+  if (mode === 'write') process.stderr.write(`writer: ${event || error}\n`)
+  else say(`ERROR ${event || error}`)
+})
 await client.login({})
 setTimeout(() => process.exit(0), 60000).unref()
 
@@ -31,6 +36,7 @@ if (mode === 'write') {
       try {
         await record.setWithAck({ n, pad: 'x'.repeat(64) })
       } catch (error) {
+        process.stderr.write(`writer: ${name}: ${error}\n`)
         return
       }
       say(`ACK ${name} ${record.version} ${n}`)
