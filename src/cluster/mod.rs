@@ -1,12 +1,10 @@
 //! The cluster seam: what crosses between nodes, sans-I/O. A shard asks the bus for things
 //! (`BusOut`: interest in a name while it has subscribers, a frame published to a name) and
 //! hears back (`BusIn`); `bus` says how names become NATS subjects and what a message carries;
-//! `nats` runs it over NATS on a connector thread; `wire` encodes messages bound for an owner
-//! on another node. A node without `clusterNode` has no bus: it runs alone, exactly as before.
+//! `nats` runs it over NATS on a connector thread. A node without `clusterNode` has no bus: it runs alone, exactly as before.
 
 pub mod bus;
 pub mod nats;
-pub mod wire;
 
 use crate::core::ids::{ConnId, NodeId};
 use crate::shard::msg::Kind;
