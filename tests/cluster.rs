@@ -1038,3 +1038,67 @@ fn the_cluster_comes_back_after_nats_restarts() {
     drop((a, b, spec, nats));
     let _ = std::fs::remove_dir_all(&store);
 }
+
+/// A row changed in PostgreSQL behind the cluster's back, and `record.notify` on one node: every
+/// node's subscribers hear the new version, and every node reads it after.
+#[test]
+fn a_notify_on_one_node_reaches_subscribers_on_another() {
+    if !common::service("NATS", NATS_PORT) || !common::service("postgres", 5432) {
+        return;
+    }
+    let schema = format!(
+        "cs_cluster_notify_{}_{}",
+        std::process::id(),
+        fastrand::u32(..)
+    );
+    let storage = format!(
+        "storage:\n  name: postgres\n  options:\n    host: 127.0.0.1\n    port: 5432\n    \
+         user: postgres\n    database: test\n    schema: {schema}\n    writeInterval: 20\n"
+    );
+    let spec = ClusterSpec::new("notify", NATS_PORT, &storage);
+    let nodes = [spec.node(1), spec.node(2)];
+    let mut watcher = RawClient::login(nodes[0].port, "watcher");
+    assert_eq!(record_subscribe(&mut watcher, "ext/r").version, Some(0));
+    let mut writer = RawClient::login(nodes[1].port, "writer");
+    let ack = record_write(&mut writer, "ext/r", 1, None, r#"{"from":"writer"}"#);
+    assert_eq!(ack.action, ra::WRITE_ACKNOWLEDGEMENT, "{ack:?}");
+    assert_eq!(watcher.expect_message().version, Some(1));
+    // The write reaches PostgreSQL within the 20 ms write interval.
+    eventually("the row in PostgreSQL", || {
+        common::psql(&format!(
+            "SELECT version FROM \"{schema}\".\"ext\" WHERE id = 'r'"
+        )) == "1"
+    });
+    common::psql(&format!(
+        "UPDATE \"{schema}\".\"ext\" SET version = 5, val = '{{\"from\":\"sql\"}}' WHERE id = 'r'"
+    ));
+    writer.send(&Message {
+        correlation_id: Some(bytes("n")),
+        names: vec![bytes("ext/r")],
+        ..Message::new(topic::RECORD, ra::NOTIFY)
+    });
+    let notified = writer.expect_message();
+    assert_eq!(
+        (notified.action, notified.is_ack),
+        (ra::NOTIFY, Some(true)),
+        "{notified:?}"
+    );
+    let update = watcher.expect_message();
+    assert_eq!(
+        (update.action, update.version),
+        (ra::UPDATE, Some(5)),
+        "{update:?}"
+    );
+    assert_eq!(update.data.as_deref(), Some(&br#"{"from":"sql"}"#[..]));
+    for node in &nodes {
+        let mut reader = RawClient::login(node.port, "reader");
+        let read = record_read(&mut reader, "ext/r");
+        assert_eq!(
+            (read.action, read.version),
+            (ra::READ_RESPONSE, Some(5)),
+            "{read:?}"
+        );
+    }
+    drop(nodes);
+    common::psql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
+}

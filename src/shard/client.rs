@@ -791,7 +791,7 @@ impl Shard {
                     version: Some(version),
                     ..out
                 };
-                self.commit_record(&name, Some(record), ws_frame(&out), ack, from, retry);
+                self.commit_record(&name, Some(record), ws_frame(&out), ack, Some(from), retry);
             }
             WriteOutcome::VersionExists(current) => {
                 let reply = Message {
@@ -847,6 +847,6 @@ impl Shard {
             user: user.map(|u| Arc::new(u.clone())),
             refs: refs.map(|r| Arc::new(r.clone())),
         };
-        self.commit_record(&name, None, deleted, Some((from, reply)), from, retry);
+        self.commit_record(&name, None, deleted, Some((from, reply)), Some(from), retry);
     }
 }

@@ -47,8 +47,9 @@ pub(super) struct ListenCluster {
 }
 
 impl ListenCluster {
-    /// The node that decides for `name`: `LOCAL_NODE` when that is this one.
-    fn home(&self, name: &[u8]) -> NodeId {
+    /// The node that decides for `name` (its listening, and which node brings a change
+    /// followed from storage into the bucket): `LOCAL_NODE` when that is this one.
+    pub(super) fn home(&self, name: &[u8]) -> NodeId {
         match home_among(&self.members, name) {
             Some(node) if node != self.me => node,
             _ => LOCAL_NODE,

@@ -26,8 +26,9 @@ pub struct Proposed {
     /// What local subscribers get once it is accepted.
     frame: Bytes,
     ack: Option<(ConnId, Message)>,
-    from: ConnId,
-    /// The message itself, handled again if another node wrote first.
+    /// The writer, who does not hear of its own write; `None` for a notify's.
+    from: Option<ConnId>,
+    /// The message itself (or the notify), handled again if another node wrote first.
     retry: Waiting,
 }
 
@@ -124,12 +125,12 @@ impl Shard {
         record: Option<StoredRecord>,
         frame: Bytes,
         ack: Option<(ConnId, Message)>,
-        from: ConnId,
+        from: Option<ConnId>,
         retry: impl FnOnce() -> Waiting,
     ) {
         let Some(cluster) = self.owner_side.records.cluster.as_mut() else {
             self.owner_side.records.put(name, record, ack);
-            self.fan_out(Kind::Record, name, frame, Some(from));
+            self.fan_out(Kind::Record, name, frame, from);
             return;
         };
         let write = Proposed {
@@ -303,6 +304,18 @@ impl Shard {
         loaded
     }
 
+    /// A change another node published while storage was read again for a notify: memory
+    /// kept its record meanwhile, so the change applies to it as usual.
+    pub(super) fn apply_early_change(&mut self, name: &Bytes) {
+        let Some(cluster) = self.owner_side.records.cluster.as_mut() else {
+            return;
+        };
+        if let Some(change) = cluster.early.remove(name.as_ref()) {
+            let frames = Some((change.previous, change.frames));
+            self.apply_remote(name, change.revision, change.record, frames);
+        }
+    }
+
     /// The bucket's answer to a compare-and-set.
     pub(super) fn on_bucket_write(&mut self, name: Bytes, result: CasResult, now: u64) {
         let Some(cluster) = self.owner_side.records.cluster.as_mut() else {
@@ -326,9 +339,15 @@ impl Shard {
                     self.owner_side
                         .records
                         .put(&name, write.record.clone(), write.ack);
-                    self.fan_out(Kind::Record, &name, write.frame.clone(), Some(write.from));
+                    self.fan_out(Kind::Record, &name, write.frame.clone(), write.from);
                     frames.push(write.frame);
                     last = Some(write.record);
+                    if let Waiting::Refresh {
+                        token, reply_to, ..
+                    } = write.retry
+                    {
+                        self.refresh_done(token, reply_to, None);
+                    }
                 }
                 self.count(|m| m.bus_published += 1);
                 self.push_bus_request(BusOut::PublishRecord {
@@ -355,15 +374,27 @@ impl Shard {
                     self.owner_side.records.replace(&name, before);
                 }
                 for write in writes {
-                    if let Waiting::Op { msg, from, .. } = write.retry {
-                        let reply = Message {
-                            topic: topic::RECORD,
-                            data: Some(Bytes::from(
-                                simd_json::to_string(&error).unwrap_or_default(),
-                            )),
-                            ..super::replies::error_reply(&msg, ra::RECORD_UPDATE_ERROR)
-                        };
-                        self.send(from, &reply);
+                    match write.retry {
+                        Waiting::Op { msg, from, .. } => {
+                            let reply = Message {
+                                topic: topic::RECORD,
+                                data: Some(Bytes::from(
+                                    simd_json::to_string(&error).unwrap_or_default(),
+                                )),
+                                ..super::replies::error_reply(&msg, ra::RECORD_UPDATE_ERROR)
+                            };
+                            self.send(from, &reply);
+                        }
+                        Waiting::Refresh {
+                            name,
+                            token,
+                            reply_to,
+                            ..
+                        } => {
+                            let failed = Some((name, ra::RECORD_UPDATE_ERROR));
+                            self.refresh_done(token, reply_to, failed);
+                        }
+                        _ => {}
                     }
                 }
                 for item in waiting {

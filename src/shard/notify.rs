@@ -8,6 +8,7 @@ use super::records::Waiting;
 use super::replies::{ack, error_reply};
 use super::{Kind, Shard};
 use crate::protocol::message::{record_action as ra, Message};
+use crate::store::StoredRecord;
 use bytes::Bytes;
 
 /// Notifies a shard may have waiting for owners before new ones are refused.
@@ -106,9 +107,19 @@ impl Shard {
     /// The owner's side: rows of these records changed outside the server (followed from
     /// the storage's notifications); read them again as a notify would, answering no one.
     pub fn on_external_change(&mut self, names: Vec<Bytes>) {
+        // In a cluster every node hears of every node's writes: a node reads again the records
+        // it holds (its subscribers must hear), and the name's home node reads it too, so that
+        // a record no node holds still reaches the bucket. Storage's row goes to the bucket only
+        // if it is newer, so a node's own write coming back this way changes nothing.
+        let cluster = self.owner_side.records.cluster.is_some();
         let mine: Vec<Bytes> = names
             .into_iter()
             .filter(|n| self.owner(n) == self.id)
+            .filter(|n| {
+                !cluster
+                    || self.owner_side.records.is_cached(n)
+                    || self.listen_cluster.home(n) == crate::core::ids::LOCAL_NODE
+            })
             .collect();
         if !mine.is_empty() {
             self.owner_side.next_external = self.owner_side.next_external.wrapping_add(1);
@@ -132,6 +143,7 @@ impl Shard {
                 name: name.clone(),
                 token,
                 reply_to,
+                read: None,
             };
             if self.owner_side.records.refresh(&name, waiting).is_err() {
                 // A write or load of it is under way: memory has (or will have) its newest state.
@@ -141,7 +153,17 @@ impl Shard {
     }
 
     /// The owner's side: `name` has been read again; tell its subscribers.
-    pub(super) fn refreshed(&mut self, name: Bytes, token: u64, reply_to: u16) {
+    pub(super) fn refreshed(
+        &mut self,
+        name: Bytes,
+        token: u64,
+        reply_to: u16,
+        read: Option<Box<Option<StoredRecord>>>,
+    ) {
+        if self.owner_side.records.cluster.is_some() {
+            self.refreshed_in_cluster(name, token, reply_to, read.and_then(|r| *r));
+            return;
+        }
         let subscribed = self.owner_side.interest[Kind::Record as usize].shards(&name) != 0;
         if subscribed {
             let frame =
@@ -150,6 +172,36 @@ impl Shard {
         }
         self.owner_side.records.evict_if_idle(&name, subscribed);
         self.refresh_done(token, reply_to, None);
+    }
+
+    /// A cluster node's side of a refresh: the bucket holds every node's record, so storage's
+    /// goes there, to every node's subscribers, if its version is newer than memory's (storage
+    /// lags the bucket: an older row is a write still on its way, not a change). A row gone
+    /// from storage deletes nothing: it may not have been written yet.
+    fn refreshed_in_cluster(
+        &mut self,
+        name: Bytes,
+        token: u64,
+        reply_to: u16,
+        read: Option<StoredRecord>,
+    ) {
+        let Some(stored) = read else {
+            self.refresh_done(token, reply_to, None);
+            return;
+        };
+        let memory = self.owner_side.records.get(&name).map(|r| r.version);
+        if memory.is_some_and(|version| stored.version <= version) {
+            self.refresh_done(token, reply_to, None);
+            return;
+        }
+        let frame = super::replies::whole_record_frame(&name, Some(&stored));
+        let retry = || Waiting::Refresh {
+            name: name.clone(),
+            token,
+            reply_to,
+            read: Some(Box::new(Some(stored.clone()))),
+        };
+        self.commit_record(&name, Some(stored.clone()), frame, None, None, retry);
     }
 
     /// The owner's side: one name of a notify is done; the last one answers the asking shard.

@@ -36,6 +36,9 @@ pub enum Waiting {
         name: Bytes,
         token: u64,
         reply_to: u16,
+        /// In a cluster, what storage held once read (`None` until then): it goes to the
+        /// bucket if it is newer, and memory keeps the bucket's record meanwhile.
+        read: Option<Box<Option<StoredRecord>>>,
     },
 }
 
@@ -116,6 +119,16 @@ impl RecordCache {
             StoreResult::Loaded { name, result } => {
                 let waiting = self.loading.remove(&name).unwrap_or_default();
                 match result {
+                    Ok(record) if self.cluster.is_some() && is_refresh(&waiting) => {
+                        // Memory keeps the bucket's record: storage's goes to the bucket only
+                        // if it is newer (`Shard::refreshed`).
+                        effects.extend(waiting.into_iter().map(|mut item| {
+                            if let Waiting::Refresh { read, .. } = &mut item {
+                                *read = Some(Box::new(record.clone()));
+                            }
+                            RecordEffect::Resume(item)
+                        }));
+                    }
                     Ok(record) => {
                         let key = crate::core::map_key(&self.cached, &name);
                         // A refresh replaces what memory held; a load keeps it (nothing
@@ -145,6 +158,7 @@ impl RecordCache {
                                     name,
                                     token,
                                     reply_to,
+                                    ..
                                 } => RecordEffect::RefreshFailed {
                                     name,
                                     token,
@@ -211,10 +225,12 @@ impl RecordCache {
         effects
     }
 
-    /// In memory and settled: a record whose write the cluster is still deciding counts as
-    /// not loaded, so messages about it wait for the outcome.
+    /// In memory and settled: a record whose write the cluster is still deciding, or whose
+    /// row a cluster node is reading again for a notify, counts as not loaded, so messages
+    /// about it wait for the outcome.
     pub fn is_loaded(&self, name: &[u8]) -> bool {
-        self.cached.contains_key(name) && !self.is_proposing(name)
+        self.cached.contains_key(name)
+            && (self.cluster.is_none() || !(self.is_proposing(name) || self.is_refreshing(name)))
     }
 
     /// Replaces a record in memory without writing it anywhere (another node wrote it).
@@ -344,11 +360,18 @@ impl RecordCache {
         if self.busy(name) {
             return Err(waiting);
         }
-        self.uncache(name);
+        if self.cluster.is_none() {
+            self.uncache(name);
+        }
         let key = crate::core::detach(name);
         self.loading.insert(key.clone(), vec![waiting]);
         self.jobs.push(StoreJob::Refresh { name: key });
         Ok(())
+    }
+
+    /// Storage is being read again for a notify of `name` (past the bucket, in a cluster).
+    pub fn is_refreshing(&self, name: &[u8]) -> bool {
+        self.loading.get(name).is_some_and(|w| is_refresh(w))
     }
 
     /// Starts loading `name` unless it is loaded or on its way.
@@ -532,7 +555,13 @@ impl Shard {
                 name,
                 result: Ok(record),
             } if self.owner_side.records.cluster.is_some() => {
-                let record = self.newest_loaded(&name, record);
+                let record = if self.owner_side.records.is_refreshing(&name) {
+                    // Memory stays: what another node wrote meanwhile applies to it now.
+                    self.apply_early_change(&name);
+                    record
+                } else {
+                    self.newest_loaded(&name, record)
+                };
                 StoreResult::Loaded {
                     name,
                     result: Ok(record),
@@ -586,7 +615,8 @@ impl Shard {
                 name,
                 token,
                 reply_to,
-            } => self.refreshed(name, token, reply_to),
+                read,
+            } => self.refreshed(name, token, reply_to, read),
             Waiting::RuleRead {
                 names,
                 token,
@@ -632,6 +662,11 @@ impl Shard {
 
 /// The reference's answer to a read that failed: a layer that did not answer in time has an
 /// action of its own.
+/// Whether a load's waiting list is a refresh's: the refresh started it, so it comes first.
+fn is_refresh(waiting: &[Waiting]) -> bool {
+    matches!(waiting.first(), Some(Waiting::Refresh { .. }))
+}
+
 fn load_error_action(error: &StorageError) -> i32 {
     match error {
         StorageError::Timeout(crate::store::Layer::Cache) => record_action::CACHE_RETRIEVAL_TIMEOUT,

@@ -1476,6 +1476,93 @@ mod nodes {
         assert!(actions(chosen).contains(&ra::SUBSCRIPTION_FOR_PATTERN_REMOVED));
     }
 
+    /// Another program changed rows behind the cluster's back; `store` is one node's view of
+    /// the shared storage.
+    fn change_storage(nodes: &Nodes, node: usize, name: &[u8], version: i32, data: &str) {
+        let data = Bytes::copy_from_slice(data.as_bytes());
+        let store = &nodes.nodes[node].stores[0];
+        let set = crate::store::RecordStore::set(store, name, version, data);
+        futures_lite::future::block_on(set).expect("a memory store");
+    }
+
+    #[test]
+    fn a_notify_brings_storages_newer_row_to_every_node_and_an_older_one_changes_nothing() {
+        let mut nodes = Nodes::new();
+        let a = nodes.login(0, "a");
+        let b = nodes.login(1, "b");
+        for (node, client) in [(0, &a), (1, &b)] {
+            nodes.send(node, client, &subscription(ra::SUBSCRIBECREATEANDREAD, "r"));
+            received(client);
+        }
+        nodes.send(0, &a, &write(1, r#"{"from":"a"}"#));
+        assert_eq!(received(&a)[0].action, ra::WRITE_ACKNOWLEDGEMENT);
+        assert_eq!(received(&b)[0].version, Some(1));
+        // Another program writes version 5; a client on node 1 says so.
+        change_storage(&nodes, 1, b"r", 5, r#"{"from":"sql"}"#);
+        let notify = Message {
+            correlation_id: Some(Bytes::from_static(b"n")),
+            names: vec![Bytes::from_static(b"r")],
+            ..Message::new(topic::RECORD, ra::NOTIFY)
+        };
+        nodes.send(1, &b, &notify);
+        let heard_b = received(&b);
+        let update = heard_b
+            .iter()
+            .find(|m| m.action == ra::UPDATE)
+            .expect("an update");
+        assert_eq!(update.version, Some(5));
+        assert!(heard_b
+            .iter()
+            .any(|m| m.action == ra::NOTIFY && m.is_ack == Some(true)));
+        // Node 0's subscriber hears it through the bucket.
+        let heard_a = received(&a);
+        assert_eq!(heard_a.len(), 1, "{heard_a:?}");
+        assert_eq!(
+            (heard_a[0].action, heard_a[0].version),
+            (ra::UPDATE, Some(5))
+        );
+        let in_bucket = nodes.bucket.get(&Bytes::from_static(b"r")).cloned();
+        assert_eq!(in_bucket.and_then(|(_, r)| r).map(|r| r.version), Some(5));
+        // Node 0 follows a change whose row is older than the bucket (its own write, coming
+        // back through storage's notifications): nothing is written and nobody hears of it.
+        let cas_before = nodes.cas_calls;
+        change_storage(&nodes, 0, b"r", 1, r#"{"from":"a"}"#);
+        nodes.nodes[0].shards[0].on_external_change(vec![Bytes::from_static(b"r")]);
+        nodes.settle();
+        assert_eq!(nodes.cas_calls, cas_before);
+        assert!(received(&a).is_empty() && received(&b).is_empty());
+        // A writer goes on from version 5 on either node.
+        nodes.send(0, &a, &write(6, r#"{"from":"a"}"#));
+        assert_eq!(received(&a)[0].action, ra::WRITE_ACKNOWLEDGEMENT);
+        assert_eq!(received(&b)[0].version, Some(6));
+    }
+
+    #[test]
+    fn a_followed_change_of_a_record_no_node_holds_reaches_the_bucket_from_its_home_alone() {
+        let mut nodes = Nodes::new();
+        let name = Bytes::from_static(b"q");
+        for node in 0..2 {
+            change_storage(&nodes, node, &name, 3, r#"{"from":"sql"}"#);
+        }
+        // Every node hears of the row; the node homing `q` brings it into the bucket.
+        for node in 0..2 {
+            nodes.nodes[node].shards[0].on_external_change(vec![name.clone()]);
+        }
+        nodes.settle();
+        let in_bucket = nodes.bucket.get(&name).cloned();
+        assert_eq!(in_bucket.and_then(|(_, r)| r).map(|r| r.version), Some(3));
+        assert_eq!(nodes.cas_calls, 1, "one node wrote it");
+        // And a reader on either node now gets it from the bucket.
+        let b = nodes.login(1, "b");
+        nodes.send(1, &b, &subscription(ra::SUBSCRIBECREATEANDREAD, "q"));
+        let read = received(&b);
+        let response = read
+            .iter()
+            .find(|m| m.action == ra::READ_RESPONSE)
+            .expect("a read");
+        assert_eq!(response.version, Some(3));
+    }
+
     #[test]
     fn writes_that_wait_for_a_records_write_are_gathered_into_one_compare_and_set() {
         let mut nodes = Nodes::new();
