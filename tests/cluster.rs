@@ -1039,6 +1039,47 @@ fn the_cluster_comes_back_after_nats_restarts() {
     let _ = std::fs::remove_dir_all(&store);
 }
 
+/// A PostgreSQL schema of a test's own for the nodes' storage, dropped after.
+struct PgSchema(String);
+
+impl PgSchema {
+    fn new(test: &str) -> PgSchema {
+        let id = (std::process::id(), fastrand::u32(..));
+        PgSchema(format!("cs_cluster_{test}_{}_{}", id.0, id.1))
+    }
+
+    /// `storage:` for config.yml, with `extra` options (indented by four).
+    fn storage(&self, extra: &str) -> String {
+        format!(
+            "storage:\n  name: postgres\n  options:\n    host: 127.0.0.1\n    port: 5432\n    \
+             user: postgres\n    database: test\n    schema: {}\n{extra}",
+            self.0
+        )
+    }
+
+    /// The version of `id` in `table`, as psql prints it.
+    fn version(&self, table: &str, id: &str) -> String {
+        common::psql(&format!(
+            "SELECT version FROM \"{}\".\"{table}\" WHERE id = '{id}'",
+            self.0
+        ))
+    }
+
+    /// Another program writes `id` in `table`.
+    fn set(&self, table: &str, id: &str, version: i32, json: &str) {
+        common::psql(&format!(
+            "UPDATE \"{}\".\"{table}\" SET version = {version}, val = '{json}' WHERE id = '{id}'",
+            self.0
+        ));
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        common::psql(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.0));
+    }
+}
+
 /// A row changed in PostgreSQL behind the cluster's back, and `record.notify` on one node: every
 /// node's subscribers hear the new version, and every node reads it after.
 #[test]
@@ -1046,16 +1087,8 @@ fn a_notify_on_one_node_reaches_subscribers_on_another() {
     if !common::service("NATS", NATS_PORT) || !common::service("postgres", 5432) {
         return;
     }
-    let schema = format!(
-        "cs_cluster_notify_{}_{}",
-        std::process::id(),
-        fastrand::u32(..)
-    );
-    let storage = format!(
-        "storage:\n  name: postgres\n  options:\n    host: 127.0.0.1\n    port: 5432\n    \
-         user: postgres\n    database: test\n    schema: {schema}\n    writeInterval: 20\n"
-    );
-    let spec = ClusterSpec::new("notify", NATS_PORT, &storage);
+    let pg = PgSchema::new("notify");
+    let spec = ClusterSpec::new("notify", NATS_PORT, &pg.storage("    writeInterval: 20\n"));
     let nodes = [spec.node(1), spec.node(2)];
     let mut watcher = RawClient::login(nodes[0].port, "watcher");
     assert_eq!(record_subscribe(&mut watcher, "ext/r").version, Some(0));
@@ -1064,14 +1097,8 @@ fn a_notify_on_one_node_reaches_subscribers_on_another() {
     assert_eq!(ack.action, ra::WRITE_ACKNOWLEDGEMENT, "{ack:?}");
     assert_eq!(watcher.expect_message().version, Some(1));
     // The write reaches PostgreSQL within the 20 ms write interval.
-    eventually("the row in PostgreSQL", || {
-        common::psql(&format!(
-            "SELECT version FROM \"{schema}\".\"ext\" WHERE id = 'r'"
-        )) == "1"
-    });
-    common::psql(&format!(
-        "UPDATE \"{schema}\".\"ext\" SET version = 5, val = '{{\"from\":\"sql\"}}' WHERE id = 'r'"
-    ));
+    eventually("the row in PostgreSQL", || pg.version("ext", "r") == "1");
+    pg.set("ext", "r", 5, r#"{"from":"sql"}"#);
     writer.send(&Message {
         correlation_id: Some(bytes("n")),
         names: vec![bytes("ext/r")],
@@ -1099,6 +1126,68 @@ fn a_notify_on_one_node_reaches_subscribers_on_another() {
             "{read:?}"
         );
     }
-    drop(nodes);
-    common::psql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
+}
+
+/// With `followChanges`, every node hears of every node's writes through PostgreSQL: none of
+/// them may come back as a change (versions only go up), and a row another program changes
+/// reaches every node's subscribers without a notify.
+#[test]
+fn followed_changes_reach_every_node_and_the_nodes_own_writes_do_not_come_back() {
+    if !common::service("NATS", NATS_PORT) || !common::service("postgres", 5432) {
+        return;
+    }
+    let pg = PgSchema::new("follow");
+    let storage = pg.storage("    writeInterval: 5\n    followChanges: true\n");
+    let spec = ClusterSpec::new("follow", NATS_PORT, &storage);
+    let nodes = [spec.node(1), spec.node(2), spec.node(1)];
+    let mut watchers: Vec<RawClient> = nodes
+        .iter()
+        .map(|n| RawClient::login(n.port, "watcher"))
+        .collect();
+    for watcher in &mut watchers {
+        assert_eq!(record_subscribe(watcher, "ext/f").version, Some(0));
+    }
+    // Writers on two nodes, each write acknowledged before the next.
+    const WRITES: i32 = 40;
+    let mut writers = [
+        RawClient::login(nodes[0].port, "writer"),
+        RawClient::login(nodes[1].port, "writer"),
+    ];
+    for n in 0..WRITES {
+        let writer = &mut writers[(n % 2) as usize];
+        let ack = record_write(writer, "ext/f", -1, None, &format!(r#"{{"n":{n}}}"#));
+        assert_eq!(ack.action, ra::WRITE_ACKNOWLEDGEMENT, "{ack:?}");
+    }
+    // Each watcher sees versions going up to WRITES, whatever PostgreSQL sends back meanwhile.
+    for watcher in &mut watchers {
+        let mut last = 0;
+        while last < WRITES {
+            let update = watcher.expect_message();
+            let version = update.version.unwrap_or(0);
+            assert!(version > last, "versions go back: {last} then {update:?}");
+            last = version;
+        }
+    }
+    eventually("the last write in PostgreSQL", || {
+        pg.version("ext", "f") == WRITES.to_string()
+    });
+    // Nothing more arrives once storage has caught up: no write came back as a change.
+    std::thread::sleep(Duration::from_millis(300));
+    for watcher in &mut watchers {
+        watcher.set_timeout(Duration::from_millis(100));
+        assert!(watcher.receive_quietly().is_none(), "an echo of a write");
+        watcher.set_timeout(Duration::from_secs(10));
+    }
+    // Another program's change, a version ahead, reaches every node's subscribers.
+    let next = WRITES + 1;
+    pg.set("ext", "f", next, r#"{"from":"sql"}"#);
+    for watcher in &mut watchers {
+        let update = watcher.expect_message();
+        assert_eq!(
+            (update.action, update.version),
+            (ra::UPDATE, Some(next)),
+            "{update:?}"
+        );
+        assert_eq!(update.data.as_deref(), Some(&br#"{"from":"sql"}"#[..]));
+    }
 }
