@@ -485,6 +485,25 @@ fn a_killed_node_takes_its_users_and_providers_and_loses_no_acknowledged_write()
         });
         let answer = caller.expect_message();
         assert_eq!(answer.action, rpc_action::RESPONSE, "{answer:?}");
+        // And an unprovide's ack too: a call right after it finds no provider.
+        victim.send(&Message {
+            correlation_id: Some(bytes("r")),
+            names: vec![bytes(&name)],
+            ..Message::new(topic::RPC, rpc_action::UNPROVIDE)
+        });
+        assert_eq!(victim.expect_message().is_ack, Some(true));
+        caller.send(&Message {
+            name: Some(bytes(&name)),
+            correlation_id: Some(bytes("gone")),
+            data: Some(bytes("1")),
+            ..Message::new(topic::RPC, rpc_action::REQUEST)
+        });
+        let answer = caller.expect_message();
+        assert_eq!(
+            answer.action,
+            rpc_action::NO_RPC_PROVIDER,
+            "{name}: {answer:?}"
+        );
     }
     call(&mut caller, "before");
     let request = victim.expect_message();

@@ -122,8 +122,8 @@ impl Shard {
                 }
                 return;
             }
-            // In a cluster a provide's ack waits until every node has the provider (below).
-            Op::RpcProvide { on } if !(on && self.bus.on) => self.send_local(local, &ack(&msg)),
+            // In a cluster a provide's or unprovide's ack waits until every node has it (below).
+            Op::RpcProvide { .. } if !self.bus.on => self.send_local(local, &ack(&msg)),
             Op::RpcProvide { .. } => {}
             Op::RpcRequest => {
                 let user = self
@@ -163,7 +163,8 @@ impl Shard {
             | Op::RecordDelete
             | Op::RpcFromProvider => {}
         }
-        let held_ack = (matches!(op, Op::RpcProvide { on: true }) && self.bus.on)
+        // A provide's or unprovide's ack waits until every node has applied it.
+        let held_ack = (matches!(op, Op::RpcProvide { .. }) && self.bus.on)
             .then(|| (ws_frame(&ack(&msg)), msg.names.clone()));
         match op.route() {
             Route::Owner => self.route_to_owner(msg, from, refs),
