@@ -30,6 +30,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("json_codec", json_codec),
     ("frame_codec", frame_codec),
     ("mqtt_codec", mqtt_codec),
+    ("cluster_bus", cluster_bus),
 ];
 
 /// Splits at the first zero byte.
@@ -380,5 +381,47 @@ pub fn mqtt_codec(data: &[u8]) {
             session.encode(&ack, &mut out);
             session.encode(&msg, &mut out);
         }
+    }
+}
+
+/// The cluster's bus payloads as anything that can publish on the NATS server may send them
+/// (and a bucket's values as anything that can write the bucket): every decoder takes any
+/// bytes, and what decodes encodes back to the same meaning.
+pub fn cluster_bus(data: &[u8]) {
+    use crate::cluster::bus::*;
+    let payload = Bytes::copy_from_slice(data);
+    if let Some((name, rest)) = decode_published(&payload) {
+        if let Some(frames) = decode_frames(rest) {
+            let again = encode_published(&name, &frames);
+            let (name_again, rest) = decode_published(&again).expect("a published message");
+            assert_eq!(name_again, name);
+            assert_eq!(decode_frames(rest), Some(frames));
+        }
+    }
+    if let Some((node, user, online)) = decode_presence(&payload) {
+        let again = encode_presence(node, &user, online);
+        assert_eq!(decode_presence(&again), Some((node, user, online)));
+    }
+    if let Some((conn, on, name)) = decode_provider(&payload) {
+        let again = encode_provider(conn.node, on, conn.shard, conn.local, &name);
+        assert_eq!(decode_provider(&again), Some((conn, on, name)));
+    }
+    if let (Some(name), Some(node)) = (decode_barrier(&payload), decode_node(&payload)) {
+        assert_eq!(decode_barrier(&encode_barrier(node, &name)), Some(name));
+    }
+    if let Some((conn, on, kind, pattern)) = decode_listener(&payload) {
+        let again = encode_listener(conn.node, on, conn, kind, &pattern);
+        assert_eq!(decode_listener(&again), Some((conn, on, kind, pattern)));
+    }
+    if let Some((from, direct)) = decode_direct(&payload) {
+        let again = encode_direct(from, &direct);
+        assert_eq!(decode_direct(&again), Some((from, direct)));
+    }
+    if let Ok(record) = decode_value(&payload) {
+        assert_eq!(decode_value(&encode_value(record.as_ref())), Ok(record));
+    }
+    if let Some((name, change)) = decode_change(&payload) {
+        let again = encode_change(&name, &change);
+        assert_eq!(decode_change(&again), Some((name, change)));
     }
 }

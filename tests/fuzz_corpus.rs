@@ -192,6 +192,9 @@ fn write_seeds() {
     {
         write("mqtt_codec", &format!("seed-{i}"), packets);
     }
+    for (i, payload) in cluster_payloads().iter().enumerate() {
+        write("cluster_bus", &format!("seed-{i}"), payload);
+    }
     write("http_head", "seed-upgrade", b"GET /deepstream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
     write(
         "http_head",
@@ -248,4 +251,72 @@ fn write_seeds() {
     ] {
         write("config", name, &std::fs::read(root.join(file)).unwrap());
     }
+}
+
+/// One payload of every kind the cluster's bus carries.
+fn cluster_payloads() -> Vec<Bytes> {
+    use corestream::cluster::bus::*;
+    use corestream::cluster::{ListenOp, RecordChange};
+    use corestream::core::ids::ConnId;
+    use corestream::shard::msg::Kind;
+    use corestream::store::StoredRecord;
+    let conn = ConnId {
+        node: 7,
+        shard: 1,
+        local: 3,
+    };
+    let record = StoredRecord {
+        version: 4,
+        data: Bytes::from_static(br#"{"a":1}"#),
+    };
+    let frames = [Bytes::from_static(b"one"), Bytes::from_static(b"two")];
+    let listen = |op| Direct::Listen {
+        kind: Kind::Record,
+        name: Bytes::from_static(b"r/1"),
+        op,
+    };
+    vec![
+        encode_published(b"news", &frames),
+        encode_presence(7, b"ann", true),
+        encode_node(7),
+        encode_provider(7, true, 1, 3, b"add"),
+        encode_barrier(7, b"add"),
+        encode_listener(7, true, conn, Kind::Event, b"n/.*"),
+        encode_direct(
+            7,
+            &Direct::ToConn {
+                shard: 1,
+                local: 3,
+                frame: Bytes::from_static(b"frame"),
+                rpc_call: Some(Bytes::from_static(b"cid")),
+            },
+        ),
+        encode_direct(
+            7,
+            &Direct::RpcAnswer {
+                shard: 1,
+                local: 3,
+                msg: Bytes::from_static(b"answer"),
+            },
+        ),
+        encode_direct(
+            7,
+            &listen(ListenOp::Response {
+                conn,
+                pattern: Bytes::from_static(b"r/.*"),
+                accept: true,
+            }),
+        ),
+        encode_direct(7, &listen(ListenOp::HasProvider(true))),
+        encode_value(Some(&record)),
+        encode_change(
+            b"r/1",
+            &RecordChange {
+                revision: 9,
+                previous: 8,
+                record: Some(record.clone()),
+                frames: frames.to_vec(),
+            },
+        ),
+    ]
 }
