@@ -39,12 +39,40 @@ impl ClusterSpec {
 
     /// Nodes are gone 1.5 s after their last heartbeat (every 300 ms), for failure tests.
     fn short_node_timeout(&self) {
+        self.add_options("    nodeTimeout: 1500\n    heartbeatInterval: 300\n");
+    }
+
+    /// More `clusterNode.options` lines (indented by four).
+    fn add_options(&self, lines: &str) {
         let config = std::fs::read_to_string(self.dir.join("config.yml")).expect("config");
-        let config = config.replace(
-            "    prefix:",
-            "    nodeTimeout: 1500\n    heartbeatInterval: 300\n    prefix:",
-        );
+        let config = config.replace("    prefix:", &format!("{lines}    prefix:"));
         std::fs::write(self.dir.join("config.yml"), config).expect("config");
+    }
+
+    /// `corestream start` with this config, expected to fail: what it printed.
+    fn failed_start(&self) -> String {
+        let config = self.dir.join("config.yml");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_corestream"))
+            .args(["start", "--host", "127.0.0.1", "--port", "0", "-c"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start corestream");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().expect("wait").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the node started");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut printed = String::new();
+        if let Some(mut stderr) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut printed);
+        }
+        printed
     }
 
     /// One node with `cores` shards.
@@ -907,6 +935,23 @@ fn with_eight_nodes_a_publish_reaches_only_the_two_that_subscribe() {
     println!("8 nodes, subscribers on 2: {PUBLISHES} publishes crossed to 2 nodes each");
 }
 
+/// Whether tests can start NATS servers of their own (CI must).
+fn nats_server_installed() -> bool {
+    let installed = std::process::Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !installed {
+        assert!(
+            std::env::var_os("CI").is_none()
+                && std::env::var_os("CORESTREAM_REQUIRE_SERVICES").is_none(),
+            "nats-server is missing, and CI needs it"
+        );
+        println!("skipped: nats-server is not installed");
+    }
+    installed
+}
+
 /// A NATS server of the test's own, on a free port, with its JetStream files in `dir`.
 struct OwnNats {
     child: std::process::Child,
@@ -916,9 +961,15 @@ struct OwnNats {
 
 impl OwnNats {
     fn start(port: u16, dir: &std::path::Path) -> OwnNats {
+        OwnNats::start_with(port, dir, &[])
+    }
+
+    /// With more of nats-server's flags (authentication, TLS).
+    fn start_with(port: u16, dir: &std::path::Path, flags: &[&str]) -> OwnNats {
         let child = std::process::Command::new("nats-server")
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(dir)
+            .args(flags)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -953,17 +1004,7 @@ impl Drop for OwnNats {
 /// records bucket is still there, and events and records cross again.
 #[test]
 fn the_cluster_comes_back_after_nats_restarts() {
-    if std::process::Command::new("nats-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var_os("CI").is_none()
-                && std::env::var_os("CORESTREAM_REQUIRE_SERVICES").is_none(),
-            "nats-server is missing, and CI needs it"
-        );
-        println!("skipped: nats-server is not installed");
+    if !nats_server_installed() {
         return;
     }
     let port = common::free_port();
@@ -1208,5 +1249,140 @@ fn followed_changes_reach_every_node_and_the_nodes_own_writes_do_not_come_back()
             "{update:?}"
         );
         assert_eq!(update.data.as_deref(), Some(&br#"{"from":"sql"}"#[..]));
+    }
+}
+
+/// Two nodes and a publish between them over a NATS server of the test's own.
+fn events_cross(spec: &ClusterSpec) {
+    let (a, b) = (spec.node(1), spec.node(1));
+    let mut subscriber = RawClient::login(b.port, "subscriber");
+    subscribe(&mut subscriber, "secured");
+    let mut publisher = RawClient::login(a.port, "publisher");
+    emit(&mut publisher, "secured", "\"hello\"");
+    let heard = subscriber.expect_message();
+    assert_eq!(heard.data.as_deref(), Some(&b"\"hello\""[..]), "{heard:?}");
+}
+
+/// NATS with a password, with a token, and over TLS with a CA of the test's own: nodes that
+/// present what the server asks for form the cluster; one that does not stops at start and
+/// says why.
+#[test]
+fn nodes_authenticate_to_nats_and_speak_tls_to_it() {
+    if !nats_server_installed() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("corestream-nats-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    // A password.
+    let port = common::free_port();
+    let _nats = OwnNats::start_with(
+        port,
+        &dir.join("password"),
+        &["--user", "node", "--pass", "s3cret"],
+    );
+    let spec = ClusterSpec::new("password", port, "");
+    spec.add_options("    user: node\n    password: s3cret\n");
+    events_cross(&spec);
+    let wrong = ClusterSpec::new("wrong", port, "");
+    wrong.add_options("    user: node\n    password: guess\n");
+    let printed = wrong.failed_start();
+    assert!(printed.contains("authorization"), "{printed}");
+    println!("a wrong password: {printed}");
+    // A token.
+    let port = common::free_port();
+    let _nats = OwnNats::start_with(port, &dir.join("token"), &["--auth", "t0ken"]);
+    let spec = ClusterSpec::new("token", port, "");
+    spec.add_options("    token: t0ken\n");
+    events_cross(&spec);
+    // TLS, the server's certificate signed by a CA only the config names.
+    let certs = dir.join("certs");
+    make_certificates(&certs);
+    let port = common::free_port();
+    let (cert, key) = (certs.join("server.pem"), certs.join("server.key"));
+    let _nats = OwnNats::start_with(
+        port,
+        &dir.join("tls"),
+        &[
+            "--tls",
+            "--tlscert",
+            cert.to_str().expect("path"),
+            "--tlskey",
+            key.to_str().expect("path"),
+        ],
+    );
+    let spec = ClusterSpec::new("tls", port, "");
+    let ca = certs.join("ca.pem");
+    spec.add_options(&format!("    tls: {{ca: {}}}\n", ca.display()));
+    events_cross(&spec);
+    // Without the CA the server is not trusted.
+    let untrusting = ClusterSpec::new("untrusting", port, "");
+    untrusting.add_options("    tls: {}\n");
+    let printed = untrusting.failed_start();
+    assert!(printed.contains("cannot connect to NATS"), "{printed}");
+    println!("an untrusted server: {printed}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A CA and a server certificate for 127.0.0.1 it signed, with openssl.
+fn make_certificates(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).expect("certs dir");
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=corestream test CA",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    ];
+    for args in steps {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -15,7 +15,7 @@ use super::bus::{
 };
 use super::{BusIn, BusOut, CasResult, KvRecord};
 use crate::bridge::Bridge;
-use crate::config::cluster::ClusterConfig;
+use crate::config::cluster::{ClusterConfig, NatsAuth};
 use crate::core::ids::{ConnId, NodeId};
 use crate::shard::msg::Kind;
 use crate::store::StoredRecord;
@@ -73,6 +73,7 @@ impl NatsBus {
                     }
                 }
             });
+        let options = with_auth_and_tls(options, config)?;
         // Nodes tell each other apart by this; a restarted node is a new node.
         let node_id = fastrand::u32(1..);
         let servers = config.servers.clone();
@@ -167,6 +168,41 @@ impl NatsBus {
 /// Opens the records bucket, creating it if it is missing. It is created with a plain
 /// JetStream request: async-nats's `create_key_value` cannot read NATS 2.9's answer to it
 /// (which Debian 12 ships), while reading the bucket's info works on every version.
+/// NATS's own authentication and TLS, as `clusterNode.options` asks.
+fn with_auth_and_tls(
+    options: async_nats::ConnectOptions,
+    config: &ClusterConfig,
+) -> Result<async_nats::ConnectOptions, String> {
+    let mut options = match &config.auth {
+        NatsAuth::None => options,
+        NatsAuth::UserPassword { user, password } => {
+            options.user_and_password(user.clone(), password.clone())
+        }
+        NatsAuth::Token(token) => options.token(token.clone()),
+        NatsAuth::Credentials(path) => {
+            let place = "clusterNode.options.credentials";
+            let creds = std::fs::read_to_string(path)
+                .map_err(|e| format!("{place}: cannot read {}: {e}", path.display()))?;
+            options.credentials(&creds).map_err(|e| {
+                format!(
+                    "{place}: {} is not a NATS credentials file: {e}",
+                    path.display()
+                )
+            })?
+        }
+    };
+    if let Some(tls) = &config.tls {
+        options = options.require_tls(true);
+        if let Some(ca) = &tls.ca {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &tls.cert_and_key {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+    }
+    Ok(options)
+}
+
 async fn open_bucket(
     client: &async_nats::Client,
     bucket: &str,

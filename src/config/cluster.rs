@@ -3,6 +3,7 @@
 //! Without it, or with deepstream's inert `type: default`, the node runs alone.
 
 use serde_yaml::Value;
+use std::path::{Path, PathBuf};
 
 /// How this node joins the cluster.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +23,44 @@ pub struct ClusterConfig {
     pub request_timeout_ms: u64,
     /// JetStream replicas of the records bucket (1 on a single NATS server).
     pub replicas: usize,
+    /// How the node proves itself to NATS.
+    pub auth: NatsAuth,
+    /// TLS to NATS (also on for `tls://` servers, with the system's roots).
+    pub tls: Option<NatsTls>,
+}
+
+/// NATS's own ways to authenticate a client, one at a time.
+#[derive(Clone, PartialEq, Default)]
+pub enum NatsAuth {
+    #[default]
+    None,
+    UserPassword {
+        user: String,
+        password: String,
+    },
+    Token(String),
+    /// A `.creds` file (a user JWT and its NKey seed), as `nsc` writes them.
+    Credentials(PathBuf),
+}
+
+/// Secrets stay out of logs and panics.
+impl std::fmt::Debug for NatsAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NatsAuth::None => f.write_str("None"),
+            NatsAuth::UserPassword { user, .. } => write!(f, "UserPassword({user}, ***)"),
+            NatsAuth::Token(_) => f.write_str("Token(***)"),
+            NatsAuth::Credentials(path) => write!(f, "Credentials({})", path.display()),
+        }
+    }
+}
+
+/// `tls: {ca, cert, key}`: roots to trust beside the system's, and a client certificate for
+/// servers that ask for one.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NatsTls {
+    pub ca: Option<PathBuf>,
+    pub cert_and_key: Option<(PathBuf, PathBuf)>,
 }
 
 pub const DEFAULT_PREFIX: &str = "corestream";
@@ -35,12 +74,15 @@ impl Default for ClusterConfig {
             heartbeat_interval_ms: 1_000,
             request_timeout_ms: 5_000,
             replicas: 1,
+            auth: NatsAuth::None,
+            tls: None,
         }
     }
 }
 
-/// Reads `clusterNode`; `Ok(None)` when it asks for no cluster.
-pub fn parse(value: Option<&Value>) -> Result<Option<ClusterConfig>, String> {
+/// Reads `clusterNode`; `Ok(None)` when it asks for no cluster. Files are found from `dir`,
+/// the config file's folder.
+pub fn parse(value: Option<&Value>, dir: &Path) -> Result<Option<ClusterConfig>, String> {
     let Some(value) = value else { return Ok(None) };
     let section = match value {
         Value::Null => return Ok(None),
@@ -73,10 +115,30 @@ pub fn parse(value: Option<&Value>) -> Result<Option<ClusterConfig>, String> {
     let Some(options) = options.as_mapping() else {
         return Err("clusterNode.options must be a mapping".into());
     };
+    let (mut user, mut password) = (None, None);
+    let mut ways = Vec::new();
     for (key, value) in options {
         let key = key.as_str().unwrap_or_default();
         let place = format!("clusterNode.options.{key}");
+        let text = || {
+            value
+                .as_str()
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+                .ok_or_else(|| format!("{place} must be a non-empty string"))
+        };
         match key {
+            "user" => user = Some(text()?),
+            "password" => password = Some(text()?),
+            "token" => {
+                ways.push(key);
+                config.auth = NatsAuth::Token(text()?);
+            }
+            "credentials" => {
+                ways.push(key);
+                config.auth = NatsAuth::Credentials(existing_file(dir, &text()?, &place)?);
+            }
+            "tls" => config.tls = Some(tls(value, dir, &place)?),
             "servers" => {
                 let list = match value {
                     Value::String(one) => vec![one.clone()],
@@ -124,10 +186,63 @@ pub fn parse(value: Option<&Value>) -> Result<Option<ClusterConfig>, String> {
             _ => return Err(format!("{place}: unknown option")),
         }
     }
+    match (user, password) {
+        (Some(user), Some(password)) => {
+            ways.push("user");
+            config.auth = NatsAuth::UserPassword { user, password };
+        }
+        (None, None) => {}
+        _ => return Err("clusterNode.options: user and password go together".into()),
+    }
+    if ways.len() > 1 {
+        return Err(format!(
+            "clusterNode.options: {} are ways to authenticate to NATS; choose one",
+            ways.join(" and ")
+        ));
+    }
     if config.heartbeat_interval_ms >= config.node_timeout_ms {
         return Err("clusterNode.options: heartbeatInterval must be less than nodeTimeout".into());
     }
     Ok(Some(config))
+}
+
+fn tls(value: &Value, dir: &Path, place: &str) -> Result<NatsTls, String> {
+    let Some(options) = value.as_mapping() else {
+        return Err(format!("{place} must be a mapping (ca, cert, key)"));
+    };
+    let file = |key: &str| -> Result<Option<PathBuf>, String> {
+        match options.get(key) {
+            None => Ok(None),
+            Some(Value::String(path)) => {
+                existing_file(dir, path, &format!("{place}.{key}")).map(Some)
+            }
+            Some(_) => Err(format!("{place}.{key} must be a file path")),
+        }
+    };
+    let (ca, cert, key) = (file("ca")?, file("cert")?, file("key")?);
+    if let Some(other) = options
+        .keys()
+        .filter_map(Value::as_str)
+        .find(|k| !matches!(*k, "ca" | "cert" | "key"))
+    {
+        return Err(format!("{place}.{other}: unknown option"));
+    }
+    let cert_and_key = match (cert, key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => return Err(format!("{place}: cert and key go together")),
+    };
+    Ok(NatsTls { ca, cert_and_key })
+}
+
+/// A file the node reads at start, relative to the config's folder.
+fn existing_file(dir: &Path, path: &str, place: &str) -> Result<PathBuf, String> {
+    let path = dir.join(path);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!("{place}: no file at {}", path.display()))
+    }
 }
 
 fn millis(value: &Value, place: &str) -> Result<u64, String> {
@@ -143,7 +258,7 @@ mod tests {
 
     fn read(text: &str) -> Result<Option<ClusterConfig>, String> {
         let value: Value = serde_yaml::from_str(text).unwrap();
-        parse(value.get("clusterNode"))
+        parse(value.get("clusterNode"), Path::new("."))
     }
 
     #[test]
@@ -166,6 +281,37 @@ mod tests {
     }
 
     #[test]
+    fn nats_authentication_and_tls() {
+        let config = read(
+            "clusterNode:\n  name: nats\n  options:\n    user: node\n    password: s3cret\n    tls: {ca: Cargo.toml, cert: Cargo.toml, key: Cargo.lock}\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            config.auth,
+            NatsAuth::UserPassword {
+                user: "node".into(),
+                password: "s3cret".into()
+            }
+        );
+        let tls = config.tls.unwrap();
+        assert_eq!(tls.ca, Some(Path::new("./Cargo.toml").to_path_buf()));
+        assert!(tls.cert_and_key.is_some());
+        // Secrets stay out of anything printed.
+        let printed = format!("{:?}", config.auth);
+        assert!(!printed.contains("s3cret"), "{printed}");
+        let token = read("clusterNode:\n  name: nats\n  options: {token: t0ken}\n");
+        let token = token.unwrap().unwrap().auth;
+        assert_eq!(token, NatsAuth::Token("t0ken".into()));
+        assert!(!format!("{token:?}").contains("t0ken"));
+        let creds = read("clusterNode:\n  name: nats\n  options: {credentials: Cargo.toml}\n");
+        assert!(matches!(
+            creds.unwrap().unwrap().auth,
+            NatsAuth::Credentials(_)
+        ));
+    }
+
+    #[test]
     fn what_cannot_work_stops_the_start() {
         for (text, needle) in [
             ("clusterNode:\n  name: redis\n", "'redis' is not supported"),
@@ -178,6 +324,20 @@ mod tests {
                 "clusterNode:\n  name: nats\n  options: {nodeTimeout: 500, heartbeatInterval: 900}\n",
                 "less than",
             ),
+            ("clusterNode:\n  name: nats\n  options: {user: a}\n", "go together"),
+            (
+                "clusterNode:\n  name: nats\n  options: {user: a, password: b, token: c}\n",
+                "choose one",
+            ),
+            ("clusterNode:\n  name: nats\n  options: {token: ''}\n", "non-empty"),
+            (
+                "clusterNode:\n  name: nats\n  options: {credentials: /nowhere/x.creds}\n",
+                "no file at /nowhere/x.creds",
+            ),
+            ("clusterNode:\n  name: nats\n  options: {tls: yes}\n", "mapping"),
+            ("clusterNode:\n  name: nats\n  options: {tls: {ca: /nowhere}}\n", "tls.ca"),
+            ("clusterNode:\n  name: nats\n  options: {tls: {cert: Cargo.toml}}\n", "go together"),
+            ("clusterNode:\n  name: nats\n  options: {tls: {verify: no}}\n", "tls.verify"),
         ] {
             let err = read(text).unwrap_err();
             assert!(err.contains(needle), "{text}: {err}");

@@ -505,7 +505,7 @@ impl Config {
                 )))
             }
         }
-        config.cluster = cluster::parse(raw.rest.get("clusterNode"))
+        config.cluster = cluster::parse(raw.rest.get("clusterNode"), dir)
             .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
         if let Some(admin) = raw.rest.get("admin") {
             config.admin = crate::api::admin::AdminConfig::parse(admin)
