@@ -19,16 +19,8 @@ use std::time::{Duration, Instant};
 
 fn chromium() -> Option<String> {
     let path = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if Path::new(&path).exists() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var_os("CI").is_none()
-            && std::env::var_os("CORESTREAM_REQUIRE_SERVICES").is_none(),
-        "Chromium is missing at {path}, and CI needs it"
-    );
-    println!("skipped: no Chromium at {path}");
-    None
+    let found = Path::new(&path).exists();
+    common::found_or_skipped(found, &format!("no Chromium at {path}")).then_some(path)
 }
 
 /// Distinct colours in a PNG (a blank page has one or two).

@@ -370,15 +370,21 @@ pub fn service(name: &str, port: u16) -> bool {
         Duration::from_secs(1),
     )
     .is_ok();
-    if !up {
+    found_or_skipped(up, &format!("{name} does not answer on 127.0.0.1:{port}"))
+}
+
+/// Whether what a test needs is `found`; if not, the test says it skipped (`missing` says what
+/// is not there), and under CI (`CI` or `CORESTREAM_REQUIRE_SERVICES` set) it fails.
+pub fn found_or_skipped(found: bool, missing: &str) -> bool {
+    if !found {
         assert!(
             std::env::var_os("CI").is_none()
                 && std::env::var_os("CORESTREAM_REQUIRE_SERVICES").is_none(),
-            "{name} does not answer on 127.0.0.1:{port}, and CI needs it"
+            "{missing}, and CI needs it"
         );
-        println!("skipped: {name} does not answer on 127.0.0.1:{port}");
+        println!("skipped: {missing}");
     }
-    up
+    found
 }
 
 /// Runs one SQL statement on the machine's PostgreSQL (database `test`); its output, trimmed.
