@@ -1378,3 +1378,51 @@ fn make_certificates(dir: &std::path::Path) {
         );
     }
 }
+
+/// A NATS server that takes messages of 64 KiB at most: a record whose change would not fit
+/// with the writer's frame still reaches the other node (whole), and one that would not fit at
+/// all is refused to its writer with the reason, instead of being acked and never crossing.
+#[test]
+fn records_near_natss_message_limit_cross_whole_or_are_refused() {
+    if !nats_server_installed() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("corestream-nats-limit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let conf = dir.join("nats.conf");
+    std::fs::write(&conf, "max_payload: 65536\n").expect("nats.conf");
+    let port = common::free_port();
+    let _nats = OwnNats::start_with(port, &dir.join("js"), &["-c", conf.to_str().expect("path")]);
+    let spec = ClusterSpec::new("limit", port, "");
+    let (a, b) = (spec.node(1), spec.node(1));
+    let mut watcher = RawClient::login(b.port, "watcher");
+    assert_eq!(record_subscribe(&mut watcher, "big").version, Some(0));
+    let mut writer = RawClient::login(a.port, "writer");
+    // 40 KiB: the record fits, the record and the writer's frame together do not.
+    let large = format!(r#"{{"pad":"{}"}}"#, "x".repeat(40 * 1024));
+    let ack = record_write(&mut writer, "big", 1, None, &large);
+    assert_eq!(ack.action, ra::WRITE_ACKNOWLEDGEMENT, "{:?}", ack.action);
+    let update = watcher.expect_message();
+    assert_eq!((update.action, update.version), (ra::UPDATE, Some(1)));
+    assert_eq!(update.data.as_deref(), Some(large.as_bytes()));
+    // 64 KiB: it could not cross at all.
+    let huge = format!(r#"{{"pad":"{}"}}"#, "x".repeat(64 * 1024));
+    let refused = record_write(&mut writer, "big", 2, None, &huge);
+    assert_eq!(
+        refused.action,
+        ra::RECORD_UPDATE_ERROR,
+        "{:?}",
+        refused.action
+    );
+    let reason = String::from_utf8_lossy(refused.data.as_deref().unwrap_or_default());
+    assert!(reason.contains("max_payload"), "{reason}");
+    // The record goes on from version 1 on both nodes.
+    let ack = record_write(&mut writer, "big", 2, Some("pad"), r#""small""#);
+    assert_eq!(ack.action, ra::WRITE_ACKNOWLEDGEMENT, "{ack:?}");
+    let update = watcher.expect_message();
+    assert_eq!(update.version, Some(2), "{update:?}");
+    let read = record_read(&mut RawClient::login(b.port, "reader"), "big");
+    assert_eq!(read.data.as_deref(), Some(&br#"{"pad":"small"}"#[..]));
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}

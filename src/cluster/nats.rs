@@ -13,7 +13,7 @@ use super::bus::{
     encode_listener, encode_node, encode_presence, encode_provider, encode_published, encode_value,
     name_subject, node_subject, push_token, Direct,
 };
-use super::{BusIn, BusOut, CasResult, KvRecord};
+use super::{BusIn, BusOut, CasResult, KvRecord, RecordChange};
 use crate::bridge::Bridge;
 use crate::config::cluster::{ClusterConfig, NatsAuth};
 use crate::core::ids::{ConnId, NodeId};
@@ -297,6 +297,10 @@ impl Gathered {
     }
 }
 
+/// Room a record's change message needs beside the record and its name (revisions, lengths):
+/// a record is refused unless it fits in one NATS message with it.
+const CHANGE_ROOM: usize = 64;
+
 /// A record's key in the bucket: its subject token.
 fn key(name: &[u8]) -> String {
     let mut key = String::new();
@@ -385,7 +389,16 @@ impl ShardBus {
                     }
                     BusOut::Publish { .. } => {}
                     BusOut::PublishRecord { name, change } => {
-                        let payload = encode_change(&name, &change);
+                        let mut payload = encode_change(&name, &change);
+                        if payload.len() > self.client.max_payload() && !change.frames.is_empty() {
+                            // Too large with the writers' frames: the record alone, which
+                            // nodes send their subscribers whole (it fits: see `CHANGE_ROOM`).
+                            let whole = RecordChange {
+                                frames: Vec::new(),
+                                ..change
+                            };
+                            payload = encode_change(&name, &whole);
+                        }
                         self.publish(Kind::Record, &name, payload).await;
                     }
                     BusOut::Presence {
@@ -612,13 +625,28 @@ impl ShardBus {
     /// Writes a record if the bucket holds `expected`; on a conflict, answers what it holds.
     /// The shard has one of these in flight per record at most.
     fn compare_and_set(&self, name: Bytes, expected: u64, record: Option<StoredRecord>) {
+        let value = encode_value(record.as_ref());
+        let max = self.client.max_payload();
+        if value.len() + name.len() + CHANGE_ROOM > max {
+            // The bucket might take it, but the change could not reach the other nodes.
+            let error = format!(
+                "cluster: a record of {} bytes does not fit in a NATS message (the server's \
+                 max_payload is {max} bytes)",
+                value.len()
+            );
+            let result = CasResult::Failed(error);
+            let arrivals = self.arrivals.clone();
+            tokio::spawn(async move {
+                let _ = arrivals.send(vec![BusIn::Cas { name, result }]).await;
+            });
+            return;
+        }
         let (records, arrivals, timeout) = (
             self.records.clone(),
             self.arrivals.clone(),
             self.request_timeout,
         );
         tokio::spawn(async move {
-            let value = encode_value(record.as_ref());
             let key = key(&name);
             let written =
                 tokio::time::timeout(timeout, records.update(&key, value, expected)).await;

@@ -451,8 +451,9 @@ impl Shard {
         if revision <= known {
             return;
         }
+        // No frames: the change was too large to carry them (`cluster::nats`).
         let frames = match frames {
-            Some((previous, frames)) if previous == known => frames,
+            Some((previous, frames)) if previous == known && !frames.is_empty() => frames,
             _ => vec![super::replies::whole_record_frame(name, record.as_ref())],
         };
         self.set_revision(name, revision);
