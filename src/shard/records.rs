@@ -660,13 +660,13 @@ impl Shard {
     }
 }
 
-/// The reference's answer to a read that failed: a layer that did not answer in time has an
-/// action of its own.
 /// Whether a load's waiting list is a refresh's: the refresh started it, so it comes first.
 fn is_refresh(waiting: &[Waiting]) -> bool {
     matches!(waiting.first(), Some(Waiting::Refresh { .. }))
 }
 
+/// The reference's answer to a read that failed: a layer that did not answer in time has an
+/// action of its own.
 fn load_error_action(error: &StorageError) -> i32 {
     match error {
         StorageError::Timeout(crate::store::Layer::Cache) => record_action::CACHE_RETRIEVAL_TIMEOUT,
