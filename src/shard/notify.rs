@@ -175,9 +175,11 @@ impl Shard {
     }
 
     /// A cluster node's side of a refresh: the bucket holds every node's record, so storage's
-    /// goes there, to every node's subscribers, if its version is newer than memory's (storage
-    /// lags the bucket: an older row is a write still on its way, not a change). A row gone
-    /// from storage deletes nothing: it may not have been written yet.
+    /// goes there, to every node's subscribers, if its version is newer than the bucket's
+    /// (storage lags the bucket: an older row is a write still on its way, not a change). A
+    /// record not in memory is loaded first; one the bucket never held is read from storage
+    /// anyway, so its row changes nothing. A row gone from storage deletes nothing: it may not
+    /// have been written yet.
     fn refreshed_in_cluster(
         &mut self,
         name: Bytes,
@@ -189,18 +191,28 @@ impl Shard {
             self.refresh_done(token, reply_to, None);
             return;
         };
-        let memory = self.owner_side.records.get(&name).map(|r| r.version);
-        if memory.is_some_and(|version| stored.version <= version) {
-            self.refresh_done(token, reply_to, None);
-            return;
-        }
-        let frame = super::replies::whole_record_frame(&name, Some(&stored));
-        let retry = || Waiting::Refresh {
+        let again = |stored: &StoredRecord| Waiting::Refresh {
             name: name.clone(),
             token,
             reply_to,
             read: Some(Box::new(Some(stored.clone()))),
         };
+        let records = &mut self.owner_side.records;
+        if !records.is_cached(&name) {
+            if records.wait_for(&name, again(&stored)).is_err() {
+                self.refresh_done(token, reply_to, None);
+            }
+            return;
+        }
+        let memory = records.get(&name).map(|r| r.version);
+        if memory.is_some_and(|version| stored.version <= version) {
+            let subscribed = self.owner_side.interest[Kind::Record as usize].shards(&name) != 0;
+            self.owner_side.records.evict_if_idle(&name, subscribed);
+            self.refresh_done(token, reply_to, None);
+            return;
+        }
+        let frame = super::replies::whole_record_frame(&name, Some(&stored));
+        let retry = || again(&stored);
         self.commit_record(&name, Some(stored.clone()), frame, None, None, retry);
     }
 

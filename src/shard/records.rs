@@ -37,7 +37,8 @@ pub enum Waiting {
         token: u64,
         reply_to: u16,
         /// In a cluster, what storage held once read (`None` until then): it goes to the
-        /// bucket if it is newer, and memory keeps the bucket's record meanwhile.
+        /// bucket if it is newer than the bucket's record, which memory keeps meanwhile (and
+        /// loads first if it does not hold it: the refresh then waits like any message).
         read: Option<Box<Option<StoredRecord>>>,
     },
 }
@@ -123,7 +124,10 @@ impl RecordCache {
                         // Memory keeps the bucket's record: storage's goes to the bucket only
                         // if it is newer (`Shard::refreshed`).
                         effects.extend(waiting.into_iter().map(|mut item| {
-                            if let Waiting::Refresh { read, .. } = &mut item {
+                            if let Waiting::Refresh {
+                                read: read @ None, ..
+                            } = &mut item
+                            {
                                 *read = Some(Box::new(record.clone()));
                             }
                             RecordEffect::Resume(item)
@@ -660,9 +664,10 @@ impl Shard {
     }
 }
 
-/// Whether a load's waiting list is a refresh's: the refresh started it, so it comes first.
+/// Whether a load's waiting list is a refresh's storage read: the refresh started it, so it
+/// comes first, with nothing read yet (one with its row waits for the bucket's record).
 fn is_refresh(waiting: &[Waiting]) -> bool {
-    matches!(waiting.first(), Some(Waiting::Refresh { .. }))
+    matches!(waiting.first(), Some(Waiting::Refresh { read: None, .. }))
 }
 
 /// The reference's answer to a read that failed: a layer that did not answer in time has an
