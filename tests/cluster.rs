@@ -470,37 +470,15 @@ fn a_killed_node_takes_its_users_and_providers_and_loses_no_acknowledged_write()
     let joined = watcher.expect_message();
     assert_eq!(joined.action, pa::PRESENCE_JOIN, "{joined:?}");
     // A provider on the doomed node; a call from the survivor reaches it.
-    victim.send(&Message {
-        correlation_id: Some(bytes("r")),
-        names: vec![bytes("work")],
-        ..Message::new(topic::RPC, rpc_action::PROVIDE)
-    });
-    assert_eq!(victim.expect_message().is_ack, Some(true));
+    provide(&mut victim, "work", rpc_action::PROVIDE);
     let mut caller = RawClient::login(survivor.port, "caller");
-    let call = |caller: &mut RawClient, cid: &str| {
-        caller.send(&Message {
-            name: Some(bytes("work")),
-            correlation_id: Some(bytes(cid)),
-            data: Some(bytes("1")),
-            ..Message::new(topic::RPC, rpc_action::REQUEST)
-        });
-    };
+    let call = |caller: &mut RawClient, cid: &str| rpc_call(caller, "work", cid);
     // A provide's ack waits until every node knows the provider: a call made on another node
     // right after the ack finds it, every time.
     for i in 0..20 {
         let name = format!("fresh-{i}");
-        victim.send(&Message {
-            correlation_id: Some(bytes("r")),
-            names: vec![bytes(&name)],
-            ..Message::new(topic::RPC, rpc_action::PROVIDE)
-        });
-        assert_eq!(victim.expect_message().is_ack, Some(true));
-        caller.send(&Message {
-            name: Some(bytes(&name)),
-            correlation_id: Some(bytes(&name)),
-            data: Some(bytes("1")),
-            ..Message::new(topic::RPC, rpc_action::REQUEST)
-        });
+        provide(&mut victim, &name, rpc_action::PROVIDE);
+        rpc_call(&mut caller, &name, &name);
         let Some(request) = next_matching(&mut victim, Duration::from_secs(2), |_| true) else {
             let answer = next_matching(&mut caller, Duration::from_secs(1), |_| true);
             panic!("{name}: the provider got no request; the caller got {answer:?}");
@@ -514,18 +492,8 @@ fn a_killed_node_takes_its_users_and_providers_and_loses_no_acknowledged_write()
         let answer = caller.expect_message();
         assert_eq!(answer.action, rpc_action::RESPONSE, "{answer:?}");
         // And an unprovide's ack too: a call right after it finds no provider.
-        victim.send(&Message {
-            correlation_id: Some(bytes("r")),
-            names: vec![bytes(&name)],
-            ..Message::new(topic::RPC, rpc_action::UNPROVIDE)
-        });
-        assert_eq!(victim.expect_message().is_ack, Some(true));
-        caller.send(&Message {
-            name: Some(bytes(&name)),
-            correlation_id: Some(bytes("gone")),
-            data: Some(bytes("1")),
-            ..Message::new(topic::RPC, rpc_action::REQUEST)
-        });
+        provide(&mut victim, &name, rpc_action::UNPROVIDE);
+        rpc_call(&mut caller, &name, "gone");
         let answer = caller.expect_message();
         assert_eq!(
             answer.action,
@@ -560,6 +528,27 @@ fn a_killed_node_takes_its_users_and_providers_and_loses_no_acknowledged_write()
     assert_eq!(read.data.as_deref(), Some(&br#"{"kept":true}"#[..]));
     println!("the killed node's user left after {took:?}");
     drop(doomed);
+}
+
+/// PROVIDE or UNPROVIDE `name`, and its ack.
+fn provide(client: &mut RawClient, name: &str, action: i32) {
+    client.send(&Message {
+        correlation_id: Some(bytes("r")),
+        names: vec![bytes(name)],
+        ..Message::new(topic::RPC, action)
+    });
+    let ack = client.expect_message();
+    assert_eq!(ack.is_ack, Some(true), "{name}: {ack:?}");
+}
+
+/// A call of `name` with data 1.
+fn rpc_call(caller: &mut RawClient, name: &str, cid: &str) {
+    caller.send(&Message {
+        name: Some(bytes(name)),
+        correlation_id: Some(bytes(cid)),
+        data: Some(bytes("1")),
+        ..Message::new(topic::RPC, rpc_action::REQUEST)
+    });
 }
 
 /// A client on `port` subscribed to the presence of `user`.
