@@ -562,3 +562,61 @@ fn servers_starting_together_all_make_their_tables() {
         }
     }
 }
+
+/// Issue 27, defect 1: servers sharing one schema write a record's rows in whatever order their
+/// buffered batches reach PostgreSQL. An older version arriving after a newer one must not
+/// replace it (nor may a second write of a row waiting in one buffer replace a newer one).
+#[test]
+fn storage_never_takes_an_older_version_over_a_newer_one() {
+    use corestream::store::postgres::{PostgresOptions, PostgresStorage};
+    use corestream::store::{Connector, StoreJob, StoreResult, StoredRecord};
+    if !service("postgres", 5432) {
+        return;
+    }
+    let pg = PgScratch::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let store = || {
+        let options: serde_yaml::Value = serde_yaml::from_str(&format!(
+            "{{host: 127.0.0.1, port: 5432, user: postgres, database: test, \
+             schema: {}, writeInterval: 1}}",
+            pg.schema
+        ))
+        .expect("yaml");
+        let options = PostgresOptions::parse(Some(&options)).expect("options");
+        PostgresStorage::new(options, Duration::from_secs(10)).expect("a store")
+    };
+    let (first, second) = (store(), store());
+    let write = |version: i32| StoreJob::Write {
+        name: Bytes::from_static(b"shared/row"),
+        record: Some(StoredRecord {
+            version,
+            data: Bytes::from(format!(r#"{{"v":{version}}}"#)),
+        }),
+    };
+    runtime.block_on(async {
+        for (store, jobs) in [
+            (&first, vec![write(5)]),
+            (&second, vec![write(4)]),
+            // One batch: the older write last.
+            (&first, vec![write(7), write(6)]),
+        ] {
+            for result in store.clone().run(jobs).await {
+                assert!(
+                    matches!(result, StoreResult::Written { result: Ok(()), .. }),
+                    "{result:?}"
+                );
+            }
+        }
+    });
+    assert_eq!(
+        pg.sql(&format!(
+            "SELECT version || ' ' || val FROM \"{}\".\"shared\" WHERE id = 'row'",
+            pg.schema
+        ))
+        .trim(),
+        r#"7 {"v":7}"#
+    );
+}

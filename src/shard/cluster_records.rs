@@ -304,8 +304,9 @@ impl Shard {
         loaded
     }
 
-    /// A change another node published while storage was read again for a notify: memory
-    /// kept its record meanwhile, so the change applies to it as usual.
+    /// A change another node published while storage was read again for a notify, or while
+    /// this node's write was decided: memory kept its record meanwhile, so the change applies
+    /// to it as usual (if it is newer).
     pub(super) fn apply_early_change(&mut self, name: &Bytes) {
         let Some(cluster) = self.owner_side.records.cluster.as_mut() else {
             return;
@@ -359,12 +360,14 @@ impl Shard {
                         frames,
                     },
                 });
+                self.apply_early_change(&name);
                 self.resume_gathering(&name, waiting, now);
             }
             CasResult::Conflict(current) => {
                 // Another node wrote first: take its record (it replaces whatever gathered
                 // writes put in memory), then decide again.
                 self.apply_remote(&name, current.revision, current.record, None);
+                self.apply_early_change(&name);
                 let retries = writes.into_iter().map(|w| w.retry);
                 let again: Vec<Waiting> = retries.chain(waiting).collect();
                 self.resume_gathering(&name, again, now);
@@ -397,6 +400,7 @@ impl Shard {
                         _ => {}
                     }
                 }
+                self.apply_early_change(&name);
                 for item in waiting {
                     self.resume(item, now);
                 }
@@ -410,7 +414,14 @@ impl Shard {
     pub(super) fn on_record_changed(&mut self, name: Bytes, change: RecordChange) {
         self.count(|m| m.bus_received += 1);
         let records = &mut self.owner_side.records;
-        if records.is_loading(&name) {
+        // While the record loads, or while this node's own write of it is being decided, the
+        // change waits: applied now, an older write of ours confirmed after it would take the
+        // record back (and its subscribers would see the version go down).
+        let proposing = records
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.is_proposing(&name));
+        if records.is_loading(&name) || proposing {
             if let Some(cluster) = records.cluster.as_mut() {
                 let newer = cluster
                     .early

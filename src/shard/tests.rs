@@ -1638,4 +1638,47 @@ mod nodes {
         assert_eq!(stored.data.as_ref(), br#"{"forced":2}"#);
         assert_eq!(nodes.cas_calls, 2, "one refused, then the three gathered");
     }
+
+    /// Issue 27, defect 2: node 0's write reaches the bucket, but before its answer comes back
+    /// another node's newer write arrives over the bus. The older answer must not put the
+    /// older record back in memory or send it to node 0's subscribers.
+    #[test]
+    fn a_pending_write_confirmed_after_a_newer_change_does_not_take_the_record_back() {
+        let mut nodes = Nodes::new();
+        let a = nodes.login(0, "a");
+        let watcher = nodes.login(0, "w");
+        let b = nodes.login(1, "b");
+        nodes.send(0, &watcher, &subscription(ra::SUBSCRIBECREATEANDREAD, "r"));
+        nodes.send(1, &b, &subscription(ra::SUBSCRIBECREATEANDREAD, "r"));
+        received(&watcher);
+        received(&b);
+        // Node 0's write reaches the bucket; its answer is held back.
+        let frame = write(1, r#"{"from":"a"}"#).encode();
+        nodes.nodes[0].shards[0].on_client_frame(a.local, &frame, 0);
+        nodes.nodes[0].settle();
+        let mut held = Vec::new();
+        for request in nodes.nodes[0].shards[0].take_bus_out() {
+            held.extend(nodes.carry(0, request));
+        }
+        // Node 1 writes on top of it, and node 0 hears of that first.
+        nodes.send(1, &b, &write(-1, r#"{"from":"b"}"#));
+        for (to, answer) in held {
+            nodes.nodes[to].shards[0].on_bus(answer, 0);
+        }
+        nodes.settle();
+        let seen: Vec<i32> = received(&watcher)
+            .iter()
+            .filter_map(|m| m.version)
+            .collect();
+        assert!(
+            seen.windows(2).all(|w| w[0] < w[1]),
+            "versions went back at node 0's subscriber: {seen:?}"
+        );
+        assert_eq!(seen.last(), Some(&2), "{seen:?}");
+        assert_eq!(received(&a)[0].action, ra::WRITE_ACKNOWLEDGEMENT);
+        // Node 0 holds the newest record: a write based on it is taken.
+        nodes.send(0, &a, &write(3, r#"{"from":"a again"}"#));
+        assert_eq!(received(&a)[0].action, ra::WRITE_ACKNOWLEDGEMENT);
+        assert_eq!(nodes.cas_calls, 4, "no conflict: node 0 knew version 2");
+    }
 }

@@ -5,7 +5,9 @@
 //! up to `writeInterval` ms to be grouped and go out as multi-row upserts per table. Unlike the
 //! reference, names travel as query parameters and table names as quoted identifiers, so no
 //! name can change the SQL; `"` and `;` are still dropped from tables and ids, as the reference
-//! drops them, so rows it wrote are found under the same names.
+//! drops them, so rows it wrote are found under the same names. A row never takes an older
+//! version over a newer one: servers sharing a schema (nodes of a cluster) flush their buffered
+//! writes in any order, and so may one server's overlapping flushes.
 
 use super::remote::Connector;
 use super::{Layer, StorageError, StoreJob, StoreResult, StoredRecord};
@@ -349,10 +351,12 @@ impl PostgresStorage {
             let full = buffered.count >= MAX_BUFFERED_WRITES;
             let rows = buffered.tables.entry(key.table).or_default();
             match rows.get_mut(&key.id) {
-                // A row already waiting takes the newer write in its place.
+                // A row already waiting takes a newer write in its place (never an older one).
                 Some(row) => {
-                    row.0 = record.version;
-                    row.1 = record.data;
+                    if record.version >= row.0 {
+                        row.0 = record.version;
+                        row.1 = record.data;
+                    }
                     row.2.push(done);
                 }
                 None if full => {
@@ -435,10 +439,11 @@ impl PostgresStorage {
             "d"
         };
         let sql = format!(
-            "INSERT INTO {} (id, version, val) SELECT i, v, {val} \
+            "INSERT INTO {table} AS existing (id, version, val) SELECT i, v, {val} \
              FROM UNNEST($1::text[], $2::int[], $3::text[]) AS u(i, v, d) \
-             ON CONFLICT (id) DO UPDATE SET val = EXCLUDED.val, version = EXCLUDED.version",
-            self.table(table)
+             ON CONFLICT (id) DO UPDATE SET val = EXCLUDED.val, version = EXCLUDED.version \
+             WHERE existing.version <= EXCLUDED.version",
+            table = self.table(table)
         );
         for attempt in 0..2 {
             match client.execute(&sql, &[&ids, &versions, &vals]).await {
