@@ -5,7 +5,8 @@
 mod common;
 
 use bytes::Bytes;
-use common::{http, RawClient, Server};
+use common::nats::{nats_server_installed, OwnNats};
+use common::{eventually, http, RawClient, Server};
 use corestream::protocol::message::{
     event_action as ea, presence_action as pa, record_action as ra, rpc_action, topic, Message,
 };
@@ -153,15 +154,6 @@ fn counter(server: &Server, metric: &str) -> u64 {
         .lines()
         .find_map(|line| line.strip_prefix(metric)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("{metric} not in {scrape}"))
-}
-
-/// Waits until `check` holds (at most 5 s).
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !check() {
-        assert!(Instant::now() < deadline, "{what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -922,63 +914,6 @@ fn with_eight_nodes_a_publish_reaches_only_the_two_that_subscribe() {
     let crossed: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     assert_eq!(crossed, [0, 0, 0, 1, 0, 0, 1, 0], "only the marker crossed");
     println!("8 nodes, subscribers on 2: {PUBLISHES} publishes crossed to 2 nodes each");
-}
-
-/// Whether tests can start NATS servers of their own (CI must).
-fn nats_server_installed() -> bool {
-    let installed = std::process::Command::new("nats-server")
-        .arg("--version")
-        .output()
-        .is_ok();
-    common::found_or_skipped(installed, "nats-server is not installed")
-}
-
-/// A NATS server of the test's own, on a free port, with its JetStream files in `dir`.
-struct OwnNats {
-    child: std::process::Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl OwnNats {
-    fn start(port: u16, dir: &std::path::Path) -> OwnNats {
-        OwnNats::start_with(port, dir, &[])
-    }
-
-    /// With more of nats-server's flags (authentication, TLS).
-    fn start_with(port: u16, dir: &std::path::Path, flags: &[&str]) -> OwnNats {
-        let child = std::process::Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir)
-            .args(flags)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start nats-server");
-        eventually("nats-server answers", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        OwnNats {
-            child,
-            port,
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn restart(mut self) -> OwnNats {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let (port, dir) = (self.port, self.dir.clone());
-        std::mem::forget(self);
-        OwnNats::start(port, &dir)
-    }
-}
-
-impl Drop for OwnNats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// NATS restarts under traffic: the nodes reconnect and subscribe again by themselves, the

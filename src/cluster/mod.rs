@@ -4,6 +4,7 @@
 //! `nats` runs it over NATS on a connector thread. A node without `clusterNode` has no bus: it runs alone, exactly as before.
 
 pub mod bus;
+mod gate;
 pub mod nats;
 
 use crate::core::ids::{ConnId, NodeId};
@@ -30,8 +31,11 @@ pub enum CasResult {
     Written(u64),
     /// Another node wrote first: the record as the bucket has it now.
     Conflict(KvRecord),
-    /// The bucket could not be reached or refused the write.
+    /// The bucket refused this write (too large to cross): the writes behind it may go on.
     Failed(String),
+    /// The bucket did not answer in time or could not be asked: the writes that waited behind
+    /// this one have waited as long, and get the same error rather than wait again.
+    Unreachable(String),
 }
 
 /// Record writes accepted by the bucket in one compare-and-set, for the other nodes whose

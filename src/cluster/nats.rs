@@ -13,6 +13,7 @@ use super::bus::{
     encode_listener, encode_node, encode_presence, encode_provider, encode_published, encode_value,
     name_subject, node_subject, push_token, Direct,
 };
+use super::gate::Gate;
 use super::{BusIn, BusOut, CasResult, KvRecord, RecordChange};
 use crate::bridge::Bridge;
 use crate::config::cluster::{ClusterConfig, NatsAuth};
@@ -35,6 +36,8 @@ const SUBSCRIPTION_BUFFER: usize = 65_536;
 const STARTUP_LISTEN: Duration = Duration::from_millis(250);
 /// Arrivals for one name handed over in one batch at most.
 const IN_BATCH: usize = 256;
+/// How often a shard's bus loop, idle, tries again the subscriptions NATS could not take.
+const RETRY_EVERY: Duration = Duration::from_millis(250);
 
 /// One shard's ends of the bus.
 pub struct ShardLink {
@@ -119,6 +122,8 @@ impl NatsBus {
                 arrivals,
                 request_timeout: timeout,
                 subscriptions: AHashMap::new(),
+                unsubscribed: Vec::new(),
+                gate: Gate::new(client.clone()),
             };
             bridge.spawn_service(served.run(requests));
             links.push(Some(ShardLink { out, inbound }));
@@ -358,12 +363,24 @@ struct ShardBus {
     arrivals: async_channel::Sender<Vec<BusIn>>,
     request_timeout: Duration,
     subscriptions: AHashMap<(u8, Bytes), tokio::task::AbortHandle>,
+    /// Names wanted while NATS could not take the subscription: subscribed once it can.
+    unsubscribed: Vec<(Kind, Bytes)>,
+    gate: Gate,
 }
 
 impl ShardBus {
     async fn run(mut self, requests: async_channel::Receiver<Vec<BusOut>>) {
         let mut gathered = Gathered::default();
-        while let Ok(batch) = requests.recv().await {
+        loop {
+            let batch = match tokio::time::timeout(RETRY_EVERY, requests.recv()).await {
+                Ok(Ok(batch)) => batch,
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    self.subscribe_again().await;
+                    continue;
+                }
+            };
+            self.subscribe_again().await;
             let mut confirms = Vec::new();
             for request in batch {
                 if let BusOut::Publish { kind, name, frame } = request {
@@ -381,9 +398,13 @@ impl ShardBus {
                     } => {
                         if on {
                             self.subscribe(kind, name).await;
-                        } else if let Some(task) = self.subscriptions.remove(&(kind as u8, name)) {
-                            // The task's subscriber unsubscribes as it drops.
-                            task.abort();
+                        } else {
+                            self.unsubscribed
+                                .retain(|(k, n)| !(*k == kind && *n == name));
+                            if let Some(task) = self.subscriptions.remove(&(kind as u8, name)) {
+                                // The task's subscriber unsubscribes as it drops.
+                                task.abort();
+                            }
                         }
                         confirms.extend(confirm);
                     }
@@ -478,26 +499,52 @@ impl ShardBus {
             }
             self.publish_gathered(&mut gathered).await;
             if !confirms.is_empty() {
-                // The server has every subscription of the batch once it answers the ping. If
-                // NATS is away, the subscriptions are made again on reconnect; the acks do not
-                // wait for that.
-                let flushed = tokio::time::timeout(self.request_timeout, self.client.flush()).await;
-                if !matches!(flushed, Ok(Ok(()))) {
-                    crate::log!(
-                        crate::log::Level::Warn,
-                        "CLUSTER_INTEREST",
-                        "NATS did not confirm new subscriptions in time; they take effect on \
-                         reconnect"
-                    );
-                }
-                let confirmed = confirms
-                    .into_iter()
-                    .map(|token| BusIn::Confirmed { token })
-                    .collect();
-                if self.arrivals.send(confirmed).await.is_err() {
-                    return;
-                }
+                self.confirm_subscriptions(confirms);
             }
+        }
+    }
+
+    /// Acknowledges subscriptions once the server has every one asked for so far (it answers
+    /// a ping after them), off the loop. If NATS is away they are made on reconnect; the acks
+    /// wait at most the request timeout for that.
+    fn confirm_subscriptions(&self, confirms: Vec<u64>) {
+        let (client, arrivals, timeout) = (
+            self.client.clone(),
+            self.arrivals.clone(),
+            self.request_timeout,
+        );
+        let reachable = self.gate.open();
+        tokio::spawn(async move {
+            let flushed = if reachable {
+                matches!(
+                    tokio::time::timeout(timeout, client.flush()).await,
+                    Ok(Ok(()))
+                )
+            } else {
+                false
+            };
+            if !flushed {
+                crate::log!(
+                    crate::log::Level::Warn,
+                    "CLUSTER_INTEREST",
+                    "NATS did not confirm new subscriptions in time; they take effect on reconnect"
+                );
+            }
+            let confirmed = confirms
+                .into_iter()
+                .map(|token| BusIn::Confirmed { token })
+                .collect();
+            let _ = arrivals.send(confirmed).await;
+        });
+    }
+
+    /// Subscribes to the names NATS could not take a subscription for, once it can.
+    async fn subscribe_again(&mut self) {
+        if self.unsubscribed.is_empty() || !self.gate.open() {
+            return;
+        }
+        for (kind, name) in std::mem::take(&mut self.unsubscribed) {
+            self.subscribe(kind, name).await;
         }
     }
 
@@ -509,7 +556,7 @@ impl ShardBus {
     }
 
     async fn send(&self, subject: String, payload: Bytes, what: &str) {
-        if let Err(e) = self.client.publish(subject, payload).await {
+        if let Err(e) = self.gate.send(self.client.publish(subject, payload)).await {
             crate::log!(
                 crate::log::Level::Warn,
                 "CLUSTER_PUBLISH",
@@ -520,7 +567,7 @@ impl ShardBus {
 
     async fn publish(&self, kind: Kind, name: &[u8], payload: Bytes) {
         let subject = name_subject(&self.prefix, kind, name);
-        if let Err(e) = self.client.publish(subject, payload).await {
+        if let Err(e) = self.gate.send(self.client.publish(subject, payload)).await {
             crate::log!(
                 crate::log::Level::Warn,
                 "CLUSTER_PUBLISH",
@@ -535,7 +582,7 @@ impl ShardBus {
         let subject = node_subject(&self.prefix, "presence");
         let payload = encode_presence(self.node, &user, online);
         let Some(login) = confirm else {
-            if let Err(e) = self.client.publish(subject, payload).await {
+            if let Err(e) = self.gate.send(self.client.publish(subject, payload)).await {
                 crate::log!(
                     crate::log::Level::Warn,
                     "CLUSTER_PUBLISH",
@@ -562,14 +609,18 @@ impl ShardBus {
     ) {
         let expected = self.live_nodes.load(std::sync::atomic::Ordering::Relaxed) * payloads.len();
         let inbox = self.client.new_inbox();
-        let answers = self.client.subscribe(inbox.clone()).await.ok();
+        let answers = self
+            .gate
+            .send(self.client.subscribe(inbox.clone()))
+            .await
+            .ok();
         let mut sent = Ok(());
         for payload in payloads {
-            let published = self
+            let reply = inbox.clone();
+            let publish = self
                 .client
-                .publish_with_reply(subject.clone(), inbox.clone(), payload)
-                .await;
-            sent = sent.and(published.map_err(|_| ()));
+                .publish_with_reply(subject.clone(), reply, payload);
+            sent = sent.and(self.gate.send(publish).await.map(|_| ()).map_err(|_| ()));
         }
         let (arrivals, timeout) = (self.arrivals.clone(), self.request_timeout);
         tokio::spawn(async move {
@@ -656,14 +707,18 @@ impl ShardBus {
                     match tokio::time::timeout(timeout, records.entry(key)).await {
                         Ok(Ok(entry)) => match kv_record(entry) {
                             Ok(current) => CasResult::Conflict(current),
-                            Err(e) => CasResult::Failed(e),
+                            Err(e) => CasResult::Unreachable(e),
                         },
-                        Ok(Err(e)) => CasResult::Failed(format!("cluster: {e}")),
-                        Err(_) => CasResult::Failed("cluster: reading the record timed out".into()),
+                        Ok(Err(e)) => CasResult::Unreachable(format!("cluster: {e}")),
+                        Err(_) => {
+                            CasResult::Unreachable("cluster: reading the record timed out".into())
+                        }
                     }
                 }
-                Ok(Err(e)) => CasResult::Failed(format!("cluster: the write was not taken: {e}")),
-                Err(_) => CasResult::Failed("cluster: the write timed out".into()),
+                Ok(Err(e)) => {
+                    CasResult::Unreachable(format!("cluster: the write was not taken: {e}"))
+                }
+                Err(_) => CasResult::Unreachable("cluster: the write timed out".into()),
             };
             let _ = arrivals.send(vec![BusIn::Cas { name, result }]).await;
         });
@@ -675,14 +730,15 @@ impl ShardBus {
             return;
         }
         let subject = name_subject(&self.prefix, kind, &key.1);
-        let mut subscriber = match self.client.subscribe(subject).await {
+        let mut subscriber = match self.gate.send(self.client.subscribe(subject)).await {
             Ok(subscriber) => subscriber,
             Err(e) => {
                 crate::log!(
-                    crate::log::Level::Error,
+                    crate::log::Level::Warn,
                     "CLUSTER_INTEREST",
-                    "cannot subscribe to a name on the bus: {e}"
+                    "cannot subscribe to a name on the bus yet ({e}); trying again"
                 );
+                self.unsubscribed.push((kind, key.1));
                 return;
             }
         };

@@ -372,41 +372,71 @@ impl Shard {
                 let again: Vec<Waiting> = retries.chain(waiting).collect();
                 self.resume_gathering(&name, again, now);
             }
-            CasResult::Failed(error) => {
+            CasResult::Failed(ref error) | CasResult::Unreachable(ref error) => {
                 if let Some(before) = before {
                     self.owner_side.records.replace(&name, before);
                 }
                 for write in writes {
-                    match write.retry {
-                        Waiting::Op { msg, from, .. } => {
-                            let reply = Message {
-                                topic: topic::RECORD,
-                                data: Some(Bytes::from(
-                                    simd_json::to_string(&error).unwrap_or_default(),
-                                )),
-                                ..super::replies::error_reply(&msg, ra::RECORD_UPDATE_ERROR)
-                            };
-                            self.send(from, &reply);
-                        }
-                        Waiting::Refresh {
-                            name,
-                            token,
-                            reply_to,
-                            ..
-                        } => {
-                            let failed = Some((name, ra::RECORD_UPDATE_ERROR));
-                            self.refresh_done(token, reply_to, failed);
-                        }
-                        _ => {}
-                    }
+                    self.refuse_write(write.retry, error);
                 }
                 self.apply_early_change(&name);
+                // Writes that waited behind an unanswered compare-and-set have waited as long
+                // as it did: asking again, one after another, would answer them only after
+                // several timeouts. Anything else (reads of memory) goes on.
+                let unreachable = matches!(result, CasResult::Unreachable(_));
                 for item in waiting {
-                    self.resume(item, now);
+                    if unreachable && Self::is_record_write(&item) {
+                        self.refuse_write(item, error);
+                    } else {
+                        self.resume(item, now);
+                    }
                 }
                 let subscribed = self.owner_side.interest[Kind::Record as usize].shards(&name) != 0;
                 self.owner_side.records.evict_if_idle(&name, subscribed);
             }
+        }
+    }
+
+    /// A write (or a notify's write) the bucket did not take: RECORD_UPDATE_ERROR with why.
+    fn refuse_write(&mut self, write: Waiting, error: &str) {
+        match write {
+            Waiting::Op { msg, from, .. } => {
+                let reply = Message {
+                    topic: topic::RECORD,
+                    data: Some(Bytes::from(simd_json::to_string(error).unwrap_or_default())),
+                    ..super::replies::error_reply(&msg, ra::RECORD_UPDATE_ERROR)
+                };
+                self.send(from, &reply);
+            }
+            Waiting::Refresh {
+                name,
+                token,
+                reply_to,
+                ..
+            } => {
+                let failed = Some((name, ra::RECORD_UPDATE_ERROR));
+                self.refresh_done(token, reply_to, failed);
+            }
+            _ => {}
+        }
+    }
+
+    fn is_record_write(item: &Waiting) -> bool {
+        match item {
+            Waiting::Op { msg, .. } => {
+                msg.topic == topic::RECORD
+                    && matches!(
+                        msg.action,
+                        ra::UPDATE
+                            | ra::PATCH
+                            | ra::ERASE
+                            | ra::CREATEANDUPDATE
+                            | ra::CREATEANDPATCH
+                            | ra::DELETE
+                    )
+            }
+            Waiting::Refresh { .. } => true,
+            _ => false,
         }
     }
 

@@ -2,6 +2,9 @@
 //! that speaks deepstream's protocol byte by byte.
 #![allow(dead_code)]
 
+pub mod fault_proxy;
+pub mod nats;
+
 use bytes::{Bytes, BytesMut};
 use corestream::protocol::message::{auth_action, connection_action, topic, Message};
 use corestream::protocol::ws;
@@ -35,6 +38,15 @@ impl Server {
         Server::spawn(args, Stdio::inherit())
     }
 
+    /// Starts it on `port` (again, after it was killed: the port may take a moment to free).
+    pub fn start_on(port: u16, args: &[&str]) -> Server {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Server::spawn_on(port, args, Stdio::inherit())
+    }
+
     /// Starts it with its log lines (stderr) sent to the returned channel.
     pub fn start_logging(args: &[&str]) -> (Server, std::sync::mpsc::Receiver<String>) {
         let mut server = Server::spawn(args, Stdio::piped());
@@ -52,9 +64,13 @@ impl Server {
     }
 
     fn spawn(args: &[&str], stderr: Stdio) -> Server {
+        Server::spawn_on(0, args, stderr)
+    }
+
+    fn spawn_on(port: u16, args: &[&str], stderr: Stdio) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_corestream"))
             .arg("start")
-            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -166,28 +182,56 @@ impl RawClient {
 
     /// Connects to the WebSocket endpoint at `path`.
     pub fn connect_path(port: u16, path: &str) -> RawClient {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        stream.set_nodelay(true).unwrap();
+        RawClient::try_connect_path(port, path).expect("connect")
+    }
+
+    /// Connects to the WebSocket endpoint at `path`; the error if the server is not there or
+    /// does not upgrade.
+    pub fn try_connect_path(port: u16, path: &str) -> std::io::Result<RawClient> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.set_nodelay(true)?;
         let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
-        stream.write_all(request.as_bytes()).unwrap();
+        stream.write_all(request.as_bytes())?;
         let mut head = Vec::new();
         let mut byte = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut byte).unwrap();
+            stream.read_exact(&mut byte)?;
             head.push(byte[0]);
         }
-        assert!(
-            head.starts_with(b"HTTP/1.1 101"),
-            "{}",
-            String::from_utf8_lossy(&head)
-        );
-        RawClient {
+        if !head.starts_with(b"HTTP/1.1 101") {
+            return Err(std::io::Error::other(
+                String::from_utf8_lossy(&head).into_owned(),
+            ));
+        }
+        Ok(RawClient {
             stream,
             buf: BytesMut::new(),
-        }
+        })
+    }
+
+    /// Connects and logs in as `user`; `None` if the server is not there or did not accept.
+    pub fn try_login(port: u16, user: &str) -> Option<RawClient> {
+        let mut client = RawClient::try_connect_path(port, "/deepstream").ok()?;
+        let challenge = Message::new(topic::CONNECTION, connection_action::CHALLENGE);
+        let accepted = client.try_send(&challenge)
+            && matches!(client.receive_quietly(), Some(Received::Message(m))
+                if m.action == connection_action::ACCEPT);
+        let auth = Message {
+            data: Some(Bytes::from(format!(r#"{{"username":"{user}"}}"#))),
+            ..Message::new(topic::AUTH, auth_action::REQUEST)
+        };
+        let logged_in = accepted
+            && client.try_send(&auth)
+            && matches!(client.receive_quietly(), Some(Received::Message(m))
+                if m.action == auth_action::AUTH_SUCCESSFUL);
+        logged_in.then_some(client)
+    }
+
+    /// Sends `msg`; false if the socket is gone.
+    pub fn try_send(&mut self, msg: &Message) -> bool {
+        let frame = ws::client_frame(ws::OP_BINARY, true, &msg.encode(), [1, 2, 3, 4]);
+        self.stream.write_all(&frame).is_ok()
     }
 
     /// Connects, challenges and logs in as `user`.
@@ -312,7 +356,7 @@ impl RawClient {
     /// The next frame, or `None` once the socket is closed or quiet past its read timeout.
     pub fn receive_quietly(&mut self) -> Option<Received> {
         loop {
-            if self.buf.len() >= 2 {
+            if self.whole_frame_buffered() {
                 return Some(self.receive());
             }
             let mut chunk = [0u8; 65536];
@@ -321,6 +365,48 @@ impl RawClient {
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
             }
         }
+    }
+
+    /// The next frame; `Ok(None)` if the socket is quiet past its read timeout, an error once
+    /// it is closed.
+    pub fn try_receive(&mut self) -> std::io::Result<Option<Received>> {
+        loop {
+            if self.whole_frame_buffered() {
+                return Ok(Some(self.receive()));
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether the buffer holds at least one whole frame.
+    fn whole_frame_buffered(&self) -> bool {
+        let buf = &self.buf;
+        if buf.len() < 2 {
+            return false;
+        }
+        let (header, len): (usize, usize) = match buf[1] & 0x7f {
+            126 if buf.len() >= 4 => (4, u16::from_be_bytes([buf[2], buf[3]]) as usize),
+            127 if buf.len() >= 10 => (
+                10,
+                u64::from_be_bytes(buf[2..10].try_into().unwrap_or([0xff; 8])) as usize,
+            ),
+            126 | 127 => return false,
+            n => (2, n as usize),
+        };
+        buf.len() >= header.saturating_add(len)
     }
 
     /// The next frame as it came: (opcode, payload), for endpoints that are not protobuf.
@@ -645,4 +731,13 @@ pub fn post_json(port: u16, path: &str, body: &str) -> HttpResponse {
         &[("Content-Type", "application/json")],
         body.as_bytes(),
     )
+}
+
+/// Waits until `check` holds (at most 5 s).
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
