@@ -4,6 +4,7 @@
 
 pub mod fault_proxy;
 pub mod nats;
+pub mod postgres;
 
 use bytes::{Bytes, BytesMut};
 use corestream::protocol::message::{auth_action, connection_action, topic, Message};

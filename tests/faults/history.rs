@@ -52,6 +52,8 @@ pub struct History {
     pub nodes: BTreeMap<String, Vec<Option<Final>>>,
     /// Per record: storage's row at the end, when the scenario has storage.
     pub storage: BTreeMap<String, Option<Final>>,
+    /// Rows seen going to a lower version while the scenario ran, where it was watched.
+    pub storage_went_back: Vec<String>,
 }
 
 /// The content of a record as text with sorted keys, so equal contents compare equal.
@@ -62,7 +64,7 @@ pub fn canonical(value: &Value) -> String {
 impl History {
     /// Every broken promise, one line each (empty: the history is clean).
     pub fn violations(&self) -> Vec<String> {
-        let mut broken = Vec::new();
+        let mut broken = self.storage_went_back.clone();
         for writer in &self.writers {
             for (number, waited) in &writer.late {
                 broken.push(format!(

@@ -11,6 +11,7 @@ mod load;
 
 use common::fault_proxy::{Fault, FaultProxy};
 use common::nats::{nats_server_installed, OwnNats};
+use common::postgres::OwnPostgres;
 use common::Server;
 use history::History;
 use std::path::PathBuf;
@@ -144,6 +145,17 @@ impl Clients {
 
     /// Stops the writers, lets the subscribers hear the last versions, and reads every node.
     fn finish(self, ports: &[u16], records: &[String]) -> History {
+        self.finish_with_storage(ports, records, None)
+    }
+
+    /// As `finish`, and reads storage's rows too once they agree with the nodes (storage's
+    /// writes are not waited for by the bucket, so it may lag a moment).
+    fn finish_with_storage(
+        self,
+        ports: &[u16],
+        records: &[String],
+        storage: Option<&OwnPostgres>,
+    ) -> History {
         self.stop.store(true, Ordering::SeqCst);
         let writers = self
             .writers
@@ -168,17 +180,45 @@ impl Clients {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let reads: Vec<_> = ports.iter().map(|p| load::read_all(*p, records)).collect();
-            let agree = reads.windows(2).all(|w| w[0] == w[1]);
+            let rows: Option<Vec<Option<history::Final>>> =
+                storage.map(|pg| records.iter().map(|r| stored_row(pg, r)).collect());
+            let agree = reads.windows(2).all(|w| w[0] == w[1])
+                && rows.as_ref().is_none_or(|rows| Some(rows) == reads.first());
             if agree || Instant::now() > deadline {
                 for (i, record) in records.iter().enumerate() {
                     let finals = reads.iter().map(|r| r[i].clone()).collect();
                     history.nodes.insert(record.clone(), finals);
+                    if let Some(rows) = &rows {
+                        history.storage.insert(record.clone(), rows[i].clone());
+                    }
                 }
                 return history;
             }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+/// Storage's row of `record` (`fault/<id>`: table `fault` of schema `ds`, as the reference
+/// lays records out).
+fn stored_row(pg: &OwnPostgres, record: &str) -> Option<history::Final> {
+    let id = record.strip_prefix("fault/")?;
+    let row = pg.sql(&format!(
+        "SELECT version || ' ' || val FROM ds.fault WHERE id = '{id}'"
+    ));
+    let (version, data) = row.split_once(' ')?;
+    Some(history::Final {
+        version: version.parse().ok()?,
+        data: serde_json::from_str(data).ok()?,
+    })
+}
+
+/// The config lines of PostgreSQL storage at `port` (writes gathered for 20 ms).
+fn postgres_storage(port: u16) -> String {
+    format!(
+        "storage:\n  name: postgres\n  options:\n    host: 127.0.0.1\n    port: {port}\n    \
+         user: postgres\n    database: postgres\n    writeInterval: 20\n"
+    )
 }
 
 /// Runs the clients on `ports` for `before`, applies `fault` for `during`, lets them run
@@ -190,13 +230,25 @@ fn run_with_fault(
     fault: impl FnOnce(),
     heal: impl FnOnce(),
 ) -> History {
+    run_with_storage_fault(ports, records, None, (before, during, after), fault, heal)
+}
+
+/// As `run_with_fault`, reading `storage` at the end too.
+fn run_with_storage_fault(
+    ports: &[u16],
+    records: &[String],
+    storage: Option<&OwnPostgres>,
+    (before, during, after): (Duration, Duration, Duration),
+    fault: impl FnOnce(),
+    heal: impl FnOnce(),
+) -> History {
     let clients = Clients::start(ports, records, 3);
     std::thread::sleep(before);
     fault();
     std::thread::sleep(during);
     heal();
     std::thread::sleep(after);
-    clients.finish(ports, records)
+    clients.finish_with_storage(ports, records, storage)
 }
 
 const PHASES: (Duration, Duration, Duration) = (
@@ -307,4 +359,78 @@ fn a_node_killed_and_restarted_keeps_every_promise() {
     clients
         .finish(&[a.port, b.port], &rig.records)
         .check("node 1 SIGKILLed and restarted");
+}
+
+/// Defect 1: two nodes share one PostgreSQL; with no fault at all, their buffered batches
+/// reach it in either order, and a row must never take an older version over a newer one: at
+/// the end storage holds exactly what the nodes hold.
+#[test]
+fn two_nodes_sharing_postgres_keep_storage_at_the_newest_version() {
+    let Some(rig) = Rig::new("sharedpg", 2, "") else {
+        return;
+    };
+    let Some(pg) = OwnPostgres::start(&rig.dir.join("pg")) else {
+        return;
+    };
+    rig.write_config(&postgres_storage(pg.port));
+    let (a, b) = (rig.node(0, 1), rig.node(1, 1));
+    let ports = [a.port, b.port];
+    let clients = Clients::start(&ports, &rig.records, 3);
+    // Storage's rows, watched throughout: a version never goes down there either.
+    let watching = Instant::now() + Duration::from_secs(10);
+    let mut last: std::collections::BTreeMap<String, i32> = Default::default();
+    let mut went_back = Vec::new();
+    while Instant::now() < watching {
+        for line in pg.sql("SELECT id || ' ' || version FROM ds.fault").lines() {
+            let Some((id, version)) = line.split_once(' ') else {
+                continue;
+            };
+            let version: i32 = version.parse().unwrap_or(0);
+            let before = last.insert(id.to_string(), version).unwrap_or(0);
+            if version < before {
+                went_back.push(format!(
+                    "storage's row {id} went from v{before} to v{version}"
+                ));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut history = clients.finish_with_storage(&ports, &rig.records, Some(&pg));
+    history.storage_went_back = went_back;
+    history.check("two nodes sharing PostgreSQL");
+}
+
+/// PostgreSQL cut from one node for a while: that node's writers get RECORD_UPDATE_ERROR
+/// within the storage timeout (the bucket took the write; storage did not), nothing
+/// acknowledged is lost, versions only go up, and once storage is back it catches up with the
+/// bucket.
+#[test]
+fn postgres_cut_from_a_node_keeps_every_promise() {
+    let Some(rig) = Rig::new("pgcut", 2, "") else {
+        return;
+    };
+    let Some(pg) = OwnPostgres::start(&rig.dir.join("pg")) else {
+        return;
+    };
+    let proxy = FaultProxy::start(pg.port);
+    rig.write_config(&format!(
+        "{}record:\n  storageRetrievalTimeout: 1000\n",
+        postgres_storage(proxy.port)
+    ));
+    let a = rig.node(0, 1);
+    rig.write_config(&format!(
+        "{}record:\n  storageRetrievalTimeout: 1000\n",
+        postgres_storage(pg.port)
+    ));
+    let b = rig.node(1, 1);
+    let ports = [a.port, b.port];
+    run_with_storage_fault(
+        &ports,
+        &rig.records,
+        Some(&pg),
+        PHASES,
+        || proxy.set(Fault::Cut),
+        || proxy.set(Fault::Pass),
+    )
+    .check("PostgreSQL cut from node 0 for 6 s");
 }
