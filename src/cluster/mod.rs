@@ -95,6 +95,9 @@ pub enum BusOut {
     },
     /// Read a record from the cluster's bucket.
     Read { name: Bytes },
+    /// Read a record this node holds from the bucket again: a write's answer was lost, or
+    /// changes may have been lost while NATS was away (`BusIn::Rechecked`).
+    Recheck { name: Bytes },
     /// Write a record (`None`: delete) if the bucket still holds revision `expected`.
     Cas {
         name: Bytes,
@@ -166,6 +169,14 @@ pub enum BusIn {
         name: Bytes,
         result: Result<KvRecord, String>,
     },
+    /// The answer to `BusOut::Recheck`.
+    Rechecked {
+        name: Bytes,
+        result: Result<KvRecord, String>,
+    },
+    /// This node's connection to NATS is back after an outage: what it published or was sent
+    /// meanwhile may be lost.
+    Reconnected,
     /// The answer to `BusOut::Cas`.
     Cas { name: Bytes, result: CasResult },
     /// Another node's write of a record this node wants.

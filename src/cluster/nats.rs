@@ -489,7 +489,8 @@ impl ShardBus {
                         self.send(subject, payload, "listening news for another node")
                             .await;
                     }
-                    BusOut::Read { name } => self.read(name),
+                    BusOut::Read { name } => self.read(name, false),
+                    BusOut::Recheck { name } => self.read(name, true),
                     BusOut::Cas {
                         name,
                         expected,
@@ -657,7 +658,7 @@ impl ShardBus {
     /// Reads a record from the bucket, off the request loop (reads of many records overlap).
     /// Started after any subscription asked for before it, so a write published after the
     /// read's answer reaches this node.
-    fn read(&self, name: Bytes) {
+    fn read(&self, name: Bytes, recheck: bool) {
         let (records, arrivals, timeout) = (
             self.records.clone(),
             self.arrivals.clone(),
@@ -669,7 +670,12 @@ impl ShardBus {
                 Ok(Err(e)) => Err(format!("cluster: cannot read the record: {e}")),
                 Err(_) => Err("cluster: reading the record timed out".to_string()),
             };
-            let _ = arrivals.send(vec![BusIn::Read { name, result }]).await;
+            let answer = if recheck {
+                BusIn::Rechecked { name, result }
+            } else {
+                BusIn::Read { name, result }
+            };
+            let _ = arrivals.send(vec![answer]).await;
         });
     }
 
@@ -922,7 +928,12 @@ impl Membership {
                     self.beat().await;
                     self.to_every_shard(BusIn::SyncRequested).await;
                 }
-                _ = self.reconnected.notified() => self.ask_for_sync().await,
+                _ = self.reconnected.notified() => {
+                    // Changes published while this node was away never reached it: its shards
+                    // read the records they hold again.
+                    self.to_every_shard(BusIn::Reconnected).await;
+                    self.ask_for_sync().await
+                }
             }
         }
     }

@@ -44,6 +44,8 @@ impl Shard {
         // routes its changes here.
         let reads = self.owner_side.records.take_cluster_reads();
         out.extend(reads.into_iter().map(|name| BusOut::Read { name }));
+        let rechecks = self.take_rechecks();
+        out.extend(rechecks.into_iter().map(|name| BusOut::Recheck { name }));
         out
     }
 
@@ -59,7 +61,12 @@ impl Shard {
                 self.on_remote_presence(node, user, online)
             }
             BusIn::NodeGone { node } => self.on_node_gone(node, now),
-            BusIn::SyncRequested => self.on_sync_requested(),
+            BusIn::SyncRequested => {
+                // A node is back (or new): changes it published while away may not have
+                // reached this one.
+                self.suspect_all_records();
+                self.on_sync_requested()
+            }
             BusIn::PresenceConfirmed { login } => self.login_step_done(login),
             BusIn::RemoteProvider { name, conn, on } => self.on_remote_provider(name, conn, on),
             BusIn::ToConn {
@@ -93,6 +100,8 @@ impl Shard {
                 settle_ms,
             } => self.on_members(me, nodes, settle_ms, now),
             BusIn::Read { name, result } => self.on_bucket_read(name, result, now),
+            BusIn::Rechecked { name, result } => self.on_bucket_recheck(name, result),
+            BusIn::Reconnected => self.suspect_all_records(),
             BusIn::Cas { name, result } => self.on_bucket_write(name, result, now),
             BusIn::RecordChanged { name, change } => self.on_record_changed(name, change),
             BusIn::Confirmed { token } => {

@@ -17,7 +17,7 @@ use crate::cluster::{BusOut, CasResult, KvRecord, RecordChange};
 use crate::core::ids::ConnId;
 use crate::protocol::message::{record_action as ra, topic, Message};
 use crate::store::{StorageError, StoreResult, StoredRecord};
-use ahash::AHashMap;
+use ahash::{AHashMap, AHashSet};
 use bytes::Bytes;
 
 /// One write worked out against memory, for the bucket to take or refuse.
@@ -65,7 +65,18 @@ pub struct ClusterRecords {
     /// Changes other nodes published while a record was loading: the newest, by name.
     early: AHashMap<Bytes, RecordChange>,
     gathering: Option<Gather>,
+    /// Records in memory that may be older than the bucket's: a write whose answer was lost
+    /// (the bucket may have taken it, and no node heard of it), or changes lost while NATS was
+    /// away. Read again from the bucket (`Recheck`) on the next tick.
+    suspects: AHashSet<Bytes>,
+    rechecks: Vec<Bytes>,
+    last_recheck: u64,
 }
+
+/// How often suspect records are read again, at most.
+const RECHECK_EVERY_MS: u64 = 250;
+/// Records read again per round, at most.
+const RECHECKS_PER_ROUND: usize = 1_000;
 
 impl ClusterRecords {
     pub fn is_proposing(&self, name: &[u8]) -> bool {
@@ -79,6 +90,7 @@ impl ClusterRecords {
 
     pub fn forget(&mut self, name: &[u8]) {
         self.revisions.remove(name);
+        self.suspects.remove(name);
     }
 
     pub fn read(&mut self, names: impl IntoIterator<Item = Bytes>) {
@@ -317,6 +329,86 @@ impl Shard {
         }
     }
 
+    /// Every record in memory is suspect: read again from the bucket.
+    pub(super) fn suspect_all_records(&mut self) {
+        if let Some(cluster) = self.owner_side.records.cluster.as_mut() {
+            let held: Vec<Bytes> = cluster.revisions.keys().cloned().collect();
+            cluster.suspects.extend(held);
+        }
+    }
+
+    /// Starts reading suspect records again, a bounded round at a time.
+    pub(super) fn recheck_tick(&mut self, now: u64) {
+        let Some(cluster) = self.owner_side.records.cluster.as_mut() else {
+            return;
+        };
+        if cluster.suspects.is_empty()
+            || now.saturating_sub(cluster.last_recheck) < RECHECK_EVERY_MS
+        {
+            return;
+        }
+        cluster.last_recheck = now;
+        let round: Vec<Bytes> = cluster
+            .suspects
+            .iter()
+            .take(RECHECKS_PER_ROUND)
+            .cloned()
+            .collect();
+        for name in round {
+            cluster.suspects.remove(&name);
+            // Only records still in memory: the others are read from the bucket when next
+            // wanted.
+            if cluster.revisions.contains_key(&name) {
+                cluster.rechecks.push(name);
+            }
+        }
+    }
+
+    pub(super) fn take_rechecks(&mut self) -> Vec<Bytes> {
+        self.owner_side
+            .records
+            .cluster
+            .as_mut()
+            .map(|c| std::mem::take(&mut c.rechecks))
+            .unwrap_or_default()
+    }
+
+    /// The bucket's answer to a recheck: a newer record than memory's is applied as another
+    /// node's change would be, and published, since the node that wrote it may never have
+    /// (its answer was lost, or so was its publish). Nodes apply it only if it is newer.
+    pub(super) fn on_bucket_recheck(&mut self, name: Bytes, result: Result<KvRecord, String>) {
+        let Some(cluster) = self.owner_side.records.cluster.as_mut() else {
+            return;
+        };
+        let found = match result {
+            Ok(found) if found.in_bucket => found,
+            Ok(_) => return,
+            Err(_) => {
+                // Still unreachable: again on a later round.
+                cluster.suspects.insert(name);
+                return;
+            }
+        };
+        let Some(known) = cluster.revisions.get(name.as_ref()).copied() else {
+            return;
+        };
+        if found.revision <= known {
+            return;
+        }
+        let change = RecordChange {
+            revision: found.revision,
+            previous: known,
+            record: found.record,
+            frames: Vec::new(),
+        };
+        self.count(|m| m.bus_published += 1);
+        self.push_bus_request(BusOut::PublishRecord {
+            name: name.clone(),
+            change: change.clone(),
+        });
+        self.on_record_changed(name, change);
+    }
+
     /// The bucket's answer to a compare-and-set.
     pub(super) fn on_bucket_write(&mut self, name: Bytes, result: CasResult, now: u64) {
         let Some(cluster) = self.owner_side.records.cluster.as_mut() else {
@@ -384,6 +476,12 @@ impl Shard {
                 // as it did: asking again, one after another, would answer them only after
                 // several timeouts. Anything else (reads of memory) goes on.
                 let unreachable = matches!(result, CasResult::Unreachable(_));
+                if unreachable {
+                    // The bucket may have taken it without answering.
+                    if let Some(cluster) = self.owner_side.records.cluster.as_mut() {
+                        cluster.suspects.insert(crate::core::detach(&name));
+                    }
+                }
                 for item in waiting {
                     if unreachable && Self::is_record_write(&item) {
                         self.refuse_write(item, error);

@@ -833,6 +833,7 @@ impl Shard {
         }
         if self.bus.on {
             self.listen_settle_tick(now);
+            self.recheck_tick(now);
         }
     }
 
@@ -990,5 +991,7 @@ impl Shard {
     }
 }
 
+#[cfg(test)]
+mod sim;
 #[cfg(test)]
 mod tests;

@@ -434,3 +434,97 @@ fn postgres_cut_from_a_node_keeps_every_promise() {
     )
     .check("PostgreSQL cut from node 0 for 6 s");
 }
+
+/// A name of `prefix` owned by shard `owner` of `shards`.
+fn name_owned_by(owner: usize, shards: usize, prefix: &str) -> String {
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|name| corestream::core::ids::owner_of(name.as_bytes(), shards) == owner)
+        .unwrap_or_default()
+}
+
+/// Defect 4: emits flood a name owned by shard 1 of 2 until the shards' backpressure engages;
+/// clients that subscribe to another name of shard 1 meanwhile are acknowledged, and so must
+/// receive every emit made after the flood.
+#[test]
+fn subscriptions_acknowledged_during_a_backlog_receive_what_follows() {
+    use corestream::protocol::message::{event_action as ea, topic, Message};
+    let server = Server::start(&["--cores", "2"]);
+    let port = server.port;
+    let flooded = name_owned_by(1, 2, "flood");
+    let quiet = name_owned_by(1, 2, "quiet");
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooders: Vec<_> = (0..4)
+        .map(|i| {
+            let (stop, flooded) = (stop.clone(), flooded.clone());
+            std::thread::spawn(move || {
+                let mut client = common::RawClient::login(port, &format!("flooder-{i}"));
+                let emit = Message {
+                    name: Some(bytes::Bytes::from(flooded)),
+                    data: Some(bytes::Bytes::from_static(b"\"x\"")),
+                    ..Message::new(topic::EVENT, ea::EMIT)
+                };
+                let started = Instant::now();
+                while !stop.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(60) {
+                    if !client.try_send(&emit) {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(
+        std::env::var("FLOOD_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3),
+    ));
+    let mut subscribers: Vec<common::RawClient> = (0..16)
+        .map(|i| {
+            let mut client = common::RawClient::login(port, &format!("subscriber-{i}"));
+            client.set_timeout(Duration::from_secs(30));
+            client.send(&Message {
+                correlation_id: Some(bytes::Bytes::from_static(b"s")),
+                names: vec![bytes::Bytes::from(quiet.clone())],
+                ..Message::new(topic::EVENT, ea::SUBSCRIBE)
+            });
+            let ack = client.expect_message();
+            assert_eq!(ack.is_ack, Some(true), "{ack:?}");
+            client
+        })
+        .collect();
+    // Long enough for the quiet subscribers to be parked while the flood goes on.
+    std::thread::sleep(Duration::from_secs(
+        std::env::var("AFTER_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(8),
+    ));
+    stop.store(true, Ordering::SeqCst);
+    for flooder in flooders {
+        let _ = flooder.join();
+    }
+    let mut publisher = common::RawClient::login(port, "publisher");
+    for n in 0..10 {
+        publisher.send(&Message {
+            name: Some(bytes::Bytes::from(quiet.clone())),
+            data: Some(bytes::Bytes::from(n.to_string())),
+            ..Message::new(topic::EVENT, ea::EMIT)
+        });
+    }
+    let mut missing = Vec::new();
+    for (i, subscriber) in subscribers.iter_mut().enumerate() {
+        subscriber.set_timeout(Duration::from_secs(10));
+        for n in 0..10 {
+            match subscriber.receive_quietly() {
+                Some(common::Received::Message(m))
+                    if m.data.as_deref() == Some(n.to_string().as_bytes()) => {}
+                other => {
+                    missing.push(format!("subscriber {i}: emit {n}: {other:?}"));
+                    break;
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
