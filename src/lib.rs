@@ -8,6 +8,7 @@ pub mod config;
 pub mod core;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod health;
 pub mod log;
 pub mod monitoring;
 pub mod net;

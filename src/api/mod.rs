@@ -47,6 +47,9 @@ impl Default for ApiConfig {
     }
 }
 
+/// After the health check's path: the readiness answer.
+pub const READY_SUFFIX: &str = "/ready";
+
 /// What a plain (not WebSocket) request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -55,6 +58,8 @@ pub enum Route {
     /// Auth data to the auth path: the answer is the login's token and client data.
     Auth,
     Health,
+    /// `<healthCheckPath>/ready`: whether the node can serve (`crate::health`).
+    Ready,
     /// A monitoring endpoint's GET path (its index in the config's list).
     Monitoring(usize),
     /// An answer that needs nothing more: status, text body, extra headers.
@@ -143,6 +148,10 @@ pub fn route(
                 }
             };
             consider(health_path, Route::Health);
+            let ready = format!("{health_path}{READY_SUFFIX}");
+            if !health_path.is_empty() {
+                consider(&ready, Route::Ready);
+            }
             for (i, p) in monitoring.iter().enumerate() {
                 consider(p, Route::Monitoring(i));
             }
@@ -230,7 +239,7 @@ mod tests {
     fn status(route: Route) -> u16 {
         match route {
             Route::Answer(status, ..) => status,
-            Route::Api | Route::Auth | Route::Health | Route::Monitoring(_) => 200,
+            Route::Api | Route::Auth | Route::Health | Route::Ready | Route::Monitoring(_) => 200,
         }
     }
 
@@ -258,6 +267,7 @@ mod tests {
         );
         assert_eq!(status(r("POST /api HTTP/1.1\r\n\r\n")), 415);
         assert_eq!(r("GET /health-check HTTP/1.1\r\n\r\n"), Route::Health);
+        assert_eq!(r("GET /health-check/ready HTTP/1.1\r\n\r\n"), Route::Ready);
         assert_eq!(r("GET /monitoring HTTP/1.1\r\n\r\n"), Route::Monitoring(0));
         assert_eq!(status(r("GET /api HTTP/1.1\r\n\r\n")), 400);
         assert_eq!(status(r("GET /x HTTP/1.1\r\n\r\n")), 404);

@@ -229,6 +229,20 @@ async fn answer(
                 headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
             http::response(200, &headers, b"OK", keep_alive)
         }
+        Route::Ready => {
+            // 200 while nothing keeps the node from serving; 503 naming what is down.
+            let problems = crate::health::problems();
+            let (status, body) = if problems.is_empty() {
+                (200, "READY".to_string())
+            } else {
+                let lines: Vec<String> = problems
+                    .iter()
+                    .map(|(part, why)| format!("{part}: {why}"))
+                    .collect();
+                (503, format!("NOT READY\n{}", lines.join("\n")))
+            };
+            text(status, &body, &origin, keep_alive)
+        }
         Route::Monitoring(index) => {
             let admitted = io
                 .monitor

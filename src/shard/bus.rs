@@ -60,7 +60,11 @@ impl Shard {
             BusIn::RemotePresence { node, user, online } => {
                 self.on_remote_presence(node, user, online)
             }
-            BusIn::NodeGone { node } => self.on_node_gone(node, now),
+            BusIn::NodeGone { node } => {
+                // It may have written records to the bucket and died before telling anyone.
+                self.suspect_all_records();
+                self.on_node_gone(node, now)
+            }
             BusIn::SyncRequested => {
                 // A node is back (or new): changes it published while away may not have
                 // reached this one.

@@ -71,6 +71,11 @@ pub struct ClusterRecords {
     suspects: AHashSet<Bytes>,
     rechecks: Vec<Bytes>,
     last_recheck: u64,
+    /// Records whose writes from this node keep losing to other nodes' (each conflict is
+    /// handled again on the newer record): since when. Past the request timeout the writes
+    /// are refused rather than tried again, so a write's answer stays bounded under any
+    /// contention (a slow bucket and busy writers elsewhere could starve it for ever).
+    losing_since: AHashMap<Bytes, u64>,
 }
 
 /// How often suspect records are read again, at most.
@@ -91,6 +96,7 @@ impl ClusterRecords {
     pub fn forget(&mut self, name: &[u8]) {
         self.revisions.remove(name);
         self.suspects.remove(name);
+        self.losing_since.remove(name);
     }
 
     pub fn read(&mut self, names: impl IntoIterator<Item = Bytes>) {
@@ -423,6 +429,21 @@ impl Shard {
             before,
             waiting,
         } = proposal;
+        let losing_since = match &result {
+            CasResult::Conflict(_) => *cluster
+                .losing_since
+                .entry(crate::core::detach(&name))
+                .or_insert(now),
+            _ => {
+                cluster.losing_since.remove(name.as_ref());
+                now
+            }
+        };
+        let request_timeout = self
+            .config
+            .cluster
+            .as_ref()
+            .map_or(5_000, |c| c.request_timeout_ms);
         match result {
             CasResult::Written(revision) => {
                 self.set_revision(&name, revision);
@@ -461,7 +482,22 @@ impl Shard {
                 self.apply_remote(&name, current.revision, current.record, None);
                 self.apply_early_change(&name);
                 let retries = writes.into_iter().map(|w| w.retry);
-                let again: Vec<Waiting> = retries.chain(waiting).collect();
+                let mut again: Vec<Waiting> = retries.chain(waiting).collect();
+                if now.saturating_sub(losing_since) >= request_timeout {
+                    if let Some(cluster) = self.owner_side.records.cluster.as_mut() {
+                        cluster.losing_since.remove(name.as_ref());
+                    }
+                    let (writes, rest): (Vec<Waiting>, Vec<Waiting>) =
+                        again.into_iter().partition(Self::is_record_write);
+                    let error = format!(
+                        "cluster: other nodes kept writing the record first for {request_timeout} \
+                         ms; this write was not taken"
+                    );
+                    for write in writes {
+                        self.refuse_write(write, &error);
+                    }
+                    again = rest;
+                }
                 self.resume_gathering(&name, again, now);
             }
             CasResult::Failed(ref error) | CasResult::Unreachable(ref error) => {

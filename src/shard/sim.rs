@@ -24,12 +24,12 @@ use std::sync::Arc;
 
 /// The bucket's request timeout (the cluster's `requestTimeout`) in simulated ms.
 const REQUEST_TIMEOUT: u64 = 1000;
-/// A write answered later than this (simulated ms) breaks a promise: a compare-and-set that
-/// times out, and the ticks that check deadlines; beside that, the bucket round trips of the
-/// compare-and-sets it loses to other nodes' writes (each loss costs one, and under contention
-/// with a slow bucket several are lost in a row: `CONFLICT_ROUNDS`).
+/// A write answered later than this (simulated ms) breaks a promise: the write it waited
+/// behind times out (or keeps losing to other nodes' writes for the request timeout), then its
+/// own does, plus the ticks that check deadlines; beside that, `CONFLICT_ROUNDS` bucket round
+/// trips (a write in flight when the streak of losses ends).
 const ANSWER_BOUND: u64 = 2 * REQUEST_TIMEOUT + 200;
-const CONFLICT_ROUNDS: u64 = 8;
+const CONFLICT_ROUNDS: u64 = 2;
 const TICK_MS: u64 = 50;
 const RECORDS: [&str; 3] = ["sim/a", "sim/b", "sim/c"];
 
@@ -245,7 +245,10 @@ impl Sim {
         let mut rng = Rng(seed);
         let plan = Plan::of(&mut rng);
         let config = Arc::new(Config {
-            cluster: Some(Default::default()),
+            cluster: Some(crate::config::cluster::ClusterConfig {
+                request_timeout_ms: REQUEST_TIMEOUT,
+                ..Default::default()
+            }),
             ..Config::default()
         });
         let nodes = (0..plan.nodes)
@@ -998,7 +1001,8 @@ fn run_seeds(seeds: impl Iterator<Item = u64>) {
 
 #[test]
 fn a_fixed_set_of_seeds_keeps_every_promise() {
-    run_seeds(0..100);
+    // And seeds that once failed (each a defect fixed since; see the closing notes of issue 27).
+    run_seeds((0..100).chain([1278, 1301, 1383]));
 }
 
 /// `SIM_SEED=n`: one seed, replayed exactly, with what it planned and saw.

@@ -5,12 +5,23 @@
 //! its commit is on disk. fjall was measured against redb before it was picked
 //! (perf/RESULTS.md: group commits of 512 writes, 2.1x the writes per second, a quarter of the
 //! p99 commit time).
+//!
+//! A full disk: a batch is refused (its writers get RECORD_UPDATE_ERROR) while the file system
+//! has less room than twice the batch plus `DISK_RESERVE` (room for the keyspace's own
+//! flushes), so the journal is never torn by a write the disk cannot take (fjall 2.11's
+//! recovery of a torn journal cuts the end marker of the batch before it, which the next
+//! recovery then drops: an acknowledged write lost). A commit that fails anyway makes fjall
+//! refuse every later one; so the committer then opens the keyspace again before the next
+//! (at most every `REOPEN_EVERY`) and flushes what it recovered into a segment at once. Writes
+//! resume by themselves once there is room; the failure is logged once, counted, and reported
+//! by the readiness answer (`crate::health`) until a commit succeeds again.
 
 use super::{through_batch, BatchFuture, RecordStore, StorageError, StoreFuture, StoreJob};
 use super::{StoreResult, StoredRecord};
 use bytes::Bytes;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, RwLock};
+use std::time::{Duration, Instant};
 
 /// The first byte of every stored value: how the rest is laid out.
 const FORMAT: u8 = 1;
@@ -19,14 +30,43 @@ const FORMAT: u8 = 1;
 const MAX_QUEUED_BATCHES: usize = 64;
 /// Batches a shard keeps in flight: while one commits, the next ones gather writes.
 const CONCURRENCY: usize = 4;
+/// After a failed commit, how often the keyspace is opened again at most.
+const REOPEN_EVERY: Duration = Duration::from_millis(500);
+/// Room kept free on the store's file system beside a batch: two memtables' flushes.
+const DISK_RESERVE: u64 = 32 << 20;
 
 type Writes = Vec<(Bytes, Option<StoredRecord>)>;
 type Committed = async_channel::Sender<Result<(), String>>;
 
 pub struct EmbeddedStore {
+    /// `None` while the committer opens the keyspace again (reads then fail as unavailable).
+    handles: Arc<RwLock<Option<Handles>>>,
+    commits: mpsc::SyncSender<(Writes, Committed)>,
+}
+
+struct Handles {
     keyspace: fjall::Keyspace,
     records: fjall::PartitionHandle,
-    commits: mpsc::SyncSender<(Writes, Committed)>,
+}
+
+impl Handles {
+    fn open(path: &Path) -> Result<Handles, String> {
+        let keyspace = fjall::Config::new(path)
+            .flush_workers(1)
+            .compaction_workers(1)
+            .open()
+            .map_err(|e| format!("storage: cannot open {}: {e}", path.display()))?;
+        let records = keyspace
+            .open_partition("records", fjall::PartitionCreateOptions::default())
+            .map_err(|e| format!("storage: cannot open {}: {e}", path.display()))?;
+        Ok(Handles { keyspace, records })
+    }
+}
+
+type Shared = RwLock<Option<Handles>>;
+
+fn shared(handles: &Shared) -> std::sync::RwLockReadGuard<'_, Option<Handles>> {
+    handles.read().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The file that records how the data directory is partitioned: records are found by the
@@ -65,29 +105,31 @@ impl EmbeddedStore {
     /// Opens shard `shard`'s keyspace under `dir` and starts its committer thread.
     pub fn open(dir: &Path, shard: usize) -> Result<EmbeddedStore, String> {
         let path: PathBuf = dir.join(format!("shard-{shard}"));
-        let keyspace = fjall::Config::new(&path)
-            .flush_workers(1)
-            .compaction_workers(1)
-            .open()
-            .map_err(|e| format!("storage: cannot open {}: {e}", path.display()))?;
-        let records = keyspace
-            .open_partition("records", fjall::PartitionCreateOptions::default())
-            .map_err(|e| format!("storage: cannot open {}: {e}", path.display()))?;
+        let handles = Arc::new(RwLock::new(Some(Handles::open(&path)?)));
         let (commits, queue) = mpsc::sync_channel(MAX_QUEUED_BATCHES);
-        let (ks, part) = (keyspace.clone(), records.clone());
+        let committer = Committer {
+            path,
+            shard,
+            handles: handles.clone(),
+            failed: false,
+            poisoned: false,
+            last_reopen: None,
+        };
         std::thread::Builder::new()
             .name(format!("corestream-commit-{shard}"))
-            .spawn(move || commit_loop(&ks, &part, &queue))
+            .spawn(move || committer.run(&queue))
             .map_err(|e| format!("storage: cannot start the committer thread: {e}"))?;
-        Ok(EmbeddedStore {
-            keyspace,
-            records,
-            commits,
-        })
+        Ok(EmbeddedStore { handles, commits })
     }
 
     fn read(&self, name: &[u8]) -> Result<Option<StoredRecord>, StorageError> {
-        let value = self
+        let handles = shared(&self.handles);
+        let Some(handles) = handles.as_ref() else {
+            return Err(StorageError::Unavailable(
+                "the embedded store is being opened again".into(),
+            ));
+        };
+        let value = handles
             .records
             .get(name)
             .map_err(|e| StorageError::Unavailable(e.to_string()))?;
@@ -120,23 +162,56 @@ impl EmbeddedStore {
 impl Drop for EmbeddedStore {
     fn drop(&mut self) {
         // The committer ends when the channel closes; what it committed is on disk already.
-        let _ = self.keyspace.persist(fjall::PersistMode::SyncAll);
+        if let Some(handles) = shared(&self.handles).as_ref() {
+            let _ = handles.keyspace.persist(fjall::PersistMode::SyncAll);
+        }
     }
 }
 
-/// Commits every batch queued since the last commit in one go, then fsyncs once.
-fn commit_loop(
-    keyspace: &fjall::Keyspace,
-    records: &fjall::PartitionHandle,
-    queue: &mpsc::Receiver<(Writes, Committed)>,
-) {
-    while let Ok(first) = queue.recv() {
-        let mut group = vec![first];
-        while let Ok(more) = queue.try_recv() {
-            group.push(more);
+/// The committer thread of one shard's keyspace.
+struct Committer {
+    path: PathBuf,
+    shard: usize,
+    handles: Arc<Shared>,
+    /// The last batch was refused or failed (reported down until one commits).
+    failed: bool,
+    /// A commit failed inside fjall, which then refuses every later one: the keyspace is
+    /// opened again before the next.
+    poisoned: bool,
+    last_reopen: Option<Instant>,
+}
+
+impl Committer {
+    /// Commits every batch queued since the last commit in one go, then fsyncs once.
+    fn run(mut self, queue: &mpsc::Receiver<(Writes, Committed)>) {
+        while let Ok(first) = queue.recv() {
+            let mut group = vec![first];
+            while let Ok(more) = queue.try_recv() {
+                group.push(more);
+            }
+            let outcome = self.room_for(&group).and_then(|()| {
+                if self.poisoned && self.last_reopen.is_none_or(|t| t.elapsed() >= REOPEN_EVERY) {
+                    self.last_reopen = Some(Instant::now());
+                    self.reopen();
+                }
+                let committed = self.commit(&group);
+                self.poisoned = committed.is_err();
+                committed
+            });
+            self.report(&outcome);
+            for (_, done) in group {
+                let _ = done.send_blocking(outcome.clone());
+            }
         }
+    }
+
+    fn commit(&self, group: &[(Writes, Committed)]) -> Result<(), String> {
+        let handles = shared(&self.handles);
+        let Some(Handles { keyspace, records }) = handles.as_ref() else {
+            return Err("the embedded store could not be opened again".into());
+        };
         let mut batch = keyspace.batch();
-        for (writes, _) in &group {
+        for (writes, _) in group {
             for (name, record) in writes {
                 match record {
                     Some(record) => batch.insert(records, name.as_ref(), encode(record)),
@@ -144,12 +219,92 @@ fn commit_loop(
                 }
             }
         }
-        let outcome = batch
+        batch
             .commit()
             .and_then(|()| keyspace.persist(fjall::PersistMode::SyncData))
-            .map_err(|e| format!("commit failed: {e}"));
-        for (_, done) in group {
-            let _ = done.send_blocking(outcome.clone());
+            .map_err(|e| format!("commit failed: {e}"))
+    }
+
+    /// Whether the file system has room for the group's writes, with the reserve.
+    fn room_for(&self, group: &[(Writes, Committed)]) -> Result<(), String> {
+        let bytes = group
+            .iter()
+            .flat_map(|(writes, _)| writes)
+            .map(|(name, record)| name.len() + record.as_ref().map_or(0, |r| r.data.len() + 5))
+            .sum::<usize>() as u64;
+        // Unknown (an odd file system): the commit says.
+        let Ok(stat) = rustix::fs::statvfs(&self.path) else {
+            return Ok(());
+        };
+        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        let need = bytes.saturating_mul(2).saturating_add(DISK_RESERVE);
+        if free < need {
+            return Err(format!(
+                "the disk is full: {free} bytes free on {}, {need} needed",
+                self.path.display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Drops the keyspace (fjall refuses every commit after a failed journal write) and
+    /// opens it again: it recovers what was committed from its journal, and flushes that into
+    /// a segment at once (a recovered journal with a torn tail has lost the end marker of its
+    /// last batch, which the next recovery would drop).
+    fn reopen(&self) {
+        let old = self
+            .handles
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(old);
+        let opened = Handles::open(&self.path).and_then(|handles| {
+            handles
+                .records
+                .rotate_memtable_and_wait()
+                .map_err(|e| format!("storage: cannot flush what was recovered: {e}"))?;
+            Ok(handles)
+        });
+        let error = opened.as_ref().err().cloned();
+        *self.handles.write().unwrap_or_else(|e| e.into_inner()) = opened.ok();
+        if let Some(error) = error {
+            crate::log!(
+                crate::log::Level::Warn,
+                "EMBEDDED_STORE",
+                "shard {}: the embedded store could not be opened again yet: {error}",
+                self.shard
+            );
+        }
+    }
+
+    /// Logs (once) and reports the store going down or coming back.
+    fn report(&mut self, outcome: &Result<(), String>) {
+        let part = format!("embedded store (shard {})", self.shard);
+        match outcome {
+            Ok(()) if self.failed => {
+                self.failed = false;
+                if crate::health::back(&part) {
+                    crate::log!(
+                        crate::log::Level::Info,
+                        "EMBEDDED_STORE_BACK",
+                        "shard {}: the embedded store takes writes again",
+                        self.shard
+                    );
+                }
+            }
+            Ok(()) => {}
+            Err(error) => {
+                self.failed = true;
+                if crate::health::down(&part, error) {
+                    crate::log!(
+                        crate::log::Level::Error,
+                        "EMBEDDED_STORE_FAILED",
+                        "shard {}: the embedded store cannot commit writes ({error}); they are \
+                         refused until it can",
+                        self.shard
+                    );
+                }
+            }
         }
     }
 }

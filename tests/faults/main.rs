@@ -528,3 +528,156 @@ fn subscriptions_acknowledged_during_a_backlog_receive_what_follows() {
     }
     assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
+
+/// A tmpfs of `size` mounted at `at`, unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    /// `None` (said, and a failure under CI) where this machine does not let the test mount.
+    fn mount(at: &std::path::Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(at).expect("mount point");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        common::found_or_skipped(mounted, "this machine does not let the test mount a tmpfs")
+            .then(|| SmallDisk(at.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// An acked UPDATE of `name` at version 1; the answer's action (0: no answer).
+fn acked_create(client: &mut common::RawClient, name: &str, data: &str) -> i32 {
+    use corestream::protocol::message::{record_action as ra, topic, Message};
+    let sent = client.try_send(&Message {
+        name: Some(bytes::Bytes::copy_from_slice(name.as_bytes())),
+        version: Some(1),
+        data: Some(bytes::Bytes::copy_from_slice(data.as_bytes())),
+        is_write_ack: Some(true),
+        correlation_id: Some(bytes::Bytes::copy_from_slice(name.as_bytes())),
+        ..Message::new(topic::RECORD, ra::CREATEANDUPDATE)
+    });
+    loop {
+        match sent.then(|| client.receive_quietly()).flatten() {
+            Some(common::Received::Message(m))
+                if m.correlation_id.as_deref() == Some(name.as_bytes()) =>
+            {
+                return m.action
+            }
+            Some(_) => {}
+            None => return 0,
+        }
+    }
+}
+
+/// Defect 3: the embedded store on a full file system. Writes are refused while it is full,
+/// the readiness answer says so, and once there is room again writes resume by themselves (no
+/// restart); every write acknowledged before is there, and after a restart too.
+#[test]
+fn the_embedded_store_resumes_by_itself_once_a_full_disk_has_room() {
+    use corestream::protocol::message::record_action as ra;
+    let dir = std::env::temp_dir().join(format!(
+        "corestream-faults-disk-{}-{}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    let data = dir.join("data");
+    let Some(disk) = SmallDisk::mount(&data, "64m") else {
+        return;
+    };
+    // Room the test gives back later: 40 MiB left, 8 MiB past the 32 MiB the store keeps free.
+    let filler = data.join("filler");
+    std::fs::write(&filler, vec![7u8; 24 << 20]).expect("filler");
+    let config = dir.join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "storage:\n  name: embedded\n  options:\n    path: {}\n",
+            data.join("store").display()
+        ),
+    )
+    .expect("config");
+    let args = ["--cores", "1", "-c", config.to_str().expect("path")];
+    let server = Server::start(&args);
+    let mut writer = common::RawClient::login(server.port, "writer");
+    let mut acked = Vec::new();
+    let mut refused = None;
+    for n in 0..2000 {
+        let name = format!("disk/{n}");
+        // Random, so no compression makes room.
+        let fill: String = (0..64 * 1024).map(|_| fastrand::alphanumeric()).collect();
+        let value = format!(r#"{{"fill":"{fill}"}}"#);
+        match acked_create(&mut writer, &name, &value) {
+            ra::WRITE_ACKNOWLEDGEMENT => acked.push(name),
+            action => {
+                refused = Some(action);
+                break;
+            }
+        }
+    }
+    assert_eq!(refused, Some(ra::RECORD_UPDATE_ERROR), "the disk filled up");
+    assert!(
+        acked.len() > 10,
+        "{} writes before the disk was full",
+        acked.len()
+    );
+    let ready = common::http(server.port, "GET", "/health-check/ready", &[], b"");
+    let said = String::from_utf8_lossy(&ready.body).into_owned();
+    assert_eq!(ready.status, 503, "{said}");
+    assert!(said.contains("embedded store"), "{said}");
+    let live = common::http(server.port, "GET", "/health-check", &[], b"");
+    assert_eq!(live.status, 200, "liveness stays deepstream's answer");
+    // Room again: within a few seconds writes are taken, with no restart.
+    std::fs::remove_file(&filler).expect("free room");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut resumed = false;
+    let mut n = 10_000;
+    while Instant::now() < deadline && !resumed {
+        n += 1;
+        let name = format!("disk/{n}");
+        resumed =
+            acked_create(&mut writer, &name, r#"{"small":true}"#) == ra::WRITE_ACKNOWLEDGEMENT;
+        if resumed {
+            acked.push(name);
+        } else {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    assert!(resumed, "writes resumed once the disk had room");
+    let ready = common::http(server.port, "GET", "/health-check/ready", &[], b"");
+    assert_eq!(
+        ready.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&ready.body)
+    );
+    let check = |port: u16, acked: &[String], when: &str| {
+        let reads = load::read_all(port, acked);
+        let lost: Vec<&String> = acked
+            .iter()
+            .zip(reads)
+            .filter(|(_, read)| read.as_ref().map(|r| r.version) != Some(1))
+            .map(|(name, _)| name)
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "{when}: {} of {} acknowledged writes missing: {lost:?}",
+            lost.len(),
+            acked.len()
+        );
+    };
+    check(server.port, &acked, "before a restart");
+    drop(server);
+    let server = Server::start(&args);
+    check(server.port, &acked, "after a restart");
+    drop(server);
+    drop(disk);
+    let _ = std::fs::remove_dir_all(&dir);
+}
