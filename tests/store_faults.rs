@@ -1,5 +1,5 @@
 //! The cache and the storage going away and coming back while writers and readers run: a TCP
-//! proxy of the test's own sits in front of the machine's Redis and PostgreSQL and is cut
+//! fault proxy (tests/common) sits in front of the machine's Redis and PostgreSQL and is cut
 //! (connections reset, new ones refused) or stalled (bytes held), one layer, the other, then
 //! both. Every request must be answered within the retrieval timeouts (an ack or the
 //! reference's error action, never silence), the connectors must reconnect by themselves, no
@@ -8,111 +8,18 @@
 mod common;
 
 use bytes::Bytes;
+use common::fault_proxy::{Fault, FaultProxy};
 use common::{service, RawClient, Server};
 use corestream::protocol::message::{record_action as ra, topic, Message};
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const PASS: u8 = 0;
-const CUT: u8 = 1;
-const STALL: u8 = 2;
-
-/// A TCP proxy to `127.0.0.1:target` that can be cut or stalled.
-struct Proxy {
-    port: u16,
-    mode: Arc<AtomicU8>,
-    open: Arc<Mutex<Vec<TcpStream>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Proxy {
-    fn start(target: u16) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let port = listener.local_addr().expect("addr").port();
-        let proxy = Proxy {
-            port,
-            mode: Arc::default(),
-            open: Arc::default(),
-            stop: Arc::default(),
-        };
-        let (mode, open, stop) = (proxy.mode.clone(), proxy.open.clone(), proxy.stop.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                let client = match listener.accept() {
-                    Ok((client, _)) => client,
-                    Err(_) => {
-                        std::thread::sleep(Duration::from_millis(5));
-                        continue;
-                    }
-                };
-                if mode.load(Ordering::SeqCst) == CUT {
-                    drop(client);
-                    continue;
-                }
-                let _ = client.set_nonblocking(false);
-                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
-                    continue;
-                };
-                for stream in [&client, &server] {
-                    if let Ok(clone) = stream.try_clone() {
-                        open.lock().expect("lock").push(clone);
-                    }
-                }
-                for (mut from, mut to) in [
-                    (
-                        client.try_clone().expect("clone"),
-                        server.try_clone().expect("clone"),
-                    ),
-                    (server, client),
-                ] {
-                    let mode = mode.clone();
-                    std::thread::spawn(move || {
-                        let mut buf = [0u8; 16384];
-                        while let Ok(n) = from.read(&mut buf) {
-                            if n == 0 {
-                                break;
-                            }
-                            // Stalled: the bytes wait here until the proxy passes or is cut.
-                            while mode.load(Ordering::SeqCst) == STALL {
-                                std::thread::sleep(Duration::from_millis(5));
-                            }
-                            if mode.load(Ordering::SeqCst) == CUT
-                                || to.write_all(&buf[..n]).is_err()
-                            {
-                                break;
-                            }
-                        }
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                        let _ = from.shutdown(std::net::Shutdown::Both);
-                    });
-                }
-            }
-        });
-        proxy
-    }
-
-    fn set(&self, mode: u8) {
-        self.mode.store(mode, Ordering::SeqCst);
-        if mode == CUT {
-            for stream in self.open.lock().expect("lock").drain(..) {
-                let _ = stream.shutdown(std::net::Shutdown::Both);
-            }
-        }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.set(CUT);
-    }
-}
+const PASS: Fault = Fault::Pass;
+const CUT: Fault = Fault::Cut;
+const STALL: Fault = Fault::Stall;
 
 /// What the clients saw: the last acknowledged value per record, answers by action, and the
 /// slowest answer.
@@ -177,7 +84,7 @@ fn cache_and_storage_outages_are_answered_within_the_timeouts_and_lose_no_acknow
     }
     let tag = format!("cs_faults_{}_{}", std::process::id(), fastrand::u32(..));
     let _cleanup = common::Scratch(tag.clone());
-    let (cache, storage) = (Proxy::start(6379), Proxy::start(5432));
+    let (cache, storage) = (FaultProxy::start(6379), FaultProxy::start(5432));
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(&tag);
     std::fs::create_dir_all(&dir).expect("dir");
     let config = dir.join("config.yml");
@@ -205,7 +112,7 @@ fn cache_and_storage_outages_are_answered_within_the_timeouts_and_lose_no_acknow
             std::thread::spawn(move || writer(port, prefix, seen, stop))
         })
         .collect();
-    let phase = |what: &str, cache_mode: u8, storage_mode: u8| {
+    let phase = |what: &str, cache_mode: Fault, storage_mode: Fault| {
         cache.set(cache_mode);
         storage.set(storage_mode);
         std::thread::sleep(Duration::from_millis(1500));
@@ -225,7 +132,7 @@ fn cache_and_storage_outages_are_answered_within_the_timeouts_and_lose_no_acknow
     };
     // A write a layer had taken just before it went away may still be acknowledged: at most
     // one per writer.
-    let down = |what: &str, cache_mode: u8, storage_mode: u8| {
+    let down = |what: &str, cache_mode: Fault, storage_mode: Fault| {
         let acks = phase(what, cache_mode, storage_mode);
         assert!(
             acks <= 4,
