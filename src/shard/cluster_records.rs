@@ -354,12 +354,14 @@ impl Shard {
             return;
         }
         cluster.last_recheck = now;
-        let round: Vec<Bytes> = cluster
+        let mut round: Vec<Bytes> = cluster
             .suspects
             .iter()
             .take(RECHECKS_PER_ROUND)
             .cloned()
             .collect();
+        // In name order, not the map's: the simulation replays a seed exactly.
+        round.sort_unstable();
         for name in round {
             cluster.suspects.remove(&name);
             // Only records still in memory: the others are read from the bucket when next
