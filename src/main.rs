@@ -74,12 +74,15 @@ fn load(config: Option<&PathBuf>) -> Result<Config, String> {
     };
     match found {
         Some(path) => {
-            if config.is_none() {
-                eprintln!("config: {}", path.display());
-            }
+            eprintln!("config: {}", path.display());
             Config::load(&path).map_err(|e| e.to_string())
         }
-        None => Ok(Config::default()),
+        None => {
+            eprintln!(
+                "config: no config file found: built-in defaults (open auth, no permissions)"
+            );
+            Ok(Config::default())
+        }
     }
 }
 
@@ -134,8 +137,12 @@ fn main() -> ExitCode {
                 ));
             }
             println!(
-                "ok: {} listens on {}:{}{}",
-                c.server_name, c.host, c.port, c.url_path
+                "ok: {} listens on {}:{}{}; {}",
+                c.server_name,
+                c.host,
+                c.port,
+                c.url_path,
+                c.security_summary()
             );
             Ok(())
         }),

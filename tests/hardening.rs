@@ -642,3 +642,106 @@ fn partial_frames_from_connections_not_logged_in_have_a_shard_budget() {
         }
     }
 }
+
+/// Issue 28, defect 1: a misspelt `auth:` (or `permission:`) left the server open with one
+/// warning. A near miss of a known key stops the start and `check-config`, naming the key, its
+/// line and what was meant; an unrelated unknown key stays a warning.
+#[test]
+fn a_misspelt_security_key_stops_the_start() {
+    let dir = std::env::temp_dir().join(format!("corestream-typo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    for (typo, meant) in [("auht", "auth"), ("permissions", "permission")] {
+        let config = dir.join(format!("{typo}.yml"));
+        std::fs::write(
+            &config,
+            format!("serverName: x\n{typo}:\n  type: file\n  options: {{}}\n"),
+        )
+        .expect("config");
+        for args in [
+            vec!["check-config".to_string(), config.display().to_string()],
+            vec![
+                "start".into(),
+                "--port".into(),
+                "0".into(),
+                "-c".into(),
+                config.display().to_string(),
+            ],
+        ] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_corestream"))
+                .args(&args)
+                .output()
+                .expect("run corestream");
+            let said = String::from_utf8_lossy(&out.stderr).to_string()
+                + &String::from_utf8_lossy(&out.stdout);
+            assert!(!out.status.success(), "{args:?} accepted '{typo}': {said}");
+            assert!(
+                said.contains(&format!("'{typo}' (line 2): did you mean '{meant}'")),
+                "{args:?}: {said}"
+            );
+        }
+    }
+    let config = dir.join("unrelated.yml");
+    std::fs::write(&config, "myCompanySettings: 1\n").expect("config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_corestream"))
+        .args(["check-config"])
+        .arg(&config)
+        .output()
+        .expect("run corestream");
+    assert!(out.status.success(), "an unrelated key stays a warning");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 28, defect 2: the config deepstream 7 would read is the one read, the start and
+/// `check-config` say which (or that there was none: built-in defaults, open auth), and an
+/// admin token whose variable is unset is an error, not a silently absent admin API.
+#[test]
+fn the_config_read_is_named_and_an_unset_admin_token_is_an_error() {
+    let dir = std::env::temp_dir().join(format!("corestream-lookup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let check = |cwd: &Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_corestream"))
+            .arg("check-config")
+            .current_dir(cwd)
+            .env_remove("DEEPSTREAM_CONFIG_DIRECTORY")
+            .output()
+            .expect("run corestream");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string()
+                + &String::from_utf8_lossy(&out.stdout),
+        )
+    };
+    let system_wide = [
+        "/etc/deepstream/config.yml",
+        "/etc/deepstream/conf/config.yml",
+        "/usr/local/etc/deepstream/config.yml",
+        "/usr/local/etc/deepstream/conf/config.yml",
+    ]
+    .iter()
+    .any(|p| Path::new(p).exists());
+    if !system_wide {
+        let (ok, said) = check(&dir);
+        assert!(ok, "{said}");
+        assert!(
+            said.contains("no config file found: built-in defaults (open auth"),
+            "{said}"
+        );
+        assert!(said.contains("auth none (open"), "{said}");
+    }
+    std::fs::create_dir_all(dir.join("conf")).expect("conf");
+    std::fs::write(dir.join("conf/config.yml"), "serverName: found\n").expect("config");
+    let (ok, said) = check(&dir);
+    assert!(ok, "{said}");
+    assert!(said.contains("config: conf/config.yml"), "{said}");
+    assert!(said.contains("ok: found"), "{said}");
+    std::fs::write(
+        dir.join("conf/config.yml"),
+        "admin:\n  token: ${CORESTREAM_TEST_TOKEN_NOBODY_SETS}\n",
+    )
+    .expect("config");
+    let (ok, said) = check(&dir);
+    assert!(!ok, "{said}");
+    assert!(said.contains("admin.token is empty"), "{said}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -40,7 +40,21 @@ impl AdminConfig {
                 Some(_) => Err(format!("admin.{key} must be a string")),
             }
         };
-        let token = text("token")?.filter(|t| !t.is_empty());
+        // `token: ${ADMIN_TOKEN}` with the variable unset reads as empty: an error, not an
+        // admin API silently absent.
+        let empty = match value.get("token") {
+            Some(Value::Null) => true,
+            Some(Value::String(t)) => t.trim().is_empty(),
+            _ => false,
+        };
+        if empty {
+            return Err(
+                "admin.token is empty (is the environment variable it names set?); remove the \
+                 key to run without the admin API"
+                    .into(),
+            );
+        }
+        let token = text("token")?;
         if token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err("admin.token must be at least 16 characters".into());
         }

@@ -130,6 +130,104 @@ pub fn refuse_unbuilt(rest: &BTreeMap<String, Value>) -> Result<(), String> {
     Ok(())
 }
 
+/// Every top-level key corestream reads or knows to be inert.
+const KNOWN_TOP_LEVEL: &[&str] = &[
+    "serverName",
+    "httpServer",
+    "connectionEndpoints",
+    "auth",
+    "permission",
+    "rpc",
+    "listen",
+    "limits",
+    "enabledFeatures",
+    "record",
+    "logLevel",
+    "logger",
+    "cache",
+    "storage",
+    "clusterNode",
+    "plugins",
+    "monitoring",
+    "admin",
+    "sslKey",
+    "sslCert",
+    "sslCa",
+    "telemetry",
+];
+
+/// The known key `key` is a near miss of (a typo of it, a case or plural slip), if any:
+/// ignoring such a key could leave out `auth` or `permission` and open the server, so it is an
+/// error, not a warning.
+pub fn near_miss(key: &str) -> Option<&'static str> {
+    let lower = key.to_ascii_lowercase();
+    KNOWN_TOP_LEVEL
+        .iter()
+        .chain(NO_EFFECT)
+        .chain(NOT_BUILT)
+        .copied()
+        .filter(|known| *known != key)
+        .find(|known| {
+            let known_lower = known.to_ascii_lowercase();
+            let slack = if known.len() >= 8 { 2 } else { 1 };
+            lower == known_lower
+                || lower.trim_end_matches('s') == known_lower.trim_end_matches('s')
+                || edit_distance(&lower, &known_lower) <= slack
+        })
+}
+
+/// Levenshtein distance with adjacent swaps counting one (Damerau's restricted form).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len().abs_diff(b.len()) > 2 {
+        return 3;
+    }
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        rows[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
+/// Refuses top-level keys that are near misses of known ones (see `near_miss`).
+pub fn refuse_near_misses(
+    rest: &BTreeMap<String, Value>,
+    line_of: impl Fn(&str) -> String,
+) -> Result<(), String> {
+    for key in rest.keys() {
+        if KNOWN_TOP_LEVEL.contains(&key.as_str())
+            || NO_EFFECT.contains(&key.as_str())
+            || NOT_BUILT.contains(&key.as_str())
+        {
+            continue;
+        }
+        if let Some(known) = near_miss(key) {
+            return Err(format!(
+                "unknown key '{key}'{}: did you mean '{known}'? A misspelt key is refused, not \
+                 ignored: leaving out a section such as auth or permission would change who may \
+                 do what",
+                line_of(key)
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Warnings for top-level keys that are neither acted on nor documented as inert.
 pub fn warn_top_level(rest: &BTreeMap<String, Value>, warnings: &mut Vec<String>) {
     let mut unbuilt = Vec::new();
@@ -170,5 +268,28 @@ pub fn warn_top_level(rest: &BTreeMap<String, Value>, warnings: &mut Vec<String>
             "unknown config keys, ignored: {}",
             unknown.join(", ")
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn near_misses_of_known_keys_are_found_and_unrelated_keys_are_not() {
+        assert_eq!(near_miss("auht"), Some("auth"));
+        assert_eq!(near_miss("Auth"), Some("auth"));
+        assert_eq!(near_miss("permissions"), Some("permission"));
+        assert_eq!(near_miss("permision"), Some("permission"));
+        assert_eq!(near_miss("httpserver"), Some("httpServer"));
+        assert_eq!(near_miss("conectionEndpoints"), Some("connectionEndpoints"));
+        assert_eq!(near_miss("storag"), Some("storage"));
+        assert_eq!(near_miss("myCompanySettings"), None);
+        assert_eq!(near_miss("x"), None);
+        assert_eq!(
+            near_miss("auth"),
+            None,
+            "a known key is no near miss of itself"
+        );
     }
 }

@@ -43,6 +43,8 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// Valve rules from the `permission` section (everything allowed without one).
     pub permissions: std::sync::Arc<crate::permission::rules::Permissions>,
+    /// The permissions file the rules came from (`None`: no rules, every action allowed).
+    pub permissions_file: Option<PathBuf>,
     /// Budgets per connection and per shard (the `limits` section).
     pub limits: Limits,
     /// Which topics are served (`enabledFeatures`).
@@ -208,6 +210,7 @@ impl Default for Config {
             listen_rematch_interval_ms: 30_000,
             warnings: Vec::new(),
             permissions: std::sync::Arc::new(crate::permission::rules::Permissions::allow_all()),
+            permissions_file: None,
             limits: Limits::default(),
             enabled_features: EnabledFeatures::default(),
             log_level: crate::log::Level::Info,
@@ -404,13 +407,26 @@ fn line_of(text: &str, needle: &str) -> String {
         .map_or_else(String::new, |n| format!(" (line {})", n + 1))
 }
 
+/// " (line N)" of the top-level key `key` (a line that starts with it), or "".
+fn top_level_line(text: &str, key: &str) -> String {
+    text.lines()
+        .position(|l| {
+            l.strip_prefix(key)
+                .is_some_and(|after| after.trim_start().starts_with(':'))
+        })
+        .map_or_else(String::new, |n| format!(" (line {})", n + 1))
+}
+
 /// The extensions deepstream tries, in its order (`.js` it would run; corestream refuses it).
 const CONFIG_EXTENSIONS: &[&str] = &["yml", "yaml", "json", "js"];
 
-/// Where deepstream looks for its config when none is given: `DEEPSTREAM_CONFIG_DIRECTORY`
-/// (a file, despite its name), then `/etc/deepstream/conf`, `./conf/config` and
-/// `../conf/config`, then `conf/config` beside and above the program, each with the
-/// extensions above. `None`: nothing there, and the embedded defaults apply.
+/// Where deepstream 7 looks for its config when none is given (its js-yaml-loader):
+/// `DEEPSTREAM_CONFIG_DIRECTORY` (a file, despite its name), then `./conf/config`,
+/// `../conf/config`, `/etc/deepstream/config`, `/usr/local/etc/deepstream/config`,
+/// `/usr/local/etc/deepstream/conf/config`, then `conf/config` beside and above the program,
+/// each with the extensions above; corestream adds `/etc/deepstream/conf/config`, where its
+/// container and systemd unit mount it. `None`: nothing there, and the embedded defaults
+/// apply (the start says so).
 pub fn default_location(
     from_env: Option<PathBuf>,
     exe: Option<&Path>,
@@ -425,9 +441,12 @@ pub fn default_location(
         return Ok(Some(path));
     }
     let mut stems = vec![
-        PathBuf::from("/etc/deepstream/conf"),
         PathBuf::from("conf/config"),
         PathBuf::from("../conf/config"),
+        PathBuf::from("/etc/deepstream/config"),
+        PathBuf::from("/etc/deepstream/conf/config"),
+        PathBuf::from("/usr/local/etc/deepstream/config"),
+        PathBuf::from("/usr/local/etc/deepstream/conf/config"),
     ];
     if let Some(dir) = exe.and_then(Path::parent) {
         stems.push(dir.join("conf/config"));
@@ -489,6 +508,8 @@ impl Config {
             }
         };
         keys::refuse_unbuilt(&raw.rest).map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        keys::refuse_near_misses(&raw.rest, |key| top_level_line(text, key))
+            .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
         let top = |key: &str| raw.rest.get(key).and_then(Value::as_str);
         match (top("sslKey"), top("sslCert")) {
             (Some(key), Some(cert)) => {
@@ -698,7 +719,8 @@ impl Config {
             );
         }
         if let Some(permission) = raw.permission {
-            let permissions = permission_plugin(permission, text, dir, origin)?;
+            let (permissions, file) = permission_plugin(permission, text, dir, origin)?;
+            config.permissions_file = file;
             config
                 .warnings
                 .extend(permissions.warnings().iter().cloned());
@@ -751,6 +773,33 @@ impl Config {
             .check_endpoints()
             .map_err(|e| ConfigError(format!("{origin}: connectionEndpoints: {e}")))?;
         Ok(config)
+    }
+
+    /// Who may connect and do what, in one line for the start: the auth types, the
+    /// permissions file (or that every action is allowed), and whether TLS is on.
+    pub fn security_summary(&self) -> String {
+        use crate::auth::settings::AuthConfig;
+        let auth: Vec<&str> = self
+            .auth
+            .iter()
+            .map(|a| match a {
+                AuthConfig::Open => "none (open: anyone may log in)",
+                AuthConfig::File { .. } => "file",
+                AuthConfig::Http(_) => "http",
+                AuthConfig::Jwt(_) => "jwt",
+            })
+            .collect();
+        let auth = if auth.is_empty() {
+            "none (open: anyone may log in)".to_string()
+        } else {
+            auth.join(" + ")
+        };
+        let permissions = self.permissions_file.as_ref().map_or_else(
+            || "none (every action allowed)".to_string(),
+            |f| f.display().to_string(),
+        );
+        let tls = if self.tls.is_some() { "on" } else { "off" };
+        format!("auth {auth}, permissions {permissions}, TLS {tls}")
     }
 
     /// Every WebSocket endpoint needs a path of its own; MQTT endpoints need ports of their own.
@@ -907,14 +956,14 @@ fn permission_plugin(
     text: &str,
     dir: &Path,
     origin: &str,
-) -> Result<crate::permission::rules::Permissions, ConfigError> {
+) -> Result<(crate::permission::rules::Permissions, Option<PathBuf>), ConfigError> {
     use crate::permission::rules::Permissions;
     match plugin.kind.as_deref() {
-        Some("none") => Ok(Permissions::allow_all()),
+        Some("none") => Ok((Permissions::allow_all(), None)),
         Some("config") | None => {
             let options = plugin.options.unwrap_or_default();
             let Some(reference) = options.permissions.or(options.path) else {
-                return Ok(Permissions::allow_all());
+                return Ok((Permissions::allow_all(), None));
             };
             let path = dir.join(strip_file_load(&reference));
             let rules = read_loaded_file(&path).map_err(|e| {
@@ -923,12 +972,13 @@ fn permission_plugin(
                     path.display()
                 ))
             })?;
-            Permissions::parse(
+            let permissions = Permissions::parse(
                 &rules,
                 &path.display().to_string(),
                 options.max_rule_iterations.unwrap_or(3),
             )
-            .map_err(ConfigError)
+            .map_err(ConfigError)?;
+            Ok((permissions, Some(path)))
         }
         Some(other) => Err(ConfigError(format!(
             "{origin}: permission: unknown type '{other}'{}",

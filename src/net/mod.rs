@@ -175,14 +175,15 @@ pub fn run(
         crate::log!(
             crate::log::Level::Info,
             "STARTED",
-            "corestream {} \"{}\": {} shards on cpus {:?}, ws-binary on {}:{port}{}, {}",
+            "corestream {} \"{}\": {} shards on cpus {:?}, ws-binary on {}:{port}{}, {}; {}",
             env!("CARGO_PKG_VERSION"),
             config.server_name,
             options.cpus.len(),
             options.cpus,
             options.host,
             config.url_path,
-            config.store.describe()
+            config.store.describe(),
+            config.security_summary()
         );
         println!("listening on {}:{port}", options.host);
         use std::io::Write;
