@@ -678,6 +678,8 @@ impl Sim {
                 self.at(self.now + NODE_TIMEOUT, Event::Members);
             }
             Event::Members => self.tell_members(),
+            // Already restarted (the final phase restarts every node that is down).
+            Event::Restart(node) if self.nodes[node].shard.is_some() => {}
             Event::Restart(node) => {
                 self.nodes[node].shard = Some(Shard::new(0, 1, self.config.clone()));
                 self.nodes[node].store = MemoryStore::default();
