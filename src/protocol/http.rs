@@ -199,6 +199,10 @@ pub fn response(status: u16, headers: &[(&str, &str)], body: &[u8], keep_alive: 
     out
 }
 
+/// Bytes of trailer lines after the last chunk, at most: an endless trailer (no line end)
+/// grew the buffer without bound and was scanned again on every read.
+pub const MAX_TRAILER: usize = 8 * 1024;
+
 /// A body sent with `Transfer-Encoding: chunked`, decoded as it arrives.
 #[derive(Debug, Default)]
 pub struct ChunkedBody {
@@ -206,6 +210,8 @@ pub struct ChunkedBody {
     /// Bytes of the current chunk still to come; `None` between chunks.
     left: Option<usize>,
     done: bool,
+    /// Trailer bytes taken so far.
+    trailer: usize,
 }
 
 impl ChunkedBody {
@@ -215,13 +221,20 @@ impl ChunkedBody {
         use bytes::Buf;
         loop {
             if self.done {
-                // The trailer: header lines until an empty one.
+                // The trailer: header lines until an empty one, `MAX_TRAILER` bytes at most.
                 let Some(end) = memchr::memmem::find(buf, b"\r\n") else {
+                    if self.trailer.saturating_add(buf.len()) > MAX_TRAILER {
+                        return Err(HeadError::TooLarge);
+                    }
                     return Ok(false);
                 };
                 buf.advance(end + 2);
                 if end == 0 {
                     return Ok(true);
+                }
+                self.trailer = self.trailer.saturating_add(end + 2);
+                if self.trailer > MAX_TRAILER {
+                    return Err(HeadError::TooLarge);
                 }
                 continue;
             }
@@ -330,6 +343,42 @@ mod tests {
         assert!(!head.keep_alive);
         let (head, _) = parse_head(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
         assert!(!head.keep_alive);
+    }
+
+    /// Issue 28, defect 3: after the last chunk, trailer bytes with no line end were kept for
+    /// ever (+100 MiB in 9 s from one client).
+    #[test]
+    fn an_endless_trailer_is_refused() {
+        let mut chunked = ChunkedBody::default();
+        let mut buf = bytes::BytesMut::from(&b"5\r\nhello\r\n0\r\n"[..]);
+        assert_eq!(chunked.feed(&mut buf, 1024).ok(), Some(false));
+        let mut refused = false;
+        for _ in 0..64 {
+            buf.extend_from_slice(&[b'a'; 1024]);
+            match chunked.feed(&mut buf, 1024) {
+                Ok(false) => {}
+                Err(HeadError::TooLarge) => {
+                    refused = true;
+                    break;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(refused, "a trailer past {MAX_TRAILER} bytes is refused");
+        // Many short trailer lines count too.
+        let mut chunked = ChunkedBody::default();
+        let mut buf = bytes::BytesMut::from(&b"0\r\n"[..]);
+        for _ in 0..2048 {
+            buf.extend_from_slice(b"x: y\r\n");
+        }
+        assert!(matches!(
+            chunked.feed(&mut buf, 1024),
+            Err(HeadError::TooLarge)
+        ));
+        // A trailer of a few lines is fine.
+        let mut chunked = ChunkedBody::default();
+        let mut buf = bytes::BytesMut::from(&b"0\r\nx-sum: 1\r\n\r\n"[..]);
+        assert_eq!(chunked.feed(&mut buf, 1024).ok(), Some(true));
     }
 
     #[test]
