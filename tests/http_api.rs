@@ -668,3 +668,56 @@ fn acknowledged_http_writes_survive_sigkill() {
         );
     }
 }
+
+/// Issue 28, defect 4: request bodies held unfinished (a 1 MiB body all but its last bytes,
+/// then nothing) counted against no budget: 400 sockets held 476 MiB. They now count in
+/// `limits.unauthenticatedBytesPerShard`, and the request past it is answered 503 at once.
+#[test]
+fn unfinished_request_bodies_count_in_the_shards_byte_budget() {
+    use std::io::{Read, Write};
+    let (dir, _) = setup(
+        "held-bodies",
+        "",
+        "limits:\n  unauthenticatedBytesPerShard: 1048576\n",
+    );
+    let server = start(&dir, "1");
+    let body_len = 400 * 1024;
+    let mut held = Vec::new();
+    let mut refused = None;
+    for n in 0..6 {
+        let mut socket = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(1500)))
+            .expect("timeout");
+        let head = format!(
+            "POST /api HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \
+             {body_len}\r\n\r\n"
+        );
+        socket.write_all(head.as_bytes()).expect("head");
+        socket.write_all(&vec![b' '; body_len - 64]).expect("body");
+        let mut answer = [0u8; 64];
+        match socket.read(&mut answer) {
+            Ok(n) if n > 0 => {
+                let text = String::from_utf8_lossy(&answer[..n]).to_string();
+                refused = Some((held.len(), text));
+                break;
+            }
+            _ => held.push(socket),
+        }
+        let _ = n;
+    }
+    let (kept, answer) = refused.expect("a request past the budget was answered at once");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        (1..=3).contains(&kept),
+        "{kept} bodies held before the refusal"
+    );
+    // The server still answers others.
+    let (status, _) = api(
+        server.port,
+        ALICE,
+        serde_json::json!([{"topic": "record", "action": "head", "recordName": "x"}]),
+    );
+    assert_eq!(status, 200);
+    drop(held);
+}

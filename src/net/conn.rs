@@ -84,6 +84,49 @@ pub struct ShardIo {
     resumer: RefCell<Option<Waker>>,
 }
 
+/// Bytes a plain HTTP request holds while its body arrives, counted in the shard's budget for
+/// connections not logged in (`limits.unauthenticatedBytesPerShard`, with WebSocket frames and
+/// MQTT packets); given back when dropped.
+pub struct HeldBytes {
+    io: Rc<ShardIo>,
+    held: usize,
+}
+
+impl HeldBytes {
+    pub fn new(io: &Rc<ShardIo>) -> HeldBytes {
+        HeldBytes {
+            io: io.clone(),
+            held: 0,
+        }
+    }
+
+    /// Holds `bytes` in place of what was held; false once the shard would be past its budget.
+    pub fn hold(&mut self, bytes: usize) -> bool {
+        let counter = &self.io.unauthenticated_bytes;
+        let total = counter
+            .get()
+            .saturating_sub(self.held)
+            .saturating_add(bytes);
+        counter.set(total);
+        self.held = bytes;
+        let budget = self
+            .io
+            .shard
+            .borrow()
+            .config()
+            .limits
+            .unauthenticated_bytes_per_shard;
+        total <= budget
+    }
+}
+
+impl Drop for HeldBytes {
+    fn drop(&mut self) {
+        let counter = &self.io.unauthenticated_bytes;
+        counter.set(counter.get().saturating_sub(self.held));
+    }
+}
+
 impl ShardIo {
     pub fn new(
         shard: Rc<RefCell<Shard>>,
