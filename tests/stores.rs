@@ -260,6 +260,19 @@ impl PgScratch {
     fn sql(&self, statement: &str) -> String {
         common::psql(statement)
     }
+
+    /// A PostgreSQL connector on this schema of the machine's database, writes flushed each ms.
+    fn store(&self) -> std::sync::Arc<corestream::store::postgres::PostgresStorage> {
+        use corestream::store::postgres::{PostgresOptions, PostgresStorage};
+        let options: serde_yaml::Value = serde_yaml::from_str(&format!(
+            "{{host: 127.0.0.1, port: 5432, user: postgres, database: test, \
+             schema: {}, writeInterval: 1}}",
+            self.schema
+        ))
+        .expect("yaml");
+        let options = PostgresOptions::parse(Some(&options)).expect("options");
+        PostgresStorage::new(options, Duration::from_secs(10)).expect("a store")
+    }
 }
 
 impl Drop for PgScratch {
@@ -511,7 +524,6 @@ fn with_follow_changes_a_row_changed_in_postgres_reaches_subscribers_without_not
 /// writes after start were refused that way, one CI run in many).
 #[test]
 fn servers_starting_together_all_make_their_tables() {
-    use corestream::store::postgres::{PostgresOptions, PostgresStorage};
     use corestream::store::{Connector, StoreJob, StoreResult, StoredRecord};
     if !service("postgres", 5432) {
         return;
@@ -523,19 +535,7 @@ fn servers_starting_together_all_make_their_tables() {
         .expect("a runtime");
     for round in 0..3 {
         let scratches: Vec<PgScratch> = (0..SERVERS).map(|_| PgScratch::new()).collect();
-        let stores: Vec<_> = scratches
-            .iter()
-            .map(|pg| {
-                let options: serde_yaml::Value = serde_yaml::from_str(&format!(
-                    "{{host: 127.0.0.1, port: 5432, user: postgres, database: test, \
-                     schema: {}, writeInterval: 1}}",
-                    pg.schema
-                ))
-                .expect("yaml");
-                let options = PostgresOptions::parse(Some(&options)).expect("options");
-                PostgresStorage::new(options, Duration::from_secs(10)).expect("a store")
-            })
-            .collect();
+        let stores: Vec<_> = scratches.iter().map(PgScratch::store).collect();
         let results = runtime.block_on(async {
             let writes = stores.iter().enumerate().map(|(i, store)| {
                 let job = StoreJob::Write {
@@ -568,7 +568,6 @@ fn servers_starting_together_all_make_their_tables() {
 /// replace it (nor may a second write of a row waiting in one buffer replace a newer one).
 #[test]
 fn storage_never_takes_an_older_version_over_a_newer_one() {
-    use corestream::store::postgres::{PostgresOptions, PostgresStorage};
     use corestream::store::{Connector, StoreJob, StoreResult, StoredRecord};
     if !service("postgres", 5432) {
         return;
@@ -578,17 +577,7 @@ fn storage_never_takes_an_older_version_over_a_newer_one() {
         .enable_all()
         .build()
         .expect("a runtime");
-    let store = || {
-        let options: serde_yaml::Value = serde_yaml::from_str(&format!(
-            "{{host: 127.0.0.1, port: 5432, user: postgres, database: test, \
-             schema: {}, writeInterval: 1}}",
-            pg.schema
-        ))
-        .expect("yaml");
-        let options = PostgresOptions::parse(Some(&options)).expect("options");
-        PostgresStorage::new(options, Duration::from_secs(10)).expect("a store")
-    };
-    let (first, second) = (store(), store());
+    let (first, second) = (pg.store(), pg.store());
     let write = |version: i32| StoreJob::Write {
         name: Bytes::from_static(b"shared/row"),
         record: Some(StoredRecord {

@@ -172,36 +172,8 @@ pub fn near_miss(key: &str) -> Option<&'static str> {
             let slack = if known.len() >= 8 { 2 } else { 1 };
             lower == known_lower
                 || lower.trim_end_matches('s') == known_lower.trim_end_matches('s')
-                || edit_distance(&lower, &known_lower) <= slack
+                || strsim::osa_distance(&lower, &known_lower) <= slack
         })
-}
-
-/// Levenshtein distance with adjacent swaps counting one (Damerau's restricted form).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    if a.len().abs_diff(b.len()) > 2 {
-        return 3;
-    }
-    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in rows.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for j in 0..=b.len() {
-        rows[0][j] = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (rows[i - 1][j] + 1)
-                .min(rows[i][j - 1] + 1)
-                .min(rows[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(rows[i - 2][j - 2] + 1);
-            }
-            rows[i][j] = best;
-        }
-    }
-    rows[a.len()][b.len()]
 }
 
 /// Refuses top-level keys that are near misses of known ones (see `near_miss`).

@@ -109,14 +109,7 @@ impl HeldBytes {
             .saturating_add(bytes);
         counter.set(total);
         self.held = bytes;
-        let budget = self
-            .io
-            .shard
-            .borrow()
-            .config()
-            .limits
-            .unauthenticated_bytes_per_shard;
-        total <= budget
+        total <= self.io.unauthenticated_budget()
     }
 }
 
@@ -166,6 +159,15 @@ impl ShardIo {
             paused: RefCell::default(),
             resumer: RefCell::default(),
         })
+    }
+
+    /// `limits.unauthenticatedBytesPerShard`.
+    fn unauthenticated_budget(&self) -> usize {
+        self.shard
+            .borrow()
+            .config()
+            .limits
+            .unauthenticated_bytes_per_shard
     }
 
     /// True while client input must wait: this shard's queue for a peer is long, or some shard
@@ -807,14 +809,7 @@ impl Live {
             + held as usize;
         counter.set(total);
         self.held_before_login = held;
-        let budget = self
-            .io
-            .shard
-            .borrow()
-            .config()
-            .limits
-            .unauthenticated_bytes_per_shard;
-        if held > 0 && total > budget {
+        if held > 0 && total > self.io.unauthenticated_budget() {
             self.outbox.close(
                 ws::CLOSE_POLICY,
                 "too many bytes from connections not logged in",

@@ -213,8 +213,7 @@ struct Sim {
     queue: BTreeMap<(u64, u64), Event>,
     nodes: Vec<Node>,
     clients: Vec<Client>,
-    bucket: BTreeMap<Bytes, (u64, Option<StoredRecord>)>,
-    revision: u64,
+    bucket: Bucket,
     config: Arc<Config>,
     checks: Checks,
     plan: Plan,
@@ -225,6 +224,43 @@ struct Sim {
 fn brief(msg: &BusIn) -> String {
     let text = format!("{msg:?}");
     text.chars().take(160).collect()
+}
+
+/// A simulated records bucket: one revision counter for every key and a compare-and-set on
+/// a key's revision, as a JetStream key-value bucket has.
+#[derive(Default)]
+pub(super) struct Bucket {
+    pub entries: BTreeMap<Bytes, (u64, Option<StoredRecord>)>,
+    pub revision: u64,
+}
+
+impl Bucket {
+    /// What a read of `name` answers.
+    pub fn kv(&self, name: &Bytes) -> KvRecord {
+        match self.entries.get(name) {
+            Some((revision, record)) => KvRecord {
+                revision: *revision,
+                record: record.clone(),
+                in_bucket: true,
+            },
+            None => KvRecord {
+                revision: 0,
+                record: None,
+                in_bucket: false,
+            },
+        }
+    }
+
+    /// Writes `record` if `name` is still at `expected`; else what it holds.
+    pub fn cas(&mut self, name: &Bytes, expected: u64, record: Option<StoredRecord>) -> CasResult {
+        let current = self.kv(name);
+        if current.revision != expected {
+            return CasResult::Conflict(current);
+        }
+        self.revision += 1;
+        self.entries.insert(name.clone(), (self.revision, record));
+        CasResult::Written(self.revision)
+    }
 }
 
 fn read_answer(name: Bytes, result: Result<KvRecord, String>, recheck: bool) -> BusIn {
@@ -272,8 +308,7 @@ impl Sim {
             queue: BTreeMap::new(),
             nodes,
             clients: Vec::new(),
-            bucket: BTreeMap::new(),
-            revision: 0,
+            bucket: Bucket::default(),
             config,
             checks: Checks::default(),
             plan,
@@ -440,33 +475,13 @@ impl Sim {
                     self.nodes[node].interest.remove(&name);
                 }
                 if let Some(token) = confirm {
-                    let wait = if up { 0 } else { REQUEST_TIMEOUT };
-                    let time = self.now + wait + self.delay();
-                    self.at(
-                        time,
-                        Event::Deliver {
-                            node,
-                            life,
-                            msg: BusIn::Confirmed { token },
-                        },
-                    );
+                    self.confirm(node, BusIn::Confirmed { token });
                 }
             }
             BusOut::Presence {
                 confirm: Some(login),
                 ..
-            } => {
-                let wait = if up { 0 } else { REQUEST_TIMEOUT };
-                let time = self.now + wait + self.delay();
-                self.at(
-                    time,
-                    Event::Deliver {
-                        node,
-                        life,
-                        msg: BusIn::PresenceConfirmed { login },
-                    },
-                );
-            }
+            } => self.confirm(node, BusIn::PresenceConfirmed { login }),
             BusOut::Barrier { shard, token, .. } => {
                 self.deliver(None, node, BusIn::BarrierPassed { shard, token });
             }
@@ -540,6 +555,19 @@ impl Sim {
         }
     }
 
+    /// A confirmation the bus sends back to `node` (at once, or after the timeout while its
+    /// link is down).
+    fn confirm(&mut self, node: usize, msg: BusIn) {
+        let life = self.nodes[node].life;
+        let wait = if self.nodes[node].link_up {
+            0
+        } else {
+            REQUEST_TIMEOUT
+        };
+        let time = self.now + wait + self.delay();
+        self.at(time, Event::Deliver { node, life, msg });
+    }
+
     /// The answer a request gets when it never reaches the bucket, or its reply is lost: the
     /// timeout's.
     fn unanswered(&mut self, node: usize, life: u32, sent: u64, msg: BusIn) {
@@ -558,18 +586,7 @@ impl Sim {
     }
 
     fn kv(&self, name: &Bytes) -> KvRecord {
-        match self.bucket.get(name) {
-            Some((revision, record)) => KvRecord {
-                revision: *revision,
-                record: record.clone(),
-                in_bucket: true,
-            },
-            None => KvRecord {
-                revision: 0,
-                record: None,
-                in_bucket: false,
-            },
-        }
+        self.bucket.kv(name)
     }
 
     fn step(&mut self, event: Event) {
@@ -606,14 +623,7 @@ impl Sim {
                 record,
                 sent,
             } => {
-                let current = self.kv(&name);
-                let result = if current.revision == expected {
-                    self.revision += 1;
-                    self.bucket.insert(name.clone(), (self.revision, record));
-                    CasResult::Written(self.revision)
-                } else {
-                    CasResult::Conflict(current)
-                };
+                let result = self.bucket.cas(&name, expected, record);
                 let lost = BusIn::Cas {
                     name: name.clone(),
                     result: CasResult::Unreachable("simulated: reply lost".into()),
@@ -934,6 +944,7 @@ impl Sim {
         for record in RECORDS {
             let stored = self
                 .bucket
+                .entries
                 .get(&Bytes::from_static(record.as_bytes()))
                 .cloned();
             let bucket = stored.and_then(|(_, r)| r).map(|r| {

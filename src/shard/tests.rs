@@ -1045,13 +1045,12 @@ fn heads_of_records_not_in_memory_ask_the_store_for_the_version_alone() {
 /// bucket that compares and sets as JetStream's does.
 mod nodes {
     use super::*;
-    use crate::cluster::{BusIn, BusOut, CasResult, KvRecord, ListenOp, RecordChange};
+    use crate::cluster::{BusIn, BusOut, KvRecord, ListenOp, RecordChange};
     use crate::protocol::message::record_action as ra;
 
     struct Nodes {
         nodes: Vec<Cluster>,
-        bucket: AHashMap<Bytes, (u64, Option<StoredRecord>)>,
-        revision: u64,
+        bucket: crate::shard::sim::Bucket,
         /// Record changes published, and who wants which record (node, name).
         interest: Vec<(usize, Bytes)>,
         /// Nodes killed: what is addressed to them is lost.
@@ -1075,8 +1074,7 @@ mod nodes {
                 nodes: (0..count)
                     .map(|_| Cluster::with(1, config.clone()))
                     .collect(),
-                bucket: AHashMap::new(),
-                revision: 0,
+                bucket: Default::default(),
                 interest: Vec::new(),
                 dead: vec![false; count],
                 cas_calls: 0,
@@ -1178,14 +1176,7 @@ mod nodes {
                     record,
                 } => {
                     self.cas_calls += 1;
-                    let current = self.kv(&name);
-                    let result = if current.revision == expected {
-                        self.revision += 1;
-                        self.bucket.insert(name.clone(), (self.revision, record));
-                        CasResult::Written(self.revision)
-                    } else {
-                        CasResult::Conflict(current)
-                    };
+                    let result = self.bucket.cas(&name, expected, record);
                     vec![(from, BusIn::Cas { name, result })]
                 }
                 BusOut::Listener {
@@ -1282,18 +1273,7 @@ mod nodes {
         }
 
         fn kv(&self, name: &Bytes) -> KvRecord {
-            match self.bucket.get(name) {
-                Some((revision, record)) => KvRecord {
-                    revision: *revision,
-                    record: record.clone(),
-                    in_bucket: true,
-                },
-                None => KvRecord {
-                    revision: 0,
-                    record: None,
-                    in_bucket: false,
-                },
-            }
+            self.bucket.kv(name)
         }
 
         fn login(&mut self, node: usize, user: &str) -> Client {
@@ -1364,7 +1344,7 @@ mod nodes {
         assert_eq!((update.action, update.version), (ra::UPDATE, Some(1)));
         // Another node's write that node 1 never heard of (a change lost on the bus): node 1 is
         // stale, and a write it bases on its version is refused with the bucket's record.
-        nodes.bucket.insert(
+        nodes.bucket.entries.insert(
             Bytes::from_static(b"r"),
             (
                 99,
@@ -1392,7 +1372,7 @@ mod nodes {
         // A forced write lands on top of it.
         nodes.send(1, &b, &write(-1, r#"{"from":"b"}"#));
         assert_eq!(received(&b)[0].action, ra::WRITE_ACKNOWLEDGEMENT);
-        let stored = nodes.bucket.get(&Bytes::from_static(b"r")).cloned();
+        let stored = nodes.bucket.entries.get(&Bytes::from_static(b"r")).cloned();
         assert_eq!(stored.and_then(|(_, r)| r).map(|r| r.version), Some(3));
     }
 
@@ -1521,7 +1501,7 @@ mod nodes {
             (heard_a[0].action, heard_a[0].version),
             (ra::UPDATE, Some(5))
         );
-        let in_bucket = nodes.bucket.get(&Bytes::from_static(b"r")).cloned();
+        let in_bucket = nodes.bucket.entries.get(&Bytes::from_static(b"r")).cloned();
         assert_eq!(in_bucket.and_then(|(_, r)| r).map(|r| r.version), Some(5));
         // Node 0 follows a change whose row is older than the bucket (its own write, coming
         // back through storage's notifications): nothing is written and nobody hears of it.
@@ -1549,14 +1529,14 @@ mod nodes {
         }
         nodes.settle();
         assert_eq!(nodes.cas_calls, 0);
-        assert!(!nodes.bucket.contains_key(&name));
+        assert!(!nodes.bucket.entries.contains_key(&name));
         // The bucket holds version 2; another program writes version 3 to storage.
         let two = StoredRecord {
             version: 2,
             data: Bytes::from_static(b"{}"),
         };
-        nodes.bucket.insert(name.clone(), (7, Some(two)));
-        nodes.revision = 7;
+        nodes.bucket.entries.insert(name.clone(), (7, Some(two)));
+        nodes.bucket.revision = 7;
         for node in 0..2 {
             change_storage(&nodes, node, &name, 3, r#"{"from":"sql"}"#);
         }
@@ -1565,7 +1545,7 @@ mod nodes {
             nodes.nodes[node].shards[0].on_external_change(vec![name.clone()]);
         }
         nodes.settle();
-        let in_bucket = nodes.bucket.get(&name).cloned();
+        let in_bucket = nodes.bucket.entries.get(&name).cloned();
         assert_eq!(in_bucket.and_then(|(_, r)| r).map(|r| r.version), Some(3));
         assert_eq!(nodes.cas_calls, 1, "one node wrote it");
         // And a reader on either node now gets it from the bucket.
@@ -1605,7 +1585,7 @@ mod nodes {
         );
         // Another node wrote meanwhile: the gathered writes lose the compare-and-set and are
         // handled again on the bucket's record, together.
-        nodes.bucket.insert(
+        nodes.bucket.entries.insert(
             Bytes::from_static(b"r"),
             (
                 99,
@@ -1632,7 +1612,7 @@ mod nodes {
         assert_eq!(acks, 3, "{got:?}");
         let refused = got.iter().find(|m| m.action == ra::VERSION_EXISTS);
         assert_eq!(refused.and_then(|m| m.version), Some(8), "{got:?}");
-        let stored = nodes.bucket.get(&Bytes::from_static(b"r")).cloned();
+        let stored = nodes.bucket.entries.get(&Bytes::from_static(b"r")).cloned();
         let stored = stored.and_then(|(_, r)| r).expect("stored");
         assert_eq!(stored.version, 8);
         assert_eq!(stored.data.as_ref(), br#"{"forced":2}"#);

@@ -257,12 +257,10 @@ const PHASES: (Duration, Duration, Duration) = (
     Duration::from_secs(3),
 );
 
-/// Defect 5: a node's NATS link is cut. Its writers are answered within the bound throughout
-/// (RECORD_UPDATE_ERROR while the bucket cannot be reached), nothing acknowledged is lost,
-/// and once the link is back every node agrees.
-#[test]
-fn a_nodes_nats_link_cut_answers_every_write_and_loses_nothing() {
-    let Some(rig) = Rig::new("cut", 2, "") else {
+/// Node 0's NATS link under `fault` for a while, with writers, subscribers and emitters on
+/// both nodes; then the link heals and everything is checked.
+fn link_fault(test: &str, fault: Fault, what: &str) {
+    let Some(rig) = Rig::new(test, 2, "") else {
         return;
     };
     let (a, b) = (rig.node(0, 1), rig.node(1, 1));
@@ -271,47 +269,32 @@ fn a_nodes_nats_link_cut_answers_every_write_and_loses_nothing() {
         &ports,
         &rig.records,
         PHASES,
-        || rig.proxies[0].set(Fault::Cut),
+        || rig.proxies[0].set(fault),
         || rig.proxies[0].set(Fault::Pass),
     );
-    history.check("NATS link of node 0 cut for 6 s");
+    history.check(what);
+}
+
+/// Defect 5: a node's NATS link is cut. Its writers are answered within the bound throughout
+/// (RECORD_UPDATE_ERROR while the bucket cannot be reached), nothing acknowledged is lost,
+/// and once the link is back every node agrees.
+#[test]
+fn a_nodes_nats_link_cut_answers_every_write_and_loses_nothing() {
+    link_fault("cut", Fault::Cut, "NATS link of node 0 cut for 6 s");
 }
 
 /// Defect 5, stalled: the link stays open but nothing passes (a hung route), which no socket
 /// error reveals.
 #[test]
 fn a_nodes_nats_link_stalled_answers_every_write_and_loses_nothing() {
-    let Some(rig) = Rig::new("stall", 2, "") else {
-        return;
-    };
-    let (a, b) = (rig.node(0, 1), rig.node(1, 1));
-    let ports = [a.port, b.port];
-    let history = run_with_fault(
-        &ports,
-        &rig.records,
-        PHASES,
-        || rig.proxies[0].set(Fault::Stall),
-        || rig.proxies[0].set(Fault::Pass),
-    );
-    history.check("NATS link of node 0 stalled for 6 s");
+    link_fault("stall", Fault::Stall, "NATS link of node 0 stalled for 6 s");
 }
 
 /// A slow link (20 ms each way per chunk) to one node: writes slow down, nothing breaks.
 #[test]
 fn a_slow_nats_link_keeps_every_promise() {
-    let Some(rig) = Rig::new("delay", 2, "") else {
-        return;
-    };
-    let (a, b) = (rig.node(0, 1), rig.node(1, 1));
-    let ports = [a.port, b.port];
-    let history = run_with_fault(
-        &ports,
-        &rig.records,
-        PHASES,
-        || rig.proxies[0].set(Fault::Delay(Duration::from_millis(20))),
-        || rig.proxies[0].set(Fault::Pass),
-    );
-    history.check("NATS link of node 0 delayed 20 ms");
+    let delay = Fault::Delay(Duration::from_millis(20));
+    link_fault("delay", delay, "NATS link of node 0 delayed 20 ms");
 }
 
 /// nats-server itself is killed and started again (its JetStream files kept).
