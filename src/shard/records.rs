@@ -211,7 +211,17 @@ impl RecordCache {
                     };
                     effects.push(RecordEffect::Reply(to, Box::new(reply)));
                 }
-                if let Some((record, acks)) = queue.next.take() {
+                if let Some((record, mut acks)) = queue.next.take() {
+                    if let Err(error) = &result {
+                        // The writes queued behind a failed one have waited as long as it did:
+                        // they get its error now rather than after a timeout of their own.
+                        // Their record is still written, so the store catches up when it can.
+                        for (to, ack) in acks.drain(..) {
+                            let reply =
+                                store_error(&ack, record_action::RECORD_UPDATE_ERROR, error);
+                            effects.push(RecordEffect::Reply(to, Box::new(reply)));
+                        }
+                    }
                     self.writing.insert(
                         name.clone(),
                         WriteQueue {

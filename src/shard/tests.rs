@@ -626,6 +626,64 @@ fn store_failures_reach_the_client() {
     );
 }
 
+/// A write queued behind a store write that fails gets the error with it, not after a
+/// timeout of its own (two timeouts in a row made the fault suite's bound, seen in CI); its
+/// record is still written, so the store catches up.
+#[test]
+fn writes_queued_behind_a_failed_store_write_get_its_error_at_once() {
+    let mut cluster = Cluster::new(1);
+    let writer = cluster.login(0, "w");
+    let name = Bytes::from_static(b"queued/a");
+    let write = |n: u32| Message {
+        name: Some(name.clone()),
+        version: Some(-1),
+        data: Some(Bytes::from(format!(r#"{{"n":{n}}}"#))),
+        correlation_id: Some(Bytes::from(n.to_string())),
+        is_write_ack: Some(true),
+        ..Message::new(topic::RECORD, record_action::CREATEANDUPDATE)
+    };
+    // In memory (subscribed, so it stays), so both writes are taken at once.
+    let subscribe = Message {
+        names: vec![name.clone()],
+        correlation_id: Some(Bytes::from_static(b"s")),
+        ..Message::new(topic::RECORD, record_action::SUBSCRIBECREATEANDREAD)
+    };
+    cluster.send(&writer, &subscribe);
+    received(&writer);
+    cluster.send(&writer, &write(1));
+    assert_eq!(
+        received(&writer)[0].action,
+        record_action::WRITE_ACKNOWLEDGEMENT
+    );
+    cluster.shards[0].on_client_frame(writer.local, &write(2).encode(), 0);
+    cluster.shards[0].on_client_frame(writer.local, &write(3).encode(), 0);
+    let jobs = cluster.shards[0].take_store_jobs();
+    assert_eq!(
+        jobs.len(),
+        1,
+        "one write in flight per record; the next waits"
+    );
+    let failed = crate::store::StoreResult::Written {
+        name: name.clone(),
+        result: Err(StorageError::Timeout(crate::store::Layer::Storage)),
+    };
+    cluster.shards[0].on_store_result(failed, 0);
+    let answers: Vec<i32> = received(&writer).iter().map(|m| m.action).collect();
+    assert_eq!(
+        answers,
+        [
+            record_action::RECORD_UPDATE_ERROR,
+            record_action::RECORD_UPDATE_ERROR
+        ],
+        "both answered when the first failed"
+    );
+    let again = cluster.shards[0].take_store_jobs();
+    assert!(
+        matches!(&again[..], [crate::store::StoreJob::Write { record: Some(r), .. }] if r.data.as_ref() == br#"{"n":3}"#),
+        "the queued record is still written: {again:?}"
+    );
+}
+
 #[test]
 fn the_sweep_drops_connections_silent_for_two_heartbeats() {
     let mut cluster = Cluster::new(1);
