@@ -745,3 +745,75 @@ fn the_config_read_is_named_and_an_unset_admin_token_is_an_error() {
     assert!(said.contains("admin.token is empty"), "{said}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 28, defect 5 (in part): the MQTT listener has the budgets every listener has. A drip
+/// of one byte at a time no longer extends the CONNECT deadline (it restarted on every read),
+/// and a CONNECT declared larger than what a connection not logged in may send is refused at
+/// once instead of being held (300 such sockets held 303 MiB).
+#[test]
+fn mqtt_logins_have_an_absolute_deadline_and_a_size_bound() {
+    use std::io::{Read, Write};
+    let port = common::free_port();
+    let dir = std::env::temp_dir().join(format!("corestream-mqtt-limits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "connectionEndpoints:\n  - type: ws-binary\n  - type: mqtt\n    options:\n      \
+             host: 127.0.0.1\n      port: {port}\nlimits:\n  handshakeTimeout: 1000\n"
+        ),
+    )
+    .expect("config");
+    let _server = Server::start(&["--cores", "1", "-c", config.to_str().expect("path")]);
+    let closed_within = |socket: &mut std::net::TcpStream, limit: Duration| -> Option<Duration> {
+        let started = Instant::now();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        let mut byte = [0u8; 64];
+        while started.elapsed() < limit {
+            match socket.read(&mut byte) {
+                Ok(0) => return Some(started.elapsed()),
+                Err(e)
+                    if e.kind() != std::io::ErrorKind::WouldBlock
+                        && e.kind() != std::io::ErrorKind::TimedOut =>
+                {
+                    return Some(started.elapsed())
+                }
+                _ => {}
+            }
+        }
+        None
+    };
+    // A CONNECT dripped a byte every 200 ms: closed about 1 s after accept.
+    let mut drip = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let started = Instant::now();
+    let connect = b"\x10\x7f\x00\x04MQTT\x04\x02\x00\x3c";
+    let mut closed = false;
+    for byte in connect.iter().cycle().take(30) {
+        if drip.write_all(&[*byte]).is_err() {
+            closed = true;
+            break;
+        }
+        if closed_within(&mut drip, Duration::from_millis(200)).is_some() {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the dripping socket was never closed");
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    // A CONNECT declaring 1 MiB, nearly all sent: refused at once.
+    let mut large = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let _ = large.write_all(&[0x10, 0x80, 0x80, 0x40]);
+    let _ = large.write_all(&vec![0u8; 64 * 1024]);
+    assert!(
+        closed_within(&mut large, Duration::from_millis(900)).is_some(),
+        "a CONNECT past the size allowed before login is refused before the deadline"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -66,18 +66,36 @@ enum Turn {
 
 /// One MQTT connection, from its CONNECT to its close.
 async fn serve(mut stream: TcpStream, endpoint: u8, io: &Rc<ShardIo>) {
-    let (max_packet, outgoing, idle_ms, handshake_ms) = {
+    let (max_packet, max_before_login, outgoing, idle_ms, handshake_ms, full) = {
         let shard = io.shard.borrow();
         let c = shard.config();
         let idle = c.endpoint(endpoint).map_or(180_000, |e| e.idle_timeout_ms);
+        let max_packet = c.max_message_size_of(endpoint);
         (
-            c.max_message_size_of(endpoint),
+            max_packet,
+            max_packet.min(c.limits.unauthenticated_max_message_size),
             c.max_outgoing_buffer,
             idle,
             c.limits.handshake_timeout_ms,
+            shard.awaiting_login() >= c.limits.unauthenticated_connections_per_shard,
         )
     };
+    // The same budgets as every listener's (issue 28, defect 5): too many sockets waiting to
+    // log in are closed at once; a CONNECT larger than what connections not logged in may send
+    // is refused; what is held before login counts in the shard's byte budget; and the whole
+    // login must be done within the handshake timeout from accept, however it is dripped.
+    if full {
+        crate::log!(
+            crate::log::Level::Warn,
+            "MQTT_REFUSED",
+            "too many connections waiting to log in on this shard"
+        );
+        let _ = stream.close().await;
+        return;
+    }
     let now = io.runtime.now_ms();
+    let login_deadline = now.saturating_add(handshake_ms.max(1));
+    let mut held = super::conn::HeldBytes::new(io);
     let outbox = Outbox::new(outgoing, now);
     let local = io.pump.enter().open_conn_on(outbox.clone(), now, endpoint);
     let mut session = Session::default();
@@ -87,10 +105,10 @@ async fn serve(mut stream: TcpStream, endpoint: u8, io: &Rc<ShardIo>) {
     let mut actions = Vec::new();
     let mut reason = "connection closed";
     'conn: loop {
-        // The CONNECT must come within the handshake timeout; then the client's keep-alive
-        // (one and a half times it, as MQTT says) or the endpoint's idleTimeout bounds silence.
-        let wait_ms = if !session.logged_in() && session.keep_alive == 0 {
-            handshake_ms.max(1)
+        // The login must be done by `login_deadline`; then the client's keep-alive (one and
+        // a half times it, as MQTT says) or the endpoint's idleTimeout bounds silence.
+        let wait_ms = if !session.logged_in() {
+            login_deadline.saturating_sub(io.runtime.now_ms()).max(1)
         } else if session.keep_alive > 0 {
             u64::from(session.keep_alive) * 1500
         } else {
@@ -112,6 +130,10 @@ async fn serve(mut stream: TcpStream, endpoint: u8, io: &Rc<ShardIo>) {
         let turn = futures_lite::future::or(out, futures_lite::future::or(read, idle)).await;
         match turn {
             Turn::Read(Ok(0)) | Turn::Read(Err(_)) => break,
+            Turn::Idle if !session.logged_in() => {
+                reason = "not logged in within the handshake timeout";
+                break;
+            }
             Turn::Idle => {
                 reason = "keep-alive timeout";
                 break;
@@ -120,7 +142,17 @@ async fn serve(mut stream: TcpStream, endpoint: u8, io: &Rc<ShardIo>) {
                 let now = io.runtime.now_ms();
                 outbox.heard(now);
                 inbound.extend_from_slice(chunk.get(..n).unwrap_or_default());
-                let decoded = session.decode(&mut inbound, max_packet, &mut actions);
+                let logged_in = session.logged_in();
+                if !held.hold(if logged_in { 0 } else { inbound.capacity() }) {
+                    reason = "too many bytes from connections not logged in";
+                    break;
+                }
+                let max = if logged_in {
+                    max_packet
+                } else {
+                    max_before_login
+                };
+                let decoded = session.decode(&mut inbound, max, &mut actions);
                 let mut direct = Vec::new();
                 let mut close = None;
                 {

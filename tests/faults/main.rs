@@ -24,6 +24,11 @@ use std::time::{Duration, Instant};
 /// write late past `ANSWER_BOUND`, however long a fault lasts.
 const REQUEST_TIMEOUT_MS: u64 = 1000;
 const ANSWER_BOUND: Duration = Duration::from_millis(2 * REQUEST_TIMEOUT_MS + 500);
+/// With storage, the store's write follows the bucket's (`record.storageRetrievalTimeout`,
+/// configured to this): the bound grows by it.
+const STORAGE_TIMEOUT_MS: u64 = 1000;
+const STORAGE_ANSWER_BOUND: Duration =
+    Duration::from_millis(2 * REQUEST_TIMEOUT_MS + STORAGE_TIMEOUT_MS + 500);
 
 /// Events each node's emitter publishes per second, beside the writes.
 const EVENTS_PER_SECOND: u64 = 2000;
@@ -108,8 +113,14 @@ struct Clients {
 }
 
 impl Clients {
-    /// `writers_per_node` writers and one subscriber on each node's port.
-    fn start(ports: &[u16], records: &[String], writers_per_node: usize) -> Clients {
+    /// `writers_per_node` writers and one subscriber on each node's port; writes answered
+    /// later than `bound` are late.
+    fn start(
+        ports: &[u16],
+        records: &[String],
+        writers_per_node: usize,
+        bound: Duration,
+    ) -> Clients {
         let stop = Arc::new(AtomicBool::new(false));
         let mut writers = Vec::new();
         let mut subscribers = Vec::new();
@@ -130,7 +141,7 @@ impl Clients {
                     id,
                     *port,
                     records.to_vec(),
-                    ANSWER_BOUND,
+                    bound,
                     stop.clone(),
                 ));
             }
@@ -217,7 +228,8 @@ fn stored_row(pg: &OwnPostgres, record: &str) -> Option<history::Final> {
 fn postgres_storage(port: u16) -> String {
     format!(
         "storage:\n  name: postgres\n  options:\n    host: 127.0.0.1\n    port: {port}\n    \
-         user: postgres\n    database: postgres\n    writeInterval: 20\n"
+         user: postgres\n    database: postgres\n    writeInterval: 20\nrecord:\n  \
+         storageRetrievalTimeout: {STORAGE_TIMEOUT_MS}\n"
     )
 }
 
@@ -242,7 +254,12 @@ fn run_with_storage_fault(
     fault: impl FnOnce(),
     heal: impl FnOnce(),
 ) -> History {
-    let clients = Clients::start(ports, records, 3);
+    let bound = if storage.is_some() {
+        STORAGE_ANSWER_BOUND
+    } else {
+        ANSWER_BOUND
+    };
+    let clients = Clients::start(ports, records, 3, bound);
     std::thread::sleep(before);
     fault();
     std::thread::sleep(during);
@@ -305,7 +322,7 @@ fn nats_server_killed_and_restarted_keeps_every_promise() {
     };
     let (a, b) = (rig.node(0, 1), rig.node(1, 1));
     let ports = [a.port, b.port];
-    let clients = Clients::start(&ports, &rig.records, 3);
+    let clients = Clients::start(&ports, &rig.records, 3, ANSWER_BOUND);
     std::thread::sleep(PHASES.0);
     let nats = rig.nats().take().expect("nats");
     *rig.nats() = Some(nats.restart());
@@ -325,7 +342,7 @@ fn a_node_killed_and_restarted_keeps_every_promise() {
     let a = rig.node(0, 1);
     let b = rig.node(1, 2);
     let ports = [a.port, b.port];
-    let clients = Clients::start(&ports, &rig.records, 3);
+    let clients = Clients::start(&ports, &rig.records, 3, ANSWER_BOUND);
     std::thread::sleep(PHASES.0);
     let port = b.port;
     let _ = std::process::Command::new("kill")
@@ -358,7 +375,7 @@ fn two_nodes_sharing_postgres_keep_storage_at_the_newest_version() {
     rig.write_config(&postgres_storage(pg.port));
     let (a, b) = (rig.node(0, 1), rig.node(1, 1));
     let ports = [a.port, b.port];
-    let clients = Clients::start(&ports, &rig.records, 3);
+    let clients = Clients::start(&ports, &rig.records, 3, STORAGE_ANSWER_BOUND);
     // Storage's rows, watched throughout: a version never goes down there either.
     let watching = Instant::now() + Duration::from_secs(10);
     let mut last: std::collections::BTreeMap<String, i32> = Default::default();
@@ -396,15 +413,9 @@ fn postgres_cut_from_a_node_keeps_every_promise() {
         return;
     };
     let proxy = FaultProxy::start(pg.port);
-    rig.write_config(&format!(
-        "{}record:\n  storageRetrievalTimeout: 1000\n",
-        postgres_storage(proxy.port)
-    ));
+    rig.write_config(&postgres_storage(proxy.port));
     let a = rig.node(0, 1);
-    rig.write_config(&format!(
-        "{}record:\n  storageRetrievalTimeout: 1000\n",
-        postgres_storage(pg.port)
-    ));
+    rig.write_config(&postgres_storage(pg.port));
     let b = rig.node(1, 1);
     let ports = [a.port, b.port];
     run_with_storage_fault(
