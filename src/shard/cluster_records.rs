@@ -414,7 +414,7 @@ impl Shard {
             name: name.clone(),
             change: change.clone(),
         });
-        self.on_record_changed(name, change);
+        self.take_change(name, change);
     }
 
     /// The bucket's answer to a compare-and-set.
@@ -579,6 +579,12 @@ impl Shard {
     /// Another node's accepted write of a record this node wants.
     pub(super) fn on_record_changed(&mut self, name: Bytes, change: RecordChange) {
         self.count(|m| m.bus_received += 1);
+        self.take_change(name, change);
+    }
+
+    /// A newer record from the bucket, by another node's change or a recheck: applied now, or
+    /// once the record has loaded or this node's write of it is decided.
+    fn take_change(&mut self, name: Bytes, change: RecordChange) {
         let records = &mut self.owner_side.records;
         // While the record loads, or while this node's own write of it is being decided, the
         // change waits: applied now, an older write of ours confirmed after it would take the
