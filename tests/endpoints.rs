@@ -404,3 +404,175 @@ fn each_endpoint_has_its_own_login_settings() {
     v3_send(&mut ok, r#"A|REQ|{"username":"alice","password":"secret"}"#);
     v3_expect(&mut ok, r#"A|A|O{"greeting":"hello alice"}"#);
 }
+
+/// A tiny MQTT 3.1.1 client over a plain socket, for what the libraries hide: the exact order of
+/// packets and whether an acknowledgement came at all.
+mod raw_mqtt {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    fn text(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&u16::try_from(s.len()).expect("short").to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    fn packet(first: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![first];
+        let mut len = body.len();
+        loop {
+            let mut byte = u8::try_from(len % 128).expect("digit");
+            len /= 128;
+            if len > 0 {
+                byte |= 0x80;
+            }
+            out.push(byte);
+            if len == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(body);
+        out
+    }
+
+    pub fn connect(user: &str, password: &str) -> Vec<u8> {
+        let mut body = Vec::new();
+        text(&mut body, "MQTT");
+        body.extend_from_slice(&[4, 0xc2, 0, 60]);
+        text(&mut body, "raw-client");
+        text(&mut body, user);
+        text(&mut body, password);
+        packet(0x10, &body)
+    }
+
+    pub fn publish(topic: &str, payload: &str, id: u16, retain: bool) -> Vec<u8> {
+        let mut body = Vec::new();
+        text(&mut body, topic);
+        body.extend_from_slice(&id.to_be_bytes());
+        body.extend_from_slice(payload.as_bytes());
+        packet(0x32 | u8::from(retain), &body)
+    }
+
+    pub fn subscribe(topic: &str, id: u16) -> Vec<u8> {
+        let mut body = id.to_be_bytes().to_vec();
+        text(&mut body, topic);
+        body.push(0);
+        packet(0x82, &body)
+    }
+
+    /// Every packet the server sends within `wait` (packet type, body), and whether it closed.
+    pub fn read_all(socket: &mut TcpStream, wait: Duration) -> (Vec<(u8, Vec<u8>)>, bool) {
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let started = Instant::now();
+        let mut bytes = Vec::new();
+        let mut closed = false;
+        let mut chunk = [0u8; 4096];
+        while started.elapsed() < wait {
+            match socket.read(&mut chunk) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        let mut packets = Vec::new();
+        let mut at = 0;
+        while at + 2 <= bytes.len() {
+            let first = bytes[at];
+            let (mut len, mut shift, mut header) = (0usize, 0, 1);
+            while let Some(&b) = bytes.get(at + header) {
+                len |= usize::from(b & 0x7f) << shift;
+                shift += 7;
+                header += 1;
+                if b & 0x80 == 0 {
+                    break;
+                }
+            }
+            let Some(body) = bytes.get(at + header..at + header + len) else {
+                break;
+            };
+            packets.push((first >> 4, body.to_vec()));
+            at += header + len;
+        }
+        (packets, closed)
+    }
+
+    pub fn open(port: u16) -> TcpStream {
+        TcpStream::connect(("127.0.0.1", port)).expect("connect")
+    }
+
+    pub fn send(socket: &mut TcpStream, bytes: &[u8]) {
+        socket.write_all(bytes).expect("send");
+    }
+}
+
+/// Issue 28, defect 5: a QoS 1 PUBLISH sent right behind a CONNECT with a wrong password was
+/// PUBACKed (and handed on) before the CONNACK refused the login; MQTT 3.1.1 [MQTT-3.1.4-5]
+/// says a server that refuses a CONNECT processes nothing sent after it. And a retained
+/// publish that Valve refuses was PUBACKed as if stored; now the connection is closed, which
+/// is what the spec allows a server that does not authorise a PUBLISH [MQTT-3.3.5-2].
+#[test]
+fn mqtt_acknowledges_only_what_was_done() {
+    const CONNACK: u8 = 2;
+    const PUBLISH: u8 = 3;
+    const PUBACK: u8 = 4;
+    let mqtt_port = free_port();
+    let dir = setup("endpoints-mqtt-acks", Some(mqtt_port), true);
+    let _server = start(&dir, "1");
+    let wait = std::time::Duration::from_millis(700);
+    let topic = format!("acks/{}", std::process::id());
+    // Wrong password, QoS 1 publishes right behind it: a refusing CONNACK, no PUBACK.
+    let mut refused = raw_mqtt::open(mqtt_port);
+    let mut both = raw_mqtt::connect("alice", "wrong");
+    both.extend(raw_mqtt::publish(&topic, r#"{"by":"intruder"}"#, 6, false));
+    both.extend(raw_mqtt::publish(&topic, r#"{"by":"intruder"}"#, 7, true));
+    raw_mqtt::send(&mut refused, &both);
+    let (packets, closed) = raw_mqtt::read_all(&mut refused, wait);
+    let kinds: Vec<u8> = packets.iter().map(|(kind, _)| *kind).collect();
+    assert_eq!(kinds, vec![CONNACK], "{packets:?}");
+    assert_eq!(packets[0].1, vec![0, 5], "refused: not authorized");
+    assert!(closed);
+    // Nothing of it was written: a subscriber gets no retained message for the topic.
+    let mut reader = raw_mqtt::open(mqtt_port);
+    let mut login = raw_mqtt::connect("alice", "secret");
+    login.extend(raw_mqtt::subscribe(&topic, 1));
+    raw_mqtt::send(&mut reader, &login);
+    let (packets, _) = raw_mqtt::read_all(&mut reader, wait);
+    assert!(
+        !packets.iter().any(|(kind, _)| *kind == PUBLISH),
+        "the refused client's publish was handed on: {packets:?}"
+    );
+    // The same publish with the right password, sent before the CONNACK: acknowledged after it.
+    let mut accepted = raw_mqtt::open(mqtt_port);
+    let mut both = raw_mqtt::connect("alice", "secret");
+    both.extend(raw_mqtt::publish(&topic, r#"{"by":"alice"}"#, 8, true));
+    raw_mqtt::send(&mut accepted, &both);
+    let (packets, closed) = raw_mqtt::read_all(&mut accepted, wait);
+    let kinds: Vec<u8> = packets.iter().map(|(kind, _)| *kind).collect();
+    assert_eq!(kinds, vec![CONNACK, PUBACK], "{packets:?}");
+    assert_eq!(packets[1].1, vec![0, 8]);
+    assert!(!closed);
+    // A retained publish Valve refuses (price/* must go up and be positive): no PUBACK, closed.
+    let price = format!("price/{}", std::process::id());
+    raw_mqtt::send(
+        &mut accepted,
+        &raw_mqtt::publish(&price, r#"{"price":-1}"#, 9, true),
+    );
+    let (packets, closed) = raw_mqtt::read_all(&mut accepted, wait);
+    assert!(
+        !packets.iter().any(|(kind, _)| *kind == PUBACK),
+        "a refused write was acknowledged: {packets:?}"
+    );
+    assert!(closed, "a refused retained publish closes the connection");
+    let _ = std::fs::remove_dir_all(&dir);
+}

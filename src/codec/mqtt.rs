@@ -136,6 +136,11 @@ impl Session {
         out: &mut Vec<Action>,
     ) -> Result<(), MqttError> {
         loop {
+            // A server that refuses a CONNECT must process nothing sent after it
+            // [MQTT-3.1.4-5]: what follows the CONNECT waits in `buf` for the login's answer.
+            if self.awaiting_login() {
+                return Ok(());
+            }
             let Some(&first) = buf.first() else {
                 return Ok(());
             };
@@ -407,14 +412,17 @@ impl Session {
                     }
                 }
             }
-            // A retained publish's record write: stored, or refused (MQTT 3.1.1 has no
-            // negative PUBACK; the refusal is counted and logged by the shard).
-            (topic::RECORD, _)
-                if msg.action == ra::WRITE_ACKNOWLEDGEMENT || msg.is_error == Some(true) =>
-            {
+            // A retained publish's record write: PUBACK once stored. MQTT 3.1.1 has no negative
+            // PUBACK; a server that does not do a PUBLISH either acknowledges it anyway or closes
+            // the connection [MQTT-3.3.5-2]. Acknowledging would say a refused or failed write
+            // was kept, so the connection is closed and the device sends it again (QoS 1).
+            (topic::RECORD, ra::WRITE_ACKNOWLEDGEMENT) => {
                 if let Some(id) = packet_id(WRITE_TAG) {
                     out.push(Action::Send(with_id(PUBACK, id)));
                 }
+            }
+            (topic::RECORD, _) if msg.is_error == Some(true) && packet_id(WRITE_TAG).is_some() => {
+                out.push(Action::Close("a retained publish was refused or not stored"));
             }
             _ => {}
         }
@@ -422,6 +430,11 @@ impl Session {
 
     pub fn logged_in(&self) -> bool {
         self.logged_in
+    }
+
+    /// CONNECT seen, its answer not yet given: what the client sends meanwhile waits.
+    pub fn awaiting_login(&self) -> bool {
+        self.connected && !self.logged_in
     }
 }
 

@@ -139,12 +139,17 @@ async fn serve(mut stream: TcpStream, endpoint: u8, io: &Rc<ShardIo>) {
                 break;
             }
             Turn::Read(Ok(n)) => {
-                let now = io.runtime.now_ms();
-                outbox.heard(now);
+                outbox.heard(io.runtime.now_ms());
                 inbound.extend_from_slice(chunk.get(..n).unwrap_or_default());
                 let logged_in = session.logged_in();
                 if !held.hold(if logged_in { 0 } else { inbound.capacity() }) {
                     reason = "too many bytes from connections not logged in";
+                    break;
+                }
+                // Packets sent behind the CONNECT wait for the login's answer; together they
+                // are bounded as one packet before login is.
+                if !logged_in && inbound.len() > max_before_login {
+                    reason = "more than unauthenticatedMaxMessageSize before login";
                     break;
                 }
                 let max = if logged_in {
@@ -152,35 +157,19 @@ async fn serve(mut stream: TcpStream, endpoint: u8, io: &Rc<ShardIo>) {
                 } else {
                     max_before_login
                 };
-                let decoded = session.decode(&mut inbound, max, &mut actions);
-                let mut direct = Vec::new();
-                let mut close = None;
+                if let Err(why) = dispatch(
+                    &mut stream,
+                    &mut session,
+                    &mut inbound,
+                    max,
+                    io,
+                    local,
+                    &mut actions,
+                )
+                .await
                 {
-                    let mut shard = io.pump.enter();
-                    for action in actions.drain(..) {
-                        match action {
-                            Action::ToShard(msg) => shard.on_client_message_of(local, msg, now),
-                            Action::Send(bytes) => direct.extend_from_slice(&bytes),
-                            Action::Close(why) => close = Some(why),
-                        }
-                    }
-                }
-                // Answers the codec gives itself (PINGRESP, PUBACK) need nothing of the shard.
-                if !direct.is_empty() && stream.write_all(&direct).await.is_err() {
-                    break;
-                }
-                if let Some(why) = close {
                     reason = why;
                     break;
-                }
-                if let Err(e) = decoded {
-                    crate::log!(crate::log::Level::Info, "MQTT_PROTOCOL", "{}", e.0);
-                    reason = e.0;
-                    break;
-                }
-                // Keep the buffer small between packets.
-                if inbound.is_empty() && inbound.capacity() > 64 * 1024 {
-                    inbound = BytesMut::new();
                 }
             }
             Turn::Out => {
@@ -195,6 +184,24 @@ async fn serve(mut stream: TcpStream, endpoint: u8, io: &Rc<ShardIo>) {
                     break;
                 }
                 actions.clear();
+                // Logged in now: what the client sent behind its CONNECT is taken.
+                if session.logged_in() && !inbound.is_empty() {
+                    held.hold(0);
+                    if let Err(why) = dispatch(
+                        &mut stream,
+                        &mut session,
+                        &mut inbound,
+                        max_packet,
+                        io,
+                        local,
+                        &mut actions,
+                    )
+                    .await
+                    {
+                        reason = why;
+                        break;
+                    }
+                }
             }
         }
     }
@@ -205,6 +212,48 @@ async fn serve(mut stream: TcpStream, endpoint: u8, io: &Rc<ShardIo>) {
     outbox.abort();
     let _ = stream.close().await;
     crate::log!(crate::log::Level::Debug, "MQTT_CLOSED", "{reason}");
+}
+
+/// Decodes every complete packet in `inbound` and hands it on: messages to the shard, the
+/// codec's own answers (PINGRESP, PUBACK) to the socket. `Err` is why the connection closes.
+async fn dispatch(
+    stream: &mut TcpStream,
+    session: &mut Session,
+    inbound: &mut BytesMut,
+    max_packet: usize,
+    io: &Rc<ShardIo>,
+    local: u32,
+    actions: &mut Vec<Action>,
+) -> Result<(), &'static str> {
+    let now = io.runtime.now_ms();
+    let decoded = session.decode(inbound, max_packet, actions);
+    let mut direct = Vec::new();
+    let mut close = None;
+    {
+        let mut shard = io.pump.enter();
+        for action in actions.drain(..) {
+            match action {
+                Action::ToShard(msg) => shard.on_client_message_of(local, msg, now),
+                Action::Send(bytes) => direct.extend_from_slice(&bytes),
+                Action::Close(why) => close = Some(why),
+            }
+        }
+    }
+    if !direct.is_empty() && stream.write_all(&direct).await.is_err() {
+        return Err("connection closed");
+    }
+    if let Some(why) = close {
+        return Err(why);
+    }
+    if let Err(e) = decoded {
+        crate::log!(crate::log::Level::Info, "MQTT_PROTOCOL", "{}", e.0);
+        return Err(e.0);
+    }
+    // Keep the buffer small between packets.
+    if inbound.is_empty() && inbound.capacity() > 64 * 1024 {
+        *inbound = BytesMut::new();
+    }
+    Ok(())
 }
 
 /// Writes the packets the shard's frames become; `actions` keeps any close they ask for.

@@ -34,7 +34,45 @@ fn to_shard(actions: &[Action]) -> Vec<&Message> {
 fn connected() -> Session {
     let mut session = Session::default();
     run(&mut session, &connect("u", "p")).expect("connect");
+    session.encode(&Message::new(topic::AUTH, aa::AUTH_SUCCESSFUL), &mut Vec::new());
     session
+}
+
+#[test]
+fn packets_behind_the_connect_wait_for_the_login() {
+    let mut session = Session::default();
+    let mut bytes = connect("u", "p");
+    bytes.extend_from_slice(&packet(PINGREQ, 0, &[]));
+    let mut buf = BytesMut::from(&bytes[..]);
+    let mut out = Vec::new();
+    session.decode(&mut buf, 1 << 20, &mut out).expect("decode");
+    assert_eq!(to_shard(&out).len(), 2, "the login only");
+    assert!(!out.iter().any(|a| matches!(a, Action::Send(_))));
+    assert_eq!(buf.len(), 2, "the PINGREQ waits");
+    session.encode(&Message::new(topic::AUTH, aa::AUTH_SUCCESSFUL), &mut Vec::new());
+    let mut out = Vec::new();
+    session.decode(&mut buf, 1 << 20, &mut out).expect("decode");
+    assert_eq!(out, vec![Action::Send(Bytes::from_static(&[0xD0, 0]))]);
+}
+
+#[test]
+fn a_retained_publish_not_stored_closes_instead_of_acknowledging() {
+    let mut session = connected();
+    let mut body = Vec::new();
+    body.put_u16(3);
+    body.put_slice(b"a/b");
+    body.put_u16(7);
+    body.put_slice(br#"{"n":7}"#);
+    let actions = run(&mut session, &packet(PUBLISH, 0b0011, &body)).expect("publish");
+    let write = to_shard(&actions)[0].clone();
+    let denied = Message {
+        correlation_id: write.correlation_id.clone(),
+        is_error: Some(true),
+        ..Message::new(topic::RECORD, ra::MESSAGE_DENIED)
+    };
+    let mut out = Vec::new();
+    session.encode(&denied, &mut out);
+    assert!(matches!(out.as_slice(), [Action::Close(_)]), "{out:?}");
 }
 
 #[test]
