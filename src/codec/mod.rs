@@ -36,6 +36,8 @@ pub enum WsCodec {
     Text,
     Json,
     Frame,
+    /// `Protocol::Echo`: messages go back to their sender, never to the shard.
+    Echo,
 }
 
 impl WsCodec {
@@ -45,6 +47,7 @@ impl WsCodec {
             Protocol::Text => Some(WsCodec::Text),
             Protocol::Json => Some(WsCodec::Json),
             Protocol::Frame => Some(WsCodec::Frame),
+            Protocol::Echo => Some(WsCodec::Echo),
             Protocol::Binary | Protocol::Mqtt => None,
         }
     }
@@ -53,7 +56,7 @@ impl WsCodec {
     pub fn opening(self) -> Option<Box<Message>> {
         match self {
             WsCodec::Text => Some(text::opening_message()),
-            WsCodec::Json | WsCodec::Frame => None,
+            WsCodec::Json | WsCodec::Frame | WsCodec::Echo => None,
         }
     }
 
@@ -94,6 +97,7 @@ impl WsCodec {
             WsCodec::Json => Bytes::from_static(
                 br#"{"topic":1,"action":4,"data":"\"binary frames are not read here\""}"#,
             ),
+            WsCodec::Echo => Bytes::new(),
         }
     }
 }
@@ -184,6 +188,8 @@ impl Codec {
             }
             WsCodec::Json => json::decode(frame, out),
             WsCodec::Frame => frame::decode(frame, &mut self.partial, self.max_message, out),
+            // Answered by the connection itself, in the frame's own opcode.
+            WsCodec::Echo => {}
         }
     }
 
@@ -219,6 +225,8 @@ impl Codec {
                         WsCodec::Text => text::encode(&msg, &mut out),
                         WsCodec::Json => json::encode(&msg, &mut out),
                         WsCodec::Frame => frame::encode(&msg, &mut out),
+                        // An echo connection hears only its own messages.
+                        WsCodec::Echo => continue,
                     }
                     text.extend_from_slice(&out);
                     cache.put(self.kind, &frame, Bytes::from(out));

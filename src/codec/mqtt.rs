@@ -422,7 +422,9 @@ impl Session {
                 }
             }
             (topic::RECORD, _) if msg.is_error == Some(true) && packet_id(WRITE_TAG).is_some() => {
-                out.push(Action::Close("a retained publish was refused or not stored"));
+                out.push(Action::Close(
+                    "a retained publish was refused or not stored",
+                ));
             }
             _ => {}
         }

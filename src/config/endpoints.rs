@@ -19,6 +19,10 @@ pub enum Protocol {
     Frame,
     /// MQTT 3.1.1 on its own TCP port.
     Mqtt,
+    /// Every text and binary message sent back as it came, through the same WebSocket path
+    /// as every endpoint's: for the `ws_echo` example that Autobahn|Testsuite checks. No
+    /// config file can name it.
+    Echo,
 }
 
 impl Protocol {
@@ -30,6 +34,7 @@ impl Protocol {
             Protocol::Json => "ws-json",
             Protocol::Frame => "ws-frame",
             Protocol::Mqtt => "mqtt",
+            Protocol::Echo => "echo",
         }
     }
 
@@ -67,6 +72,7 @@ impl Endpoint {
             Protocol::Frame => "/deepstream-frame",
             Protocol::Binary => "/deepstream",
             Protocol::Mqtt => "",
+            Protocol::Echo => "/",
         };
         Endpoint {
             protocol,

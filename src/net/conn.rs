@@ -832,6 +832,12 @@ impl Live {
                         .enter()
                         .on_client_frame(self.local, &payload, now),
                     (WsEvent::Text(_), None) => self.io.pump.enter().on_client_text(self.local),
+                    (WsEvent::Text(payload), Some(codec)) if codec.kind() == WsCodec::Echo => {
+                        self.outbox.push(ws::frame(ws::OP_TEXT, &payload))
+                    }
+                    (WsEvent::Binary(payload), Some(codec)) if codec.kind() == WsCodec::Echo => {
+                        self.outbox.push(ws::frame(ws::OP_BINARY, &payload))
+                    }
                     (WsEvent::Text(payload), Some(codec)) if !codec.kind().reads_binary() => {
                         self.codec_input(&payload, now)
                     }

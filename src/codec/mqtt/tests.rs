@@ -34,7 +34,10 @@ fn to_shard(actions: &[Action]) -> Vec<&Message> {
 fn connected() -> Session {
     let mut session = Session::default();
     run(&mut session, &connect("u", "p")).expect("connect");
-    session.encode(&Message::new(topic::AUTH, aa::AUTH_SUCCESSFUL), &mut Vec::new());
+    session.encode(
+        &Message::new(topic::AUTH, aa::AUTH_SUCCESSFUL),
+        &mut Vec::new(),
+    );
     session
 }
 
@@ -49,7 +52,10 @@ fn packets_behind_the_connect_wait_for_the_login() {
     assert_eq!(to_shard(&out).len(), 2, "the login only");
     assert!(!out.iter().any(|a| matches!(a, Action::Send(_))));
     assert_eq!(buf.len(), 2, "the PINGREQ waits");
-    session.encode(&Message::new(topic::AUTH, aa::AUTH_SUCCESSFUL), &mut Vec::new());
+    session.encode(
+        &Message::new(topic::AUTH, aa::AUTH_SUCCESSFUL),
+        &mut Vec::new(),
+    );
     let mut out = Vec::new();
     session.decode(&mut buf, 1 << 20, &mut out).expect("decode");
     assert_eq!(out, vec![Action::Send(Bytes::from_static(&[0xD0, 0]))]);
