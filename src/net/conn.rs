@@ -73,7 +73,7 @@ pub struct ShardIo {
     /// Whether this shard's queue for a peer is long (`Shard::backlog_flag`).
     backlogged: Rc<Cell<bool>>,
     /// `httpServer.options.ssl`: every socket speaks TLS first.
-    tls: Option<futures_rustls::TlsAcceptor>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     /// Monitoring outputs, shared by every shard.
     pub monitor: Arc<super::monitor::MonitorState>,
     /// The config in force for admin changes, shared by every shard.
@@ -131,12 +131,7 @@ impl ShardIo {
         admin: Arc<super::admin::AdminState>,
     ) -> Rc<ShardIo> {
         let backlogged = shard.borrow().backlog_flag();
-        let tls = shard
-            .borrow()
-            .config()
-            .tls
-            .as_ref()
-            .map(|t| futures_rustls::TlsAcceptor::from(t.0.clone()));
+        let tls = shard.borrow().config().tls.as_ref().map(|t| t.0.clone());
         Rc::new(ShardIo {
             shard,
             pump,
@@ -289,14 +284,13 @@ enum Opened {
 
 /// Reads the request head; answers a WebSocket upgrade at once. Everything allocated for the
 /// head is freed when this returns, before the connection's long life. The whole head must
-/// arrive within `limits.handshakeTimeout`, however slowly it is dripped.
+/// arrive by `deadline` (`limits.handshakeTimeout` from accept), however slowly it is dripped.
 async fn handshake(
     stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     buf: &mut BytesMut,
     shard: &RefCell<Shard>,
+    deadline: std::time::Instant,
 ) -> Opened {
-    let timeout = Duration::from_millis(shard.borrow().config().limits.handshake_timeout_ms);
-    let deadline = std::time::Instant::now() + timeout;
     let head = loop {
         match parse_head(buf) {
             Ok(Some((head, len))) => {
@@ -426,22 +420,6 @@ impl Future for Connection {
     }
 }
 
-/// The TLS handshake, within `limits.handshakeTimeout`.
-async fn accept_tls(
-    acceptor: &futures_rustls::TlsAcceptor,
-    stream: TcpStream,
-    timeout: Duration,
-) -> Option<Socket> {
-    let accept = async { acceptor.accept(stream).await.ok() };
-    let late = async {
-        glommio::timer::sleep(timeout).await;
-        None
-    };
-    futures_lite::future::or(accept, late)
-        .await
-        .map(|tls| Socket::Tls(Box::new(tls)))
-}
-
 /// The handshake; `Some` with the shard's new connection once the socket speaks WebSocket.
 async fn open(stream: TcpStream, io: Rc<ShardIo>) -> Option<Live> {
     // A socket beyond the shard's budget of heads in progress is closed unread.
@@ -459,13 +437,17 @@ async fn open(stream: TcpStream, io: Rc<ShardIo>) -> Option<Live> {
     // TCP_NODELAY comes from the listening socket (see `net::listen_socket`).
     let mut head = io.take_buffer();
     io.handshaking.set(io.handshaking.get() + 1);
+    // The TLS handshake and the HTTP head share one deadline from accept.
+    let deadline = std::time::Instant::now() + timeout;
     let socket = match &io.tls {
-        Some(acceptor) => accept_tls(acceptor, stream, timeout).await,
+        Some(config) => super::tls_socket::accept(config.clone(), stream, deadline)
+            .await
+            .map(|tls| Socket::Tls(Box::new(tls))),
         None => Some(Socket::Active(Box::new(stream))),
     };
     let opened = match socket {
         Some(mut socket) => {
-            let opened = handshake(&mut socket, &mut head, &io.shard).await;
+            let opened = handshake(&mut socket, &mut head, &io.shard, deadline).await;
             Some((socket, opened))
         }
         None => None,
@@ -535,7 +517,7 @@ enum Socket {
     Active(Box<TcpStream>),
     /// Over TLS (`httpServer.options.ssl`); such a connection is never parked (its bytes are
     /// records only the TLS session can make).
-    Tls(Box<futures_rustls::server::TlsStream<TcpStream>>),
+    Tls(Box<super::tls_socket::TlsSocket>),
     /// Waiting in the shard's set of quiet sockets: a duplicate of the stream's descriptor,
     /// the stream itself (and its io_uring poll) dropped.
     Parked(OwnedFd),

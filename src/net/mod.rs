@@ -4,6 +4,7 @@
 mod admin;
 mod backlog;
 mod conn;
+mod cpu_pool;
 mod dashboard;
 mod http;
 mod mesh;
@@ -11,6 +12,7 @@ mod monitor;
 mod mqtt;
 mod park;
 mod store_workers;
+mod tls_socket;
 mod webhook;
 
 use crate::config::Config;

@@ -1,6 +1,6 @@
 //! Login work off the shard's turn: auth webhooks (a small HTTP/1.1 client on glommio that
 //! posts the login's auth data and turns the answer into an auth verdict, with the configured
-//! timeout and retries) and password hashes (on glommio's blocking pool).
+//! timeout and retries) and password hashes (on `cpu_pool`, off the shards).
 
 use super::mesh::Pump;
 use crate::auth::{self, LoginOk};
@@ -22,9 +22,11 @@ pub async fn run(job: AuthJob, pump: Pump) {
             };
             ask_with_retries(&settings, &body).await
         }
-        AuthWork::Password(check) => glommio::executor()
-            .spawn_blocking(move || check.run())
+        // Off the shards at a lower priority (a flood of bad passwords must not delay
+        // other clients); a full pool refuses the login.
+        AuthWork::Password(check) => super::cpu_pool::run(move || check.run())
             .await
+            .flatten()
             .ok_or(None),
     };
     pump.enter().on_auth_answer(job.local, job.strategy, answer);
