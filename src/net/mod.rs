@@ -64,6 +64,9 @@ pub fn run(
     options: ServerOptions,
     stopping: Arc<AtomicBool>,
 ) -> Result<(), String> {
+    // Other crates (the NATS, Redis and PostgreSQL clients) build rustls configs from the
+    // process's default provider; with both providers compiled in, rustls cannot pick one.
+    crate::tls::install_default_provider();
     let shards = options.cpus.len();
     let runtime = Runtime {
         started: Instant::now(),
