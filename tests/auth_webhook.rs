@@ -30,8 +30,10 @@ fn start_webhook() -> u16 {
                 {
                     (
                         "200 OK",
-                        r#"{"id":"good-user","clientData":{"tier":"gold"},"serverData":{"role":"admin"}}"#,
+                        r#"{"id":"good-user","token":"tok-123","clientData":{"tier":"gold"},"serverData":{"role":"admin"}}"#,
                     )
+                } else if text.contains(r#""token":"tok-123""#) {
+                    ("200 OK", r#"{"id":"good-user"}"#)
                 } else if text.contains(r#""username":"slow""#) {
                     std::thread::sleep(Duration::from_secs(3));
                     ("200 OK", r#"{"id":"too-late"}"#)
@@ -118,4 +120,25 @@ fn an_unreachable_webhook_denies() {
         RawClient::auth(server.port, r#"{"username":"good"}"#).action,
         auth_action::AUTH_UNSUCCESSFUL
     );
+}
+
+/// Issue 29, item 1: `POST /api/auth` answers the token the webhook gave (deepstream passes the
+/// `token` field of the webhook's answer through), and a later `POST /api` logs in with it.
+#[test]
+fn the_http_auth_endpoint_passes_the_webhooks_token_through() {
+    let hook = start_webhook();
+    let config = config_with(&format!("http://127.0.0.1:{hook}/auth"), "token");
+    let server = Server::start(&["--cores", "1", "-c", config.to_str().unwrap()]);
+    let answer = common::post_json(server.port, "/api/auth", r#"{"username":"good"}"#);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(
+        answer.json(),
+        serde_json::json!({"token": "tok-123", "clientData": {"tier": "gold"}})
+    );
+    let body = r#"{"token":"tok-123","body":[{"topic":"event","action":"emit","eventName":"e"}]}"#;
+    let used = common::post_json(server.port, "/api", body);
+    assert_eq!(used.status, 200, "{}", used.text());
+    assert_eq!(used.json()["result"], "SUCCESS");
+    let refused = common::post_json(server.port, "/api/auth", r#"{"username":"mallory"}"#);
+    assert_eq!(refused.status, 401);
 }

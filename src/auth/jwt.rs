@@ -155,6 +155,7 @@ impl JwtAuth {
             id,
             client_data: json(&self.client_data_claim),
             server_data: json(&self.server_data_claim),
+            token: serde_json::to_string(token).ok(),
         })
     }
 }
@@ -203,6 +204,12 @@ mod tests {
         assert_eq!(login.id, "alice");
         assert_eq!(login.client_data.as_deref(), Some(r#"{"tier":2}"#));
         assert_eq!(login.server_data.as_deref(), Some(r#"{"role":"admin"}"#));
+        // `POST /api/auth` answers with the JWT that logged in.
+        assert_eq!(login.token, Some(format!("\"{token}\"")));
+        assert_eq!(
+            crate::auth::endpoint_answer(&login),
+            format!(r#"{{"token":"{token}","clientData":{{"tier":2}}}}"#)
+        );
 
         let forged = encode(
             &Header::new(Algorithm::HS256),

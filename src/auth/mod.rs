@@ -17,6 +17,21 @@ pub struct LoginOk {
     /// JSON text sent back in AUTH_SUCCESSFUL.
     pub client_data: Option<String>,
     pub server_data: Option<String>,
+    /// JSON text of the token `POST /api/auth` answers with: a webhook's `token` field, or the
+    /// JWT that logged in (deepstream's auth endpoint passes its strategy's `token` through).
+    pub token: Option<String>,
+}
+
+/// What deepstream's auth endpoint (`POST /api/auth`) answers for `login`: `{token,
+/// clientData}`, each left out when the strategy gave none (users.yml and open auth give no
+/// token, and the reference then answers `{clientData}` or `{}`).
+pub fn endpoint_answer(login: &LoginOk) -> String {
+    let fields = [("token", &login.token), ("clientData", &login.client_data)];
+    let parts: Vec<String> = fields
+        .iter()
+        .filter_map(|(key, value)| Some(format!("\"{key}\":{}", value.as_deref()?)))
+        .collect();
+    format!("{{{}}}", parts.join(","))
 }
 
 /// Where a login stands after the strategies that can answer at once have been tried.
@@ -61,6 +76,7 @@ pub fn run_from(strategies: &[AuthConfig], start: usize, auth_data: &OwnedValue)
                 id: open_id(auth_data),
                 client_data: None,
                 server_data: None,
+                token: None,
             }),
             AuthConfig::File { users, hash } => match file_login(users, hash.as_ref(), auth_data) {
                 FileLogin::Done(login) => login,
@@ -133,6 +149,7 @@ pub fn webhook_verdict(
         id,
         client_data: field("clientData"),
         server_data: field("serverData"),
+        token: field("token"),
     })
 }
 
@@ -169,6 +186,7 @@ fn file_login(users: &Yaml, hash: Option<&HashSettings>, auth_data: &OwnedValue)
             id: username.to_string(),
             client_data: json("clientData"),
             server_data: json("serverData"),
+            token: None,
         }
     };
     let stored = user.and_then(|u| u.get("password")).and_then(Yaml::as_str);

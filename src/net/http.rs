@@ -433,6 +433,8 @@ impl ApiConn {
 
     /// Logs in with `auth_data` (a JSON object's text). `Ok` with the client data the login
     /// gave, or `Err` with the 401's text.
+    /// The auth endpoint's answer for the login (`auth::endpoint_answer`), or why it was
+    /// refused.
     async fn login(&mut self, auth_data: &str, deadline: Instant) -> Result<Option<Bytes>, String> {
         let value = simd_json::to_owned_value(&mut auth_data.as_bytes().to_vec())
             .ok()
@@ -503,23 +505,17 @@ async fn api_request(io: &Rc<ShardIo>, body: &[u8]) -> (u16, String, bool) {
     (200, jif::response_body(&results), true)
 }
 
-/// The auth endpoint: the login's client data (deepstream answers `{token, clientData}`; its
-/// token comes from strategies corestream does not have, so only the client data is given).
+/// The auth endpoint: `{token, clientData}` as deepstream answers it (`auth::endpoint_answer`).
 async fn auth_request(io: &Rc<ShardIo>, body: &[u8]) -> (u16, String, bool) {
     let config = io.shard.borrow().config_arc();
     let auth_data = String::from_utf8_lossy(body).into_owned();
     let deadline = Instant::now() + Duration::from_millis(config.api.request_timeout_ms);
     let mut conn = ApiConn::open(io);
     match conn.login(&auth_data, deadline).await {
-        Ok(Some(client_data)) => (
-            200,
-            format!(
-                "{{\"clientData\":{}}}",
-                String::from_utf8_lossy(&client_data)
-            ),
-            true,
-        ),
-        Ok(None) => (200, "{}".into(), true),
+        Ok(answer) => {
+            let answer = answer.as_deref().unwrap_or(b"{}");
+            (200, String::from_utf8_lossy(answer).into_owned(), true)
+        }
         Err(why) => {
             log_refused_login(&config, &auth_data);
             let why = if why == "Unsuccessful authentication attempt." {

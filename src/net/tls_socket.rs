@@ -289,7 +289,8 @@ mod tests {
             .self_signed(&key)
             .expect("cert");
         let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&der).expect("signing key");
+        let signing =
+            rustls::crypto::aws_lc_rs::sign::any_supported_type(&der).expect("signing key");
         let seen: Seen = Arc::default();
         let spy = Arc::new(SpyKey(signing, seen.clone()));
         let certified = CertifiedKey::new(vec![cert.der().clone()], spy);

@@ -259,7 +259,7 @@ impl Shard {
                 m.logins_accepted += 1;
             }
         });
-        let user = Bytes::from(login.id);
+        let user = Bytes::from(login.id.clone());
         let identity = crate::permission::rules::User {
             authenticated: user.as_ref() != auth::OPEN_USER.as_bytes(),
             server_data: login
@@ -278,8 +278,15 @@ impl Shard {
             conn.phase = Phase::Open;
             conn.identity = std::sync::Arc::new(identity);
         }
+        // An HTTP API login gets the auth endpoint's whole answer, token and all; a
+        // WebSocket client only its client data, as in the reference.
+        let data = if api {
+            Some(Bytes::from(auth::endpoint_answer(&login)))
+        } else {
+            login.client_data.map(Bytes::from)
+        };
         let reply = Message {
-            data: login.client_data.map(Bytes::from),
+            data,
             ..Message::new(topic::AUTH, auth_action::AUTH_SUCCESSFUL)
         };
         // API requests are not in presence, as in the reference.
