@@ -1352,3 +1352,37 @@ fn records_near_natss_message_limit_cross_whole_or_are_refused() {
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 29, item 3: a node stopped with SIGTERM says so on the bus. A login on another node
+/// waits for every node it knows to confirm it (at most `requestTimeout`, 5 s): it no longer
+/// waits for the stopped node, which the others would otherwise take for alive until their
+/// `nodeTimeout` (30 s here). Its users leave presence as well.
+#[test]
+fn a_stopped_node_says_it_leaves() {
+    if !common::service("NATS", NATS_PORT) {
+        return;
+    }
+    let spec = ClusterSpec::new("leave", NATS_PORT, "");
+    spec.add_options("    nodeTimeout: 30000\n    heartbeatInterval: 1000\n");
+    let survivor = spec.node(1);
+    // A third node: with only two, NATS itself answers the survivor's confirmation request
+    // ("no responders") once the other is gone.
+    let _third = spec.node(1);
+    let leaving = spec.node(1);
+    let mut watcher = presence_watcher(survivor.port, "leaving-user");
+    let _user = RawClient::login(leaving.port, "leaving-user");
+    let joined = watcher.expect_message();
+    assert_eq!(joined.action, pa::PRESENCE_JOIN, "{joined:?}");
+    assert!(leaving.stop().success(), "a clean stop");
+    let left = next_matching(&mut watcher, Duration::from_secs(10), |m| {
+        m.topic == topic::PRESENCE && m.action == pa::PRESENCE_LEAVE
+    });
+    assert!(left.is_some(), "the stopped node's user left presence");
+    let started = Instant::now();
+    let _late = RawClient::login(survivor.port, "late-user");
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "a login waited {:?} for the stopped node's confirmation",
+        started.elapsed()
+    );
+}

@@ -38,6 +38,11 @@ const STARTUP_LISTEN: Duration = Duration::from_millis(250);
 const IN_BATCH: usize = 256;
 /// How often a shard's bus loop, idle, tries again the subscriptions NATS could not take.
 const RETRY_EVERY: Duration = Duration::from_millis(250);
+/// How long a stopping node waits for NATS to take its leave message.
+const LEAVE_WAIT: Duration = Duration::from_secs(1);
+/// Nodes that said they left, remembered so that a heartbeat of theirs still on its way does
+/// not bring them back (a restarted node has a new id).
+const LEFT_REMEMBERED: usize = 64;
 
 /// One shard's ends of the bus.
 pub struct ShardLink {
@@ -48,8 +53,11 @@ pub struct ShardLink {
 /// The node's connection to the cluster; dropping it stops the connector thread.
 pub struct NatsBus {
     links: Vec<Option<ShardLink>>,
+    node: NodeId,
+    client: async_nats::Client,
+    prefix: String,
     // Dropped last: the tasks run on it.
-    _bridge: Bridge,
+    bridge: Bridge,
 }
 
 impl NatsBus {
@@ -160,8 +168,37 @@ impl NatsBus {
         );
         Ok(NatsBus {
             links,
-            _bridge: bridge,
+            node: node_id,
+            client,
+            prefix: config.prefix.clone(),
+            bridge,
         })
+    }
+
+    /// Tells the other nodes this node leaves (a stop): they drop what it held at once. Waits
+    /// until NATS has the message, at most `LEAVE_WAIT`; a node that cannot say it is noticed
+    /// after the node timeout, as one that was killed.
+    pub fn leave(&self) {
+        let (done, finished) = std::sync::mpsc::channel();
+        let client = self.client.clone();
+        let subject = node_subject(&self.prefix, "leave");
+        let payload = encode_node(self.node);
+        self.bridge.spawn_service(async move {
+            let said = client.publish(subject, payload).await.is_ok();
+            let _ = done.send(said && client.flush().await.is_ok());
+        });
+        let said = matches!(finished.recv_timeout(LEAVE_WAIT), Ok(true));
+        crate::log!(
+            crate::log::Level::Info,
+            "CLUSTER_LEAVE",
+            "node {:08x} {}",
+            self.node,
+            if said {
+                "told the cluster it leaves"
+            } else {
+                "could not tell the cluster it leaves: the others notice after their node timeout"
+            }
+        );
     }
 
     /// Shard `shard`'s ends of the bus (once).
@@ -793,6 +830,7 @@ impl Membership {
         let subscriptions = async {
             let presence = subscribe("presence").await?;
             let heartbeats = subscribe("heartbeat").await?;
+            let leaves = subscribe("leave").await?;
             let syncs = subscribe("sync").await?;
             let providers = subscribe("rpc").await?;
             let listeners = subscribe("listen").await?;
@@ -802,21 +840,31 @@ impl Membership {
                 .await
                 .map_err(|e| e.to_string())?;
             self.client.flush().await.map_err(|e| e.to_string())?;
-            Ok::<_, String>((presence, heartbeats, syncs, providers, listeners, direct))
+            Ok::<_, String>((
+                presence, heartbeats, leaves, syncs, providers, listeners, direct,
+            ))
         };
-        let (mut presence, mut heartbeats, mut syncs, mut providers, mut listeners, mut direct) =
-            match subscriptions.await {
-                Ok(subscriptions) => subscriptions,
-                Err(e) => {
-                    let _ = subscribed.send(Err(format!(
-                        "cannot subscribe to the cluster's subjects: {e}"
-                    )));
-                    return;
-                }
-            };
+        let (
+            mut presence,
+            mut heartbeats,
+            mut leaves,
+            mut syncs,
+            mut providers,
+            mut listeners,
+            mut direct,
+        ) = match subscriptions.await {
+            Ok(subscriptions) => subscriptions,
+            Err(e) => {
+                let _ = subscribed.send(Err(format!(
+                    "cannot subscribe to the cluster's subjects: {e}"
+                )));
+                return;
+            }
+        };
         self.ask_for_sync().await;
         let mut seen: AHashMap<NodeId, tokio::time::Instant> = AHashMap::new();
         let mut gone: ahash::AHashSet<NodeId> = ahash::AHashSet::new();
+        let mut left: std::collections::VecDeque<NodeId> = std::collections::VecDeque::new();
         let mut ticks = tokio::time::interval(self.heartbeat);
         // Every node answers the sync with a heartbeat: the node is ready once it has heard
         // them (logins wait for every node it knows of).
@@ -852,8 +900,32 @@ impl Membership {
                         self.tell_members(&seen).await;
                     }
                 }
+                Some(message) = leaves.next() => {
+                    let Some(node) = decode_node(&message.payload) else { continue };
+                    if node == self.node || left.contains(&node) {
+                        continue;
+                    }
+                    if left.len() == LEFT_REMEMBERED {
+                        left.pop_front();
+                    }
+                    left.push_back(node);
+                    if seen.remove(&node).is_some() {
+                        self.live_nodes.store(seen.len(), std::sync::atomic::Ordering::Relaxed);
+                    }
+                    gone.remove(&node);
+                    crate::log!(
+                        crate::log::Level::Info,
+                        "CLUSTER_NODE_LEFT",
+                        "node {node:08x} stopped and left the cluster: its users leave"
+                    );
+                    self.to_every_shard(BusIn::NodeGone { node }).await;
+                    self.tell_members(&seen).await;
+                }
                 Some(message) = heartbeats.next() => {
                     let Some(node) = decode_node(&message.payload) else { continue };
+                    if left.contains(&node) {
+                        continue;
+                    }
                     if seen.insert(node, tokio::time::Instant::now()).is_none() {
                         self.live_nodes.store(seen.len(), std::sync::atomic::Ordering::Relaxed);
                         crate::log!(crate::log::Level::Info, "CLUSTER_NODE", "node {node:08x} is in the cluster");

@@ -202,6 +202,11 @@ pub fn run(
             Err(e) => failed = Some(executor_error(&e.to_string())),
         }
     }
+    // Every shard has stopped: the other nodes hear that this one left now, not after their
+    // node timeout (its users leave presence there, logins stop waiting for it).
+    if let Some(bus) = &bus {
+        bus.leave();
+    }
     failed.map_or(Ok(()), Err)
 }
 
