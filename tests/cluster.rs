@@ -1386,3 +1386,40 @@ fn a_stopped_node_says_it_leaves() {
         started.elapsed()
     );
 }
+
+/// Issue 29, item 2: a record a client only subscribed to (made by the subscribe: version 0,
+/// `{}`) exists for every node, as on the reference: `head` answers 0 on another node and a
+/// read there gets it, instead of RECORD_NOT_FOUND and -1.
+#[test]
+fn a_record_made_by_subscribing_is_seen_by_every_node() {
+    if !common::service("NATS", NATS_PORT) {
+        return;
+    }
+    let spec = ClusterSpec::new("subcreate", NATS_PORT, "");
+    let one = spec.node(1);
+    let two = spec.node(2);
+    let mut maker = RawClient::login(one.port, "maker");
+    let made = record_subscribe(&mut maker, "made-by-subscribe");
+    assert_eq!(made.version, Some(0), "{made:?}");
+    let mut other = RawClient::login(two.port, "other");
+    common::eventually("the record made by subscribing is in the bucket", || {
+        other.send(&Message {
+            name: Some(bytes("made-by-subscribe")),
+            ..Message::new(topic::RECORD, ra::HEAD)
+        });
+        let head = other.expect_message();
+        assert_eq!(head.action, ra::HEAD_RESPONSE, "{head:?}");
+        head.version == Some(0)
+    });
+    let read = record_read(&mut other, "made-by-subscribe");
+    assert_eq!(
+        (read.action, read.version, read.data.as_deref()),
+        (ra::READ_RESPONSE, Some(0), Some(&b"{}"[..])),
+        "{read:?}"
+    );
+    // A write on the other node follows it, and the subscriber hears it.
+    let ack = record_write(&mut other, "made-by-subscribe", 1, None, r#"{"n":1}"#);
+    assert_eq!(ack.action, ra::WRITE_ACKNOWLEDGEMENT, "{ack:?}");
+    let update = maker.expect_message();
+    assert_eq!(update.version, Some(1), "{update:?}");
+}

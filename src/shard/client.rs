@@ -532,6 +532,7 @@ impl Shard {
                             self.send(from, &refused(&msg, Some(name.clone()), why));
                             continue;
                         }
+                        self.create_by_subscribe(name, from);
                     }
                     let reply = self.read_reply(msg.action, name);
                     self.send(from, &reply);
@@ -641,15 +642,39 @@ impl Shard {
         self.apply_listen_effects(kind, effects);
     }
 
-    /// READ_RESPONSE / HEAD_RESPONSE for one record; subscribe-create makes a missing one.
-    fn read_reply(&mut self, action: i32, name: &Bytes) -> Message {
-        if action == ra::SUBSCRIBECREATEANDREAD && self.owner_side.records.get(name).is_none() {
-            let created = StoredRecord {
-                version: 0,
-                data: Bytes::from_static(EMPTY_OBJECT),
-            };
+    /// Subscribe-create of a missing record makes it (version 0, `{}`), kept like any write:
+    /// in the store, and in a cluster in the bucket too, so every node sees it (as the
+    /// reference's cache does). The subscriber is answered from memory at once; if another
+    /// node made or wrote the record first, the bucket's record replaces it and subscribers
+    /// hear of that.
+    fn create_by_subscribe(&mut self, name: &Bytes, from: ConnId) {
+        let created = StoredRecord {
+            version: 0,
+            data: Bytes::from_static(EMPTY_OBJECT),
+        };
+        if self.owner_side.records.cluster.is_none() {
             self.owner_side.records.put(name, Some(created), None);
+            return;
         }
+        let update = Message {
+            name: Some(name.clone()),
+            version: Some(0),
+            data: Some(Bytes::from_static(EMPTY_OBJECT)),
+            ..Message::new(topic::RECORD, ra::UPDATE)
+        };
+        self.owner_side.records.replace(name, Some(created.clone()));
+        self.commit_record(
+            name,
+            Some(created),
+            ws_frame(&update),
+            None,
+            Some(from),
+            || super::records::Waiting::Prefetch,
+        );
+    }
+
+    /// READ_RESPONSE / HEAD_RESPONSE for one record.
+    fn read_reply(&mut self, action: i32, name: &Bytes) -> Message {
         let stored = self.owner_side.records.get(name).cloned();
         let head = matches!(action, ra::HEAD | ra::SUBSCRIBEANDHEAD);
         if action == ra::HEAD {
