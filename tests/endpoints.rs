@@ -75,7 +75,7 @@ fn the_v3_client_suite_passes_on_one_and_two_shards() {
             &["v3.test.mjs", "v3-beyond.test.mjs"],
             &[("DS_V3_URL", url)],
         );
-        assert!(out.contains("# pass 15"), "{out}");
+        assert!(out.contains("# pass 16"), "{out}");
     }
 }
 

@@ -641,12 +641,10 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
                 _ => w.part(b"L"),
             }
         }
-        // The V3 snapshot's error: `R␟E␟SN␟name␟RECORD_NOT_FOUND` is what its callback reads.
-        (topic::RECORD, ra::RECORD_NOT_FOUND) if msg.original_action == Some(ra::READ) => w
-            .part(b"E")
-            .part(b"SN")
-            .part(name)
-            .part(b"RECORD_NOT_FOUND"),
+        // As the reference: the 2.x client raises it as an error event (its snapshot callback
+        // is not called; `R␟E␟SN␟…` would reach the callback, but clients written against the
+        // reference listen for the event).
+        (topic::RECORD, ra::RECORD_NOT_FOUND) => w.part(b"E").part(b"RECORD_NOT_FOUND").part(name),
         (topic::RECORD, ra::SUBSCRIPTION_HAS_PROVIDER) => w.part(b"SH").part(name).part(b"T"),
         (topic::RECORD, ra::SUBSCRIPTION_HAS_NO_PROVIDER) => w.part(b"SH").part(name).part(b"F"),
         (topic::RECORD, ra::VERSION_EXISTS) => w
@@ -687,7 +685,10 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
             let event = action_name(msg.topic, msg.action).unwrap_or("ERROR");
             w.part(b"E").part(event.as_bytes()).part(name).part(corr)
         }
-        (topic::RPC, pa::NOT_PROVIDED) => w.part(b"E").part(b"NOT_SUBSCRIBED").part(name),
+        // Unproviding or unsubscribing a name not held: the reference sends the ack alone.
+        (topic::RPC, pa::NOT_PROVIDED) | (topic::EVENT, ea::NOT_SUBSCRIBED) => {
+            return w.0.truncate(start)
+        }
         (topic::RPC, pa::MULTIPLE_PROVIDERS) => {
             w.part(b"E").part(b"MULTIPLE_SUBSCRIPTIONS").part(name)
         }

@@ -1,5 +1,5 @@
 // Where corestream's ws-text endpoint answers what the reference 7.0.2 leaves unanswered (or
-// answers wrongly) for the V3 client: `has`, a snapshot of a missing record, an RPC error's
+// answers wrongly) for the V3 client: `has`, an RPC error's
 // text, and input it cannot read. Runs against corestream only.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -18,13 +18,6 @@ test('has tells whether a record exists', async () => {
   assert.deepEqual(await has(), [null, false])
   await within(new Promise(resolve => c.record.setData(name, { a: 1 }, resolve)), 3000, 'write')
   assert.deepEqual(await has(), [null, true])
-})
-
-test('a snapshot of a missing record calls back with RECORD_NOT_FOUND', async () => {
-  const c = await login('v3b-snap')
-  const missing = await within(new Promise(resolve => c.record.snapshot(uniq('v3b-none'), e => resolve(e))), 3000, 'missing snapshot')
-  assert.equal(missing, 'RECORD_NOT_FOUND')
-  assert.deepEqual(c.errors, [])
 })
 
 test('an RPC error reaches the caller as its text', async () => {

@@ -5,8 +5,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
-import { v3Login, sleep, uniq, within, until } from './helpers.mjs'
+import { v3Login, sleep, uniq, within, until, closeAtEnd } from './helpers.mjs'
 
+const require = createRequire(import.meta.url)
+const WebSocket = require('ws')
 const URL = process.env.DS_V3_URL
 const login = username => v3Login(URL, { username })
 const deepstream = createRequire(import.meta.url)('deepstream.io-client-js')
@@ -181,4 +183,34 @@ test('listening: a provider is offered a subscribed name and told when it is gon
   await until(() => record.hasProvider, 'hasProvider')
   assert.deepEqual(records, [[`${prefix}/r1`, true]])
   assert.deepEqual([...listener.errors, ...subscriber.errors], [])
+})
+
+// Issue 29, item 6: the reference answers a snapshot of a missing record with
+// `R␟E␟RECORD_NOT_FOUND␟<name>`, which the 2.x client raises as an error event.
+test('a snapshot of a missing record raises RECORD_NOT_FOUND', async () => {
+  const c = await login('v3-snap-none')
+  const name = uniq('v3-snap-none')
+  c.record.snapshot(name, () => {})
+  await until(() => c.errors.length > 0, 'the error event')
+  assert.deepEqual(c.errors, [`RECORD_NOT_FOUND: ${name}`])
+})
+
+// Issue 29, item 7: unproviding or unsubscribing a name not held is acknowledged and nothing
+// more (the 2.x client's hooks reject a NOT_SUBSCRIBED error). Raw V3 text: the client itself
+// refuses to send these for names it does not hold.
+test('unprovide and unsubscribe of a name not held are only acknowledged', async () => {
+  const ws = new WebSocket(URL)
+  closeAtEnd(() => ws.close())
+  const frames = []
+  ws.on('message', data => frames.push(...String(data).split('\x1e').filter(Boolean).map(m => m.split('\x1f').join('|'))))
+  await within(new Promise(resolve => ws.on('open', resolve)), 3000, 'open')
+  const send = text => ws.send(text.split('|').join('\x1f') + '\x1e')
+  send('A|REQ|{"username":"raw-not-held"}')
+  await until(() => frames.includes('A|A'), 'login')
+  const name = uniq('v3-not-held')
+  send(`P|US|${name}`)
+  send(`E|US|${name}`)
+  await until(() => frames.includes(`P|A|US|${name}`) && frames.includes(`E|A|US|${name}`), 'the acks')
+  await sleep(300)
+  assert.deepEqual(frames.filter(f => f.includes('NOT_SUBSCRIBED')), [])
 })
