@@ -361,9 +361,18 @@ pub fn mqtt_codec(data: &[u8]) {
         0x10, 16, 0, 4, b'M', b'Q', b'T', b'T', 4, 0xC2, 0, 30, 0, 1, b'c', 0, 1, b'u', 0, 0,
     ];
     let mut actions = Vec::new();
-    let mut pieces = vec![connect];
-    pieces.extend(data.split(|b| *b == 0));
-    for piece in pieces {
+    buf.extend_from_slice(connect);
+    if session.decode(&mut buf, 4096, &mut actions).is_err() {
+        return;
+    }
+    // The shard's answer to the login: what follows is read as a logged-in session's (until
+    // then it would wait unread, MQTT-3.1.4-5).
+    let login = Message::new(
+        crate::protocol::message::topic::AUTH,
+        crate::protocol::message::auth_action::AUTH_SUCCESSFUL,
+    );
+    session.encode(&login, &mut Vec::new());
+    for piece in data.split(|b| *b == 0) {
         buf.extend_from_slice(piece);
         if session.decode(&mut buf, 4096, &mut actions).is_err() {
             break;
