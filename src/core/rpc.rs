@@ -269,18 +269,28 @@ impl RpcRouter {
     }
 }
 
-/// A random provider of `name` other than those already tried; the caller may be one, as in
-/// the reference (a client that provides and calls the same RPC answers itself). Counts, then
-/// walks again to the chosen one: no allocation per call.
+/// A random provider of `name` other than those already tried, on this node if it has one,
+/// else on another, as the reference picks (a local provider first, then a remote server);
+/// the caller may be one (a client that provides and calls the same RPC answers itself).
+/// Counts, then walks again to the chosen one: no allocation per call.
 fn pick(providers: &AHashMap<Bytes, Vec<ConnId>>, name: &[u8], tried: &[ConnId]) -> Option<ConnId> {
-    let eligible = |p: &&ConnId| !tried.contains(p);
     let list = providers.get(name)?;
-    let count = list.iter().filter(eligible).count();
+    let untried = |p: &&ConnId| !tried.contains(p);
+    let local = |p: &&ConnId| p.node == super::ids::LOCAL_NODE && !tried.contains(p);
+    let local_count = list.iter().filter(local).count();
+    if local_count > 0 {
+        return list
+            .iter()
+            .filter(local)
+            .nth(fastrand::usize(..local_count))
+            .copied();
+    }
+    let count = list.iter().filter(untried).count();
     if count == 0 {
         return None;
     }
     list.iter()
-        .filter(eligible)
+        .filter(untried)
         .nth(fastrand::usize(..count))
         .copied()
 }
@@ -359,6 +369,27 @@ mod tests {
         out.clear();
         rpc.request(request("c1"), CALLER, 3, &mut out);
         assert_eq!(actions(&out), vec![(P1, rpc_action::REQUEST)]);
+    }
+
+    /// Issue 29, item 5: as the reference, a provider on this node is chosen before any on
+    /// another node; a remote one only once every local one has rejected.
+    #[test]
+    fn local_providers_are_chosen_first() {
+        let remote = |node, local| ConnId {
+            node,
+            shard: 0,
+            local,
+        };
+        let (r1, r2) = (remote(7, 10), remote(8, 11));
+        for round in 0..50 {
+            let (mut rpc, mut out) = called(&[r1, P1, r2]);
+            assert_eq!(
+                out[0].0, P1,
+                "round {round}: a remote provider was chosen first"
+            );
+            rpc.from_provider(answer("c1", rpc_action::REJECT), P1, 1, &mut out);
+            assert!([r1, r2].contains(&out[1].0), "{out:?}");
+        }
     }
 
     #[test]
