@@ -1423,3 +1423,33 @@ fn a_record_made_by_subscribing_is_seen_by_every_node() {
     let update = maker.expect_message();
     assert_eq!(update.version, Some(1), "{update:?}");
 }
+
+/// Issue 29, item 4: as the reference, a name is offered first to the listeners on the node
+/// of its subscriber, wherever the name's home is.
+#[test]
+fn listening_offers_to_the_subscribers_node_first() {
+    if !common::service("NATS", NATS_PORT) {
+        return;
+    }
+    let spec = ClusterSpec::new("listenlocal", NATS_PORT, "");
+    let nodes = [spec.node(1), spec.node(1), spec.node(1)];
+    let mut listeners = [
+        RawClient::login(nodes[0].port, "near-listener-0"),
+        RawClient::login(nodes[1].port, "near-listener-1"),
+    ];
+    for listener in &mut listeners {
+        record_listen(listener, "near/.*");
+    }
+    // Offers wait while the members settle (two heartbeats).
+    std::thread::sleep(Duration::from_millis(2500));
+    // Names homed on each of the three nodes, subscribed on node 1 or node 0.
+    for i in 0..8 {
+        let near = i % 2;
+        let name = format!("near/{i}");
+        let mut subscriber = RawClient::login(nodes[near].port, &format!("near-sub-{i}"));
+        record_subscribe(&mut subscriber, &name);
+        let provider = take_offer(&mut listeners, &name);
+        assert_eq!(provider, near, "{name}, subscribed on node {near}");
+        record_unsubscribe(&mut subscriber, &name);
+    }
+}

@@ -37,6 +37,9 @@ struct NameState {
     provider: Option<(ConnId, Bytes)>,
     offer: Option<(ConnId, Bytes, u64)>,
     tried: Vec<(ConnId, Bytes)>,
+    /// The node of the name's first subscriber: its listeners are offered the name first
+    /// (`LOCAL_NODE` alone, or when that is this node).
+    near: super::ids::NodeId,
 }
 
 pub struct Listening {
@@ -232,8 +235,16 @@ impl Listening {
         self.names.get(name).is_some_and(|s| s.provider.is_some())
     }
 
-    /// A name gained its first subscriber anywhere.
-    pub fn interest_started(&mut self, name: &Bytes, now: u64, out: &mut Vec<ListenEffect>) {
+    /// A name gained its first subscriber anywhere: on node `near`, whose listeners are
+    /// offered it first, as the reference offers a subscription to listeners on the
+    /// subscriber's own server before remote ones.
+    pub fn interest_started(
+        &mut self,
+        name: &Bytes,
+        near: super::ids::NodeId,
+        now: u64,
+        out: &mut Vec<ListenEffect>,
+    ) {
         if self.patterns.is_empty() {
             return;
         }
@@ -241,7 +252,8 @@ impl Listening {
             let key = super::map_key(&self.names, name);
             self.names.entry(key)
         }
-        .or_default();
+        .or_default()
+        .near = near;
         self.offer_next(name, now, out);
     }
 
@@ -355,13 +367,16 @@ impl Listening {
         let Ok(text) = std::str::from_utf8(name) else {
             return;
         };
-        let candidates: Vec<(ConnId, &Bytes)> = self
+        let mut candidates: Vec<(ConnId, &Bytes)> = self
             .patterns
             .iter()
             .filter(|p| p.regex.is_match(text))
             .flat_map(|p| p.listeners.iter().map(move |c| (*c, &p.source)))
             .filter(|(c, p)| !state.tried.iter().any(|(tc, tp)| tc == c && tp == *p))
             .collect();
+        if candidates.iter().any(|(c, _)| c.node == state.near) {
+            candidates.retain(|(c, _)| c.node == state.near);
+        }
         if candidates.is_empty() {
             return;
         }
@@ -392,6 +407,46 @@ mod tests {
         Bytes::copy_from_slice(s.as_bytes())
     }
 
+    const LOCAL: crate::core::ids::NodeId = crate::core::ids::LOCAL_NODE;
+
+    /// Issue 29, item 4: as the reference, listeners on the node of the name's first
+    /// subscriber are offered it first; others only once those have all rejected.
+    #[test]
+    fn listeners_on_the_subscribers_node_are_offered_first() {
+        let far = |node, local| ConnId {
+            node,
+            shard: 0,
+            local,
+        };
+        let (x1, y1) = (far(7, 1), far(9, 2));
+        for near in [7, 9] {
+            for shuffle in [false, true] {
+                let mut l = Listening::new(shuffle, 1000);
+                let mut out = Vec::new();
+                let regex = Arc::new(Regex::new("news/.*").unwrap());
+                for conn in [A, x1, y1] {
+                    l.add_listener(
+                        b("news/.*"),
+                        regex.clone(),
+                        conn,
+                        std::iter::empty(),
+                        0,
+                        &mut out,
+                    );
+                }
+                l.interest_started(&b("news/a"), near, 0, &mut out);
+                let offered = |out: &[ListenEffect]| match out.last() {
+                    Some(ListenEffect::Offer { to, .. }) => *to,
+                    other => panic!("no offer: {other:?}"),
+                };
+                let first = offered(&out);
+                assert_eq!(first.node, near, "near {near}, shuffle {shuffle}: {out:?}");
+                l.reject(first, &b("news/.*"), &b("news/a"), 1, &mut out);
+                assert_ne!(offered(&out).node, near, "then the others");
+            }
+        }
+    }
+
     fn setup() -> Listening {
         let mut l = Listening::new(false, 1000);
         let mut out = Vec::new();
@@ -413,7 +468,7 @@ mod tests {
     fn offer_accept_and_stop() {
         let mut l = setup();
         let mut out = Vec::new();
-        l.interest_started(&b("news/a"), 0, &mut out);
+        l.interest_started(&b("news/a"), LOCAL, 0, &mut out);
         assert_eq!(
             out,
             vec![ListenEffect::Offer {
@@ -447,7 +502,7 @@ mod tests {
     fn reject_and_timeout_move_to_the_next_listener() {
         let mut l = setup();
         let mut out = Vec::new();
-        l.interest_started(&b("news/a"), 0, &mut out);
+        l.interest_started(&b("news/a"), LOCAL, 0, &mut out);
         l.reject(A, &b("news/.*"), &b("news/a"), 5, &mut out);
         assert_eq!(
             out[1],
@@ -477,7 +532,7 @@ mod tests {
     fn provider_disconnect_rematches_and_late_accept_is_stopped() {
         let mut l = setup();
         let mut out = Vec::new();
-        l.interest_started(&b("news/a"), 0, &mut out);
+        l.interest_started(&b("news/a"), LOCAL, 0, &mut out);
         l.accept(A, &b("news/.*"), &b("news/a"), &mut out);
         out.clear();
         l.conn_closed(A, 10, &mut out);
@@ -536,7 +591,7 @@ mod tests {
     fn disconnect_while_offered_moves_on_and_a_listener_without_names_leaves_quietly() {
         let mut l = setup();
         let mut out = Vec::new();
-        l.interest_started(&b("news/a"), 0, &mut out);
+        l.interest_started(&b("news/a"), LOCAL, 0, &mut out);
         out.clear();
         l.conn_closed(A, 1, &mut out);
         assert_eq!(
@@ -556,7 +611,7 @@ mod tests {
         quiet.conn_closed(A, 0, &mut out);
         quiet.remove_listener(b"news/.*", B, 0, &mut out);
         assert!(out.is_empty());
-        quiet.interest_started(&b("news/b"), 0, &mut out);
+        quiet.interest_started(&b("news/b"), LOCAL, 0, &mut out);
         assert!(out.is_empty(), "no listeners remain");
     }
 }

@@ -93,7 +93,7 @@ impl Shard {
         if !self.bus.on {
             let listening = &mut self.owner_side.listening[kind as usize];
             if on {
-                listening.interest_started(name, now, &mut effects);
+                listening.interest_started(name, LOCAL_NODE, now, &mut effects);
             } else {
                 listening.interest_ended(name, &mut effects);
             }
@@ -153,7 +153,7 @@ impl Shard {
         let first = nodes.len() == 1;
         let mut effects = Vec::new();
         if first {
-            self.owner_side.listening[k].interest_started(name, now, &mut effects);
+            self.owner_side.listening[k].interest_started(name, node, now, &mut effects);
         }
         if node != LOCAL_NODE && self.owner_side.listening[k].has_provider(name) {
             self.push_listen(node, kind, name, ListenOp::HasProvider(true));
