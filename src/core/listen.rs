@@ -419,11 +419,11 @@ mod tests {
             local,
         };
         let (x1, y1) = (far(7, 1), far(9, 2));
+        let regex = Arc::new(Regex::new("news/.*").unwrap());
         for near in [7, 9] {
             for shuffle in [false, true] {
                 let mut l = Listening::new(shuffle, 1000);
                 let mut out = Vec::new();
-                let regex = Arc::new(Regex::new("news/.*").unwrap());
                 for conn in [A, x1, y1] {
                     l.add_listener(
                         b("news/.*"),
