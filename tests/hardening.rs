@@ -817,3 +817,43 @@ fn mqtt_logins_have_an_absolute_deadline_and_a_size_bound() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 28: MQTT goes through the admission every listener has, so its logins in progress
+/// count among the shard's handshakes (`limits.handshakesPerShard`): past it a socket is
+/// closed at once instead of being held until the handshake deadline.
+#[test]
+fn mqtt_logins_in_progress_count_among_the_handshakes() {
+    use std::io::Read;
+    let port = common::free_port();
+    let dir = std::env::temp_dir().join(format!("corestream-mqtt-admit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "connectionEndpoints:\n  - type: ws-binary\n  - type: mqtt\n    options:\n      \
+             host: 127.0.0.1\n      port: {port}\nlimits:\n  handshakeTimeout: 8000\n  \
+             handshakesPerShard: 2\n"
+        ),
+    )
+    .expect("config");
+    let _server = Server::start(&["--cores", "1", "-c", config.to_str().expect("path")]);
+    let silent: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut third = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    third
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let started = Instant::now();
+    let mut byte = [0u8; 1];
+    let closed = matches!(third.read(&mut byte), Ok(0) | Err(_));
+    assert!(
+        closed && started.elapsed() < Duration::from_secs(2),
+        "a third login in progress was held ({:?})",
+        started.elapsed()
+    );
+    drop(silent);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -51,12 +51,12 @@ pub struct ShardIo {
     pub runtime: Runtime,
     /// Connections alive (handshake to close), for shutdown.
     pub live: Cell<usize>,
-    /// Sockets reading their request head right now (`limits.handshakesPerShard`).
-    handshaking: Cell<usize>,
+    /// Sockets in their handshake right now (`limits.handshakesPerShard`, `net::admission`).
+    pub(super) handshaking: Cell<usize>,
     /// HTTP API requests being worked on (`limits.httpRequestsPerShard`).
     pub api_requests: Cell<usize>,
     /// Bytes buffered for connections not logged in (`limits.unauthenticatedBytesPerShard`).
-    unauthenticated_bytes: Cell<usize>,
+    pub(super) unauthenticated_bytes: Cell<usize>,
     /// Every read lands here first; a connection keeps only what it read.
     scratch: RefCell<Box<[u8]>>,
     pool: RefCell<Vec<BytesMut>>,
@@ -82,42 +82,6 @@ pub struct ShardIo {
     paused: RefCell<Vec<Waker>>,
     /// The task that wakes them, while it waits for the first.
     resumer: RefCell<Option<Waker>>,
-}
-
-/// Bytes a plain HTTP request holds while its body arrives, counted in the shard's budget for
-/// connections not logged in (`limits.unauthenticatedBytesPerShard`, with WebSocket frames and
-/// MQTT packets); given back when dropped.
-pub struct HeldBytes {
-    io: Rc<ShardIo>,
-    held: usize,
-}
-
-impl HeldBytes {
-    pub fn new(io: &Rc<ShardIo>) -> HeldBytes {
-        HeldBytes {
-            io: io.clone(),
-            held: 0,
-        }
-    }
-
-    /// Holds `bytes` in place of what was held; false once the shard would be past its budget.
-    pub fn hold(&mut self, bytes: usize) -> bool {
-        let counter = &self.io.unauthenticated_bytes;
-        let total = counter
-            .get()
-            .saturating_sub(self.held)
-            .saturating_add(bytes);
-        counter.set(total);
-        self.held = bytes;
-        total <= self.io.unauthenticated_budget()
-    }
-}
-
-impl Drop for HeldBytes {
-    fn drop(&mut self) {
-        let counter = &self.io.unauthenticated_bytes;
-        counter.set(counter.get().saturating_sub(self.held));
-    }
 }
 
 impl ShardIo {
@@ -157,7 +121,7 @@ impl ShardIo {
     }
 
     /// `limits.unauthenticatedBytesPerShard`.
-    fn unauthenticated_budget(&self) -> usize {
+    pub(super) fn unauthenticated_budget(&self) -> usize {
         self.shard
             .borrow()
             .config()
@@ -317,6 +281,7 @@ async fn handshake(
         let endpoint = c.endpoint_at_path(&head.path);
         let upgrade = head.method == "GET" && head.upgrade_websocket && endpoint.is_some();
         let full = shard.awaiting_login() >= c.limits.unauthenticated_connections_per_shard;
+        // (`admission::room_for_another_login`, with the shard already borrowed here.)
         let (endpoint, protocol) = endpoint.unwrap_or((0, Protocol::Binary));
         let max_message = c.max_message_size_of(endpoint);
         let limits = Limits {
@@ -422,23 +387,12 @@ impl Future for Connection {
 
 /// The handshake; `Some` with the shard's new connection once the socket speaks WebSocket.
 async fn open(stream: TcpStream, io: Rc<ShardIo>) -> Option<Live> {
-    // A socket beyond the shard's budget of heads in progress is closed unread.
-    let (max_handshakes, timeout) = {
-        let shard = io.shard.borrow();
-        let limits = &shard.config().limits;
-        (
-            limits.handshakes_per_shard,
-            Duration::from_millis(limits.handshake_timeout_ms),
-        )
-    };
-    if io.handshaking.get() >= max_handshakes {
-        return None;
-    }
+    // A socket beyond the shard's budget of handshakes in progress is closed unread.
+    let mut admission = super::admission::Admission::at_accept(&io)?;
     // TCP_NODELAY comes from the listening socket (see `net::listen_socket`).
     let mut head = io.take_buffer();
-    io.handshaking.set(io.handshaking.get() + 1);
     // The TLS handshake and the HTTP head share one deadline from accept.
-    let deadline = std::time::Instant::now() + timeout;
+    let deadline = admission.deadline();
     let socket = match &io.tls {
         Some(config) => super::tls_socket::accept(config.clone(), stream, deadline)
             .await
@@ -452,7 +406,8 @@ async fn open(stream: TcpStream, io: Rc<ShardIo>) -> Option<Live> {
         }
         None => None,
     };
-    io.handshaking.set(io.handshaking.get() - 1);
+    admission.handshake_done();
+    drop(admission);
     let Some((mut socket, opened)) = opened else {
         io.put_buffer(head);
         return None;

@@ -333,7 +333,7 @@ async fn read_body(
     let timed_out = || (408, "Request body not received in time.".to_string());
     // What the body holds counts in the shard's budget for unauthenticated bytes: 400 sockets
     // each holding a nearly complete 1 MiB body held 476 MiB before.
-    let mut held = super::conn::HeldBytes::new(io);
+    let mut held = super::admission::HeldBytes::new(io);
     let over_budget = || {
         (
             503,

@@ -2,6 +2,7 @@
 //! them, a listener per shard (SO_REUSEPORT) and a periodic tick.
 
 mod admin;
+mod admission;
 mod backlog;
 mod conn;
 mod cpu_pool;

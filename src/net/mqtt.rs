@@ -66,7 +66,7 @@ enum Turn {
 
 /// One MQTT connection, from its CONNECT to its close.
 async fn serve(mut stream: TcpStream, endpoint: u8, io: &Rc<ShardIo>) {
-    let (max_packet, max_before_login, outgoing, idle_ms, handshake_ms, full) = {
+    let (max_packet, max_before_login, outgoing, idle_ms) = {
         let shard = io.shard.borrow();
         let c = shard.config();
         let idle = c.endpoint(endpoint).map_or(180_000, |e| e.idle_timeout_ms);
@@ -76,26 +76,24 @@ async fn serve(mut stream: TcpStream, endpoint: u8, io: &Rc<ShardIo>) {
             max_packet.min(c.limits.unauthenticated_max_message_size),
             c.max_outgoing_buffer,
             idle,
-            c.limits.handshake_timeout_ms,
-            shard.awaiting_login() >= c.limits.unauthenticated_connections_per_shard,
         )
     };
-    // The same budgets as every listener's (issue 28, defect 5): too many sockets waiting to
-    // log in are closed at once; a CONNECT larger than what connections not logged in may send
-    // is refused; what is held before login counts in the shard's byte budget; and the whole
-    // login must be done within the handshake timeout from accept, however it is dripped.
-    if full {
+    // Every listener's budgets (`net::admission`, issue 28): the login (CONNECT to CONNACK) is
+    // this socket's handshake, done within the handshake timeout from accept however it is
+    // dripped; a CONNECT larger than what connections not logged in may send is refused; what
+    // is held before login counts in the shard's byte budget.
+    let admission = super::admission::Admission::at_accept(io)
+        .filter(super::admission::Admission::room_for_another_login);
+    let Some(mut admission) = admission else {
         crate::log!(
             crate::log::Level::Warn,
             "MQTT_REFUSED",
-            "too many connections waiting to log in on this shard"
+            "too many connections logging in on this shard"
         );
         let _ = stream.close().await;
         return;
-    }
+    };
     let now = io.runtime.now_ms();
-    let login_deadline = now.saturating_add(handshake_ms.max(1));
-    let mut held = super::conn::HeldBytes::new(io);
     let outbox = Outbox::new(outgoing, now);
     let local = io.pump.enter().open_conn_on(outbox.clone(), now, endpoint);
     let mut session = Session::default();
@@ -108,7 +106,10 @@ async fn serve(mut stream: TcpStream, endpoint: u8, io: &Rc<ShardIo>) {
         // The login must be done by `login_deadline`; then the client's keep-alive (one and
         // a half times it, as MQTT says) or the endpoint's idleTimeout bounds silence.
         let wait_ms = if !session.logged_in() {
-            login_deadline.saturating_sub(io.runtime.now_ms()).max(1)
+            let left = admission
+                .deadline()
+                .saturating_duration_since(std::time::Instant::now());
+            u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1)
         } else if session.keep_alive > 0 {
             u64::from(session.keep_alive) * 1500
         } else {
@@ -142,7 +143,7 @@ async fn serve(mut stream: TcpStream, endpoint: u8, io: &Rc<ShardIo>) {
                 outbox.heard(io.runtime.now_ms());
                 inbound.extend_from_slice(chunk.get(..n).unwrap_or_default());
                 let logged_in = session.logged_in();
-                if !held.hold(if logged_in { 0 } else { inbound.capacity() }) {
+                if !admission.hold(if logged_in { 0 } else { inbound.capacity() }) {
                     reason = "too many bytes from connections not logged in";
                     break;
                 }
@@ -185,8 +186,11 @@ async fn serve(mut stream: TcpStream, endpoint: u8, io: &Rc<ShardIo>) {
                 }
                 actions.clear();
                 // Logged in now: what the client sent behind its CONNECT is taken.
+                if session.logged_in() {
+                    admission.hold(0);
+                    admission.handshake_done();
+                }
                 if session.logged_in() && !inbound.is_empty() {
-                    held.hold(0);
                     if let Err(why) = dispatch(
                         &mut stream,
                         &mut session,
