@@ -358,13 +358,16 @@ pub fn mqtt_codec(data: &[u8]) {
     let mut session = Session::default();
     let mut buf = BytesMut::new();
     let connect: &[u8] = &[
-        0x10, 16, 0, 4, b'M', b'Q', b'T', b'T', 4, 0xC2, 0, 30, 0, 1, b'c', 0, 1, b'u', 0, 0,
+        0x10, 18, 0, 4, b'M', b'Q', b'T', b'T', 4, 0xC2, 0, 30, 0, 1, b'c', 0, 1, b'u', 0, 0,
     ];
     let mut actions = Vec::new();
     buf.extend_from_slice(connect);
-    if session.decode(&mut buf, 4096, &mut actions).is_err() {
-        return;
-    }
+    // The CONNECT must be whole and valid, or nothing after it is ever read (its remaining
+    // length was 16 for 18 bytes, and the target fuzzed nothing).
+    assert!(
+        session.decode(&mut buf, 4096, &mut actions).is_ok() && session.awaiting_login(),
+        "the target's CONNECT"
+    );
     // The shard's answer to the login: what follows is read as a logged-in session's (until
     // then it would wait unread, MQTT-3.1.4-5).
     let login = Message::new(
