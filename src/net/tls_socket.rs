@@ -15,8 +15,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-/// The most TLS bytes read for one handshake step (a record and then some).
-const STEP_READ: usize = 17 * 1024;
+/// The most TLS bytes read for one handshake step: a ClientHello fits (about 2 KiB with a
+/// post-quantum key share); a larger flight takes several steps (rustls keeps a partial record).
+/// Each handshake in progress holds this and rustls's state, and a shard has at most
+/// `limits.handshakesPerShard` of them.
+const STEP_READ: usize = 4 * 1024;
 
 /// A TLS connection whose handshake is done.
 pub struct TlsSocket {
