@@ -58,6 +58,9 @@ pub async fn accept(listener: TcpListener, endpoint: u8, io: Rc<ShardIo>) {
     }
 }
 
+/// An MQTT fixed header: the packet type and up to four bytes of remaining length.
+const MAX_HEADER: usize = 5;
+
 enum Turn {
     Read(std::io::Result<usize>),
     Out,
@@ -103,8 +106,8 @@ async fn serve(mut stream: TcpStream, endpoint: u8, io: &Rc<ShardIo>) {
     let mut actions = Vec::new();
     let mut reason = "connection closed";
     'conn: loop {
-        // The login must be done by `login_deadline`; then the client's keep-alive (one and
-        // a half times it, as MQTT says) or the endpoint's idleTimeout bounds silence.
+        // The login must be done by the admission's deadline; then the client's keep-alive
+        // (one and a half times it, as MQTT says) or the endpoint's idleTimeout bounds silence.
         let wait_ms = if !session.logged_in() {
             let left = admission
                 .deadline()
@@ -148,8 +151,8 @@ async fn serve(mut stream: TcpStream, endpoint: u8, io: &Rc<ShardIo>) {
                     break;
                 }
                 // Packets sent behind the CONNECT wait for the login's answer; together they
-                // are bounded as one packet before login is.
-                if !logged_in && inbound.len() > max_before_login {
+                // are bounded as one packet before login is (with its fixed header).
+                if !logged_in && inbound.len() > max_before_login.saturating_add(MAX_HEADER) {
                     reason = "more than unauthenticatedMaxMessageSize before login";
                     break;
                 }
