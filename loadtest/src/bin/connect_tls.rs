@@ -12,13 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
-}
+#[path = "../tls_bench.rs"]
+mod tls_bench;
+use tls_bench::arg;
 
 fn server_cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -169,31 +165,14 @@ fn run(
 fn main() {
     let server = arg("--server", "target/release/corestream");
     let dir = std::env::temp_dir().join(format!("corestream-tls-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    // ECDSA P-256, the usual certificate key (its signature is the server's main handshake cost).
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-    let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
-        .expect("params")
-        .self_signed(&key)
-        .expect("cert");
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write");
-    std::fs::write(dir.join("cert.pem"), cert.pem()).expect("write");
-    let config = dir.join("config.yml");
-    std::fs::write(&config, "logLevel: WARN\nhttpServer:\n  options:\n    ssl: {key: fileLoad(key.pem), cert: fileLoad(cert.pem)}\n").expect("write");
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der().clone()).expect("root");
-    let client = rustls::ClientConfig::builder_with_provider(Arc::new(corestream::tls::provider()))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let (config, client) = tls_bench::certificate_and_client(&dir);
     let client_cpu = arg("--client-cpu", "1");
     // The loader's own threads on their cpu.
     let _ = Command::new("taskset")
         .args(["-p", "-c", &client_cpu, &std::process::id().to_string()])
         .output();
     let (plain_rate, plain_cpu) = run(&server, None, None);
-    let (tls_rate, tls_cpu) = run(&server, Some(&config), Some(Arc::new(client)));
+    let (tls_rate, tls_cpu) = run(&server, Some(&config), Some(client));
     println!("| | logins/s | server CPU per login |");
     println!("|---|---|---|");
     println!("| plain ws:// | {plain_rate:.0} | {plain_cpu:.0} µs |");

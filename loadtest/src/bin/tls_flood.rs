@@ -16,13 +16,9 @@ use std::time::{Duration, Instant};
 
 type Tls = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
 
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
-}
+#[path = "../tls_bench.rs"]
+mod tls_bench;
+use tls_bench::arg;
 
 fn open(port: u16, config: &Arc<rustls::ClientConfig>) -> Option<Tls> {
     let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -120,29 +116,7 @@ fn main() {
     let seconds: u64 = arg("--seconds", "4").parse().unwrap_or(4);
     let flooders: usize = arg("--flooders", "6").parse().unwrap_or(6);
     let dir = std::env::temp_dir().join(format!("corestream-tls-flood-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-    let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
-        .expect("params")
-        .self_signed(&key)
-        .expect("cert");
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write");
-    std::fs::write(dir.join("cert.pem"), cert.pem()).expect("write");
-    let config = dir.join("config.yml");
-    std::fs::write(
-        &config,
-        "logLevel: WARN\nhttpServer:\n  options:\n    ssl: {key: fileLoad(key.pem), cert: fileLoad(cert.pem)}\n",
-    )
-    .expect("write");
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der().clone()).expect("root");
-    let tls = Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(corestream::tls::provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    );
+    let (config, tls) = tls_bench::certificate_and_client(&dir);
     // The shard runs on cpu 0 (`--cores 1`); the loader's threads on `--client-cpu`, so the
     // flood's own client-side crypto does not compete with the shard (an attacker's would not).
     let _ = Command::new("taskset")
