@@ -33,6 +33,18 @@ export function v3Login (url, authData) {
   }), 3000, 'v3 login')
 }
 
+// A raw V3 connection: `frames` keeps every message received as `T|A|…` text, `send` takes
+// the same form (for what the V3 client itself would not send).
+export async function rawV3 (url) {
+  const ws = new WebSocket(url)
+  open.push(() => ws.close())
+  const frames = []
+  ws.on('message', data => frames.push(...String(data).split('\x1e').filter(Boolean).map(m => m.split('\x1f').join('|'))))
+  await within(new Promise(resolve => ws.on('open', resolve)), 3000, 'open')
+  const send = text => ws.send(text.split('|').join('\x1f') + '\x1e')
+  return { frames, send }
+}
+
 export async function v7Login (url, authData) {
   const v7 = createRequire(`${process.env.DS_CLIENT_HOME}/package.json`)('@deepstream/client')
   const c = new v7.DeepstreamClient(url, { offlineEnabled: false, maxReconnectAttempts: 0 })

@@ -3,11 +3,8 @@
 // text, and input it cannot read. Runs against corestream only.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { v3Login, sleep, uniq, within, closeAtEnd } from './helpers.mjs'
-import { createRequire } from 'node:module'
+import { v3Login, rawV3, sleep, uniq, within } from './helpers.mjs'
 
-const require = createRequire(import.meta.url)
-const WebSocket = require('ws')
 const URL = process.env.DS_V3_URL
 const login = username => v3Login(URL, { username })
 
@@ -30,12 +27,7 @@ test('an RPC error reaches the caller as its text', async () => {
 })
 
 test('input the V3 protocol cannot carry is answered and the connection lives on', async () => {
-  const ws = new WebSocket(URL)
-  closeAtEnd(() => ws.close())
-  const frames = []
-  ws.on('message', data => frames.push(...String(data).split('\x1e').filter(Boolean).map(m => m.split('\x1f').join('|'))))
-  await within(new Promise(resolve => ws.on('open', resolve)), 3000, 'open')
-  const send = text => ws.send(text.split('|').join('\x1f') + '\x1e')
+  const { frames, send } = await rawV3(URL)
   send('A|REQ|{"username":"raw"}')
   for (const bad of ['X|Y', 'R|ZZ|q', 'U|S|US', 'E|EVT|n|Qbad', 'R|U|r|x|{}', 'R|U']) send(bad)
   send('E|S|still-here')

@@ -5,10 +5,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
-import { v3Login, sleep, uniq, within, until, closeAtEnd } from './helpers.mjs'
+import { v3Login, rawV3, sleep, uniq, within, until } from './helpers.mjs'
 
-const require = createRequire(import.meta.url)
-const WebSocket = require('ws')
 const URL = process.env.DS_V3_URL
 const login = username => v3Login(URL, { username })
 const deepstream = createRequire(import.meta.url)('deepstream.io-client-js')
@@ -199,12 +197,7 @@ test('a snapshot of a missing record raises RECORD_NOT_FOUND', async () => {
 // more (the 2.x client's hooks reject a NOT_SUBSCRIBED error). Raw V3 text: the client itself
 // refuses to send these for names it does not hold.
 test('unprovide and unsubscribe of a name not held are only acknowledged', async () => {
-  const ws = new WebSocket(URL)
-  closeAtEnd(() => ws.close())
-  const frames = []
-  ws.on('message', data => frames.push(...String(data).split('\x1e').filter(Boolean).map(m => m.split('\x1f').join('|'))))
-  await within(new Promise(resolve => ws.on('open', resolve)), 3000, 'open')
-  const send = text => ws.send(text.split('|').join('\x1f') + '\x1e')
+  const { frames, send } = await rawV3(URL)
   send('A|REQ|{"username":"raw-not-held"}')
   await until(() => frames.includes('A|A'), 'login')
   const name = uniq('v3-not-held')
