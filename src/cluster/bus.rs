@@ -8,7 +8,7 @@
 
 use super::{ListenOp, RecordChange};
 use crate::core::ids::{ConnId, NodeId};
-use crate::shard::msg::Kind;
+use crate::core::Kind;
 use crate::store::StoredRecord;
 use bytes::{BufMut, Bytes, BytesMut};
 use sha2::Digest;

@@ -8,7 +8,7 @@ mod gate;
 pub mod nats;
 
 use crate::core::ids::{ConnId, NodeId};
-use crate::shard::msg::Kind;
+use crate::core::Kind;
 use crate::store::StoredRecord;
 use bytes::Bytes;
 

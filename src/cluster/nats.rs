@@ -18,7 +18,7 @@ use super::{BusIn, BusOut, CasResult, KvRecord, RecordChange};
 use crate::bridge::Bridge;
 use crate::config::cluster::{ClusterConfig, NatsAuth};
 use crate::core::ids::{ConnId, NodeId};
-use crate::shard::msg::Kind;
+use crate::core::Kind;
 use crate::store::StoredRecord;
 use ahash::AHashMap;
 use async_nats::jetstream::kv::UpdateErrorKind;

@@ -1,10 +1,13 @@
 //! deepstream's `config.yml`: the keys and defaults of the reference's default config that
 //! corestream acts on, plus warnings for keys of features it does not have yet.
 
+pub mod admin;
+pub mod api;
 pub mod cluster;
 pub mod endpoints;
 mod keys;
 mod limits;
+pub mod monitoring;
 
 pub use limits::Limits;
 use serde::Deserialize;
@@ -56,13 +59,13 @@ pub struct Config {
     /// The record layer: `cache`, `storage` and the `record` section's store keys.
     pub store: crate::store::StoreConfig,
     /// The `http` endpoint (deepstream's HTTP API) and the origin rules of `httpServer`.
-    pub api: crate::api::ApiConfig,
+    pub api: api::ApiConfig,
     /// The `monitoring` outputs (deepstream's `http` and `log`, and `prometheus`).
-    pub monitoring: Vec<crate::monitoring::Monitor>,
+    pub monitoring: Vec<monitoring::Monitor>,
     /// `httpServer.options.ssl`: the port serves `wss://` and `https://` only.
     pub tls: Option<crate::tls::Tls>,
     /// The `admin` section (corestream's): admin API, dashboard, session webhook.
-    pub admin: crate::api::admin::AdminConfig,
+    pub admin: admin::AdminConfig,
     /// The file this config was read from (the admin API reloads rules and users from it).
     pub source: Option<PathBuf>,
     /// `ws-text`, `ws-json`, `ws-frame` and `mqtt` endpoints; a connection's endpoint index is
@@ -216,10 +219,10 @@ impl Default for Config {
             log_level: crate::log::Level::Info,
             log_format: crate::log::Format::Text,
             store: crate::store::StoreConfig::default(),
-            api: crate::api::ApiConfig::default(),
+            api: api::ApiConfig::default(),
             monitoring: Vec::new(),
             tls: None,
-            admin: crate::api::admin::AdminConfig::default(),
+            admin: admin::AdminConfig::default(),
             source: None,
             endpoints: Vec::new(),
             cluster: None,
@@ -529,11 +532,11 @@ impl Config {
         config.cluster = cluster::parse(raw.rest.get("clusterNode"), dir)
             .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
         if let Some(admin) = raw.rest.get("admin") {
-            config.admin = crate::api::admin::AdminConfig::parse(admin)
+            config.admin = admin::AdminConfig::parse(admin)
                 .map_err(|e| ConfigError(format!("{origin}: {e}{}", line_of(text, "admin"))))?;
         }
         if let Some(monitoring) = raw.rest.get("monitoring") {
-            config.monitoring = crate::monitoring::parse(monitoring).map_err(|e| {
+            config.monitoring = monitoring::parse(monitoring).map_err(|e| {
                 ConfigError(format!("{origin}: {e}{}", line_of(text, "monitoring")))
             })?;
         }

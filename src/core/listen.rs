@@ -48,8 +48,9 @@ pub struct Listening {
     names: AHashMap<Bytes, NameState>,
     shuffle: bool,
     response_timeout_ms: u64,
-    /// No offers before this (a cluster settling who decides for which names).
-    hold_until: u64,
+    /// Names not offered before a time: a cluster settling who decides for them (their
+    /// decider moved here, and a provider elsewhere may not have said so yet).
+    held: AHashMap<Bytes, u64>,
 }
 
 impl Listening {
@@ -59,7 +60,7 @@ impl Listening {
             names: AHashMap::new(),
             shuffle,
             response_timeout_ms,
-            hold_until: 0,
+            held: AHashMap::new(),
         }
     }
 
@@ -92,9 +93,10 @@ impl Listening {
         conns
     }
 
-    /// Makes no offers before `until`; `rematch` afterwards offers what waited.
-    pub fn hold(&mut self, until: u64) {
-        self.hold_until = self.hold_until.max(until);
+    /// Makes no offer of `name` before `until`; `rematch` afterwards offers it if it waited.
+    pub fn hold(&mut self, name: &[u8], until: u64) {
+        let until = self.held.get(name).map_or(until, |held| until.max(*held));
+        self.held.insert(super::detach(name), until);
     }
 
     /// Another instance decides for `name` now: its state here is dropped without a word to
@@ -259,6 +261,7 @@ impl Listening {
 
     /// A name lost its last subscriber: its provider is told to stop.
     pub fn interest_ended(&mut self, name: &[u8], out: &mut Vec<ListenEffect>) {
+        self.held.remove(name);
         if let Some(state) = self.names.remove(name) {
             if let Some((to, pattern)) = state.provider {
                 out.push(ListenEffect::Removed {
@@ -343,6 +346,7 @@ impl Listening {
 
     /// Names with subscribers but no provider get a fresh round of offers.
     pub fn rematch(&mut self, now: u64, out: &mut Vec<ListenEffect>) {
+        self.held.retain(|_, until| now < *until);
         let idle: Vec<Bytes> = self
             .names
             .iter_mut()
@@ -361,7 +365,10 @@ impl Listening {
         let Some(state) = self.names.get_mut(name.as_ref()) else {
             return;
         };
-        if state.provider.is_some() || state.offer.is_some() || now < self.hold_until {
+        if state.provider.is_some() || state.offer.is_some() {
+            return;
+        }
+        if self.held.get(name.as_ref()).is_some_and(|until| now < *until) {
             return;
         }
         let Ok(text) = std::str::from_utf8(name) else {

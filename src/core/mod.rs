@@ -11,6 +11,13 @@ pub mod rpc;
 
 use bytes::Bytes;
 
+/// Which subscription space a name lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Event = 0,
+    Record = 1,
+}
+
 /// A copy that owns its memory. Names arrive as slices of a connection's read buffer; a
 /// long-lived map must not keep that whole buffer alive through one of them.
 pub fn detach(bytes: &[u8]) -> Bytes {

@@ -1,42 +1,15 @@
 //! The admin API on the runtime: each request asks every shard through the mesh (connections,
 //! closing a user's sessions, a new config) and answers with what they said.
 
-use super::conn::ShardIo;
+use super::shard_io::ShardIo;
 use crate::api::admin::{change_settings, connections_json, settings_json, AdminRoute};
 use crate::config::Config;
 use crate::shard::admin::{AdminAnswer, AdminOp};
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long an admin request waits for every shard.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The config in force and its generation, shared by every shard: admin changes are made
-/// here one at a time, then handed to every shard.
-pub struct AdminState {
-    current: Mutex<(Arc<Config>, u64)>,
-}
-
-impl AdminState {
-    pub fn new(config: Arc<Config>) -> AdminState {
-        AdminState {
-            current: Mutex::new((config, 0)),
-        }
-    }
-
-    /// Makes a new config from the one in force (or says why not) and numbers it.
-    fn next(
-        &self,
-        change: impl FnOnce(&Config) -> Result<Config, String>,
-    ) -> Result<(Arc<Config>, u64), String> {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        let next = Arc::new(change(&current.0)?);
-        current.0 = next.clone();
-        current.1 += 1;
-        Ok((next, current.1))
-    }
-}
 
 /// The rules and users of the config file as it is now, over the config in force; anything
 /// else in the file needs a restart.

@@ -13,7 +13,7 @@
 //!
 //! docs/LIMITS.md lists each bound with what each protocol's client sees.
 
-use super::conn::ShardIo;
+use super::shard_io::ShardIo;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! The live dashboard (opt-in, `admin.dashboard`): one static page embedded in the binary, and
 //! the JSON it reads every second (`<path>/stats`), gathered from every shard.
 
-use super::conn::ShardIo;
+use super::shard_io::ShardIo;
 use crate::api::admin::AdminConfig;
 use crate::protocol::http::{self, RequestHead};
 use std::rc::Rc;

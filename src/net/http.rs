@@ -4,7 +4,7 @@
 //! items one at a time, each after the last one's answer, so the items of a batch apply in
 //! order and every answer (a write's after the store has it) is the truth.
 
-use super::conn::ShardIo;
+use super::shard_io::ShardIo;
 use crate::api::jif::{self, ItemResult};
 use crate::api::{self, Route};
 use crate::protocol::http::{self, parse_head, ChunkedBody, HeadError, RequestHead};

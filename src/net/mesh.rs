@@ -414,7 +414,15 @@ impl Drop for Entered<'_> {
         // The shard is released before any task that may borrow it starts.
         self.shard = None;
         for job in jobs {
-            glommio::spawn_local(super::webhook::run(job, self.pump.clone())).detach();
+            let pump = self.pump.clone();
+            glommio::spawn_local(async move {
+                let config = pump.config();
+                if let Some(answer) = super::webhook::verdict(job.work, job.strategy, &config).await
+                {
+                    pump.enter().on_auth_answer(job.local, job.strategy, answer);
+                }
+            })
+            .detach();
         }
         self.pump.wake();
     }

@@ -4,6 +4,7 @@
 mod admin;
 mod admission;
 mod backlog;
+mod config_state;
 mod conn;
 mod cpu_pool;
 mod dashboard;
@@ -12,6 +13,7 @@ mod mesh;
 mod monitor;
 mod mqtt;
 mod park;
+mod shard_io;
 mod store_workers;
 mod tls_socket;
 mod webhook;
@@ -76,7 +78,7 @@ pub fn run(
     let connectors = Arc::new(crate::store::Connectors::start(&config.store, shards)?);
     let monitor = Arc::new(monitor::MonitorState::new(config.monitoring.clone()));
     let config = Arc::new(config);
-    let admin = Arc::new(admin::AdminState::new(config.clone()));
+    let admin = Arc::new(config_state::AdminState::new(config.clone()));
     let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(shards, MESH_CAPACITY);
     let backlog = Arc::new(backlog::Backlog::new(shards));
     let mut bus = match &config.cluster {
@@ -353,7 +355,7 @@ struct ShardParts {
     runtime: Runtime,
     backlog: Arc<backlog::Backlog>,
     monitor: Arc<monitor::MonitorState>,
-    admin: Arc<admin::AdminState>,
+    admin: Arc<config_state::AdminState>,
     /// The `mqtt` endpoints' listeners: (endpoint index, listener).
     mqtt_listeners: Vec<(u8, glommio::net::TcpListener)>,
     /// This shard's ends of the cluster bus (in a cluster).
@@ -434,7 +436,7 @@ async fn shard_main(
     if shard.borrow().id == 0 {
         monitor.start_logging(&pump, runtime.stopping.clone());
     }
-    let io = conn::ShardIo::new(
+    let io = shard_io::ShardIo::new(
         shard.clone(),
         pump,
         runtime.clone(),

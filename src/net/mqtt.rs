@@ -3,7 +3,7 @@
 //! shard: packets in become messages for the shard, what the shard queues for the connection
 //! becomes packets out.
 
-use super::conn::ShardIo;
+use super::shard_io::ShardIo;
 use crate::codec::mqtt::{Action, Session};
 use crate::config::endpoints::Protocol;
 use crate::config::Config;

@@ -2,23 +2,27 @@
 //! posts the login's auth data and turns the answer into an auth verdict, with the configured
 //! timeout and retries) and password hashes (on `cpu_pool`, off the shards).
 
-use super::mesh::Pump;
 use crate::auth::{self, LoginOk};
-use crate::config::{AuthConfig, HttpAuth};
-use crate::shard::session::{AuthJob, AuthWork};
+use crate::config::{AuthConfig, Config, HttpAuth};
+use crate::shard::session::AuthWork;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use std::time::Duration;
 
 /// Largest webhook answer read; more is refused.
 const MAX_RESPONSE: usize = 64 * 1024;
 
-/// Does one job and hands the verdict back to the shard.
-pub async fn run(job: AuthJob, pump: Pump) {
-    let answer = match job.work {
+/// Does one login's work off the shard: the verdict to hand back (`None`: the strategy is no
+/// longer an http one, after a reload).
+pub async fn verdict(
+    work: AuthWork,
+    strategy: usize,
+    config: &Config,
+) -> Option<Result<LoginOk, Option<String>>> {
+    Some(match work {
         AuthWork::Webhook(body) => {
-            let settings = match pump.config().auth.get(job.strategy) {
+            let settings = match config.auth.get(strategy) {
                 Some(AuthConfig::Http(settings)) => settings.clone(),
-                _ => return,
+                _ => return None,
             };
             ask_with_retries(&settings, &body).await
         }
@@ -28,8 +32,7 @@ pub async fn run(job: AuthJob, pump: Pump) {
             .await
             .flatten()
             .ok_or(None),
-    };
-    pump.enter().on_auth_answer(job.local, job.strategy, answer);
+    })
 }
 
 async fn ask_with_retries(settings: &HttpAuth, body: &str) -> Result<LoginOk, Option<String>> {

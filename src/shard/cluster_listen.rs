@@ -41,12 +41,31 @@ pub(super) struct ListenCluster {
     provided_elsewhere: [AHashSet<Bytes>; 2],
     /// When the cluster has settled after the members last changed (0: settled).
     settle_until: u64,
+    /// The members in force earlier in the settling (at most `VIEWS_KEPT`): a name homed
+    /// elsewhere by one of them may have a provider this node has not heard of yet.
+    earlier_views: Vec<Vec<NodeId>>,
     /// Names whose interest arrived here while settling: nodes may still believe in a
     /// provider that left with the name's old home.
     arrived_while_settling: [AHashSet<Bytes>; 2],
 }
 
+/// Member changes remembered while settling; past that, every name waits.
+const VIEWS_KEPT: usize = 16;
+
 impl ListenCluster {
+    /// Whether `name`, homed here, must wait for the cluster to settle before it is offered:
+    /// some members in force earlier in the settling homed it on another node. (Before the
+    /// bus first said who is in the cluster nothing was homed anywhere else: a starting node
+    /// hears every provider during its startup listen.)
+    fn held(&self, name: &[u8]) -> bool {
+        self.settle_until != 0
+            && (self.earlier_views.len() >= VIEWS_KEPT
+                || self
+                    .earlier_views
+                    .iter()
+                    .any(|view| home_among(view, name) != Some(self.me)))
+    }
+
     /// The node that decides for `name` (its listening, and which node brings a change
     /// followed from storage into the bucket): `LOCAL_NODE` when that is this one.
     pub(super) fn home(&self, name: &[u8]) -> NodeId {
@@ -153,6 +172,10 @@ impl Shard {
         let first = nodes.len() == 1;
         let mut effects = Vec::new();
         if first {
+            if self.listen_cluster.held(name) {
+                let until = self.listen_cluster.settle_until;
+                self.owner_side.listening[k].hold(name, until);
+            }
             self.owner_side.listening[k].interest_started(name, node, now, &mut effects);
         }
         if node != LOCAL_NODE && self.owner_side.listening[k].has_provider(name) {
@@ -421,12 +444,16 @@ impl Shard {
         nodes.sort_unstable();
         nodes.dedup();
         self.listen_cluster.me = me;
-        self.listen_cluster.members = nodes;
-        let until = now.saturating_add(settle_ms);
-        self.listen_cluster.settle_until = until;
+        if self.listen_cluster.settle_until == 0 {
+            self.listen_cluster.earlier_views.clear();
+        }
+        let earlier = std::mem::replace(&mut self.listen_cluster.members, nodes);
+        if !earlier.is_empty() && self.listen_cluster.earlier_views.len() < VIEWS_KEPT {
+            self.listen_cluster.earlier_views.push(earlier);
+        }
+        self.listen_cluster.settle_until = now.saturating_add(settle_ms);
         for kind in [Kind::Event, Kind::Record] {
             let k = kind as usize;
-            self.owner_side.listening[k].hold(until);
             // Interest reported to a home that is no longer the home.
             let moved: Vec<(Bytes, NodeId)> = self.listen_cluster.reported[k]
                 .iter()
@@ -526,6 +553,7 @@ impl Shard {
             return;
         }
         self.listen_cluster.settle_until = 0;
+        self.listen_cluster.earlier_views.clear();
         for kind in [Kind::Event, Kind::Record] {
             let k = kind as usize;
             let orphans: Vec<Bytes> = self.owner_side.listening[k]

@@ -10,128 +10,17 @@
 //! waited are gathered into one compare-and-set (`Gather`), so a busy record costs one bucket
 //! round trip per batch, not per write.
 
+use super::cluster_record_state::{
+    Gather, Proposal, Proposed, RECHECKS_PER_ROUND, RECHECK_EVERY_MS,
+};
 use super::msg::Kind;
-use super::records::{RecordCache, Waiting};
+use super::waiting::Waiting;
 use super::Shard;
 use crate::cluster::{BusOut, CasResult, KvRecord, RecordChange};
 use crate::core::ids::ConnId;
 use crate::protocol::message::{record_action as ra, topic, Message};
 use crate::store::{StorageError, StoreResult, StoredRecord};
-use ahash::{AHashMap, AHashSet};
 use bytes::Bytes;
-
-/// One write worked out against memory, for the bucket to take or refuse.
-pub struct Proposed {
-    record: Option<StoredRecord>,
-    /// What local subscribers get once it is accepted.
-    frame: Bytes,
-    ack: Option<(ConnId, Message)>,
-    /// The writer, who does not hear of its own write; `None` for a notify's.
-    from: Option<ConnId>,
-    /// The message itself (or the notify), handled again if another node wrote first.
-    retry: Waiting,
-}
-
-/// Writes waiting for the bucket's compare-and-set, in order: one, or several gathered.
-pub struct Proposal {
-    expected: u64,
-    writes: Vec<Proposed>,
-    /// What memory held before gathered writes were applied to it (they are put in memory as
-    /// they are gathered, so each is worked out on the one before); restored if the bucket
-    /// cannot be written. `None` for a single write, which leaves memory alone.
-    before: Option<Option<StoredRecord>>,
-    /// Messages about the record that arrived meanwhile.
-    waiting: Vec<Waiting>,
-}
-
-/// Writes to one record being gathered while the messages that waited for its last write are
-/// handled again.
-struct Gather {
-    name: Bytes,
-    before: Option<StoredRecord>,
-    writes: Vec<Proposed>,
-}
-
-/// Messages that may wait for one record's write to be decided before new ones are refused.
-const MAX_WAITING_PER_PROPOSAL: usize = 10_000;
-
-#[derive(Default)]
-pub struct ClusterRecords {
-    /// The bucket revision of each record in memory (0: the bucket has never held it).
-    revisions: AHashMap<Bytes, u64>,
-    proposing: AHashMap<Bytes, Proposal>,
-    /// Records to read from the bucket.
-    reads: Vec<Bytes>,
-    /// Changes other nodes published while a record was loading: the newest, by name.
-    early: AHashMap<Bytes, RecordChange>,
-    gathering: Option<Gather>,
-    /// Records in memory that may be older than the bucket's: a write whose answer was lost
-    /// (the bucket may have taken it, and no node heard of it), or changes lost while NATS was
-    /// away. Read again from the bucket (`Recheck`) on the next tick.
-    suspects: AHashSet<Bytes>,
-    rechecks: Vec<Bytes>,
-    last_recheck: u64,
-    /// Records whose writes from this node keep losing to other nodes' (each conflict is
-    /// handled again on the newer record): since when. Past the request timeout the writes
-    /// are refused rather than tried again, so a write's answer stays bounded under any
-    /// contention (a slow bucket and busy writers elsewhere could starve it for ever).
-    losing_since: AHashMap<Bytes, u64>,
-}
-
-/// How often suspect records are read again, at most.
-const RECHECK_EVERY_MS: u64 = 250;
-/// Records read again per round, at most.
-const RECHECKS_PER_ROUND: usize = 1_000;
-
-impl ClusterRecords {
-    pub fn is_proposing(&self, name: &[u8]) -> bool {
-        self.proposing.contains_key(name)
-    }
-
-    /// Writes to `name` are being gathered: it stays in memory, where they are applied.
-    pub fn is_gathering(&self, name: &[u8]) -> bool {
-        self.gathering.as_ref().is_some_and(|g| g.name == name)
-    }
-
-    pub fn forget(&mut self, name: &[u8]) {
-        self.revisions.remove(name);
-        self.suspects.remove(name);
-        self.losing_since.remove(name);
-    }
-
-    pub fn read(&mut self, names: impl IntoIterator<Item = Bytes>) {
-        self.reads.extend(names);
-    }
-
-    /// Parks `waiting` behind the record's write being decided; gives it back if there is none.
-    pub fn wait_for_proposal(&mut self, name: &[u8], waiting: Waiting) -> Result<(), Waiting> {
-        match self.proposing.get_mut(name) {
-            Some(proposal) if proposal.waiting.len() < MAX_WAITING_PER_PROPOSAL => {
-                proposal.waiting.push(waiting);
-                Ok(())
-            }
-            _ => Err(waiting),
-        }
-    }
-}
-
-impl RecordCache {
-    /// A cache for a node of a cluster: no idle records stay in memory, since only the records
-    /// this node has subscribers for are kept fresh by the bus.
-    pub fn in_cluster() -> RecordCache {
-        let mut cache = RecordCache::keeping_idle(0);
-        cache.cluster = Some(Box::default());
-        cache
-    }
-
-    /// Bucket reads to start.
-    pub fn take_cluster_reads(&mut self) -> Vec<Bytes> {
-        self.cluster
-            .as_mut()
-            .map(|c| std::mem::take(&mut c.reads))
-            .unwrap_or_default()
-    }
-}
 
 impl Shard {
     /// Accepts a record write (`None`: a delete) worked out against memory: at once on a node

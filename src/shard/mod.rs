@@ -6,6 +6,7 @@ mod bus;
 mod client;
 mod cluster_listen;
 mod cluster_presence;
+mod cluster_record_state;
 mod cluster_records;
 mod cluster_rpc;
 mod held;
@@ -18,6 +19,7 @@ mod permit;
 pub mod records;
 mod replies;
 pub mod session;
+mod waiting;
 
 use crate::config::Config;
 use crate::core::ids::{owner_of, ConnId};

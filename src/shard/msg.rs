@@ -18,12 +18,7 @@ pub struct MsgContext {
     pub rounds: u32,
 }
 
-/// Which subscription space a name lives in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Event = 0,
-    Record = 1,
-}
+pub use crate::core::Kind;
 
 #[derive(Debug, Clone)]
 pub enum ShardMsg {

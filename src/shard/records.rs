@@ -16,32 +16,7 @@ use std::sync::Arc;
 
 pub use crate::store::{StoreJob, StoreResult};
 
-/// Something that needs a record loaded first.
-pub enum Waiting {
-    Op {
-        msg: Box<Message>,
-        from: ConnId,
-        user: Option<Arc<User>>,
-        refs: Option<Arc<Refs>>,
-    },
-    RuleRead {
-        names: Vec<String>,
-        token: u64,
-        reply_to: u16,
-    },
-    /// Only started the store job: nothing to do when it is answered.
-    Prefetch,
-    /// `record.notify`: the record was read again; its subscribers hear of it.
-    Refresh {
-        name: Bytes,
-        token: u64,
-        reply_to: u16,
-        /// In a cluster, what storage held once read (`None` until then): it goes to the
-        /// bucket if it is newer than the bucket's record, which memory keeps meanwhile (and
-        /// loads first if it does not hold it: the refresh then waits like any message).
-        read: Option<Box<Option<StoredRecord>>>,
-    },
-}
+pub use super::waiting::Waiting;
 
 /// Messages that may wait for one record to load before new ones are refused.
 const MAX_WAITING_PER_RECORD: usize = 10_000;
@@ -75,7 +50,7 @@ pub struct RecordCache {
     heading: AHashMap<Bytes, Vec<Waiting>>,
     versions: AHashMap<Bytes, i32>,
     /// In a cluster: what the cluster's bucket says of the records (`shard::cluster_records`).
-    pub cluster: Option<Box<super::cluster_records::ClusterRecords>>,
+    pub cluster: Option<Box<super::cluster_record_state::ClusterRecords>>,
 }
 
 impl RecordCache {
@@ -700,5 +675,23 @@ fn store_error(msg: &Message, action: i32, error: &StorageError) -> Message {
             simd_json::to_string(&error.to_string()).unwrap_or_default(),
         )),
         ..super::replies::error_reply(msg, action)
+    }
+}
+
+impl RecordCache {
+    /// A cache for a node of a cluster: no idle records stay in memory, since only the records
+    /// this node has subscribers for are kept fresh by the bus.
+    pub fn in_cluster() -> RecordCache {
+        let mut cache = RecordCache::keeping_idle(0);
+        cache.cluster = Some(Box::default());
+        cache
+    }
+
+    /// Bucket reads to start.
+    pub fn take_cluster_reads(&mut self) -> Vec<Bytes> {
+        self.cluster
+            .as_mut()
+            .map(|c| std::mem::take(&mut c.reads))
+            .unwrap_or_default()
     }
 }

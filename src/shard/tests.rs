@@ -1514,6 +1514,35 @@ mod nodes {
         assert!(actions(chosen).contains(&ra::SUBSCRIPTION_FOR_PATTERN_REMOVED));
     }
 
+    #[test]
+    fn after_a_node_leaves_names_whose_home_stayed_are_offered_at_once() {
+        let mut nodes = Nodes::of(3);
+        // A name homed on node id 1 (index 0) whether node id 3 lives or not.
+        let name = (0..)
+            .map(|i| format!("feed/{i}"))
+            .find(|n| {
+                super::super::cluster_listen::home_among(&[1, 2, 3], n.as_bytes()) == Some(1)
+                    && super::super::cluster_listen::home_among(&[1, 2], n.as_bytes())
+                        == Some(1)
+            })
+            .expect("a name homed on node 1");
+        let listener = nodes.login(0, "listener");
+        let subscriber = nodes.login(0, "subscriber");
+        nodes.send(0, &listener, &listen("feed/.*"));
+        received(&listener);
+        // Node id 3 leaves; the others settle for a second.
+        nodes.kill(2, 1000, 10);
+        nodes.send(
+            0,
+            &subscriber,
+            &subscription(ra::SUBSCRIBECREATEANDREAD, &name),
+        );
+        assert!(
+            actions(&listener).contains(&ra::SUBSCRIPTION_FOR_PATTERN_FOUND),
+            "offered without waiting for the cluster to settle"
+        );
+    }
+
     /// Another program changed rows behind the cluster's back; `store` is one node's view of
     /// the shared storage.
     fn change_storage(nodes: &Nodes, node: usize, name: &[u8], version: i32, data: &str) {

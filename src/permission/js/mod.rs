@@ -6,6 +6,7 @@
 mod eval;
 mod lex;
 mod methods;
+mod number;
 mod parse;
 mod props;
 mod regex;

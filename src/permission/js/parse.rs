@@ -841,7 +841,7 @@ impl Parser<'_> {
                 }
                 Some(Tok::Num(n)) => {
                     self.pos += 1;
-                    Key::Static(super::value::number_text(n))
+                    Key::Static(super::number::number_text(n))
                 }
                 Some(Tok::Punct("[")) => {
                     self.pos += 1;
