@@ -368,7 +368,11 @@ impl Listening {
         if state.provider.is_some() || state.offer.is_some() {
             return;
         }
-        if self.held.get(name.as_ref()).is_some_and(|until| now < *until) {
+        if self
+            .held
+            .get(name.as_ref())
+            .is_some_and(|until| now < *until)
+        {
             return;
         }
         let Ok(text) = std::str::from_utf8(name) else {

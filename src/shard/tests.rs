@@ -1522,8 +1522,7 @@ mod nodes {
             .map(|i| format!("feed/{i}"))
             .find(|n| {
                 super::super::cluster_listen::home_among(&[1, 2, 3], n.as_bytes()) == Some(1)
-                    && super::super::cluster_listen::home_among(&[1, 2], n.as_bytes())
-                        == Some(1)
+                    && super::super::cluster_listen::home_among(&[1, 2], n.as_bytes()) == Some(1)
             })
             .expect("a name homed on node 1");
         let listener = nodes.login(0, "listener");
