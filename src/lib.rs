@@ -14,6 +14,11 @@ pub mod monitoring;
 pub mod net;
 pub mod permission;
 pub mod protocol;
+pub mod server;
 pub mod shard;
 pub mod store;
 pub mod tls;
+
+pub use auth::plugin::{Authentication, BoxFuture, Login, LoginRequest, Refusal};
+pub use config::Config;
+pub use server::{Server, ServerBuilder, StartError};

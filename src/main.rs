@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use corestream::config::Config;
-use corestream::net::{run, ServerOptions};
+use corestream::Server;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -94,7 +94,9 @@ fn hash(password: &str, config: Option<&PathBuf>) -> Result<(), String> {
         .iter()
         .find_map(|a| match a {
             AuthConfig::File { hash, .. } => Some(hash.clone()),
-            AuthConfig::Open | AuthConfig::Http(_) | AuthConfig::Jwt(_) => None,
+            AuthConfig::Open | AuthConfig::Http(_) | AuthConfig::Jwt(_) | AuthConfig::Plugin(_) => {
+                None
+            }
         })
         .flatten()
         // deepstream's default file auth settings
@@ -164,7 +166,6 @@ fn start(
     port: Option<u16>,
     park_after_ms: u64,
 ) -> Result<(), String> {
-    corestream::net::check_io_uring()?;
     let mut config = load(config.as_ref())?;
     config.park_after_ms = (park_after_ms > 0).then_some(park_after_ms);
     corestream::log::configure(config.log_level, config.log_format);
@@ -172,18 +173,20 @@ fn start(
         corestream::log!(corestream::log::Level::Warn, "CONFIG", "{warning}");
     }
     let cpus = choose_cpus(cpus, cores, online_cpus())?;
-    let options = ServerOptions {
-        cpus,
-        host: host.unwrap_or_else(|| config.host.clone()),
-        port: port.unwrap_or(config.port),
-    };
+    let host = host.unwrap_or_else(|| config.host.clone());
+    let port = port.unwrap_or(config.port);
     let stopping = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stopping.clone())
             .map_err(|e| format!("cannot handle signals: {e}"))?;
     }
     shutdown_deadline(stopping.clone(), std::time::Duration::from_secs(10));
-    run(config, options, stopping)
+    Server::builder(config)
+        .cpus(cpus)
+        .host(host)
+        .port(port)
+        .run(stopping)
+        .map_err(|e| e.to_string())
 }
 
 /// The cpus to pin shards to: one shard per cpu, each cpu online and named once.

@@ -22,29 +22,6 @@ fn wstest() -> Option<(PathBuf, PathBuf)> {
     script.is_file().then_some((script, base))
 }
 
-/// The example beside this test's binary: `cargo test` builds examples in the same profile;
-/// a run of this test alone (`--test autobahn`) builds it here.
-fn ws_echo() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary");
-    let profile = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let example = profile.join("examples/ws_echo");
-    if !example.is_file() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let release = profile.ends_with("release");
-        let status = Command::new(cargo)
-            .args(["build", "--example", "ws_echo"])
-            .args(release.then_some("--release"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo build --example ws_echo");
-        assert!(status.success(), "cargo build --example ws_echo");
-    }
-    example
-}
-
 #[test]
 fn autobahn_cases_1_to_10_pass_through_the_servers_websocket_path() {
     let found = wstest();
@@ -56,7 +33,7 @@ fn autobahn_cases_1_to_10_pass_through_the_servers_websocket_path() {
     }
     let Some((script, base)) = found else { return };
     let port = common::free_port();
-    let mut echo = Command::new(ws_echo())
+    let mut echo = Command::new(common::example("ws_echo"))
         .args(["--port", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -1,6 +1,7 @@
 //! Authentication strategies from config.yml's `auth:` list, tried in order.
 
 pub mod jwt;
+pub mod plugin;
 pub mod settings;
 
 use serde_yaml::Value as Yaml;
@@ -39,7 +40,8 @@ pub fn endpoint_answer(login: &LoginOk) -> String {
 pub enum Verdict {
     Accept(LoginOk),
     Reject,
-    /// Strategy number `n` is a webhook: ask it, then go on from `n + 1` if it says no.
+    /// Strategy number `n` is a webhook or a plugin: ask it, then go on from `n + 1` if it
+    /// says no.
     Ask(usize),
     /// Strategy number `n` needs a password hash checked, which takes milliseconds: run the
     /// check off the shard, then go on from `n + 1` if it fails.
@@ -83,7 +85,7 @@ pub fn run_from(strategies: &[AuthConfig], start: usize, auth_data: &OwnedValue)
                 FileLogin::Verify(check) => return Verdict::Verify(index, check),
             },
             AuthConfig::Jwt(jwt) => jwt.login(auth_data),
-            AuthConfig::Http(_) => return Verdict::Ask(index),
+            AuthConfig::Http(_) | AuthConfig::Plugin(_) => return Verdict::Ask(index),
         };
         if let Some(login) = login {
             return Verdict::Accept(login);

@@ -13,6 +13,8 @@ pub enum AuthConfig {
     Http(HttpAuth),
     /// JWT logins (a corestream addition): see `auth::jwt`.
     Jwt(super::jwt::JwtAuth),
+    /// A plugin given to `Server::builder` (`auth::plugin`).
+    Plugin(super::plugin::PluginAuth),
 }
 
 /// deepstream's http auth: the auth data is POSTed to a webhook, a permitted status allows.

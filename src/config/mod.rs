@@ -790,6 +790,7 @@ impl Config {
                 AuthConfig::File { .. } => "file",
                 AuthConfig::Http(_) => "http",
                 AuthConfig::Jwt(_) => "jwt",
+                AuthConfig::Plugin(_) => "a plugin",
             })
             .collect();
         let auth = if auth.is_empty() {

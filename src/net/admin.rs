@@ -21,7 +21,14 @@ fn reloaded(current: &Config) -> Result<Config, String> {
     let fresh = Config::load(path).map_err(|e| e.to_string())?;
     let mut next = current.clone();
     next.permissions = fresh.permissions;
-    next.auth = fresh.auth;
+    // A plugin given in code stays: the file's strategies never replace it.
+    if !current
+        .auth
+        .iter()
+        .any(|a| matches!(a, crate::config::AuthConfig::Plugin(_)))
+    {
+        next.auth = fresh.auth;
+    }
     Ok(next)
 }
 

@@ -417,8 +417,9 @@ impl Drop for Entered<'_> {
             let pump = self.pump.clone();
             glommio::spawn_local(async move {
                 let config = pump.config();
-                if let Some(answer) = super::webhook::verdict(job.work, job.strategy, &config).await
-                {
+                let plugins = pump.runtime.plugins.as_ref();
+                let verdict = super::webhook::verdict(job.work, job.strategy, &config, plugins);
+                if let Some(answer) = verdict.await {
                     pump.enter().on_auth_answer(job.local, job.strategy, answer);
                 }
             })

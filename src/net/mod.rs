@@ -43,6 +43,8 @@ pub struct ServerOptions {
 pub struct Runtime {
     pub started: Instant,
     pub stopping: Arc<AtomicBool>,
+    /// Where authentication plugins run (`None` without one).
+    pub plugins: Option<crate::bridge::BridgeHandle>,
 }
 
 impl Runtime {
@@ -71,9 +73,22 @@ pub fn run(
     // process's default provider; with both providers compiled in, rustls cannot pick one.
     crate::tls::install_default_provider();
     let shards = options.cpus.len();
+    // Authentication plugins run on a connector thread of their own, kept until the end.
+    let plugin_thread = if config
+        .auth
+        .iter()
+        .any(|a| matches!(a, crate::config::AuthConfig::Plugin(_)))
+    {
+        let bridge = crate::bridge::Bridge::start()
+            .map_err(|e| format!("cannot start the plugins' thread: {e}"))?;
+        Some(bridge)
+    } else {
+        None
+    };
     let runtime = Runtime {
         started: Instant::now(),
         stopping,
+        plugins: plugin_thread.as_ref().map(crate::bridge::Bridge::handle),
     };
     let connectors = Arc::new(crate::store::Connectors::start(&config.store, shards)?);
     let monitor = Arc::new(monitor::MonitorState::new(config.monitoring.clone()));

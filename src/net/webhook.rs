@@ -1,8 +1,11 @@
 //! Login work off the shard's turn: auth webhooks (a small HTTP/1.1 client on glommio that
 //! posts the login's auth data and turns the answer into an auth verdict, with the configured
-//! timeout and retries) and password hashes (on `cpu_pool`, off the shards).
+//! timeout and retries), authentication plugins (on the plugins' connector thread) and password
+//! hashes (on `cpu_pool`, off the shards).
 
+use crate::auth::plugin::PluginAuth;
 use crate::auth::{self, LoginOk};
+use crate::bridge::BridgeHandle;
 use crate::config::{AuthConfig, Config, HttpAuth};
 use crate::shard::session::AuthWork;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
@@ -12,20 +15,19 @@ use std::time::Duration;
 const MAX_RESPONSE: usize = 64 * 1024;
 
 /// Does one login's work off the shard: the verdict to hand back (`None`: the strategy is no
-/// longer an http one, after a reload).
+/// longer one that is asked, after a reload).
 pub async fn verdict(
     work: AuthWork,
     strategy: usize,
     config: &Config,
+    plugins: Option<&BridgeHandle>,
 ) -> Option<Result<LoginOk, Option<String>>> {
     Some(match work {
-        AuthWork::Webhook(body) => {
-            let settings = match config.auth.get(strategy) {
-                Some(AuthConfig::Http(settings)) => settings.clone(),
-                _ => return None,
-            };
-            ask_with_retries(&settings, &body).await
-        }
+        AuthWork::Ask(body) => match config.auth.get(strategy) {
+            Some(AuthConfig::Http(settings)) => ask_with_retries(settings, &body).await,
+            Some(AuthConfig::Plugin(plugin)) => ask_plugin(plugin, body, plugins).await,
+            _ => return None,
+        },
         // Off the shards at a lower priority (a flood of bad passwords must not delay
         // other clients); a full pool refuses the login.
         AuthWork::Password(check) => super::cpu_pool::run(move || check.run())
@@ -33,6 +35,28 @@ pub async fn verdict(
             .flatten()
             .ok_or(None),
     })
+}
+
+/// Runs the plugin on the plugins' connector thread; a full or stopped one refuses the login.
+async fn ask_plugin(
+    plugin: &PluginAuth,
+    body: String,
+    plugins: Option<&BridgeHandle>,
+) -> Result<LoginOk, Option<String>> {
+    let Some(plugins) = plugins else {
+        return Err(None);
+    };
+    let (answer, answered) = async_channel::bounded(1);
+    let plugin = plugin.clone();
+    if let Err(why) = plugins.submit(async move { plugin.ask(&body).await }, answer) {
+        crate::log!(
+            crate::log::Level::Warn,
+            "AUTH_PLUGIN",
+            "a login is refused: {why}"
+        );
+        return Err(None);
+    }
+    answered.recv().await.unwrap_or(Err(None))
 }
 
 async fn ask_with_retries(settings: &HttpAuth, body: &str) -> Result<LoginOk, Option<String>> {

@@ -13,8 +13,9 @@ pub struct AuthJob {
 
 #[derive(Debug, Clone)]
 pub enum AuthWork {
-    /// Post this JSON body to the strategy's webhook.
-    Webhook(String),
+    /// Ask the strategy (a webhook or a plugin) about this login: the webhook's JSON body,
+    /// `{"connectionData": .., "authData": ..}`.
+    Ask(String),
     /// Check a password hash (on the blocking pool: pbkdf2 takes milliseconds).
     Password(auth::PasswordCheck),
 }
@@ -192,7 +193,7 @@ impl Shard {
                     r#"{{"connectionData":{{}},"authData":{}}}"#,
                     simd_json::prelude::Writable::encode(&auth_data)
                 );
-                self.wait_for_auth(local, strategy, auth_data, AuthWork::Webhook(body));
+                self.wait_for_auth(local, strategy, auth_data, AuthWork::Ask(body));
             }
             auth::Verdict::Verify(strategy, check) => {
                 self.wait_for_auth(local, strategy, auth_data, AuthWork::Password(check));

@@ -742,3 +742,68 @@ pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// An example's binary beside the test's: `cargo test` builds examples in the same profile; a
+/// run of one test alone (`--test NAME`) builds it here.
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary");
+    let profile = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let example = profile.join("examples").join(name);
+    if !example.is_file() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let release = profile.ends_with("release");
+        let status = Command::new(cargo)
+            .args(["build", "--example", name])
+            .args(release.then_some("--release"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo build --example");
+        assert!(status.success(), "cargo build --example {name}");
+    }
+    example
+}
+
+/// A running example, stopped (by its PID) when dropped.
+pub struct Example {
+    child: Child,
+    pub port: u16,
+}
+
+impl Example {
+    /// Starts example `name` with `--port 0` and `args`; its port is the one it prints in
+    /// `listening on HOST:PORT`.
+    pub fn start(name: &str, args: &[&str]) -> Example {
+        let mut child = Command::new(example(name))
+            .args(["--port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the example");
+        let stdout = child.stdout.take().expect("stdout");
+        let (found, port) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(at) = line.strip_prefix("listening on ") {
+                    let port = at.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+                    let _ = found.send(port);
+                }
+            }
+        });
+        let port = port
+            .recv_timeout(Duration::from_secs(20))
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("{name} did not print `listening on HOST:PORT`"));
+        Example { child, port }
+    }
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
