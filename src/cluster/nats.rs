@@ -34,6 +34,9 @@ const IN_QUEUE: usize = 4096;
 const SUBSCRIPTION_BUFFER: usize = 65_536;
 /// How long a starting node listens for the others' heartbeats before it serves clients.
 const STARTUP_LISTEN: Duration = Duration::from_millis(250);
+/// How long names that moved wait for their providers' claims after a node said it left:
+/// every node hears the leave at once, so a claim is one bus hop away, not a heartbeat.
+const LEAVE_SETTLE: Duration = Duration::from_millis(200);
 /// Arrivals for one name handed over in one batch at most.
 const IN_BATCH: usize = 256;
 /// How often a shard's bus loop, idle, tries again the subscriptions NATS could not take.
@@ -919,7 +922,7 @@ impl Membership {
                         "node {node:08x} stopped and left the cluster: its users leave"
                     );
                     self.to_every_shard(BusIn::NodeGone { node }).await;
-                    self.tell_members(&seen).await;
+                    self.tell_members_settling(&seen, LEAVE_SETTLE).await;
                 }
                 Some(message) = heartbeats.next() => {
                     let Some(node) = decode_node(&message.payload) else { continue };
@@ -1010,14 +1013,25 @@ impl Membership {
         }
     }
 
-    /// Every shard learns who is in the cluster (names are homed by it, see `shard::listen`).
+    /// Every shard learns who is in the cluster (names are homed by it, see `shard::listen`);
+    /// names that moved wait two heartbeats for the claims of their providers: the nodes may
+    /// see a join or a death up to a heartbeat apart.
     async fn tell_members(&self, seen: &AHashMap<NodeId, tokio::time::Instant>) {
+        let settle = self.heartbeat.saturating_mul(2);
+        self.tell_members_settling(seen, settle).await;
+    }
+
+    /// `tell_members` with the time names that moved wait for their providers' claims.
+    async fn tell_members_settling(
+        &self,
+        seen: &AHashMap<NodeId, tokio::time::Instant>,
+        settle: Duration,
+    ) {
         let mut nodes: Vec<NodeId> = seen.keys().copied().collect();
         nodes.push(self.node);
         nodes.sort_unstable();
         nodes.dedup();
-        let settle_ms =
-            u64::try_from(self.heartbeat.as_millis().saturating_mul(2)).unwrap_or(u64::MAX);
+        let settle_ms = u64::try_from(settle.as_millis()).unwrap_or(u64::MAX);
         self.to_every_shard(BusIn::Members {
             me: self.node,
             nodes,

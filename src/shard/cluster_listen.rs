@@ -41,9 +41,10 @@ pub(super) struct ListenCluster {
     provided_elsewhere: [AHashSet<Bytes>; 2],
     /// When the cluster has settled after the members last changed (0: settled).
     settle_until: u64,
-    /// The members in force earlier in the settling (at most `VIEWS_KEPT`): a name homed
-    /// elsewhere by one of them may have a provider this node has not heard of yet.
-    earlier_views: Vec<Vec<NodeId>>,
+    /// Members in force before a change, each until the change has settled (at most
+    /// `VIEWS_KEPT`): a name one of them homed elsewhere may have a provider this node has
+    /// not heard of yet.
+    earlier_views: Vec<(Vec<NodeId>, u64)>,
     /// Names whose interest arrived here while settling: nodes may still believe in a
     /// provider that left with the name's old home.
     arrived_while_settling: [AHashSet<Bytes>; 2],
@@ -53,17 +54,19 @@ pub(super) struct ListenCluster {
 const VIEWS_KEPT: usize = 16;
 
 impl ListenCluster {
-    /// Whether `name`, homed here, must wait for the cluster to settle before it is offered:
-    /// some members in force earlier in the settling homed it on another node. (Before the
-    /// bus first said who is in the cluster nothing was homed anywhere else: a starting node
-    /// hears every provider during its startup listen.)
-    fn held(&self, name: &[u8]) -> bool {
-        self.settle_until != 0
-            && (self.earlier_views.len() >= VIEWS_KEPT
-                || self
-                    .earlier_views
-                    .iter()
-                    .any(|view| home_among(view, name) != Some(self.me)))
+    /// Until when `name`, homed here, must wait for the cluster to settle before it is
+    /// offered (`None`: not at all): while members in force before a recent change homed it on
+    /// another node. (Before the bus first said who is in the cluster nothing was homed
+    /// anywhere else: a starting node hears every provider during its startup listen.)
+    fn held_until(&self, name: &[u8], now: u64) -> Option<u64> {
+        let full = self.earlier_views.len() >= VIEWS_KEPT;
+        self.earlier_views
+            .iter()
+            .filter(|(view, until)| {
+                now < *until && (full || home_among(view, name) != Some(self.me))
+            })
+            .map(|(_, until)| *until)
+            .max()
     }
 
     /// The node that decides for `name` (its listening, and which node brings a change
@@ -172,8 +175,7 @@ impl Shard {
         let first = nodes.len() == 1;
         let mut effects = Vec::new();
         if first {
-            if self.listen_cluster.held(name) {
-                let until = self.listen_cluster.settle_until;
+            if let Some(until) = self.listen_cluster.held_until(name, now) {
                 self.owner_side.listening[k].hold(name, until);
             }
             self.owner_side.listening[k].interest_started(name, node, now, &mut effects);
@@ -444,14 +446,14 @@ impl Shard {
         nodes.sort_unstable();
         nodes.dedup();
         self.listen_cluster.me = me;
-        if self.listen_cluster.settle_until == 0 {
-            self.listen_cluster.earlier_views.clear();
-        }
+        let until = now.saturating_add(settle_ms);
+        let views = &mut self.listen_cluster.earlier_views;
+        views.retain(|(_, settled)| now < *settled);
         let earlier = std::mem::replace(&mut self.listen_cluster.members, nodes);
-        if !earlier.is_empty() && self.listen_cluster.earlier_views.len() < VIEWS_KEPT {
-            self.listen_cluster.earlier_views.push(earlier);
+        if !earlier.is_empty() && views.len() < VIEWS_KEPT {
+            views.push((earlier, until));
         }
-        self.listen_cluster.settle_until = now.saturating_add(settle_ms);
+        self.listen_cluster.settle_until = until;
         for kind in [Kind::Event, Kind::Record] {
             let k = kind as usize;
             // Interest reported to a home that is no longer the home.
@@ -553,7 +555,9 @@ impl Shard {
             return;
         }
         self.listen_cluster.settle_until = 0;
-        self.listen_cluster.earlier_views.clear();
+        self.listen_cluster
+            .earlier_views
+            .retain(|(_, settled)| now < *settled);
         for kind in [Kind::Event, Kind::Record] {
             let k = kind as usize;
             let orphans: Vec<Bytes> = self.owner_side.listening[k]

@@ -1542,6 +1542,45 @@ mod nodes {
         );
     }
 
+    #[test]
+    fn a_node_that_joins_after_a_leave_has_settled_delays_no_offer_on_the_others() {
+        let mut nodes = Nodes::of(4);
+        // Node id 4 is not started yet: the cluster is ids 1-3.
+        nodes.dead[3] = true;
+        nodes.members(0, 0);
+        // A name homed on node id 3, which moves to node id 1 when 3 leaves, and stays there
+        // when node id 4 joins.
+        let name = (0..)
+            .map(|i| format!("feed/{i}"))
+            .find(|n| {
+                let home = |members: &[u32]| {
+                    super::super::cluster_listen::home_among(members, n.as_bytes())
+                };
+                home(&[1, 2, 3]) == Some(3)
+                    && home(&[1, 2]) == Some(1)
+                    && home(&[1, 2, 4]) == Some(1)
+            })
+            .expect("such a name");
+        let listener = nodes.login(0, "listener");
+        let subscriber = nodes.login(0, "subscriber");
+        nodes.send(0, &listener, &listen("feed/.*"));
+        received(&listener);
+        // Node id 3 leaves (a short settle, as after a leave message); 250 ms later, before
+        // any tick, node id 4 joins.
+        nodes.kill(2, 200, 10);
+        nodes.dead[3] = false;
+        nodes.members(2000, 260);
+        nodes.send(
+            0,
+            &subscriber,
+            &subscription(ra::SUBSCRIBECREATEANDREAD, &name),
+        );
+        assert!(
+            actions(&listener).contains(&ra::SUBSCRIPTION_FOR_PATTERN_FOUND),
+            "the leave had settled: offered at once"
+        );
+    }
+
     /// Another program changed rows behind the cluster's back; `store` is one node's view of
     /// the shared storage.
     fn change_storage(nodes: &Nodes, node: usize, name: &[u8], version: i32, data: &str) {
