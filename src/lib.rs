@@ -21,4 +21,6 @@ pub mod tls;
 
 pub use auth::plugin::{Authentication, BoxFuture, Login, LoginRequest, Refusal};
 pub use config::Config;
+pub use permission::plugin::{Permission, PermissionRequest};
+pub use permission::rules::{RuleType, Section};
 pub use server::{Server, ServerBuilder, StartError};

@@ -16,6 +16,8 @@
 use crate::auth::plugin::{Authentication, PluginAuth};
 use crate::config::{AuthConfig, Config};
 use crate::net::ServerOptions;
+use crate::permission::plugin::{Permission, PermissionPlugin};
+use crate::permission::rules::Permissions;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -92,6 +94,15 @@ impl ServerBuilder {
     /// deepstream's `server.set('authentication', plugin)`). An admin reload keeps it.
     pub fn authentication(mut self, plugin: impl Authentication) -> Self {
         self.config.auth = vec![AuthConfig::Plugin(PluginAuth(Arc::new(plugin)))];
+        self
+    }
+
+    /// Every action is decided by `plugin` instead of the config's Valve rules (as
+    /// deepstream's `server.set('permission', plugin)`). An admin reload keeps it.
+    pub fn permissions(mut self, plugin: impl Permission) -> Self {
+        self.config.permissions =
+            Arc::new(Permissions::from_plugin(PermissionPlugin(Arc::new(plugin))));
+        self.config.permissions_file = None;
         self
     }
 

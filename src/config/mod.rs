@@ -790,7 +790,7 @@ impl Config {
                 AuthConfig::File { .. } => "file",
                 AuthConfig::Http(_) => "http",
                 AuthConfig::Jwt(_) => "jwt",
-                AuthConfig::Plugin(_) => "a plugin",
+                AuthConfig::Plugin(_) => "a plugin given in code",
             })
             .collect();
         let auth = if auth.is_empty() {
@@ -798,10 +798,11 @@ impl Config {
         } else {
             auth.join(" + ")
         };
-        let permissions = self.permissions_file.as_ref().map_or_else(
-            || "none (every action allowed)".to_string(),
-            |f| f.display().to_string(),
-        );
+        let permissions = match (&self.permissions_file, self.permissions.plugin()) {
+            (_, Some(plugin)) => format!("{plugin:?}"),
+            (Some(file), None) => file.display().to_string(),
+            (None, None) => "none (every action allowed)".to_string(),
+        };
         let tls = if self.tls.is_some() { "on" } else { "off" };
         format!("auth {auth}, permissions {permissions}, TLS {tls}")
     }

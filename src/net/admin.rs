@@ -20,8 +20,10 @@ fn reloaded(current: &Config) -> Result<Config, String> {
         .ok_or("the server was started without a config file: nothing to reload")?;
     let fresh = Config::load(path).map_err(|e| e.to_string())?;
     let mut next = current.clone();
-    next.permissions = fresh.permissions;
-    // A plugin given in code stays: the file's strategies never replace it.
+    // Plugins given in code stay: the file's rules and strategies never replace them.
+    if current.permissions.plugin().is_none() {
+        next.permissions = fresh.permissions;
+    }
     if !current
         .auth
         .iter()

@@ -1,3 +1,4 @@
-//! Permissions: deepstream's Valve rules from permissions.yml.
+//! Permissions: deepstream's Valve rules from permissions.yml, or a plugin given in code.
 pub mod js;
+pub mod plugin;
 pub mod rules;

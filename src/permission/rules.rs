@@ -176,6 +176,8 @@ pub struct Permissions {
     open: bool,
     /// Rules that load but will fail when they run (unknown names, unsupported constructs).
     warnings: Vec<String>,
+    /// A plugin that decides instead of rules (`Server::builder(..).permissions(..)`).
+    plugin: Option<super::plugin::PermissionPlugin>,
 }
 
 /// The rule that applies to one name, with the values of its `$variables`.
@@ -324,7 +326,22 @@ impl Permissions {
             max_rule_iterations: 3,
             open: true,
             warnings: Vec::new(),
+            plugin: None,
         }
+    }
+
+    /// Every action is decided by `plugin`.
+    pub fn from_plugin(plugin: super::plugin::PermissionPlugin) -> Permissions {
+        Permissions {
+            open: false,
+            plugin: Some(plugin),
+            ..Permissions::allow_all()
+        }
+    }
+
+    /// The plugin that decides instead of rules, if there is one.
+    pub fn plugin(&self) -> Option<&super::plugin::PermissionPlugin> {
+        self.plugin.as_ref()
     }
 
     pub fn is_open(&self) -> bool {
@@ -462,6 +479,7 @@ impl Permissions {
             max_rule_iterations: max_rule_iterations.max(1),
             open: false,
             warnings,
+            plugin: None,
         })
     }
 

@@ -95,6 +95,20 @@ pub struct Ask<'a> {
 /// Evaluates the rule that applies; `data` and `old_data` are parsed only if it reads them.
 pub fn evaluate(permissions: &Permissions, user: &User, ask: &Ask<'_>, refs: &Refs) -> Verdict {
     let name = String::from_utf8_lossy(ask.name);
+    if let Some(plugin) = permissions.plugin() {
+        let request = crate::permission::plugin::PermissionRequest {
+            user: &String::from_utf8_lossy(&user.id),
+            authenticated: user.authenticated,
+            section: ask.section,
+            action: ask.ty,
+            name: &name,
+        };
+        return if plugin.0.can_perform_action(&request) {
+            Verdict::Allow
+        } else {
+            DENY
+        };
+    }
     let Some(applicable) = permissions.applicable(ask.section, ask.ty, &name) else {
         return DENY;
     };
