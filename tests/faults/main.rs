@@ -523,6 +523,112 @@ fn subscriptions_acknowledged_during_a_backlog_receive_what_follows() {
     assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
 
+/// While a backlog keeps the server from reading, its clients' pings wait unread: that silence
+/// is the server's, and no client is cut off for it ("heartbeat timeout") while it lasts.
+#[test]
+fn clients_are_not_cut_off_for_a_silence_the_server_caused() {
+    use corestream::protocol::message::{
+        connection_action as ca, event_action as ea, topic, Message,
+    };
+    let dir = std::env::temp_dir().join(format!("cs-silence-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("config.yml");
+    // A client silent for two heartbeats (2 s) is cut off.
+    std::fs::write(
+        &config,
+        "connectionEndpoints:\n  - type: ws-binary\n    options: {heartbeatInterval: 1000}\n",
+    )
+    .expect("config");
+    let server = Server::start(&["--cores", "2", "-c", config.to_str().unwrap_or_default()]);
+    let port = server.port;
+    let flooded = name_owned_by(1, 2, "flood");
+    let quiet = name_owned_by(1, 2, "quiet");
+    let stop = Arc::new(AtomicBool::new(false));
+    // Subscribers that ping every 300 ms, as a live client does.
+    let mut subscribers = Vec::new();
+    let mut pingers = Vec::new();
+    for i in 0..8 {
+        let mut client = common::RawClient::login(port, &format!("subscriber-{i}"));
+        client.set_timeout(Duration::from_secs(30));
+        client.send(&Message {
+            correlation_id: Some(bytes::Bytes::from_static(b"s")),
+            names: vec![bytes::Bytes::from(quiet.clone())],
+            ..Message::new(topic::EVENT, ea::SUBSCRIBE)
+        });
+        let ack = client.expect_message();
+        assert_eq!(ack.is_ack, Some(true), "{ack:?}");
+        let mut pinger = client.try_clone();
+        let stop = stop.clone();
+        pingers.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                if !pinger.try_send(&Message::new(topic::CONNECTION, ca::PING)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }));
+        subscribers.push(client);
+    }
+    let flooding = Arc::new(AtomicBool::new(false));
+    let flooders: Vec<_> = (0..4)
+        .map(|i| {
+            let (flooding, flooded) = (flooding.clone(), flooded.clone());
+            std::thread::spawn(move || {
+                let mut client = common::RawClient::login(port, &format!("flooder-{i}"));
+                let emit = Message {
+                    name: Some(bytes::Bytes::from(flooded)),
+                    data: Some(bytes::Bytes::from_static(b"\"x\"")),
+                    ..Message::new(topic::EVENT, ea::EMIT)
+                };
+                let started = Instant::now();
+                let secs = std::env::var("SILENCE_FLOOD_SECS")
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(8);
+                while started.elapsed() < Duration::from_secs(secs) {
+                    if !client.try_send(&emit) {
+                        return;
+                    }
+                }
+                flooding.store(false, Ordering::SeqCst);
+            })
+        })
+        .collect();
+    for flooder in flooders {
+        let _ = flooder.join();
+    }
+    // What the flood queued drains; then every subscriber is still there to hear an emit.
+    let mut publisher = common::RawClient::login(port, "publisher");
+    publisher.send(&Message {
+        name: Some(bytes::Bytes::from(quiet.clone())),
+        data: Some(bytes::Bytes::from_static(b"\"after\"")),
+        ..Message::new(topic::EVENT, ea::EMIT)
+    });
+    let mut cut = Vec::new();
+    for (i, subscriber) in subscribers.iter_mut().enumerate() {
+        loop {
+            match subscriber.receive_quietly() {
+                Some(common::Received::Message(m)) if m.topic == topic::CONNECTION => continue,
+                Some(common::Received::Message(m))
+                    if m.data.as_deref() == Some(b"\"after\"".as_slice()) =>
+                {
+                    break
+                }
+                other => {
+                    cut.push(format!("subscriber {i}: {other:?}"));
+                    break;
+                }
+            }
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    for pinger in pingers {
+        let _ = pinger.join();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(cut.is_empty(), "{}", cut.join("\n"));
+}
+
 /// A tmpfs of `size` mounted at `at`, unmounted when dropped.
 struct SmallDisk(PathBuf);
 
