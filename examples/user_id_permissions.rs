@@ -5,9 +5,9 @@
 //! auth): `alice` may write the record `alice/profile` and emit on `chat/alice`, and is denied
 //! `bob/profile` (MESSAGE_DENIED). Prints `listening on HOST:PORT` once it accepts.
 
-use corestream::{Config, Permission, PermissionRequest, Server};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+mod common;
+
+use corestream::{Permission, PermissionRequest};
 
 /// Users act only on names that contain their id; anonymous logins act on nothing.
 struct OwnNamesOnly;
@@ -23,41 +23,5 @@ impl Permission for OwnNamesOnly {
 }
 
 fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let port = match args
-        .iter()
-        .position(|a| a == "--port")
-        .map(|at| args.get(at + 1))
-    {
-        None => 6020,
-        Some(Some(port)) => match port.parse::<u16>() {
-            Ok(port) => port,
-            Err(e) => {
-                eprintln!("--port: {e}");
-                return std::process::ExitCode::FAILURE;
-            }
-        },
-        Some(None) => {
-            eprintln!("usage: user_id_permissions [--port P]");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
-            eprintln!("cannot handle signals: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    }
-    let server = Server::builder(Config::default())
-        .host("127.0.0.1")
-        .port(port)
-        .permissions(OwnNamesOnly);
-    match server.run(stop) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    common::run(common::server().map(|server| server.permissions(OwnNamesOnly)))
 }

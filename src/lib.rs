@@ -24,3 +24,4 @@ pub use config::Config;
 pub use permission::plugin::{Permission, PermissionRequest};
 pub use permission::rules::{RuleType, Section};
 pub use server::{Server, ServerBuilder, StartError};
+pub use store::plugin::{Record, Storage};

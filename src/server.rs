@@ -18,6 +18,8 @@ use crate::config::{AuthConfig, Config};
 use crate::net::ServerOptions;
 use crate::permission::plugin::{Permission, PermissionPlugin};
 use crate::permission::rules::Permissions;
+use crate::store::plugin::{PluginStore, Storage};
+use crate::store::{CacheChoice, Layer, StorageChoice};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -103,6 +105,28 @@ impl ServerBuilder {
         self.config.permissions =
             Arc::new(Permissions::from_plugin(PermissionPlugin(Arc::new(plugin))));
         self.config.permissions_file = None;
+        self
+    }
+
+    /// Records are kept by `plugin` in the cache's place (in front of storage), instead of
+    /// the config's `cache` (as deepstream's `server.set('cache', plugin)`).
+    pub fn cache(mut self, plugin: impl Storage) -> Self {
+        self.config.store.cache = CacheChoice::Plugin(PluginStore::new(
+            Arc::new(plugin),
+            Layer::Cache,
+            self.config.store.cache_timeout,
+        ));
+        self
+    }
+
+    /// Records are kept by `plugin` in storage's place, instead of the config's `storage`
+    /// (as deepstream's `server.set('storage', plugin)`).
+    pub fn storage(mut self, plugin: impl Storage) -> Self {
+        self.config.store.storage = StorageChoice::Plugin(PluginStore::new(
+            Arc::new(plugin),
+            Layer::Storage,
+            self.config.store.storage_timeout,
+        ));
         self
     }
 

@@ -11,6 +11,7 @@ mod layered;
 mod memory;
 mod open;
 mod options;
+pub mod plugin;
 pub mod postgres;
 pub mod redis;
 mod remote;

@@ -19,6 +19,8 @@ pub enum CacheChoice {
     /// deepstream's default in-process cache.
     Memory,
     Redis(RedisOptions),
+    /// A plugin given to `Server::builder(..).cache(..)`.
+    Plugin(super::plugin::PluginStore),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +30,8 @@ pub enum StorageChoice {
     /// corestream's durable embedded store in this directory.
     Embedded(PathBuf),
     Postgres(PostgresOptions),
+    /// A plugin given to `Server::builder(..).storage(..)`.
+    Plugin(super::plugin::PluginStore),
 }
 
 /// The record layer as configured.
@@ -157,6 +161,7 @@ impl StoreConfig {
                 Some(_) => "redis (url)".to_string(),
                 None => format!("redis {}:{} db {}", o.host, o.port, o.db),
             },
+            CacheChoice::Plugin(p) => p.description(),
         };
         let storage = match &self.storage {
             StorageChoice::None => "none".to_string(),
@@ -164,6 +169,7 @@ impl StoreConfig {
             StorageChoice::Postgres(o) => {
                 format!("postgres {}:{} schema {}", o.host, o.port, o.schema)
             }
+            StorageChoice::Plugin(p) => p.description(),
         };
         format!("cache {cache}, storage {storage}")
     }
@@ -220,6 +226,9 @@ impl Connectors {
                 options.clone(),
                 config.cache_timeout,
             )?)),
+            CacheChoice::Plugin(plugin) => {
+                Some(Arc::new(plugin.with_timeout(config.cache_timeout)))
+            }
         };
         let mut postgres = None;
         let storage: Option<Arc<dyn Connector>> = match &config.storage {
@@ -231,6 +240,9 @@ impl Connectors {
             StorageChoice::Embedded(dir) => {
                 check_layout(dir, shards)?;
                 None
+            }
+            StorageChoice::Plugin(plugin) => {
+                Some(Arc::new(plugin.with_timeout(config.storage_timeout)))
             }
             StorageChoice::None => None,
         };
