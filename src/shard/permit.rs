@@ -103,10 +103,21 @@ pub fn evaluate(permissions: &Permissions, user: &User, ask: &Ask<'_>, refs: &Re
             action: ask.ty,
             name: &name,
         };
-        return if plugin.0.can_perform_action(&request) {
-            Verdict::Allow
-        } else {
-            DENY
+        // A plugin that panics denies (fail closed) instead of taking the shard down.
+        let allowed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            plugin.0.can_perform_action(&request)
+        }));
+        return match allowed {
+            Ok(true) => Verdict::Allow,
+            Ok(false) => DENY,
+            Err(_) => {
+                crate::log!(
+                    crate::log::Level::Error,
+                    "PERMISSION_PLUGIN",
+                    "the permission plugin panicked: the action is denied"
+                );
+                Verdict::Refuse(Refused::Failed)
+            }
         };
     }
     let Some(applicable) = permissions.applicable(ask.section, ask.ty, &name) else {
@@ -475,5 +486,46 @@ impl Shard {
             // means the rule cannot be decided, and undecided is refused.
             Verdict::Need(_) => Err(Refused::Failed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::permission::plugin::{Permission, PermissionPlugin, PermissionRequest};
+
+    /// Allows names that start with the user's id, and panics on `boom`.
+    struct Prefix;
+
+    impl Permission for Prefix {
+        fn can_perform_action(&self, request: &PermissionRequest<'_>) -> bool {
+            assert!(request.name != "boom", "a plugin bug");
+            request.name.starts_with(request.user)
+        }
+    }
+
+    #[test]
+    fn a_permission_plugin_decides_and_a_panicking_one_denies() {
+        let permissions = Permissions::from_plugin(PermissionPlugin(Arc::new(Prefix)));
+        let user = User {
+            id: Bytes::from_static(b"ann"),
+            authenticated: true,
+            server_data: None,
+        };
+        let ask = |name: &'static str| Ask {
+            section: Section::Event,
+            ty: RuleType::Publish,
+            name: name.as_bytes(),
+            action: 0,
+            data: None,
+            old_data: None,
+        };
+        let verdict = |name| evaluate(&permissions, &user, &ask(name), &Refs::new());
+        assert!(matches!(verdict("ann/news"), Verdict::Allow));
+        assert!(matches!(
+            verdict("bob/news"),
+            Verdict::Refuse(Refused::Denied)
+        ));
+        assert!(matches!(verdict("boom"), Verdict::Refuse(Refused::Failed)));
     }
 }
