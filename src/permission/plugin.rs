@@ -5,7 +5,7 @@
 //! once (no I/O). A connection remembers each answer for a name and an action, so an answer
 //! may depend only on the user, the name and the action, as a Valve rule that reads no data.
 
-use super::rules::{RuleType, Section};
+use super::kinds::{RuleType, Section};
 
 /// One action to decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,28 +8,7 @@ use serde_yaml::Value as Yaml;
 use simd_json::OwnedValue;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Section {
-    Record,
-    Event,
-    Rpc,
-    Presence,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RuleType {
-    Create,
-    Write,
-    Read,
-    Delete,
-    Listen,
-    Notify,
-    Publish,
-    Subscribe,
-    Provide,
-    Request,
-    Allow,
-}
+pub use super::kinds::{RuleType, Section};
 
 impl RuleType {
     fn parse(section: Section, name: &str) -> Option<RuleType> {
