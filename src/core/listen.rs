@@ -107,7 +107,8 @@ impl Listening {
 
     /// A listener already provides `name` (it accepted when another instance decided): it
     /// stays the provider, and an offer out to another is withdrawn (a late accept of it is
-    /// then ignored, as for any offer no longer out).
+    /// then ignored, as for any offer no longer out). If another listener has become the
+    /// provider meanwhile, the claimer is told to stop.
     pub fn claim(
         &mut self,
         conn: ConnId,
@@ -120,7 +121,16 @@ impl Listening {
             self.names.entry(key)
         }
         .or_default();
-        if state.provider.is_some() {
+        if let Some((provider, _)) = &state.provider {
+            // Another listener provides it already (its offer went out before this claim
+            // arrived): the claimer stops, so a name never keeps two providers.
+            if *provider != conn {
+                out.push(ListenEffect::Removed {
+                    to: conn,
+                    pattern: super::detach(pattern),
+                    name: name.clone(),
+                });
+            }
             return;
         }
         state.offer = None;
@@ -473,6 +483,30 @@ mod tests {
         l.add_listener(b("news/.*"), regex, B, std::iter::empty(), 0, &mut out);
         assert!(out.is_empty());
         l
+    }
+
+    /// A provider that claims a name another listener already provides (it was offered the
+    /// name under an older home, and its claim came late) is told to stop: one provider a name.
+    #[test]
+    fn a_late_claim_for_a_name_already_provided_is_stopped() {
+        let mut l = setup();
+        let mut out = Vec::new();
+        l.interest_started(&b("news/a"), LOCAL, 0, &mut out);
+        l.accept(A, &b("news/.*"), &b("news/a"), &mut out);
+        out.clear();
+        l.claim(B, &b("news/.*"), &b("news/a"), &mut out);
+        assert_eq!(
+            out,
+            vec![ListenEffect::Removed {
+                to: B,
+                pattern: b("news/.*"),
+                name: b("news/a")
+            }]
+        );
+        // The provider's own claim (sent again after a sync) changes nothing.
+        out.clear();
+        l.claim(A, &b("news/.*"), &b("news/a"), &mut out);
+        assert!(out.is_empty(), "{out:?}");
     }
 
     #[test]
