@@ -437,6 +437,36 @@ fn name_owned_by(owner: usize, shards: usize, prefix: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Four clients emitting to `name` as fast as their sockets take it, until `stop` is set or
+/// `within` has passed.
+fn flood(
+    port: u16,
+    name: &str,
+    stop: Arc<AtomicBool>,
+    within: Duration,
+) -> Vec<std::thread::JoinHandle<()>> {
+    use corestream::protocol::message::{event_action as ea, topic, Message};
+    (0..4)
+        .map(|i| {
+            let (stop, name) = (stop.clone(), name.to_string());
+            std::thread::spawn(move || {
+                let mut client = common::RawClient::login(port, &format!("flooder-{i}"));
+                let emit = Message {
+                    name: Some(bytes::Bytes::from(name)),
+                    data: Some(bytes::Bytes::from_static(b"\"x\"")),
+                    ..Message::new(topic::EVENT, ea::EMIT)
+                };
+                let started = Instant::now();
+                while !stop.load(Ordering::SeqCst) && started.elapsed() < within {
+                    if !client.try_send(&emit) {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
 /// Defect 4: emits flood a name owned by shard 1 of 2 until the shards' backpressure engages;
 /// clients that subscribe to another name of shard 1 meanwhile are acknowledged, and so must
 /// receive every emit made after the flood.
@@ -448,25 +478,7 @@ fn subscriptions_acknowledged_during_a_backlog_receive_what_follows() {
     let flooded = name_owned_by(1, 2, "flood");
     let quiet = name_owned_by(1, 2, "quiet");
     let stop = Arc::new(AtomicBool::new(false));
-    let flooders: Vec<_> = (0..4)
-        .map(|i| {
-            let (stop, flooded) = (stop.clone(), flooded.clone());
-            std::thread::spawn(move || {
-                let mut client = common::RawClient::login(port, &format!("flooder-{i}"));
-                let emit = Message {
-                    name: Some(bytes::Bytes::from(flooded)),
-                    data: Some(bytes::Bytes::from_static(b"\"x\"")),
-                    ..Message::new(topic::EVENT, ea::EMIT)
-                };
-                let started = Instant::now();
-                while !stop.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(60) {
-                    if !client.try_send(&emit) {
-                        return;
-                    }
-                }
-            })
-        })
-        .collect();
+    let flooders = flood(port, &flooded, stop.clone(), Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(
         std::env::var("FLOOD_SECS")
             .ok()
@@ -569,31 +581,16 @@ fn clients_are_not_cut_off_for_a_silence_the_server_caused() {
         }));
         subscribers.push(client);
     }
-    let flooding = Arc::new(AtomicBool::new(false));
-    let flooders: Vec<_> = (0..4)
-        .map(|i| {
-            let (flooding, flooded) = (flooding.clone(), flooded.clone());
-            std::thread::spawn(move || {
-                let mut client = common::RawClient::login(port, &format!("flooder-{i}"));
-                let emit = Message {
-                    name: Some(bytes::Bytes::from(flooded)),
-                    data: Some(bytes::Bytes::from_static(b"\"x\"")),
-                    ..Message::new(topic::EVENT, ea::EMIT)
-                };
-                let started = Instant::now();
-                let secs = std::env::var("SILENCE_FLOOD_SECS")
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(8);
-                while started.elapsed() < Duration::from_secs(secs) {
-                    if !client.try_send(&emit) {
-                        return;
-                    }
-                }
-                flooding.store(false, Ordering::SeqCst);
-            })
-        })
-        .collect();
+    let secs = std::env::var("SILENCE_FLOOD_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let flooders = flood(
+        port,
+        &flooded,
+        Arc::new(AtomicBool::new(false)),
+        Duration::from_secs(secs),
+    );
     for flooder in flooders {
         let _ = flooder.join();
     }
